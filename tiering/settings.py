@@ -1,0 +1,131 @@
+"""Typed settings, resolved once at the edge (CLI flags > TIERING_* environment > settings file > defaults).
+
+The engine receives a `Settings` object and never reads the environment itself.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from tiering.errors import ConfigError
+
+# Public S3 list prices (USD per GB-month, us-east-1), used only for the labelled *estimate* in stats.
+DEFAULT_PRICES_PER_GB_MONTH: dict[str, float] = {
+    "STANDARD": 0.023,
+    "STANDARD_IA": 0.0125,
+    "ONEZONE_IA": 0.01,
+    "INTELLIGENT_TIERING": 0.023,
+    "GLACIER_IR": 0.004,
+    "GLACIER": 0.0036,
+    "DEEP_ARCHIVE": 0.00099,
+    "REDUCED_REDUNDANCY": 0.023,
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str | None = None
+    home: Path = Path(".tiering")
+    store_url: str | None = None
+    s3_endpoint_url: str | None = None
+    s3_region: str | None = None
+    sse: str | None = None  # None | "AES256" | "aws:kms"
+    sse_kms_key_id: str | None = None
+    sse_bucket_key: bool = False
+    object_size_target_bytes: int = 128 * 1024 * 1024
+    row_group_rows: int = 250_000
+    workers: int = 2
+    api_token: str | None = None
+    basic_auth_user: str | None = None
+    basic_auth_password: str | None = None
+    api_open_reads: bool = False
+    glacier_restore_tier: str = "Standard"
+    glacier_restore_days: int = 1
+    pending_grace_seconds: int = 3600
+    prices_per_gb_month: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_PRICES_PER_GB_MONTH))
+    schedules: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def resolved_store_url(self) -> str:
+        if self.store_url:
+            return self.store_url
+        return (self.home.resolve() / "objects").as_uri()
+
+    def with_overrides(self, **overrides: Any) -> Settings:
+        clean = {k: v for k, v in overrides.items() if v is not None}
+        return replace(self, **clean)
+
+
+_ENV_NAMES: dict[str, str] = {
+    "database_url": "TIERING_DATABASE_URL",
+    "home": "TIERING_HOME",
+    "store_url": "TIERING_STORE_URL",
+    "s3_endpoint_url": "TIERING_S3_ENDPOINT_URL",
+    "s3_region": "TIERING_S3_REGION",
+    "sse": "TIERING_SSE",
+    "sse_kms_key_id": "TIERING_SSE_KMS_KEY_ID",
+    "sse_bucket_key": "TIERING_SSE_BUCKET_KEY",
+    "object_size_target_bytes": "TIERING_OBJECT_SIZE_TARGET_BYTES",
+    "row_group_rows": "TIERING_ROW_GROUP_ROWS",
+    "workers": "TIERING_WORKERS",
+    "api_token": "TIERING_API_TOKEN",
+    "basic_auth_user": "TIERING_BASIC_AUTH_USER",
+    "basic_auth_password": "TIERING_BASIC_AUTH_PASSWORD",
+    "api_open_reads": "TIERING_API_OPEN_READS",
+    "glacier_restore_tier": "TIERING_GLACIER_RESTORE_TIER",
+    "glacier_restore_days": "TIERING_GLACIER_RESTORE_DAYS",
+    "pending_grace_seconds": "TIERING_PENDING_GRACE_SECONDS",
+}
+
+
+def _coerce(name: str, raw: Any) -> Any:
+    kind = {f.name: f.type for f in fields(Settings)}[name]
+    try:
+        if kind == "Path":
+            return Path(raw)
+        if kind == "int":
+            value = int(raw)
+            if value <= 0:
+                raise ValueError("must be positive")
+            return value
+        if kind == "bool":
+            if isinstance(raw, bool):
+                return raw
+            return str(raw).strip().lower() in {"1", "true", "yes", "on"}
+        if kind.startswith("dict"):
+            return dict(raw)
+        return str(raw)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"setting {name!r}: cannot use {raw!r} ({exc})") from exc
+
+
+def load_settings(env: dict[str, str] | None = None, **overrides: Any) -> Settings:
+    """Build Settings from an optional JSON settings file, the TIERING_* environment and overrides."""
+    env = dict(os.environ if env is None else env)
+    values: dict[str, Any] = {}
+    settings_file = env.get("TIERING_SETTINGS_FILE")
+    if settings_file:
+        try:
+            data = json.loads(Path(settings_file).read_text())
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"settings file {settings_file}: {exc}") from exc
+        known = {f.name for f in fields(Settings)}
+        for key, raw in data.items():
+            if key not in known:
+                raise ConfigError(f"settings file {settings_file}: unknown setting {key!r}")
+            values[key] = _coerce(key, raw)
+    for name, env_name in _ENV_NAMES.items():
+        if env.get(env_name) not in (None, ""):
+            values[name] = _coerce(name, env[env_name])
+    if "s3_endpoint_url" not in values and env.get("AWS_ENDPOINT_URL"):
+        values["s3_endpoint_url"] = env["AWS_ENDPOINT_URL"]
+    for name, raw in overrides.items():
+        if raw is not None:
+            values[name] = _coerce(name, raw)
+    if values.get("sse") not in (None, "AES256", "aws:kms"):
+        raise ConfigError(f"setting 'sse': must be AES256 or aws:kms, not {values['sse']!r}")
+    return Settings(**values)
