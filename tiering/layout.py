@@ -63,11 +63,7 @@ def is_valid_slug(slug: str) -> bool:
 
 def queue_slug(queue_name: str) -> str:
     """The path-safe slug of a queue name (see the module docstring for the rules)."""
-    if (
-        is_valid_slug(queue_name)
-        and not _HASH_SUFFIX_RE.search(queue_name)
-        and not queue_name.startswith(("-", "."))
-    ):
+    if is_valid_slug(queue_name) and not _HASH_SUFFIX_RE.search(queue_name) and not queue_name.startswith(("-", ".")):
         return queue_name
     base = _BAD_CHARS_RE.sub("-", queue_name.lower())
     base = _DASH_RUN_RE.sub("-", base).strip("-.")
