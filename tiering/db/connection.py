@@ -27,7 +27,7 @@ EMBEDDED_TUNING: dict[str, str] = {
     "checkpoint_timeout": "30min",
     "wal_level": "minimal",
     "max_wal_senders": "0",
-    "wal_compression": "lz4",
+    "wal_compression": "on",
     "wal_buffers": "64MB",
     "effective_io_concurrency": "32",
     "max_connections": "200",

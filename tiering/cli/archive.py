@@ -1,0 +1,205 @@
+"""`tiering archive run | flush | get-policy | set-policy | remove-policy`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import replace
+from typing import Annotated, Any
+
+import typer
+
+from tiering.cli import output
+from tiering.cli.common import FormatOption, InitiatedByOption, QueueOption, YesOption, context, default_initiator
+from tiering.cli.output import Format
+from tiering.db.connection import connect
+from tiering.db.operations import audited
+from tiering.db.policies import delete_policy_document, get_policy_document, put_policy_document
+from tiering.engine.archive import archive_jobs, count_eligible_jobs
+from tiering.errors import ConfigError, SafetyAbort
+from tiering.policy import load_policy_file, policy_from_dict, policy_to_dict
+
+app = typer.Typer(help="Archive, flush, restore, search, purge and inspect archived jobs.", no_args_is_help=True)
+
+
+@app.command("run")
+def run(
+    ctx: typer.Context,
+    queue: QueueOption = None,
+    policy_file: Annotated[
+        str | None, typer.Option("--policy", envvar="TIERING_POLICY", help="Policy JSON file (else the stored one).")
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", envvar="TIERING_DRY_RUN", help="Count what would move; change nothing.")
+    ] = False,
+    batch_size: Annotated[int | None, typer.Option(envvar="TIERING_BATCH_SIZE", min=1)] = None,
+    compression_level: Annotated[int | None, typer.Option(envvar="TIERING_COMPRESSION_LEVEL", min=0, max=22)] = None,
+    reason: Annotated[
+        str, typer.Option(envvar="TIERING_REASON", help="automatic | manual | compliance | maintenance")
+    ] = "manual",
+    initiated_by: InitiatedByOption = None,
+    no_flush: Annotated[
+        bool, typer.Option("--no-flush", envvar="TIERING_NO_FLUSH", help="Stop after the staging step.")
+    ] = False,
+    no_purge: Annotated[
+        bool, typer.Option("--no-purge", envvar="TIERING_NO_PURGE", help="Skip the automatic purge.")
+    ] = False,
+    workers: Annotated[int | None, typer.Option(envvar="TIERING_WORKERS", min=1, max=32)] = None,
+    fmt: FormatOption = Format.table,
+) -> None:
+    """Move eligible jobs hot -> staging, then flush staging to the object store."""
+    c = context(ctx)
+    policy, config, source = c.load_policy(policy_file)
+    if dry_run:
+        policy = replace(policy, dry_run=True)
+    if batch_size is not None:
+        policy = policy.with_batch_size(batch_size)
+    if compression_level is not None:
+        config = config.with_compression_level(compression_level)
+    who = default_initiator(initiated_by)
+    url = c.database_url
+    output.info(f"policy: {source}; database: {_safe_url(url)}")
+    total = None if policy.dry_run or not sys.stderr.isatty() else count_eligible_jobs(url, queue, policy)
+    with output.progress_bar("archiving", total) as advance:
+        stats = archive_jobs(
+            url, queue, policy, config, reason, who, workers=workers or c.settings.workers, progress=advance
+        )
+    result: dict[str, Any] = stats.to_dict()
+    if stats.skipped_reason:
+        output.warn(stats.skipped_reason)
+    if not no_flush and not policy.dry_run:
+        from tiering.engine.flush import flush_staged
+
+        with output.progress_bar("flushing", None) as advance:
+            flush = flush_staged(url, c.store, c.settings, policy, config, initiated_by=who, progress=advance)
+        result["flush"] = flush.to_dict()
+    if not no_purge and not policy.dry_run and policy.auto_purge and policy.purge_archived_after is not None:
+        try:
+            from tiering.engine.purge import auto_purge
+        except ModuleNotFoundError:
+            auto_purge = None  # type: ignore[assignment]
+        if auto_purge is not None:
+            result["purge"] = auto_purge(url, c.store, c.settings, policy, initiated_by=who).to_dict()
+    if fmt is Format.json:
+        output.print_json(result)
+        return
+    _print_run_table(result)
+
+
+def _print_run_table(result: dict[str, Any]) -> None:
+    dry = result["dry_run"]
+    headline = {
+        ("jobs_that_would_be_archived" if dry else "jobs_archived"): result.get(
+            "jobs_that_would_be_archived" if dry else "jobs_archived"
+        ),
+        "hot_copies_settled" + (" (would be)" if dry else ""): result["hot_copies_settled"],
+    }
+    if not dry:
+        headline.update(
+            bytes_original=result["bytes_original"],
+            bytes_stored=result["bytes_stored"],
+            compression_ratio=result["compression_ratio"],
+        )
+    headline["execution_time_s"] = result["execution_time_s"]
+    output.print_kv(headline, title="archive run" + (" (dry run)" if dry else ""))
+    rows = [
+        {"queue": q, **statuses, "total": sum(statuses.values())} for q, statuses in result["by_queue_status"].items()
+    ]
+    if rows:
+        output.print_table(rows, ["queue", "Completed", "Failed", "Dead", "TimedOut", "total"], title="by queue")
+    if "flush" in result:
+        f = result["flush"]
+        output.print_kv(
+            {k: f[k] for k in ("jobs_flushed", "objects_written", "bytes_written", "execution_time_s") if k in f},
+            title="flush",
+        )
+    if "purge" in result:
+        output.print_kv(result["purge"], title="automatic purge")
+
+
+def _safe_url(url: str) -> str:
+    """The URL without its password, for logs."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+        return urlunsplit(parts._replace(netloc=netloc))
+    return url
+
+
+@app.command("flush")
+def flush(
+    ctx: typer.Context,
+    initiated_by: InitiatedByOption = None,
+    policy_file: Annotated[str | None, typer.Option("--policy", envvar="TIERING_POLICY")] = None,
+    fmt: FormatOption = Format.table,
+) -> None:
+    """Write staged jobs to the object store as Parquet and commit them in the manifest."""
+    from tiering.engine.flush import flush_staged
+
+    c = context(ctx)
+    policy, config, _ = c.load_policy(policy_file)
+    with output.progress_bar("flushing", None) as advance:
+        stats = flush_staged(
+            c.database_url, c.store, c.settings, policy, config, initiated_by=default_initiator(initiated_by),
+            progress=advance,
+        )  # fmt: skip
+    output.emit(stats.to_dict(), fmt)
+
+
+@app.command("get-policy")
+def get_policy(ctx: typer.Context, fmt: FormatOption = Format.json) -> None:
+    """Show the stored policy (or the defaults when none is stored)."""
+    c = context(ctx)
+    with connect(c.database_url) as conn:
+        document = get_policy_document(conn)
+    if document is None:
+        output.info("no stored policy: showing the defaults")
+        policy, config, _ = c.load_policy()
+        document = policy_to_dict(policy, config)
+    output.emit(document, fmt)
+
+
+@app.command("set-policy")
+def set_policy(
+    ctx: typer.Context,
+    file: Annotated[str, typer.Option("--file", help="Policy JSON file (schemas/policy.schema.json).")],
+    initiated_by: InitiatedByOption = None,
+) -> None:
+    """Validate a policy file and store it as the policy `archive run` uses."""
+    policy, config = load_policy_file(file)
+    document = policy_to_dict(policy, config)
+    c = context(ctx)
+    who = default_initiator(initiated_by)
+    with audited(c.database_url, "policy_set", initiated_by=who, parameters={"file": file}) as op:
+        with connect(c.database_url) as conn:
+            put_policy_document(conn, document, updated_by=who)
+            conn.commit()
+        op.counts = {"policy": document}
+    output.info(f"stored the policy from {file}")
+
+
+@app.command("remove-policy")
+def remove_policy(ctx: typer.Context, yes: YesOption = False, initiated_by: InitiatedByOption = None) -> None:
+    """Remove the stored policy (runs fall back to the defaults)."""
+    if not yes:
+        if not sys.stdin.isatty():
+            raise SafetyAbort("remove-policy needs --yes when not run from a terminal")
+        typer.confirm("Remove the stored archival policy?", abort=True)
+    c = context(ctx)
+    with audited(c.database_url, "policy_remove", initiated_by=default_initiator(initiated_by)) as op:
+        with connect(c.database_url) as conn:
+            removed = delete_policy_document(conn)
+            conn.commit()
+        op.counts = {"removed": removed}
+    output.info("removed the stored policy" if removed else "no stored policy to remove")
+
+
+def parse_policy_json(text: str) -> dict[str, Any]:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"policy: invalid JSON: {exc.msg}") from exc
+    policy, config = policy_from_dict(data)
+    return policy_to_dict(policy, config)

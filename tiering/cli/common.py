@@ -1,0 +1,34 @@
+"""Options shared by several commands."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from tiering.cli.output import Format
+from tiering.context import Context
+
+FormatOption = Annotated[Format, typer.Option("--format", "-f", envvar="TIERING_FORMAT", help="table or json.")]
+QueueOption = Annotated[str | None, typer.Option("--queue", "-q", envvar="TIERING_QUEUE", help="Only this queue.")]
+InitiatedByOption = Annotated[
+    str | None, typer.Option("--initiated-by", envvar="TIERING_INITIATED_BY", help="Who runs this (audit trail).")
+]
+YesOption = Annotated[bool, typer.Option("--yes", "-y", help="Do it without asking.")]
+
+
+def context(ctx: typer.Context) -> Context:
+    obj = ctx.find_root().obj
+    assert isinstance(obj, Context)
+    return obj
+
+
+def default_initiator(value: str | None) -> str:
+    if value:
+        return value
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except Exception:  # noqa: BLE001 - no passwd entry in some containers
+        return "unknown"
