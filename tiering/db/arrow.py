@@ -1,0 +1,117 @@
+"""Arrow-native access to PostgreSQL (ADBC, libpq's binary COPY in C) for the bulk paths of flush.
+
+A flush claims staged rows with FOR UPDATE SKIP LOCKED and streams them as Arrow record batches in the
+same transaction; the commit (manifest committed, index rows, staged rows deleted) is that transaction's end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import adbc_driver_postgresql.dbapi as adbc  # type: ignore[import-untyped]
+import pyarrow as pa
+
+from tiering.errors import DatabaseError
+from tiering.policy import StorageClassRule
+
+ArrowConnection = Any  # adbc_driver_postgresql.dbapi.Connection (untyped)
+
+
+def connect_arrow(url: str) -> ArrowConnection:
+    try:
+        return adbc.connect(url)
+    except Exception as exc:  # noqa: BLE001 - translated at the boundary
+        raise DatabaseError(f"cannot connect to the database (ADBC): {exc}") from exc
+
+
+def storage_class_case(rules: Sequence[StorageClassRule], default: str, first_param: int) -> tuple[str, list[Any]]:
+    """A CASE expression (with $n parameters) giving each staged row the storage class of its first rule."""
+    params: list[Any] = []
+    whens: list[str] = []
+    n = first_param
+    for rule in rules:
+        whens.append(
+            f"WHEN (${n}::text IS NULL OR queue_name = ${n}) AND (${n + 1}::text IS NULL OR status = ${n + 1}) "
+            f"THEN ${n + 2}::text"
+        )
+        params.extend([rule.queue, rule.status, rule.storage_class])
+        n += 3
+    params.append(default)
+    return f"CASE {' '.join(whens)} ELSE ${n}::text END", params
+
+
+def claim_staged(
+    conn: ArrowConnection,
+    *,
+    queue: str | None,
+    limit: int,
+) -> int:
+    """Lock up to `limit` staged rows no other flusher holds; their ids land in temp table tiering_claim."""
+    cur = conn.cursor()
+    try:
+        cur.execute("DROP TABLE IF EXISTS pg_temp.tiering_claim")
+        cur.execute(
+            """CREATE TEMP TABLE tiering_claim ON COMMIT DROP AS
+               SELECT id FROM hammerwork_jobs_archive
+                WHERE ($1::text IS NULL OR queue_name = $1)
+                LIMIT $2 FOR UPDATE SKIP LOCKED""",
+            parameters=(queue, limit),
+        )
+        cur.execute("SELECT count(*) FROM tiering_claim")
+        row = cur.fetchone()
+        return int(row[0]) if row else 0
+    finally:
+        cur.close()
+
+
+def stream_claimed(
+    conn: ArrowConnection, columns: Sequence[str], rules: Sequence[StorageClassRule], default_class: str
+) -> pa.RecordBatchReader:
+    """The claimed rows, sorted by (queue, UTC date, storage class) with `tiering_group` marking each group."""
+    case_sql, params = storage_class_case(rules, default_class, 1)
+    cols = ", ".join(f"a.{c}" for c in columns)
+    query = f"""
+        SELECT {cols},
+               to_char(a.archived_at AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS tiering_date,
+               {case_sql} AS tiering_storage_class
+          FROM hammerwork_jobs_archive a JOIN tiering_claim c ON c.id = a.id
+         ORDER BY a.queue_name, tiering_date, tiering_storage_class, a.archived_at, a.id"""  # noqa: S608
+    cur = conn.cursor()
+    cur.execute(query, parameters=params or None)
+    return cur.fetch_record_batch()
+
+
+def commit_claimed(conn: ArrowConnection, manifest_ids: list[int], index_rows: pa.Table, expected_rows: int) -> None:
+    """ONE transaction: manifest rows committed, index rows written, the claimed staged rows deleted."""
+    cur = conn.cursor()
+    try:
+        if index_rows.num_rows:
+            cur.adbc_ingest("tiering_index_load", index_rows, mode="create", temporary=True)
+            cur.execute(
+                """INSERT INTO tiering_job_index (job_id, object_id, row_group, row_in_group, queue_name, status,
+                                                  created_at, archived_at, payload_bytes)
+                   SELECT job_id::uuid, object_id, row_group, row_in_group, queue_name, status, created_at,
+                          archived_at, payload_bytes FROM tiering_index_load"""
+            )
+            cur.execute("DROP TABLE tiering_index_load")
+        cur.execute(
+            "UPDATE tiering_manifest SET state = 'committed', committed_at = now() "
+            "WHERE id = ANY($1::bigint[]) AND state = 'pending'",
+            parameters=("{" + ",".join(str(i) for i in manifest_ids) + "}",),
+        )
+        cur.execute(
+            """WITH gone AS (DELETE FROM hammerwork_jobs_archive a USING tiering_claim c WHERE a.id = c.id
+                             RETURNING 1)
+               SELECT count(*) FROM gone"""
+        )
+        row = cur.fetchone()
+        deleted = int(row[0]) if row else 0
+        if deleted != expected_rows:
+            raise DatabaseError(f"flush commit: deleted {deleted} staged rows, expected {expected_rows}; rolled back")
+        conn.commit()
+    except BaseException:
+        conn.rollback()
+        raise
+    finally:
+        cur.close()

@@ -1,0 +1,156 @@
+"""SQL of the manifest (tiering_manifest) and the job index (tiering_job_index)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+MANIFEST_COLUMNS = (
+    "id, flush_id, bucket, key, queue_name, queue_slug, partition_date, row_count, row_groups, bytes, "
+    "uncompressed_bytes, payload_original_bytes, min_created_at, max_created_at, min_archived_at, max_archived_at, "
+    "statuses, storage_class, checksum_sha256, etag, encryption, kms_key_id, schema_version, state, replaces_id, "
+    "created_at, committed_at, purged_at, restore_requested_at"
+)
+
+
+@dataclass(frozen=True)
+class ManifestRow:
+    id: int
+    flush_id: uuid.UUID
+    bucket: str
+    key: str
+    queue_name: str
+    queue_slug: str
+    partition_date: date
+    row_count: int
+    row_groups: int
+    bytes: int
+    uncompressed_bytes: int
+    payload_original_bytes: int
+    min_created_at: datetime | None
+    max_created_at: datetime | None
+    min_archived_at: datetime | None
+    max_archived_at: datetime | None
+    statuses: list[str]
+    storage_class: str
+    checksum_sha256: str | None
+    etag: str | None
+    encryption: str | None
+    kms_key_id: str | None
+    schema_version: int
+    state: str
+    replaces_id: int | None
+    created_at: datetime
+    committed_at: datetime | None
+    purged_at: datetime | None
+    restore_requested_at: datetime | None
+
+
+def lock_flush(conn: psycopg.Connection, flush_id: uuid.UUID) -> None:
+    """Held (session level) for as long as the flush runs: a pending row whose lock is free is abandoned."""
+    conn.execute("SELECT pg_advisory_lock(hashtextextended(%s::text, 0))", (str(flush_id),))
+
+
+def unlock_flush(conn: psycopg.Connection, flush_id: uuid.UUID) -> None:
+    conn.execute("SELECT pg_advisory_unlock(hashtextextended(%s::text, 0))", (str(flush_id),))
+
+
+def insert_pending(conn: psycopg.Connection, values: dict[str, Any]) -> int:
+    names = list(values)
+    query = "INSERT INTO tiering_manifest ({}) VALUES ({}) RETURNING id".format(  # noqa: S608 - column names are ours
+        ", ".join(names), ", ".join(f"%({n})s" for n in names)
+    )
+    row = conn.execute(query.encode(), values).fetchone()  # type: ignore[arg-type]
+    assert row is not None
+    return int(row[0])
+
+
+def update_upload(conn: psycopg.Connection, manifest_id: int, values: dict[str, Any]) -> None:
+    sets = ", ".join(f"{n} = %({n})s" for n in values)
+    conn.execute(
+        f"UPDATE tiering_manifest SET {sets} WHERE id = %(id)s".encode(),  # type: ignore[arg-type]  # noqa: S608
+        {**values, "id": manifest_id},
+    )
+
+
+def abandoned_pending(conn: psycopg.Connection) -> list[ManifestRow]:
+    """Pending rows whose flusher is gone (its advisory lock is free): their objects are orphans.
+
+    The try-lock is released right away; two recoverers may both see a row, and deleting twice is harmless.
+    """
+    rows = conn.execute(
+        f"""SELECT {MANIFEST_COLUMNS} FROM tiering_manifest m
+             WHERE state = 'pending'
+               AND pg_try_advisory_lock(hashtextextended(m.flush_id::text, 0))"""  # noqa: S608
+    ).fetchall()
+    for row in rows:
+        conn.execute("SELECT pg_advisory_unlock(hashtextextended(%s::text, 0))", (str(row[1]),))
+    return [ManifestRow(*r) for r in rows]
+
+
+def delete_pending(conn: psycopg.Connection, manifest_id: int) -> None:
+    conn.execute("DELETE FROM tiering_manifest WHERE id = %s AND state = 'pending'", (manifest_id,))
+
+
+def get_manifest(conn: psycopg.Connection, manifest_id: int) -> ManifestRow | None:
+    row = conn.execute(
+        f"SELECT {MANIFEST_COLUMNS} FROM tiering_manifest WHERE id = %s",  # noqa: S608
+        (manifest_id,),
+    ).fetchone()
+    return ManifestRow(*row) if row else None
+
+
+def committed_objects(
+    conn: psycopg.Connection,
+    *,
+    queue: str | None = None,
+    archived_after: datetime | None = None,
+    archived_before: datetime | None = None,
+    created_after: datetime | None = None,
+    created_before: datetime | None = None,
+    statuses: list[str] | None = None,
+) -> list[ManifestRow]:
+    """Committed objects that may hold matching jobs, pruned by the manifest's min/max columns."""
+    rows = conn.execute(
+        f"""SELECT {MANIFEST_COLUMNS} FROM tiering_manifest
+             WHERE state = 'committed'
+               AND (%(queue)s::text IS NULL OR queue_name = %(queue)s)
+               AND (%(aa)s::timestamptz IS NULL OR max_archived_at >= %(aa)s)
+               AND (%(ab)s::timestamptz IS NULL OR min_archived_at < %(ab)s)
+               AND (%(ca)s::timestamptz IS NULL OR max_created_at >= %(ca)s)
+               AND (%(cb)s::timestamptz IS NULL OR min_created_at < %(cb)s)
+               AND (%(st)s::text[] IS NULL OR statuses && %(st)s)
+             ORDER BY queue_name, partition_date, id""",  # noqa: S608
+        {
+            "queue": queue,
+            "aa": archived_after,
+            "ab": archived_before,
+            "ca": created_after,
+            "cb": created_before,
+            "st": statuses,
+        },
+    ).fetchall()
+    return [ManifestRow(*r) for r in rows]
+
+
+def manifest_rows(conn: psycopg.Connection, *, states: tuple[str, ...] = ("committed",)) -> list[ManifestRow]:
+    rows = conn.execute(
+        f"SELECT {MANIFEST_COLUMNS} FROM tiering_manifest WHERE state = ANY(%s) ORDER BY id",  # noqa: S608
+        (list(states),),
+    ).fetchall()
+    return [ManifestRow(*r) for r in rows]
+
+
+def as_dict(row: ManifestRow) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    return asdict(row)
+
+
+def dict_cursor(conn: psycopg.Connection) -> psycopg.Cursor[dict[str, Any]]:
+    return conn.cursor(row_factory=dict_row)

@@ -1,0 +1,394 @@
+"""Staging -> cold: staged rows become zstd Parquet objects, committed with a two-phase manifest.
+
+Per round: claim staged rows (FOR UPDATE SKIP LOCKED) and stream them as Arrow, write one or more parts
+per (queue, UTC date, storage class), record each part as a *pending* manifest row before uploading it
+(create-only, checksummed), optionally read it back, then ONE transaction commits the manifest rows,
+writes the job index and deletes the staged rows. A crash at any instant leaves every job in exactly one
+place; pending rows whose flusher died (its advisory lock is free) are cleaned by the next flush.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from tiering import __version__, layout, lifecycle
+from tiering import parquet as pqio
+from tiering.db import arrow as arrowdb
+from tiering.db import manifest as mdb
+from tiering.db.connection import connect
+from tiering.db.operations import audited
+from tiering.errors import StoreError, VerificationError
+from tiering.policy import ArchivalConfig, ArchivalPolicy
+from tiering.schema import SCHEMA_VERSION, STAGING_SELECT_COLUMNS, to_archive_batch
+from tiering.settings import Settings
+from tiering.store.base import ObjectExistsError, ObjectStore, PutResult
+
+log = logging.getLogger(__name__)
+
+ProgressFn = Callable[[int], None]
+GROUP_COLUMNS = ("tiering_date", "tiering_storage_class")
+DEFAULT_CLAIM_ROWS = 1_000_000
+UPLOAD_THREADS = 8
+
+
+@dataclass
+class FlushStats:
+    jobs_flushed: int = 0
+    objects_written: int = 0
+    bytes_written: int = 0
+    uncompressed_bytes: int = 0
+    rounds: int = 0
+    abandoned_cleaned: int = 0
+    by_queue: dict[str, int] = field(default_factory=dict)
+    by_storage_class: dict[str, int] = field(default_factory=dict)
+    keys: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    execution_time_s: float = 0.0
+    operation_id: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "jobs_flushed": self.jobs_flushed,
+            "objects_written": self.objects_written,
+            "bytes_written": self.bytes_written,
+            "uncompressed_bytes": self.uncompressed_bytes,
+            "cold_bytes_per_job": round(self.bytes_written / self.jobs_flushed, 2) if self.jobs_flushed else None,
+            "rounds": self.rounds,
+            "abandoned_cleaned": self.abandoned_cleaned,
+            "by_queue": dict(sorted(self.by_queue.items())),
+            "by_storage_class": dict(sorted(self.by_storage_class.items())),
+            "warnings": self.warnings,
+            "execution_time_s": round(self.execution_time_s, 3),
+            "operation_id": self.operation_id,
+        }
+
+
+def _bucket(store: ObjectStore) -> str:
+    return str(getattr(store, "bucket", "") or "")
+
+
+def recover_abandoned(url: str, store: ObjectStore) -> int:
+    """Delete objects (and pending rows) left by flushers that died between 'pending' and 'committed'."""
+    cleaned = 0
+    with connect(url, autocommit=True) as conn:
+        for row in mdb.abandoned_pending(conn):
+            if row.bucket != _bucket(store):
+                continue  # another store's leftovers: only that store's flusher can clean them
+            result = store.delete_many([row.key])
+            if result.errors:
+                err = result.errors[0]
+                raise StoreError(f"cannot remove the orphan object {row.key}: {err.code}: {err.message}")
+            mdb.delete_pending(conn, row.id)
+            cleaned += 1
+            log.info("cleaned abandoned object %s (flush %s)", row.key, row.flush_id)
+    return cleaned
+
+
+def _group_runs(batch: pa.RecordBatch) -> Iterator[tuple[tuple[str, str, str], pa.RecordBatch]]:
+    """Split a batch sorted by (queue, date, class) into runs of one group each."""
+    keys = pc.binary_join_element_wise(
+        batch.column("queue_name"), batch.column("tiering_date"), batch.column("tiering_storage_class"), "\x00"
+    )
+    n = batch.num_rows
+    if n == 0:
+        return
+    changes = pc.not_equal(keys.slice(1), keys.slice(0, n - 1))
+    starts = [0] + [i + 1 for i in pc.indices_nonzero(changes).to_pylist()] + [n]
+    for a, b in zip(starts, starts[1:], strict=False):
+        if b > a:
+            part = batch.slice(a, b - a)
+            yield (
+                (
+                    part.column("queue_name")[0].as_py(),
+                    part.column("tiering_date")[0].as_py(),
+                    part.column("tiering_storage_class")[0].as_py(),
+                ),
+                part,
+            )
+
+
+def _grouped(reader: pa.RecordBatchReader) -> Iterator[tuple[tuple[str, str, str], Iterator[pa.RecordBatch]]]:
+    """(group key, its batches) from a sorted stream, holding at most one input batch in memory."""
+    pending: list[tuple[tuple[str, str, str], pa.RecordBatch]] = []
+    source = (run for batch in reader for run in _group_runs(batch))
+    current: tuple[str, str, str] | None = None
+    exhausted = False
+
+    def take_group() -> Iterator[pa.RecordBatch]:
+        nonlocal exhausted
+        while pending and pending[0][0] == current:
+            yield pending.pop(0)[1]
+        while not pending:
+            try:
+                key, run = next(source)
+            except StopIteration:
+                exhausted = True
+                return
+            if key != current:
+                pending.append((key, run))
+                return
+            yield run
+
+    while True:
+        if not pending:
+            if exhausted:
+                return
+            try:
+                pending.append(next(source))
+            except StopIteration:
+                return
+        current = pending[0][0]
+        group_iter = take_group()
+        yield current, group_iter
+        for _ in group_iter:  # drain what the consumer left
+            pass
+
+
+def _to_archive(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    for batch in batches:
+        trimmed = batch.drop_columns(list(GROUP_COLUMNS))
+        converted = to_archive_batch(trimmed)
+        if isinstance(converted, pa.Table):
+            yield from converted.to_batches()
+        else:
+            yield converted
+
+
+@dataclass
+class _Part:
+    manifest_id: int
+    key: str
+    queue: str
+    storage_class: str
+    written: Any  # tiering.parquet.WrittenPart
+    upload: Future[PutResult] | None = None
+
+
+def flush_staged(
+    url: str,
+    store: ObjectStore,
+    settings: Settings,
+    policy: ArchivalPolicy,
+    config: ArchivalConfig,
+    *,
+    queue: str | None = None,
+    initiated_by: str | None = None,
+    progress: ProgressFn | None = None,
+    claim_rows: int = DEFAULT_CLAIM_ROWS,
+    crash_hook: Callable[[str], None] | None = None,
+) -> FlushStats:
+    """Flush every staged job (of `queue`, or all) to the object store; returns what was written."""
+    started = time.perf_counter()
+    stats = FlushStats()
+    params = {"queue": queue, "store": store.describe(), "compression_level": config.compression_level}
+    with audited(url, "flush", initiated_by=initiated_by, reason="Automatic", parameters=params) as op:
+        stats.operation_id = op.id
+        stats.abandoned_cleaned = recover_abandoned(url, store)
+        hook = crash_hook or (lambda point: None)
+        workdir = Path(tempfile.mkdtemp(prefix="tiering-flush-", dir=_tmp_root(settings)))
+        try:
+            with connect(url, autocommit=True) as meta, ThreadPoolExecutor(UPLOAD_THREADS) as uploads:
+                while True:
+                    flushed = _flush_round(
+                        url, store, settings, policy, config, queue, meta, uploads, workdir, stats, hook, claim_rows
+                    )
+                    if not flushed:
+                        break
+                    stats.rounds += 1
+                    stats.jobs_flushed += flushed
+                    if progress:
+                        progress(flushed)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+        stats.execution_time_s = time.perf_counter() - started
+        op.counts = stats.to_dict() | {"keys": len(stats.keys)}
+    return stats
+
+
+def _tmp_root(settings: Settings) -> str | None:
+    root = settings.home / "tmp"
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        return str(root)
+    except OSError:
+        return None
+
+
+def _flush_round(
+    url: str,
+    store: ObjectStore,
+    settings: Settings,
+    policy: ArchivalPolicy,
+    config: ArchivalConfig,
+    queue: str | None,
+    meta: Any,
+    uploads: ThreadPoolExecutor,
+    workdir: Path,
+    stats: FlushStats,
+    hook: Callable[[str], None],
+    claim_rows: int,
+) -> int:
+    conn = arrowdb.connect_arrow(url)
+    flush_id = uuid.uuid4()
+    parts: list[_Part] = []
+    try:
+        claimed = arrowdb.claim_staged(conn, queue=queue, limit=claim_rows)
+        if not claimed:
+            conn.rollback()
+            return 0
+        mdb.lock_flush(meta, flush_id)
+        hook("claimed")
+        reader = arrowdb.stream_claimed(
+            conn, STAGING_SELECT_COLUMNS, policy.storage_classes, policy.default_storage_class
+        )
+        seq = 0
+        for (queue_name, day, storage_class), batches in _grouped(reader):
+            slug = layout.queue_slug(queue_name)
+            group_dir = workdir / f"{seq:06d}"
+            group_dir.mkdir()
+
+            def name_for(i: int, _start: int = seq, _cls: str = storage_class) -> str:
+                return layout.part_name(flush_id, _start + i, _cls)
+
+            written_parts = pqio.write_parts(
+                _to_archive(batches),
+                group_dir,
+                flush_id=flush_id,
+                part_name_fn=name_for,
+                compression_level=max(1, config.compression_level),
+                row_group_rows=settings.row_group_rows,
+                target_bytes=settings.object_size_target_bytes,
+            )
+            for written in written_parts:
+                seq += 1
+                key = layout.object_key(store.prefix, slug, date.fromisoformat(day), written.part_name)
+                manifest_id = mdb.insert_pending(
+                    meta,
+                    {
+                        "flush_id": flush_id,
+                        "bucket": _bucket(store),
+                        "key": key,
+                        "queue_name": queue_name,
+                        "queue_slug": slug,
+                        "partition_date": date.fromisoformat(day),
+                        "row_count": written.rows,
+                        "row_groups": written.row_groups,
+                        "bytes": written.bytes,
+                        "uncompressed_bytes": written.uncompressed_bytes,
+                        "payload_original_bytes": written.payload_original_bytes,
+                        "min_created_at": written.min_created_at,
+                        "max_created_at": written.max_created_at,
+                        "min_archived_at": written.min_archived_at,
+                        "max_archived_at": written.max_archived_at,
+                        "statuses": list(written.statuses),
+                        "storage_class": storage_class,
+                        "checksum_sha256": written.sha256,
+                        "schema_version": SCHEMA_VERSION,
+                    },
+                )
+                warning = lifecycle.storage_class_warning(storage_class, written.bytes)
+                if warning and warning not in stats.warnings:
+                    stats.warnings.append(warning)
+                part = _Part(manifest_id, key, queue_name, storage_class, written)
+                part.upload = uploads.submit(_upload, store, part, flush_id, config.verify_compression)
+                parts.append(part)
+        hook("uploading")
+        for part in parts:
+            assert part.upload is not None
+            result = part.upload.result()
+            mdb.update_upload(
+                meta,
+                part.manifest_id,
+                {"etag": result.etag, "encryption": result.encryption, "kms_key_id": result.kms_key_id},
+            )
+        hook("uploaded")
+        index = _index_rows(parts)
+        if index.num_rows != claimed:
+            raise VerificationError(f"flush wrote {index.num_rows} jobs but claimed {claimed}; nothing committed")
+        arrowdb.commit_claimed(conn, [p.manifest_id for p in parts], index, claimed)
+        hook("committed")
+    except BaseException:
+        try:
+            conn.rollback()
+        except Exception:  # noqa: BLE001 - the connection may be gone; the server rolls back anyway
+            pass
+        for part in parts:
+            if part.upload is not None:
+                part.upload.cancel()
+        raise
+    finally:
+        conn.close()
+        mdb.unlock_flush(meta, flush_id)
+        for child in workdir.iterdir():
+            shutil.rmtree(child, ignore_errors=True)
+    for part in parts:
+        stats.objects_written += 1
+        stats.bytes_written += part.written.bytes
+        stats.uncompressed_bytes += part.written.uncompressed_bytes
+        stats.by_queue[part.queue] = stats.by_queue.get(part.queue, 0) + part.written.rows
+        stats.by_storage_class[part.storage_class] = (
+            stats.by_storage_class.get(part.storage_class, 0) + part.written.rows
+        )
+        stats.keys.append(part.key)
+    return claimed
+
+
+def _upload(store: ObjectStore, part: _Part, flush_id: uuid.UUID, verify: bool) -> PutResult:
+    written = part.written
+    metadata = {
+        "tiering-schema-version": str(SCHEMA_VERSION),
+        "tiering-version": __version__,
+        "tiering-flush-id": str(flush_id),
+        "sha256": written.sha256,
+    }
+    try:
+        result = store.put_file(
+            part.key, written.path, storage_class=part.storage_class, sha256=written.sha256, metadata=metadata
+        )
+    except ObjectExistsError:
+        # A retry of this very upload: accept it only if the object is the one we wrote.
+        info = store.head(part.key)
+        if info is None or info.size != written.bytes or (info.checksum_sha256 not in (None, written.sha256)):
+            raise
+        result = PutResult(part.key, info.size, info.etag, written.sha256, None, info.encryption, info.kms_key_id)
+    if verify:
+        _verify_upload(store, part)
+    return result
+
+
+def _verify_upload(store: ObjectStore, part: _Part) -> None:
+    """Read back the footer: the object must be a Parquet file with the rows we wrote."""
+    written = part.written
+    info = store.head(part.key)
+    if info is None or info.size != written.bytes:
+        raise VerificationError(f"uploaded {part.key} but the store reports {info.size if info else 'nothing'}")
+    if info.archived:
+        return  # GLACIER/DEEP_ARCHIVE objects cannot be read back without a restore
+    with store.open_input(part.key, size=written.bytes) as fh:
+        rows = pq.ParquetFile(fh).metadata.num_rows
+    if rows != written.rows:
+        raise VerificationError(f"{part.key}: footer says {rows} rows, wrote {written.rows}")
+
+
+def _index_rows(parts: list[_Part]) -> pa.Table:
+    tables = []
+    for part in parts:
+        locs: pa.Table = part.written.job_locations
+        tables.append(locs.append_column("object_id", pa.array([part.manifest_id] * locs.num_rows, pa.int64())))
+    if not tables:
+        return pa.table({"job_id": pa.array([], pa.string())})
+    return pa.concat_tables(tables)

@@ -1,0 +1,182 @@
+"""Does the bucket hold exactly what the manifest says? Missing objects, orphans, size, checksum, row count,
+encryption and index mismatches, and pending rows left behind; `repair` fixes what can be fixed safely."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from tiering import layout
+from tiering.db import manifest as mdb
+from tiering.db.connection import connect
+from tiering.db.operations import audited
+from tiering.engine.flush import recover_abandoned
+from tiering.settings import Settings
+from tiering.store.base import ObjectStore
+
+
+@dataclass
+class Problem:
+    kind: str  # missing | orphan | size_mismatch | checksum_mismatch | row_count_mismatch | index_mismatch |
+    #            encryption_mismatch | stale_pending | abandoned_pending | unreadable
+    key: str
+    detail: str
+    repaired: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "key": self.key, "detail": self.detail, "repaired": self.repaired}
+
+
+@dataclass
+class VerifyReport:
+    objects_checked: int = 0
+    objects_in_store: int = 0
+    deep_checked: int = 0
+    problems: list[Problem] = field(default_factory=list)
+    operation_id: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        return all(p.repaired for p in self.problems)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "objects_checked": self.objects_checked,
+            "objects_in_store": self.objects_in_store,
+            "deep_checked": self.deep_checked,
+            "problems": [p.to_dict() for p in self.problems],
+            "operation_id": self.operation_id,
+        }
+
+
+def verify_archive(
+    url: str,
+    store: ObjectStore,
+    settings: Settings,
+    *,
+    queue: str | None = None,
+    deep: bool = False,
+    repair: bool = False,
+    initiated_by: str | None = None,
+) -> VerifyReport:
+    """Compare manifest and bucket. `deep` (implied by `queue`) reads every object of the scope: checksum,
+    footer row count, and that each indexed job is in its object."""
+    report = VerifyReport()
+    deep = deep or queue is not None
+    params = {"queue": queue, "deep": deep, "repair": repair}
+    with audited(url, "verify", initiated_by=initiated_by, reason="Maintenance", parameters=params) as op:
+        report.operation_id = op.id
+        if repair:
+            cleaned = recover_abandoned(url, store)
+            if cleaned:
+                report.problems.append(
+                    Problem("abandoned_pending", "", f"{cleaned} objects of dead flushers removed", True)
+                )
+        with connect(url) as conn:
+            rows = mdb.manifest_rows(conn, states=("committed", "pending"))
+            bucket = str(getattr(store, "bucket", "") or "")
+            rows = [r for r in rows if r.bucket == bucket and (queue is None or r.queue_name == queue)]
+            committed = {r.key: r for r in rows if r.state == "committed"}
+            pending = {r.key: r for r in rows if r.state == "pending"}
+            listing_prefix = layout.queue_prefix(store.prefix, layout.queue_slug(queue)) if queue else store.prefix
+            in_store = {info.key: info for info in store.list(listing_prefix) if info.key.endswith(".parquet")}
+            report.objects_in_store = len(in_store)
+            grace = timedelta(seconds=settings.pending_grace_seconds)
+            now = datetime.now(UTC)
+            for key, row in committed.items():
+                report.objects_checked += 1
+                info = in_store.get(key)
+                if info is None:
+                    report.problems.append(Problem("missing", key, "in the manifest, not in the store"))
+                    continue
+                if info.size != row.bytes:
+                    report.problems.append(
+                        Problem("size_mismatch", key, f"manifest {row.bytes} bytes, store {info.size}")
+                    )
+                if settings.sse and row.encryption != settings.sse:
+                    report.problems.append(
+                        Problem("encryption_mismatch", key, f"expected {settings.sse}, recorded {row.encryption}")
+                    )
+                if deep:
+                    _deep_check(conn, store, row, report)
+            for key, row in pending.items():
+                if now - row.created_at > grace:
+                    report.problems.append(
+                        Problem(
+                            "stale_pending", key, f"pending since {row.created_at.isoformat()} (flush {row.flush_id})"
+                        )
+                    )
+            known = set(committed) | set(pending)
+            orphans = [key for key in in_store if key not in known and _is_ours(store, key)]
+            if queue is None or orphans:
+                purged = _purged_keys(conn, orphans)
+                for key in orphans:
+                    problem = Problem("orphan", key, "in the store, not in the manifest")
+                    if key in purged:
+                        problem.detail = "purged in the manifest, still in the store"
+                    report.problems.append(problem)
+                if repair and orphans:
+                    result = store.delete_many(orphans)
+                    deleted = set(result.deleted)
+                    for p in report.problems:
+                        if p.kind == "orphan" and p.key in deleted:
+                            p.repaired = True
+        op.counts = {"objects_checked": report.objects_checked, "problems": len(report.problems), "ok": report.ok}
+        op.outcome = "succeeded" if report.ok else "problems"
+    return report
+
+
+def _is_ours(store: ObjectStore, key: str) -> bool:
+    try:
+        layout.check_key_under(store.prefix, key)
+        return True
+    except ValueError:
+        return False
+
+
+def _purged_keys(conn: Any, keys: list[str]) -> set[str]:
+    if not keys:
+        return set()
+    rows = conn.execute("SELECT key FROM tiering_manifest WHERE state = 'purged' AND key = ANY(%s)", (keys,))
+    return {r[0] for r in rows}
+
+
+def _deep_check(conn: Any, store: ObjectStore, row: mdb.ManifestRow, report: VerifyReport) -> None:
+    info = store.head(row.key)
+    if info is not None and info.archived:
+        return  # a GLACIER/DEEP_ARCHIVE object cannot be read without a restore; size was checked
+    try:
+        data = store.get_bytes(row.key)
+    except Exception as exc:  # noqa: BLE001 - reported, verify goes on
+        report.problems.append(Problem("unreadable", row.key, str(exc)))
+        return
+    report.deep_checked += 1
+    digest = hashlib.sha256(data).hexdigest()
+    if row.checksum_sha256 and digest != row.checksum_sha256:
+        report.problems.append(Problem("checksum_mismatch", row.key, f"manifest {row.checksum_sha256}, store {digest}"))
+    import pyarrow as pa
+
+    try:
+        pf = pq.ParquetFile(pa.BufferReader(data))
+        rows = pf.metadata.num_rows
+        ids = set(pc.cast(pf.read(columns=["id"]).column("id"), pa.string()).to_pylist())
+    except Exception as exc:  # noqa: BLE001
+        report.problems.append(Problem("unreadable", row.key, f"not a readable Parquet file: {exc}"))
+        return
+    if rows != row.row_count:
+        report.problems.append(Problem("row_count_mismatch", row.key, f"manifest {row.row_count}, footer {rows}"))
+    indexed = {
+        str(r[0])
+        for r in conn.execute(
+            "SELECT job_id FROM tiering_job_index WHERE object_id = %s AND restored_at IS NULL", (row.id,)
+        )
+    }
+    missing = indexed - ids
+    if missing:
+        report.problems.append(Problem("index_mismatch", row.key, f"{len(missing)} indexed jobs are not in the object"))
