@@ -1,0 +1,484 @@
+"""The only Parquet writer and reader of tiering.
+
+Writing streams archive-schema record batches into local part files: zstd, statistics, dictionary
+encoding for low-cardinality columns, microsecond UTC timestamps, provenance in the footer's
+key-value metadata, row groups of 100k-1M rows, and a new part only when the current one reached
+`target_bytes` (so small inputs give exactly one file). At most one row group of rows is buffered.
+
+Reading takes any path or seekable file-like object (pyarrow handles both), and reads only what
+it is asked for: the footer, one row group, or the batches a filter keeps.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import IO, Any, Union
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from tiering import schema as S
+
+ParquetSource = Union[str, "os.PathLike[str]", IO[bytes], pa.NativeFile]
+
+MIN_ROW_GROUP_ROWS = 100_000
+MAX_ROW_GROUP_ROWS = 1_000_000
+DEFAULT_ROW_GROUP_ROWS = 250_000
+DEFAULT_TARGET_BYTES = 128 * 1024 * 1024
+# Safety valve for huge payloads: a row group is cut early once its buffered Arrow data reaches this.
+DEFAULT_ROW_GROUP_MAX_BYTES = 512 * 1024 * 1024
+DATA_PAGE_SIZE = 1024 * 1024
+
+JOB_LOCATION_SCHEMA = pa.schema(
+    [
+        pa.field("job_id", pa.string(), nullable=False),
+        pa.field("row_group", pa.int32(), nullable=False),
+        pa.field("row_in_group", pa.int32(), nullable=False),
+        pa.field("queue_name", pa.string(), nullable=False),
+        pa.field("status", pa.string(), nullable=False),
+        pa.field("created_at", S.TS, nullable=False),
+        pa.field("archived_at", S.TS, nullable=False),
+        pa.field("payload_bytes", pa.int32(), nullable=False),
+    ]
+)
+
+
+@dataclass
+class WrittenPart:
+    path: Path
+    part_name: str
+    rows: int
+    row_groups: int
+    bytes: int
+    uncompressed_bytes: int
+    sha256: str
+    min_created_at: datetime | None
+    max_created_at: datetime | None
+    min_archived_at: datetime | None
+    max_archived_at: datetime | None
+    statuses: list[str]
+    payload_original_bytes: int
+    job_locations: pa.Table = field(repr=False)
+
+
+def clamp_row_group_rows(rows: int) -> int:
+    return max(MIN_ROW_GROUP_ROWS, min(MAX_ROW_GROUP_ROWS, rows))
+
+
+def writer_options(compression_level: int, names: Iterable[str]) -> dict[str, Any]:
+    cols = list(names)
+    return {
+        "compression": "zstd",
+        "compression_level": compression_level,
+        "use_dictionary": [c for c in S.DICTIONARY_COLUMNS if c in cols],
+        "write_statistics": [c for c in cols if c not in S.NO_STATISTICS_COLUMNS],
+        "coerce_timestamps": "us",
+        "allow_truncated_timestamps": False,
+        "data_page_size": DATA_PAGE_SIZE,
+        "version": "2.6",
+        "write_page_index": True,
+    }
+
+
+def _min_max(arr: pa.ChunkedArray | pa.Array) -> tuple[Any, Any]:
+    mm = pc.min_max(arr)
+    return mm["min"].as_py(), mm["max"].as_py()
+
+
+def _merge_min(a: Any, b: Any) -> Any:
+    return b if a is None else a if b is None else min(a, b)
+
+
+def _merge_max(a: Any, b: Any) -> Any:
+    return b if a is None else a if b is None else max(a, b)
+
+
+def payload_bytes(table: pa.Table) -> pa.Array | pa.ChunkedArray:
+    """original_payload_size, or the UTF-8 length of the payload where that is NULL."""
+    return pc.coalesce(table["original_payload_size"], pc.binary_length(table["payload"]).cast(pa.int32()))
+
+
+class _Part:
+    """One open part file; row groups are appended whole."""
+
+    def __init__(self, path: Path, part_name: str, arrow_schema: pa.Schema, compression_level: int) -> None:
+        self.path = path
+        self.part_name = part_name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.sink = pa.OSFile(str(path), "wb")
+        self.writer = pq.ParquetWriter(self.sink, arrow_schema, **writer_options(compression_level, arrow_schema.names))
+        self.schema = arrow_schema
+        self.rows = 0
+        self.row_groups = 0
+        self.min_created: Any = None
+        self.max_created: Any = None
+        self.min_archived: Any = None
+        self.max_archived: Any = None
+        self.statuses: set[str] = set()
+        self.payload_original_bytes = 0
+        self.locations: list[pa.Table] = []
+
+    def write_row_group(self, table: pa.Table) -> None:
+        n = table.num_rows
+        if n == 0:
+            return
+        table = table.replace_schema_metadata(self.schema.metadata)
+        self.writer.write_table(table, row_group_size=n)
+        lo, hi = _min_max(table["created_at"])
+        self.min_created, self.max_created = _merge_min(self.min_created, lo), _merge_max(self.max_created, hi)
+        lo, hi = _min_max(table["archived_at"])
+        self.min_archived = _merge_min(self.min_archived, lo)
+        self.max_archived = _merge_max(self.max_archived, hi)
+        self.statuses.update(s for s in pc.unique(table["status"]).to_pylist() if s is not None)
+        sizes = payload_bytes(table)
+        self.payload_original_bytes += int(pc.sum(sizes).as_py() or 0)
+        self.locations.append(
+            pa.Table.from_arrays(
+                [
+                    table["id"],
+                    pa.array([self.row_groups] * n, pa.int32()),
+                    pa.array(range(n), pa.int32()),
+                    table["queue_name"],
+                    table["status"],
+                    table["created_at"],
+                    table["archived_at"],
+                    sizes,
+                ],
+                schema=JOB_LOCATION_SCHEMA,
+            )
+        )
+        self.rows += n
+        self.row_groups += 1
+
+    def tell(self) -> int:
+        return int(self.sink.tell())
+
+    def abort(self) -> None:
+        try:
+            self.writer.close()
+        finally:
+            self.sink.close()
+            self.path.unlink(missing_ok=True)
+
+    def finish(self) -> WrittenPart:
+        self.writer.close()
+        self.sink.close()
+        meta = pq.read_metadata(str(self.path))
+        with open(self.path, "rb") as fh:
+            digest = hashlib.file_digest(fh, "sha256").hexdigest()
+        locations = pa.concat_tables(self.locations) if self.locations else JOB_LOCATION_SCHEMA.empty_table()
+        return WrittenPart(
+            path=self.path,
+            part_name=self.part_name,
+            rows=meta.num_rows,
+            row_groups=meta.num_row_groups,
+            bytes=self.path.stat().st_size,
+            uncompressed_bytes=sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups)),
+            sha256=digest,
+            min_created_at=self.min_created,
+            max_created_at=self.max_created,
+            min_archived_at=self.min_archived,
+            max_archived_at=self.max_archived,
+            statuses=sorted(self.statuses),
+            payload_original_bytes=self.payload_original_bytes,
+            job_locations=locations,
+        )
+
+
+class PartWriter:
+    """Streams archive batches into part files under `out_dir`; see write_parts."""
+
+    def __init__(
+        self,
+        out_dir: str | os.PathLike[str],
+        *,
+        flush_id: uuid.UUID | str,
+        part_name_fn: Callable[[int], str],
+        compression_level: int = 3,
+        row_group_rows: int = DEFAULT_ROW_GROUP_ROWS,
+        target_bytes: int = DEFAULT_TARGET_BYTES,
+        row_group_max_bytes: int = DEFAULT_ROW_GROUP_MAX_BYTES,
+        extra_metadata: dict[str, str] | None = None,
+    ) -> None:
+        self.out_dir = Path(out_dir)
+        self.flush_id = str(flush_id)
+        self.part_name_fn = part_name_fn
+        self.compression_level = compression_level
+        self.row_group_rows = clamp_row_group_rows(row_group_rows)
+        self.target_bytes = target_bytes
+        self.row_group_max_bytes = row_group_max_bytes
+        self.extra_metadata = dict(extra_metadata or {})
+        self._buffer: list[pa.RecordBatch] = []
+        self._buffered_rows = 0
+        self._buffered_bytes = 0
+        self._part: _Part | None = None
+        self._seq = 0
+        self.parts: list[WrittenPart] = []
+        self._closed = False
+
+    def _open_part(self) -> _Part:
+        name = self.part_name_fn(self._seq)
+        self._seq += 1
+        meta = {**self.extra_metadata, S.META_PART_NAME: name}
+        arrow_schema = S.schema_with_provenance(self.flush_id, **meta)
+        return _Part(self.out_dir / f"{name}.parquet", name, arrow_schema, self.compression_level)
+
+    def _write_row_group(self, table: pa.Table) -> None:
+        if self._part is None:
+            self._part = self._open_part()
+        self._part.write_row_group(table)
+        if self._part.tell() >= self.target_bytes:
+            self.parts.append(self._part.finish())
+            self._part = None
+
+    def _drain(self, final: bool) -> None:
+        while self._buffered_rows and (
+            final or self._buffered_rows >= self.row_group_rows or self._buffered_bytes >= self.row_group_max_bytes
+        ):
+            table = pa.Table.from_batches(self._buffer, schema=S.ARCHIVE_SCHEMA)
+            take = min(self.row_group_rows, table.num_rows)
+            self._write_row_group(table.slice(0, take).combine_chunks())
+            rest = table.slice(take)
+            self._buffer = rest.to_batches()
+            self._buffered_rows = rest.num_rows
+            self._buffered_bytes = rest.nbytes if rest.num_rows else 0
+
+    def write(self, batch: pa.RecordBatch | pa.Table) -> None:
+        if self._closed:
+            raise RuntimeError("PartWriter is closed")
+        if not S.schema_matches(batch.schema):
+            batch = S.to_archive_batch(batch)
+        batches = batch.to_batches() if isinstance(batch, pa.Table) else [batch]
+        for b in batches:
+            if b.num_rows == 0:
+                continue
+            b = b.replace_schema_metadata(None)
+            self._buffer.append(b)
+            self._buffered_rows += b.num_rows
+            self._buffered_bytes += b.nbytes
+            self._drain(final=False)
+
+    def close(self) -> list[WrittenPart]:
+        """Write what is buffered, finish the open part; every part written, in order."""
+        if not self._closed:
+            self._closed = True
+            self._drain(final=True)
+            if self._part is not None:
+                self.parts.append(self._part.finish())
+                self._part = None
+        return self.parts
+
+    def abort(self) -> None:
+        """Drop the open part file (finished parts stay; the caller owns them)."""
+        self._closed = True
+        self._buffer = []
+        if self._part is not None:
+            self._part.abort()
+            self._part = None
+
+    def __enter__(self) -> PartWriter:
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+def write_parts(
+    batches: Iterable[pa.RecordBatch | pa.Table],
+    out_dir: str | os.PathLike[str],
+    *,
+    flush_id: uuid.UUID | str,
+    part_name_fn: Callable[[int], str],
+    compression_level: int = 3,
+    row_group_rows: int = DEFAULT_ROW_GROUP_ROWS,
+    target_bytes: int = DEFAULT_TARGET_BYTES,
+    row_group_max_bytes: int = DEFAULT_ROW_GROUP_MAX_BYTES,
+    extra_metadata: dict[str, str] | None = None,
+) -> list[WrittenPart]:
+    """Write batches (archive schema, or staging rows that to_archive_batch converts) as part files.
+
+    `part_name_fn(seq)` names part `seq` (0, 1, ...); files are `<out_dir>/<name>.parquet`.
+    Returns [] for empty input. On error the open part file is removed.
+    """
+    writer = PartWriter(
+        out_dir,
+        flush_id=flush_id,
+        part_name_fn=part_name_fn,
+        compression_level=compression_level,
+        row_group_rows=row_group_rows,
+        target_bytes=target_bytes,
+        row_group_max_bytes=row_group_max_bytes,
+        extra_metadata=extra_metadata,
+    )
+    with writer:
+        for batch in batches:
+            writer.write(batch)
+    return writer.parts
+
+
+# --- readers -----------------------------------------------------------------------------------
+
+
+def _source(file: ParquetSource) -> Any:
+    return os.fspath(file) if isinstance(file, (str, os.PathLike)) else file
+
+
+def open_file(file: ParquetSource) -> pq.ParquetFile:
+    return pq.ParquetFile(_source(file))
+
+
+def read_footer(file: ParquetSource) -> pq.FileMetaData:
+    return open_file(file).metadata
+
+
+def file_metadata(file: ParquetSource) -> dict[str, str]:
+    """The footer's key-value metadata (provenance), decoded, without the ARROW:schema blob."""
+    raw = read_footer(file).metadata or {}
+    return {k.decode(): v.decode() for k, v in raw.items() if k != b"ARROW:schema"}
+
+
+def read_row_group(file: ParquetSource, rg: int, columns: list[str] | None = None) -> pa.Table:
+    return open_file(file).read_row_group(rg, columns=columns)
+
+
+def _rg_may_hold(meta: pq.FileMetaData, rg: int, id_col: int, job_id: str) -> bool:
+    stats = meta.row_group(rg).column(id_col).statistics
+    if stats is None or not stats.has_min_max:
+        return True
+    return bool(stats.min <= job_id <= stats.max)
+
+
+def find_job(file: ParquetSource, job_id: str | uuid.UUID, row_group: int | None = None) -> pa.Table | None:
+    """The rows whose id is `job_id`, reading only row group `row_group` when given (else the id
+    column of each row group whose statistics allow it, then the one row group that holds it)."""
+    wanted = str(job_id).lower()
+    pf = open_file(file)
+    if row_group is not None:
+        table = pf.read_row_group(row_group)
+        found = table.filter(pc.equal(table["id"], wanted))
+        return found if found.num_rows else None
+    meta = pf.metadata
+    id_col = pf.schema_arrow.get_field_index("id")
+    for rg in range(meta.num_row_groups):
+        if not _rg_may_hold(meta, rg, id_col, wanted):
+            continue
+        ids = pf.read_row_group(rg, columns=["id"])["id"]
+        mask = pc.equal(ids, wanted)
+        if pc.any(mask).as_py():
+            return pf.read_row_group(rg).filter(mask)
+    return None
+
+
+def scan(
+    file: ParquetSource, filter_expr: ds.Expression | None = None, columns: list[str] | None = None
+) -> Iterator[pa.RecordBatch]:
+    """Record batches of the file, keeping rows that match `filter_expr` (row groups whose
+    statistics exclude it are skipped)."""
+    src = _source(file)
+    fmt = ds.ParquetFileFormat()
+    fragment = fmt.make_fragment(src, filesystem=pafs.LocalFileSystem() if isinstance(src, str) else None)
+    for batch in fragment.to_batches(filter=filter_expr, columns=columns):
+        if batch.num_rows:
+            yield batch
+
+
+def rewrite_without(
+    src_file: ParquetSource,
+    dst_path: str | os.PathLike[str],
+    job_ids: set[str],
+    *,
+    part_name: str | None = None,
+    compression_level: int = 3,
+) -> WrittenPart | None:
+    """Copy `src_file` to `dst_path` without the rows whose id is in `job_ids`, row group by row
+    group, keeping the original key-value metadata (tiering.part_name is updated when `part_name`
+    is given). Returns None, and leaves no file, when no row is left."""
+    dst = Path(dst_path)
+    name = part_name or dst.name.removesuffix(".parquet")
+    pf = open_file(src_file)
+    arrow_schema = pf.schema_arrow
+    if part_name is not None:
+        meta = dict(arrow_schema.metadata or {})
+        meta[S.META_PART_NAME.encode()] = part_name.encode()
+        arrow_schema = arrow_schema.with_metadata(meta)
+    drop = pa.array(sorted({str(j).lower() for j in job_ids}), pa.string())
+    part = _Part(dst, name, arrow_schema, compression_level)
+    try:
+        for rg in range(pf.metadata.num_row_groups):
+            table = pf.read_row_group(rg)
+            if len(drop):
+                table = table.filter(pc.invert(pc.is_in(table["id"], value_set=drop)))
+            part.write_row_group(table)
+    except BaseException:
+        part.abort()
+        raise
+    if part.rows == 0:
+        part.abort()
+        return None
+    return part.finish()
+
+
+def _sha256_of(file: ParquetSource) -> str:
+    src = _source(file)
+    if isinstance(src, str):
+        with open(src, "rb") as fh:
+            return hashlib.file_digest(fh, "sha256").hexdigest()
+    h = hashlib.sha256()
+    pos = src.tell()
+    src.seek(0)
+    while chunk := src.read(1 << 20):
+        h.update(chunk)
+    src.seek(pos)
+    return h.hexdigest()
+
+
+def verify_part(
+    file: ParquetSource, expected_rows: int, expected_sha256: str | None = None, *, deep: bool = False
+) -> list[str]:
+    """Problems found in a part file ([] when it is sound): checksum, footer, row count, schema,
+    provenance; `deep` also decodes every row group."""
+    problems: list[str] = []
+    if expected_sha256 is not None:
+        try:
+            actual = _sha256_of(file)
+        except OSError as exc:
+            return [f"unreadable: {exc}"]
+        if actual != expected_sha256.lower():
+            problems.append(f"sha256 mismatch: expected {expected_sha256}, found {actual}")
+    try:
+        pf = open_file(file)
+        meta = pf.metadata
+        arrow_schema = pf.schema_arrow
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        problems.append(f"footer unreadable: {exc}")
+        return problems
+    if meta.num_rows != expected_rows:
+        problems.append(f"row count mismatch: expected {expected_rows}, footer says {meta.num_rows}")
+    kv = {k.decode(): v.decode() for k, v in (meta.metadata or {}).items() if k != b"ARROW:schema"}
+    for key in (S.META_SCHEMA_VERSION, S.META_FLUSH_ID):
+        if key not in kv:
+            problems.append(f"provenance metadata {key} missing")
+    if kv.get(S.META_SCHEMA_VERSION) == str(S.SCHEMA_VERSION) and not S.schema_matches(arrow_schema):
+        problems.append("schema differs from the archive schema of its schema_version")
+    if deep:
+        for rg in range(meta.num_row_groups):
+            try:
+                got = pf.read_row_group(rg).num_rows
+            except (pa.ArrowException, OSError) as exc:
+                problems.append(f"row group {rg} unreadable: {exc}")
+                continue
+            if got != meta.row_group(rg).num_rows:
+                problems.append(f"row group {rg}: {got} rows decoded, footer says {meta.row_group(rg).num_rows}")
+    return problems
