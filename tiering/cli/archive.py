@@ -71,7 +71,9 @@ def run(
         from tiering.engine.flush import flush_staged
 
         with output.progress_bar("flushing", None) as advance:
-            flush = flush_staged(url, c.store, c.settings, policy, config, initiated_by=who, progress=advance)
+            flush = flush_staged(
+                url, c.store, c.settings, policy, config, initiated_by=who, progress=advance, crash_hook=fault_hook()
+            )
         result["flush"] = flush.to_dict()
     if not no_purge and not policy.dry_run and policy.auto_purge and policy.purge_archived_after is not None:
         try:
@@ -84,6 +86,23 @@ def run(
         output.print_json(result)
         return
     _print_run_table(result)
+
+
+def fault_hook() -> Any:
+    """Fault injection for crash tests: TIERING_FAULT_INJECT=<point> SIGKILLs this process at that point
+    of a flush (claimed, uploading, uploaded, committed)."""
+    import os
+    import signal
+
+    point = os.environ.get("TIERING_FAULT_INJECT")
+    if not point:
+        return None
+
+    def hook(at: str) -> None:
+        if at == point:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return hook
 
 
 def _print_run_table(result: dict[str, Any]) -> None:
@@ -143,7 +162,7 @@ def flush(
     with output.progress_bar("flushing", None) as advance:
         stats = flush_staged(
             c.database_url, c.store, c.settings, policy, config, initiated_by=default_initiator(initiated_by),
-            progress=advance,
+            progress=advance, crash_hook=fault_hook(),
         )  # fmt: skip
     output.emit(stats.to_dict(), fmt)
 
@@ -203,3 +222,89 @@ def parse_policy_json(text: str) -> dict[str, Any]:
         raise ConfigError(f"policy: invalid JSON: {exc.msg}") from exc
     policy, config = policy_from_dict(data)
     return policy_to_dict(policy, config)
+
+
+@app.command("verify")
+def verify(
+    ctx: typer.Context,
+    queue: QueueOption = None,
+    deep: Annotated[bool, typer.Option("--deep", help="Read every object: checksum, rows, index.")] = False,
+    repair: Annotated[
+        bool, typer.Option("--repair", help="Remove orphan objects and leftovers of dead flushers.")
+    ] = False,
+    initiated_by: InitiatedByOption = None,
+    fmt: FormatOption = Format.table,
+) -> None:
+    """Compare the manifest with the bucket; exit 9 when something is wrong."""
+    from tiering.engine.verify import verify_archive
+
+    c = context(ctx)
+    report = verify_archive(
+        c.database_url, c.store, c.settings, queue=queue, deep=deep, repair=repair,
+        initiated_by=default_initiator(initiated_by),
+    )  # fmt: skip
+    doc = report.to_dict()
+    if fmt is Format.json:
+        output.print_json(doc)
+    else:
+        output.print_kv({k: v for k, v in doc.items() if k != "problems"}, title="verify")
+        if report.problems:
+            output.print_table([p.to_dict() for p in report.problems], ["kind", "key", "detail", "repaired"])
+    if not report.ok:
+        raise typer.Exit(9)
+
+
+lifecycle_app = typer.Typer(help="Bucket lifecycle rules rendered from the policy.", no_args_is_help=True)
+app.add_typer(lifecycle_app, name="lifecycle")
+
+
+def _lifecycle_output(plan: Any, fmt: Format) -> None:
+    doc = plan.to_dict()
+    if fmt is Format.json:
+        output.print_json(doc)
+        return
+    for warning in plan.warnings:
+        output.warn(warning)
+    if plan.supported and doc["diff_text"]:
+        output.stdout.print(doc["diff_text"], highlight=False)
+
+
+@lifecycle_app.command("plan")
+def lifecycle_plan(
+    ctx: typer.Context,
+    policy_file: Annotated[str | None, typer.Option("--policy", envvar="TIERING_POLICY")] = None,
+    fmt: FormatOption = Format.table,
+) -> None:
+    """Show the lifecycle rules the policy implies and the diff against the bucket's rules."""
+    from tiering.engine.lifecycle_plan import plan_lifecycle
+
+    c = context(ctx)
+    policy, _, _ = c.load_policy(policy_file)
+    _lifecycle_output(plan_lifecycle(c.store, policy), fmt)
+
+
+@lifecycle_app.command("apply")
+def lifecycle_apply(
+    ctx: typer.Context,
+    policy_file: Annotated[str | None, typer.Option("--policy", envvar="TIERING_POLICY")] = None,
+    yes: YesOption = False,
+    initiated_by: InitiatedByOption = None,
+    fmt: FormatOption = Format.table,
+) -> None:
+    """Merge the policy's rules into the bucket's lifecycle configuration (rules of others are kept)."""
+    from tiering.engine.lifecycle_plan import apply_lifecycle, plan_lifecycle
+
+    c = context(ctx)
+    policy, _, _ = c.load_policy(policy_file)
+    if not yes:
+        plan = plan_lifecycle(c.store, policy)
+        _lifecycle_output(plan, Format.table)
+        if not plan.supported or not plan.diff or not plan.diff.has_changes:
+            return
+        if not sys.stdin.isatty():
+            raise SafetyAbort("lifecycle apply needs --yes when not run from a terminal")
+        typer.confirm("Apply these lifecycle rules to the bucket?", abort=True)
+    plan = apply_lifecycle(c.database_url, c.store, policy, initiated_by=default_initiator(initiated_by))
+    _lifecycle_output(plan, fmt)
+    if not plan.supported:
+        raise typer.Exit(7)
