@@ -272,9 +272,11 @@ def _uuid_list_to_str(arr: pa.Array) -> pa.Array:
         return arr
     if isinstance(arr, pa.LargeListArray):
         arr = arr.cast(pa.list_(value_type))
-    values = uuid_array_to_str(arr.values)
-    mask = arr.is_null() if arr.null_count else None
-    return pa.ListArray.from_arrays(arr.offsets, values, type=pa.list_(pa.string()), mask=mask)
+    values = uuid_array_to_str(arr.values)  # the whole child; the list's buffers index into it
+    validity, offsets = arr.buffers()[:2]
+    return pa.Array.from_buffers(
+        pa.list_(pa.string()), len(arr), [validity, offsets], arr.null_count, arr.offset, [values]
+    )
 
 
 _DECODE_THREADS = max(1, min(2, os.cpu_count() or 1))
@@ -310,8 +312,8 @@ def _decode_zstd_fast(arr: pa.Array) -> pa.Array | None:
     data_buf = arr.buffers()[2]
     assert data_buf is not None
     data = memoryview(data_buf)
-    out = bytearray(out_offs[-1])
-    omv = memoryview(out)
+    out = pa.allocate_buffer(out_offs[-1])  # pool memory: reused across batches, no zero-fill
+    omv = memoryview(out).cast("B")
     base = arr.offset
 
     def work(a: int, b: int) -> bool:
@@ -341,7 +343,7 @@ def _decode_zstd_fast(arr: pa.Array) -> pa.Array | None:
         return None
     if not ok:
         return None
-    result = pa.StringArray.from_buffers(n, pa.py_buffer(out_offs), pa.py_buffer(out))
+    result = pa.StringArray.from_buffers(n, pa.py_buffer(out_offs), out)
     try:
         result.validate(full=True)
     except pa.ArrowInvalid:
