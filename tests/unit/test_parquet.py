@@ -1,0 +1,211 @@
+from __future__ import annotations
+
+import hashlib
+import io
+import uuid
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+import pytest
+
+from tests.unit.test_schema import adbc_batch, staging_rows
+from tiering import layout, parquet
+from tiering import schema as S
+
+FLUSH = uuid.UUID("00000000-0000-4000-8000-000000000001")
+
+
+def _name(seq: int) -> str:
+    return layout.part_name(FLUSH, seq, "STANDARD")
+
+
+def _archive(n: int, seed: int = 0) -> pa.RecordBatch:
+    return S.to_archive_batch(adbc_batch(staging_rows(n, seed=seed, codec="mixed")))
+
+
+def test_small_input_one_file(tmp_path: Path) -> None:
+    batches = [_archive(30, seed=s) for s in range(3)]
+    parts = parquet.write_parts(batches, tmp_path, flush_id=FLUSH, part_name_fn=_name)
+    assert len(parts) == 1
+    part = parts[0]
+    assert part.path == tmp_path / f"{_name(0)}.parquet"
+    assert list(tmp_path.iterdir()) == [part.path]
+    assert part.rows == 90 and part.row_groups == 1
+    assert part.bytes == part.path.stat().st_size
+    assert part.sha256 == hashlib.sha256(part.path.read_bytes()).hexdigest()
+    assert part.uncompressed_bytes > 0
+    assert part.statuses == ["Completed", "Dead", "Failed", "TimedOut"]
+    table = pa.Table.from_batches(batches)
+    assert part.min_created_at == min(table["created_at"].to_pylist())
+    assert part.max_archived_at == max(table["archived_at"].to_pylist())
+    expected_payload = sum(
+        r["original_payload_size"] if r["original_payload_size"] is not None else len(r["payload"].encode())
+        for r in table.to_pylist()
+    )
+    assert part.payload_original_bytes == expected_payload
+
+    meta = parquet.file_metadata(part.path)
+    assert meta["tiering.flush_id"] == str(FLUSH)
+    assert meta["tiering.schema_version"] == "1"
+    assert meta["tiering.part_name"] == _name(0)
+
+    back = pq.read_table(part.path)
+    assert back.schema.equals(S.ARCHIVE_SCHEMA, check_metadata=False)
+    assert back.to_pylist() == table.to_pylist()
+    footer = parquet.read_footer(part.path)
+    col = footer.row_group(0).column(S.ARCHIVE_SCHEMA.get_field_index("payload"))
+    assert col.compression == "ZSTD"
+    ts_col = footer.schema.column(S.ARCHIVE_SCHEMA.get_field_index("created_at"))
+    assert "timeUnit=microseconds" in str(ts_col.logical_type) and "isAdjustedToUTC=true" in str(ts_col.logical_type)
+
+
+def test_job_locations_point_at_rows(tmp_path: Path) -> None:
+    parts = parquet.write_parts([_archive(50)], tmp_path, flush_id=FLUSH, part_name_fn=_name)
+    loc = parts[0].job_locations
+    assert loc.schema.equals(parquet.JOB_LOCATION_SCHEMA)
+    assert loc.num_rows == 50
+    for row in loc.slice(10, 5).to_pylist():
+        rg = parquet.read_row_group(parts[0].path, row["row_group"])
+        assert rg["id"][row["row_in_group"]].as_py() == row["job_id"]
+        assert rg["status"][row["row_in_group"]].as_py() == row["status"]
+
+
+def test_empty_input_writes_nothing(tmp_path: Path) -> None:
+    assert parquet.write_parts([], tmp_path, flush_id=FLUSH, part_name_fn=_name) == []
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_staging_batches_are_converted(tmp_path: Path) -> None:
+    rows = staging_rows(20)
+    parts = parquet.write_parts([adbc_batch(rows)], tmp_path, flush_id=FLUSH, part_name_fn=_name)
+    back = pq.read_table(parts[0].path)
+    assert back["id"].to_pylist() == [str(r["id"]) for r in rows]
+    assert back["payload"].to_pylist() == [r["_raw"].decode() for r in rows]
+
+
+def test_row_group_clamped(tmp_path: Path) -> None:
+    parts = parquet.write_parts([_archive(300)], tmp_path, flush_id=FLUSH, part_name_fn=_name, row_group_rows=10)
+    assert parts[0].row_groups == 1  # clamped up to 100k, and fewer rows than that
+
+
+def test_row_groups_and_rollover(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(parquet, "MIN_ROW_GROUP_ROWS", 10)
+    batches = [_archive(45, seed=s) for s in range(6)]  # 270 rows
+    parts = parquet.write_parts(
+        batches, tmp_path, flush_id=FLUSH, part_name_fn=_name, row_group_rows=40, target_bytes=20_000
+    )
+    assert len(parts) > 1
+    assert [p.part_name for p in parts] == [_name(i) for i in range(len(parts))]
+    assert sum(p.rows for p in parts) == 270
+    for p in parts[:-1]:
+        assert p.bytes >= 20_000
+    for p in parts:
+        footer = parquet.read_footer(p.path)
+        sizes = [footer.row_group(i).num_rows for i in range(footer.num_row_groups)]
+        assert all(s <= 40 for s in sizes)
+        assert p.row_groups == footer.num_row_groups
+        assert p.job_locations.num_rows == p.rows
+    ids = [i for p in parts for i in pq.read_table(p.path)["id"].to_pylist()]
+    assert ids == [i for b in batches for i in b["id"].to_pylist()]
+
+
+def test_row_group_byte_cap(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(parquet, "MIN_ROW_GROUP_ROWS", 10)
+    batches = [_archive(20, seed=s) for s in range(5)]
+    parts = parquet.write_parts(
+        batches, tmp_path, flush_id=FLUSH, part_name_fn=_name, row_group_rows=1000, row_group_max_bytes=1
+    )
+    assert parts[0].row_groups == 5
+
+
+def test_writer_abort_removes_open_part(tmp_path: Path) -> None:
+    def boom() -> object:
+        yield _archive(10)
+        raise RuntimeError("source failed")
+
+    with pytest.raises(RuntimeError):
+        parquet.write_parts(boom(), tmp_path, flush_id=FLUSH, part_name_fn=_name)  # type: ignore[arg-type]
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.fixture()
+def part_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> parquet.WrittenPart:
+    monkeypatch.setattr(parquet, "MIN_ROW_GROUP_ROWS", 10)
+    batches = [_archive(30, seed=s) for s in range(3)]
+    (part,) = parquet.write_parts(batches, tmp_path, flush_id=FLUSH, part_name_fn=_name, row_group_rows=25)
+    assert part.row_groups == 4
+    return part
+
+
+def test_find_job(part_file: parquet.WrittenPart) -> None:
+    loc = part_file.job_locations.to_pylist()
+    target = loc[60]
+    found = parquet.find_job(part_file.path, target["job_id"], row_group=target["row_group"])
+    assert found is not None and found.num_rows == 1
+    assert found["id"][0].as_py() == target["job_id"]
+    assert found.schema.equals(S.ARCHIVE_SCHEMA, check_metadata=False)
+    assert parquet.find_job(part_file.path, target["job_id"]) == found
+    assert parquet.find_job(part_file.path, uuid.UUID(target["job_id"])) == found
+    assert parquet.find_job(part_file.path, target["job_id"], row_group=0) is None
+    assert parquet.find_job(part_file.path, str(uuid.uuid4())) is None
+    with open(part_file.path, "rb") as fh:
+        assert parquet.find_job(fh, target["job_id"]) == found
+    buf = pa.BufferReader(part_file.path.read_bytes())
+    assert parquet.find_job(buf, target["job_id"], row_group=target["row_group"]) == found
+
+
+def test_read_row_group_columns(part_file: parquet.WrittenPart) -> None:
+    t = parquet.read_row_group(io.BytesIO(part_file.path.read_bytes()), 1, columns=["id", "status"])
+    assert t.column_names == ["id", "status"] and t.num_rows == 25
+
+
+def test_scan(part_file: parquet.WrittenPart) -> None:
+    expr = ds.field("status") == "Failed"
+    batches = list(parquet.scan(part_file.path, expr, columns=["id", "status"]))
+    table = pa.Table.from_batches(batches)
+    assert set(table["status"].to_pylist()) == {"Failed"}
+    everything = pq.read_table(part_file.path)
+    assert table.num_rows == sum(1 for s in everything["status"].to_pylist() if s == "Failed")
+    with open(part_file.path, "rb") as fh:
+        assert sum(b.num_rows for b in parquet.scan(fh)) == 90
+
+
+def test_rewrite_without(part_file: parquet.WrittenPart, tmp_path: Path) -> None:
+    ids = part_file.job_locations["job_id"].to_pylist()
+    drop = {ids[0], ids[26], ids[-1], str(uuid.uuid4())}
+    dst = tmp_path / "rewritten.parquet"
+    new = parquet.rewrite_without(part_file.path, dst, drop)
+    assert new is not None
+    assert new.rows == 87 and new.path == dst
+    back = pq.read_table(dst)
+    assert back["id"].to_pylist() == [i for i in ids if i not in drop]
+    assert parquet.file_metadata(dst) == parquet.file_metadata(part_file.path)
+    assert new.sha256 == hashlib.sha256(dst.read_bytes()).hexdigest()
+    assert parquet.verify_part(dst, 87, new.sha256) == []
+    renamed = parquet.rewrite_without(part_file.path, tmp_path / "x.parquet", {ids[1]}, part_name="p2")
+    assert renamed is not None and parquet.file_metadata(renamed.path)["tiering.part_name"] == "p2"
+
+
+def test_rewrite_without_everything(part_file: parquet.WrittenPart, tmp_path: Path) -> None:
+    dst = tmp_path / "empty.parquet"
+    all_ids = set(part_file.job_locations["job_id"].to_pylist())
+    assert parquet.rewrite_without(part_file.path, dst, all_ids) is None
+    assert not dst.exists()
+
+
+def test_verify_part(part_file: parquet.WrittenPart, tmp_path: Path) -> None:
+    path = part_file.path
+    assert parquet.verify_part(path, 90, part_file.sha256, deep=True) == []
+    with open(path, "rb") as fh:
+        assert parquet.verify_part(fh, 90, part_file.sha256) == []
+    assert any("row count" in p for p in parquet.verify_part(path, 91))
+    assert any("sha256" in p for p in parquet.verify_part(path, 90, "0" * 64))
+    broken = tmp_path / "broken.parquet"
+    broken.write_bytes(path.read_bytes()[:-100])
+    assert any("footer" in p for p in parquet.verify_part(broken, 90))
+    plain = tmp_path / "plain.parquet"
+    pq.write_table(pa.table({"x": [1]}), plain)
+    problems = parquet.verify_part(plain, 1)
+    assert any("tiering.flush_id" in p for p in problems)
