@@ -1,0 +1,360 @@
+"""SQL of list / query / search / restore: the staging table, the job index and the hot table.
+
+Every statement here is parameterised; user input never becomes SQL text. Staging statuses may hold
+Hammerwork's legacy literal quotes (`"Completed"`), so they are compared after btrim(status, '"').
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from tiering.db.manifest import MANIFEST_COLUMNS, ManifestRow
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Filters over archived jobs; None means "any"."""
+
+    queue: str | None = None
+    statuses: Sequence[str] | None = None
+    archived_after: datetime | None = None  # inclusive
+    archived_before: datetime | None = None  # exclusive
+    created_after: datetime | None = None  # inclusive
+    created_before: datetime | None = None  # exclusive
+
+    def params(self) -> dict[str, Any]:
+        return {
+            "queue": self.queue,
+            "statuses": list(self.statuses) if self.statuses is not None else None,
+            "aa": self.archived_after,
+            "ab": self.archived_before,
+            "ca": self.created_after,
+            "cb": self.created_before,
+        }
+
+
+_STAGING_WHERE = """
+      (%(queue)s::text IS NULL OR a.queue_name = %(queue)s)
+  AND (%(statuses)s::text[] IS NULL OR btrim(a.status, '"') = ANY(%(statuses)s::text[]))
+  AND (%(aa)s::timestamptz IS NULL OR a.archived_at >= %(aa)s)
+  AND (%(ab)s::timestamptz IS NULL OR a.archived_at < %(ab)s)
+  AND (%(ca)s::timestamptz IS NULL OR a.created_at >= %(ca)s)
+  AND (%(cb)s::timestamptz IS NULL OR a.created_at < %(cb)s)
+"""
+
+_COLD_WHERE = """
+      x.restored_at IS NULL
+  AND (%(object_ids)s::bigint[] IS NULL OR x.object_id = ANY(%(object_ids)s::bigint[]))
+  AND (%(queue)s::text IS NULL OR x.queue_name = %(queue)s)
+  AND (%(statuses)s::text[] IS NULL OR x.status = ANY(%(statuses)s::text[]))
+  AND (%(aa)s::timestamptz IS NULL OR x.archived_at >= %(aa)s)
+  AND (%(ab)s::timestamptz IS NULL OR x.archived_at < %(ab)s)
+  AND (%(ca)s::timestamptz IS NULL OR x.created_at >= %(ca)s)
+  AND (%(cb)s::timestamptz IS NULL OR x.created_at < %(cb)s)
+"""
+
+_UNION = """
+SELECT a.id AS job_id, a.queue_name, btrim(a.status, '"') AS status, a.created_at, a.archived_at,
+       'staging'::text AS tier, NULL::bigint AS object_id, NULL::text AS object_key, NULL::text AS storage_class,
+       NULL::int AS row_group, NULL::int AS row_in_group,
+       COALESCE(a.original_payload_size, octet_length(a.payload)) AS payload_bytes
+  FROM hammerwork_jobs_archive a
+ WHERE %(with_staging)s
+  AND (%(queue)s::text IS NULL OR a.queue_name = %(queue)s)
+  AND (%(statuses)s::text[] IS NULL OR btrim(a.status, '"') = ANY(%(statuses)s::text[]))
+  AND (%(aa)s::timestamptz IS NULL OR a.archived_at >= %(aa)s)
+  AND (%(ab)s::timestamptz IS NULL OR a.archived_at < %(ab)s)
+  AND (%(ca)s::timestamptz IS NULL OR a.created_at >= %(ca)s)
+  AND (%(cb)s::timestamptz IS NULL OR a.created_at < %(cb)s)
+UNION ALL
+SELECT x.job_id, x.queue_name, x.status, x.created_at, x.archived_at,
+       'cold'::text, m.id, m.key, m.storage_class, x.row_group, x.row_in_group, x.payload_bytes
+  FROM tiering_job_index x JOIN tiering_manifest m ON m.id = x.object_id AND m.state = 'committed'
+ WHERE %(with_cold)s
+  AND x.restored_at IS NULL
+  AND (%(object_ids)s::bigint[] IS NULL OR x.object_id = ANY(%(object_ids)s::bigint[]))
+  AND (%(queue)s::text IS NULL OR x.queue_name = %(queue)s)
+  AND (%(statuses)s::text[] IS NULL OR x.status = ANY(%(statuses)s::text[]))
+  AND (%(aa)s::timestamptz IS NULL OR x.archived_at >= %(aa)s)
+  AND (%(ab)s::timestamptz IS NULL OR x.archived_at < %(ab)s)
+  AND (%(ca)s::timestamptz IS NULL OR x.created_at >= %(ca)s)
+  AND (%(cb)s::timestamptz IS NULL OR x.created_at < %(cb)s)
+"""
+
+LIST_COLUMNS = (
+    "job_id",
+    "queue_name",
+    "status",
+    "created_at",
+    "archived_at",
+    "tier",
+    "object_id",
+    "object_key",
+    "storage_class",
+    "row_group",
+    "row_in_group",
+    "payload_bytes",
+)
+
+
+def _union_params(
+    filters: Filters, object_ids: Sequence[int] | None, with_staging: bool, with_cold: bool
+) -> dict[str, Any]:
+    return {
+        **filters.params(),
+        "object_ids": list(object_ids) if object_ids is not None else None,
+        "with_staging": with_staging,
+        "with_cold": with_cold,
+    }
+
+
+def list_page(
+    conn: psycopg.Connection,
+    filters: Filters,
+    *,
+    limit: int | None,
+    offset: int,
+    object_ids: Sequence[int] | None = None,
+    with_staging: bool = True,
+    with_cold: bool = True,
+) -> list[dict[str, Any]]:
+    """One page of archived jobs (staging + live cold index rows), newest archived first, ties by id."""
+    params = _union_params(filters, object_ids, with_staging, with_cold) | {"limit": limit, "offset": offset}
+    query = f"SELECT * FROM ({_UNION}) u ORDER BY archived_at DESC, job_id LIMIT %(limit)s OFFSET %(offset)s"  # noqa: S608
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(query.encode(), params).fetchall()  # type: ignore[arg-type]
+
+
+def count_jobs(
+    conn: psycopg.Connection,
+    filters: Filters,
+    *,
+    object_ids: Sequence[int] | None = None,
+    with_staging: bool = True,
+    with_cold: bool = True,
+) -> int:
+    params = _union_params(filters, object_ids, with_staging, with_cold)
+    query = f"SELECT count(*) FROM ({_UNION}) u"  # noqa: S608
+    row = conn.execute(query.encode(), params).fetchone()  # type: ignore[arg-type]
+    return int(row[0]) if row else 0
+
+
+def staging_payload_stream(
+    conn: psycopg.Connection, filters: Filters, needle: bytes | None, *, itersize: int = 2000
+) -> Iterator[tuple[Any, ...]]:
+    """(id, queue, status, created_at, archived_at, payload bytes, payload size) of staged jobs, streamed with a
+    server-side cursor. Raw (uncompressed) payloads that lack `needle` are dropped by the server already;
+    compressed ones come back whole (they are decoded by the caller)."""
+    query = f"""
+        SELECT a.id, a.queue_name, btrim(a.status, '"'), a.created_at, a.archived_at, a.payload,
+               COALESCE(a.original_payload_size, octet_length(a.payload))
+          FROM hammerwork_jobs_archive a
+         WHERE {_STAGING_WHERE}
+           AND (%(needle)s::bytea IS NULL
+                OR substring(a.payload FROM 1 FOR 2) = '\\x1f8b'::bytea
+                OR substring(a.payload FROM 1 FOR 4) = '\\x28b52ffd'::bytea
+                OR position(%(needle)s::bytea IN a.payload) > 0)"""  # noqa: S608
+    params = filters.params() | {"needle": needle}
+    with conn.cursor(name=f"tiering_search_{uuid.uuid4().hex[:8]}", binary=True) as cur:
+        cur.itersize = itersize
+        cur.execute(query.encode(), params)  # type: ignore[arg-type]
+        yield from cur
+
+
+def live_index_rows(conn: psycopg.Connection, job_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """The live (not restored, committed object) index rows of these jobs, by job id text."""
+    if not job_ids:
+        return {}
+    with conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(
+            """SELECT x.job_id, x.object_id, x.row_group, x.row_in_group, x.queue_name, x.status, x.created_at,
+                      x.archived_at, x.payload_bytes, m.key AS object_key, m.storage_class
+                 FROM tiering_job_index x JOIN tiering_manifest m ON m.id = x.object_id AND m.state = 'committed'
+                WHERE x.job_id = ANY(%s::uuid[]) AND x.restored_at IS NULL""",
+            (list(job_ids),),
+        ).fetchall()
+    return {str(r["job_id"]): r for r in rows}
+
+
+def manifest_by_ids(conn: psycopg.Connection, ids: Sequence[int]) -> dict[int, ManifestRow]:
+    if not ids:
+        return {}
+    rows = conn.execute(
+        f"SELECT {MANIFEST_COLUMNS} FROM tiering_manifest WHERE id = ANY(%s::bigint[])",  # noqa: S608
+        (list(ids),),
+    ).fetchall()
+    return {int(r[0]): ManifestRow(*r) for r in rows}
+
+
+# --- single job lookups --------------------------------------------------------------------------
+
+
+def hot_job(conn: psycopg.Connection, job_id: uuid.UUID) -> tuple[str, datetime | None] | None:
+    """(status, archived_at) of the job in the hot table, None when it is not there."""
+    row = conn.execute("SELECT status, archived_at FROM hammerwork_jobs WHERE id = %s", (job_id,)).fetchone()
+    return (row[0], row[1]) if row else None
+
+
+def staged_rows(conn: psycopg.Connection, job_ids: Sequence[uuid.UUID], *, lock: bool) -> list[dict[str, Any]]:
+    """Full staging rows (every column) of these jobs; `lock` takes FOR UPDATE row locks."""
+    query = "SELECT * FROM hammerwork_jobs_archive WHERE id = ANY(%s::uuid[]) ORDER BY id"
+    if lock:
+        query += " FOR UPDATE"
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(query.encode(), (list(job_ids),)).fetchall()  # type: ignore[arg-type]
+
+
+def cold_location(conn: psycopg.Connection, job_id: uuid.UUID, *, lock: bool) -> dict[str, Any] | None:
+    """The live index row of a cold job joined with its committed manifest row."""
+    query = """SELECT x.job_id, x.object_id, x.row_group, x.row_in_group, x.queue_name, x.status, x.created_at,
+                      x.archived_at, x.payload_bytes, m.key AS object_key, m.storage_class, m.bytes AS object_bytes
+                 FROM tiering_job_index x JOIN tiering_manifest m ON m.id = x.object_id AND m.state = 'committed'
+                WHERE x.job_id = %s AND x.restored_at IS NULL"""
+    if lock:
+        query += " FOR UPDATE OF x"
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(query.encode(), (job_id,)).fetchone()  # type: ignore[arg-type]
+
+
+def last_restored_at(conn: psycopg.Connection, job_id: uuid.UUID) -> datetime | None:
+    row = conn.execute(
+        "SELECT max(restored_at) FROM tiering_job_index WHERE job_id = %s AND restored_at IS NOT NULL", (job_id,)
+    ).fetchone()
+    return row[0] if row else None
+
+
+def lock_live_index(conn: psycopg.Connection, pairs: Sequence[tuple[int, str]]) -> set[str]:
+    """Lock the still-live index rows of (object_id, job_id) pairs; the job ids that are still live."""
+    if not pairs:
+        return set()
+    rows = conn.execute(
+        """SELECT x.job_id FROM tiering_job_index x
+             JOIN unnest(%s::bigint[], %s::uuid[]) AS p(object_id, job_id)
+               ON p.object_id = x.object_id AND p.job_id = x.job_id
+            WHERE x.restored_at IS NULL
+            FOR UPDATE OF x""",
+        ([p[0] for p in pairs], [p[1] for p in pairs]),
+    ).fetchall()
+    return {str(r[0]) for r in rows}
+
+
+def mark_restored(conn: psycopg.Connection, pairs: Sequence[tuple[int, str]]) -> int:
+    if not pairs:
+        return 0
+    cur = conn.execute(
+        """UPDATE tiering_job_index x SET restored_at = now()
+             FROM unnest(%s::bigint[], %s::uuid[]) AS p(object_id, job_id)
+            WHERE p.object_id = x.object_id AND p.job_id = x.job_id AND x.restored_at IS NULL""",
+        ([p[0] for p in pairs], [p[1] for p in pairs]),
+    )
+    return cur.rowcount
+
+
+def delete_staged(conn: psycopg.Connection, job_ids: Sequence[uuid.UUID]) -> int:
+    cur = conn.execute("DELETE FROM hammerwork_jobs_archive WHERE id = ANY(%s::uuid[])", (list(job_ids),))
+    return cur.rowcount
+
+
+def hot_ids(conn: psycopg.Connection, job_ids: Sequence[uuid.UUID]) -> set[str]:
+    """Which of these ids are in the hot table now."""
+    if not job_ids:
+        return set()
+    rows = conn.execute("SELECT id FROM hammerwork_jobs WHERE id = ANY(%s::uuid[])", (list(job_ids),)).fetchall()
+    return {str(r[0]) for r in rows}
+
+
+# The hot columns a restore writes; everything else takes the table's defaults (NULL / false / '{}').
+HOT_INSERT_COLUMNS: tuple[str, ...] = (
+    "id",
+    "queue_name",
+    "payload",
+    "status",
+    "priority",
+    "attempts",
+    "max_attempts",
+    "created_at",
+    "scheduled_at",
+    "timeout_seconds",
+    "cron_schedule",
+    "next_run_at",
+    "recurring",
+    "timezone",
+    "batch_id",
+    "dependency_status",
+    "result_storage_type",
+    "result_ttl_seconds",
+    "result_max_size_bytes",
+    "trace_id",
+    "correlation_id",
+    "parent_span_id",
+    "span_context",
+    "is_encrypted",
+    "encryption_key_id",
+    "encryption_algorithm",
+    "encrypted_payload",
+    "encryption_nonce",
+    "encryption_tag",
+    "encryption_metadata",
+    "payload_hash",
+    "pii_fields",
+    "retention_policy",
+    "retention_delete_at",
+    "encrypted_at",
+    "depends_on",
+)
+
+_INSERT_HOT = "INSERT INTO hammerwork_jobs ({}) VALUES ({})".format(  # noqa: S608 - constant column list
+    ", ".join(HOT_INSERT_COLUMNS),
+    ", ".join(
+        "%(payload)s::jsonb"
+        if c == "payload"
+        else "now()"
+        if c == "scheduled_at"
+        else "%(encryption_metadata)s::jsonb"
+        if c == "encryption_metadata"
+        else f"%({c})s"
+        for c in HOT_INSERT_COLUMNS
+    ),
+)
+
+
+def insert_hot(conn: psycopg.Connection, rows: Sequence[dict[str, Any]]) -> int:
+    """Insert restored jobs (dicts keyed by HOT_INSERT_COLUMNS; payload as JSON text) into hammerwork_jobs."""
+    if not rows:
+        return 0
+    prepared = []
+    for r in rows:
+        values = dict(r)
+        meta = values.get("encryption_metadata")
+        values["encryption_metadata"] = None if meta is None else Jsonb(meta)
+        prepared.append(values)
+    with conn.cursor() as cur:
+        cur.executemany(_INSERT_HOT.encode(), prepared)  # type: ignore[arg-type]
+    return len(rows)
+
+
+def set_restore_requested(conn: psycopg.Connection, object_id: int) -> None:
+    conn.execute("UPDATE tiering_manifest SET restore_requested_at = now() WHERE id = %s", (object_id,))
+
+
+def queue_slugs(conn: psycopg.Connection) -> list[tuple[str, str]]:
+    """(queue_slug, queue_name) of committed objects."""
+    rows = conn.execute(
+        "SELECT DISTINCT queue_slug, queue_name FROM tiering_manifest WHERE state = 'committed' ORDER BY 1"
+    ).fetchall()
+    return [(r[0], r[1]) for r in rows]
+
+
+def partition_date_range(conn: psycopg.Connection) -> tuple[Any, Any]:
+    row = conn.execute(
+        "SELECT min(partition_date), max(partition_date) FROM tiering_manifest WHERE state = 'committed'"
+    ).fetchone()
+    return (row[0], row[1]) if row else (None, None)

@@ -1,0 +1,813 @@
+"""Find archived jobs wherever they lie: the staging table or a committed object.
+
+- `list_archived_jobs`: a page (newest archived first, stable) plus a total count, answered by the staging
+  table and the job index alone; no object is read.
+- `query_archived_jobs(url, store)`: a builder with the same filters plus created_at bounds; with
+  `.with_payload(True)` it reads, for the page's cold jobs, only the row groups that hold them.
+- `search_archived_jobs`: payload `key` (dotted path) equal to a value typed by a user; staging rows are
+  streamed with a server-side cursor and decoded in Python, cold objects (pruned by the manifest) are read in
+  parallel threads, `id` and `payload` columns only, with a vectorised substring prefilter before the exact
+  JSON check. Jobs already restored (index `restored_at`) are excluded.
+- `get_archived_job`: one job, for `archive show` and the API.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from tiering import codec
+from tiering import schema as S
+from tiering.db import manifest as mdb
+from tiering.db import query as qdb
+from tiering.db.connection import connect
+from tiering.errors import InvalidInputError, NotFoundError, StoreError
+from tiering.policy import normalize_status
+from tiering.store.base import ARCHIVE_STORAGE_CLASSES, ObjectArchivedError, ObjectStore
+
+MAX_LIMIT = 100_000
+SEARCH_THREADS = 8
+
+# --- input parsing (shared with the CLI and the API) ------------------------------------------------
+
+
+def parse_job_id(value: str | uuid.UUID) -> uuid.UUID:
+    """A job id as a UUID; InvalidInputError for anything else."""
+    if isinstance(value, uuid.UUID):
+        return value
+    text = str(value).strip()
+    try:
+        if len(text) not in (32, 36, 38):
+            raise ValueError
+        return uuid.UUID(text)
+    except ValueError:
+        raise InvalidInputError(
+            f"{value!r} is not a job id: expected a UUID like 3f2b8c1e-9a4d-4c7e-8f00-1234567890ab"
+        ) from None
+
+
+_DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def parse_when(value: str | date | datetime | None, *, name: str = "date") -> datetime | None:
+    """ISO date (midnight UTC) or datetime (naive = UTC) -> aware datetime; InvalidInputError otherwise."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if isinstance(value, date):
+        return datetime.combine(value, time(0), tzinfo=UTC)
+    text = str(value).strip()
+    try:
+        if _DATE_ONLY.match(text):
+            return datetime.combine(date.fromisoformat(text), time(0), tzinfo=UTC)
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00") if text.endswith("Z") else text)
+    except ValueError:
+        raise InvalidInputError(
+            f"{name} {value!r} is not an ISO date or datetime: use e.g. 2024-05-01 or 2024-05-01T13:30:00+00:00"
+        ) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def parse_statuses(status: str | Sequence[str] | None) -> list[str] | None:
+    if status is None:
+        return None
+    values = [status] if isinstance(status, str) else list(status)
+    out: list[str] = []
+    for v in values:
+        for part in str(v).split(","):
+            if not part.strip():
+                continue
+            try:
+                out.append(normalize_status(part))
+            except ValueError as exc:
+                raise InvalidInputError(str(exc)) from None
+    return out or None
+
+
+def _check_window(after: datetime | None, before: datetime | None, what: str) -> None:
+    if after is not None and before is not None and after >= before:
+        raise InvalidInputError(f"{what}_after ({after.isoformat()}) must be earlier than {what}_before")
+
+
+def _check_page(limit: int | None, offset: int) -> None:
+    if limit is not None and (limit < 0 or limit > MAX_LIMIT):
+        raise InvalidInputError(f"limit must be between 0 and {MAX_LIMIT}, not {limit}")
+    if offset < 0:
+        raise InvalidInputError(f"offset must be >= 0, not {offset}")
+
+
+def make_filters(
+    *,
+    queue: str | None = None,
+    status: str | Sequence[str] | None = None,
+    archived_after: Any = None,
+    archived_before: Any = None,
+    created_after: Any = None,
+    created_before: Any = None,
+) -> qdb.Filters:
+    aa = parse_when(archived_after, name="archived_after")
+    ab = parse_when(archived_before, name="archived_before")
+    ca = parse_when(created_after, name="created_after")
+    cb = parse_when(created_before, name="created_before")
+    _check_window(aa, ab, "archived")
+    _check_window(ca, cb, "created")
+    if queue is not None and ("\x00" in queue):
+        raise InvalidInputError("queue name holds a NUL character")
+    return qdb.Filters(queue, parse_statuses(status), aa, ab, ca, cb)
+
+
+# --- results ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class ArchivedJob:
+    job_id: str
+    queue_name: str
+    status: str
+    created_at: datetime
+    archived_at: datetime
+    tier: str  # 'staging' | 'cold'
+    payload_bytes: int | None = None
+    object_key: str | None = None
+    storage_class: str | None = None
+    object_id: int | None = None
+    row_group: int | None = None
+    row_in_group: int | None = None
+    payload: Any = None
+    has_payload: bool = False
+    record: dict[str, Any] | None = None  # every archive column (get_archived_job with_payload)
+    warning: str | None = None
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> ArchivedJob:
+        return cls(
+            job_id=str(row["job_id"]),
+            queue_name=row["queue_name"],
+            status=row["status"],
+            created_at=row["created_at"],
+            archived_at=row["archived_at"],
+            tier=row["tier"],
+            payload_bytes=row.get("payload_bytes"),
+            object_key=row.get("object_key"),
+            storage_class=row.get("storage_class"),
+            object_id=row.get("object_id"),
+            row_group=row.get("row_group"),
+            row_in_group=row.get("row_in_group"),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "job_id": self.job_id,
+            "queue_name": self.queue_name,
+            "status": self.status,
+            "created_at": self.created_at.isoformat(),
+            "archived_at": self.archived_at.isoformat(),
+            "tier": self.tier,
+            "payload_bytes": self.payload_bytes,
+            "object_key": self.object_key,
+            "storage_class": self.storage_class,
+        }
+        if self.tier == "cold":
+            out["row_group"] = self.row_group
+        if self.has_payload:
+            out["payload"] = self.payload
+        if self.record is not None:
+            out["record"] = {k: _jsonable(v) for k, v in self.record.items()}
+        if self.warning:
+            out["warning"] = self.warning
+        return out
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).hex()
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    return value
+
+
+@dataclass
+class ArchivedJobPage:
+    items: list[ArchivedJob]
+    total: int
+    limit: int
+    offset: int
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "items": [i.to_dict() for i in self.items],
+            "total": self.total,
+            "limit": self.limit,
+            "offset": self.offset,
+            "warnings": self.warnings,
+        }
+
+
+# --- list / query -------------------------------------------------------------------------------------
+
+
+def list_archived_jobs(
+    url: str,
+    *,
+    queue: str | None = None,
+    status: str | Sequence[str] | None = None,
+    archived_after: Any = None,
+    archived_before: Any = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> ArchivedJobPage:
+    """Archived jobs (staging + cold), newest archived first (ties by id), with the total count; no object reads."""
+    filters = make_filters(queue=queue, status=status, archived_after=archived_after, archived_before=archived_before)
+    _check_page(limit, offset)
+    with connect(url) as conn:
+        rows = qdb.list_page(conn, filters, limit=limit, offset=offset)
+        total = qdb.count_jobs(conn, filters)
+    return ArchivedJobPage([ArchivedJob.from_row(r) for r in rows], total, limit, offset)
+
+
+class ArchiveQuery:
+    """`query_archived_jobs(url, store).queue("q").status("Failed").limit(10).with_payload().execute()`."""
+
+    def __init__(self, url: str, store: ObjectStore | None) -> None:
+        self._url = url
+        self._store = store
+        self._queue: str | None = None
+        self._statuses: list[str] | None = None
+        self._when: dict[str, Any] = {}
+        self._limit = 50
+        self._offset = 0
+        self._with_payload = False
+
+    def queue(self, name: str | None) -> ArchiveQuery:
+        self._queue = name
+        return self
+
+    def status(self, *statuses: str) -> ArchiveQuery:
+        self._statuses = parse_statuses(list(statuses))
+        return self
+
+    def archived_after(self, when: Any) -> ArchiveQuery:
+        self._when["archived_after"] = parse_when(when, name="archived_after")
+        return self
+
+    def archived_before(self, when: Any) -> ArchiveQuery:
+        self._when["archived_before"] = parse_when(when, name="archived_before")
+        return self
+
+    def created_after(self, when: Any) -> ArchiveQuery:
+        self._when["created_after"] = parse_when(when, name="created_after")
+        return self
+
+    def created_before(self, when: Any) -> ArchiveQuery:
+        self._when["created_before"] = parse_when(when, name="created_before")
+        return self
+
+    def limit(self, n: int) -> ArchiveQuery:
+        _check_page(n, 0)
+        self._limit = n
+        return self
+
+    def offset(self, n: int) -> ArchiveQuery:
+        _check_page(None, n)
+        self._offset = n
+        return self
+
+    def with_payload(self, flag: bool = True) -> ArchiveQuery:
+        self._with_payload = flag
+        return self
+
+    def filters(self) -> qdb.Filters:
+        return make_filters(queue=self._queue, status=self._statuses, **self._when)
+
+    def execute(self) -> ArchivedJobPage:
+        filters = self.filters()
+        with connect(self._url) as conn:
+            # Prune by the manifest's min/max columns first: only these objects can hold matching jobs.
+            objects = mdb.committed_objects(
+                conn,
+                queue=filters.queue,
+                archived_after=filters.archived_after,
+                archived_before=filters.archived_before,
+                created_after=filters.created_after,
+                created_before=filters.created_before,
+                statuses=list(filters.statuses) if filters.statuses else None,
+            )
+            object_ids = [m.id for m in objects]
+            rows = qdb.list_page(conn, filters, limit=self._limit, offset=self._offset, object_ids=object_ids)
+            total = qdb.count_jobs(conn, filters, object_ids=object_ids)
+        page = ArchivedJobPage([ArchivedJob.from_row(r) for r in rows], total, self._limit, self._offset)
+        if self._with_payload:
+            if self._store is None:
+                raise InvalidInputError("with_payload needs an object store")
+            by_id = {m.id: m for m in objects}
+            page.warnings = attach_payloads(self._url, self._store, page.items, by_id)
+        return page
+
+
+def query_archived_jobs(url: str, store: ObjectStore | None = None) -> ArchiveQuery:
+    return ArchiveQuery(url, store)
+
+
+def attach_payloads(
+    url: str, store: ObjectStore, items: list[ArchivedJob], manifests: dict[int, mdb.ManifestRow] | None = None
+) -> list[str]:
+    """Fill `payload` of each item: staging rows decoded from their codec, cold ones from their row group."""
+    warnings: list[str] = []
+    staged = [uuid.UUID(i.job_id) for i in items if i.tier == "staging"]
+    cold = [i for i in items if i.tier == "cold"]
+    if staged:
+        with connect(url) as conn:
+            rows = conn.execute(
+                "SELECT id, payload FROM hammerwork_jobs_archive WHERE id = ANY(%s::uuid[])", (staged,)
+            ).fetchall()
+        payloads = {str(r[0]): r[1] for r in rows}
+        for item in items:
+            if item.tier == "staging" and item.job_id in payloads:
+                item.payload = json.loads(codec.decode(bytes(payloads[item.job_id])))
+                item.has_payload = True
+    if cold:
+        manifests = dict(manifests or {})
+        missing = [i.object_id for i in cold if i.object_id is not None and i.object_id not in manifests]
+        if missing:
+            with connect(url) as conn:
+                manifests.update(qdb.manifest_by_ids(conn, [m for m in missing if m is not None]))
+        groups: dict[int, list[ArchivedJob]] = {}
+        for item in cold:
+            assert item.object_id is not None
+            groups.setdefault(item.object_id, []).append(item)
+
+        def load(object_id: int) -> tuple[int, dict[str, dict[str, Any]] | str]:
+            m = manifests[object_id]
+            wants = [(i.row_group or 0, i.row_in_group or 0) for i in groups[object_id]]
+            try:
+                return object_id, read_cold_rows(store, m.key, m.bytes, wants, columns=["id", "payload"])
+            except ObjectArchivedError:
+                return object_id, f"{m.key} is in {m.storage_class}: restore the job (or the object) to read it"
+
+        with ThreadPoolExecutor(min(SEARCH_THREADS, len(groups))) as pool:
+            for object_id, got in pool.map(load, list(groups)):
+                if isinstance(got, str):
+                    warnings.append(got)
+                    for item in groups[object_id]:
+                        item.warning = got
+                    continue
+                for item in groups[object_id]:
+                    row = got.get(item.job_id)
+                    if row is not None:
+                        item.payload = json.loads(row["payload"])
+                        item.has_payload = True
+    return warnings
+
+
+def read_cold_rows(
+    store: ObjectStore,
+    key: str,
+    size: int,
+    wants: Iterable[tuple[int, int]],
+    *,
+    columns: list[str] | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Rows (row_group, row_in_group) of one object, by job id, reading the footer and only those row groups
+    (`pre_buffer` coalesces each row group's column chunks into one range request)."""
+    wanted: dict[int, list[int]] = {}
+    for rg, row in wants:
+        wanted.setdefault(rg, []).append(row)
+    with store.open_input(key, size=size) as fh:
+        pf = pq.ParquetFile(fh, pre_buffer=True)
+        groups = sorted(wanted)
+        table = pf.read_row_groups(groups, columns=columns)
+    out: dict[str, dict[str, Any]] = {}
+    base = 0
+    starts: dict[int, int] = {}
+    for rg in groups:
+        starts[rg] = base
+        base += pf.metadata.row_group(rg).num_rows
+    indices = [starts[rg] + r for rg in groups for r in sorted(set(wanted[rg]))]
+    picked = table.take(pa.array(indices, pa.int64()))
+    for row in picked.to_pylist():
+        out[str(row["id"])] = row
+    return out
+
+
+# --- get one --------------------------------------------------------------------------------------------
+
+
+def get_archived_job(
+    url: str, store: ObjectStore | None, job_id: str | uuid.UUID, with_payload: bool = True
+) -> ArchivedJob:
+    """One archived job; with_payload adds the payload and every archive column (`record`)."""
+    jid = parse_job_id(job_id)
+    with connect(url) as conn:
+        staged = qdb.staged_rows(conn, [jid], lock=False)
+        loc = None if staged else qdb.cold_location(conn, jid, lock=False)
+        hot = qdb.hot_job(conn, jid) if not staged and loc is None else None
+        restored = qdb.last_restored_at(conn, jid) if not staged and loc is None else None
+    if staged:
+        row = staged[0]
+        job = ArchivedJob(
+            job_id=str(row["id"]),
+            queue_name=row["queue_name"],
+            status=row["status"].strip('"'),
+            created_at=row["created_at"],
+            archived_at=row["archived_at"],
+            tier="staging",
+            payload_bytes=row["original_payload_size"] or len(row["payload"]),
+        )
+        if with_payload:
+            raw = codec.decode(bytes(row["payload"]))
+            job.payload = json.loads(raw)
+            job.has_payload = True
+            record = dict(row)
+            record["payload"] = raw.decode("utf-8")
+            job.record = record
+        return job
+    if loc is None:
+        if hot is not None:
+            raise NotFoundError(f"job {jid} is not archived: it is in the hot table (status {hot[0]})")
+        if restored is not None:
+            raise NotFoundError(f"job {jid} was restored to the hot table at {restored.isoformat()}")
+        raise NotFoundError(f"no archived job with id {jid} (neither in staging nor in the job index)")
+    job = ArchivedJob.from_row({**loc, "tier": "cold"})
+    if with_payload:
+        if store is None:
+            raise InvalidInputError("reading a cold job's payload needs an object store")
+        try:
+            rows = read_cold_rows(
+                store, loc["object_key"], loc["object_bytes"], [(loc["row_group"], loc["row_in_group"])]
+            )
+        except ObjectArchivedError:
+            job.warning = (
+                f"{loc['object_key']} is in {loc['storage_class']}: the payload cannot be read until the object "
+                "is restored (`tiering archive restore` starts that)"
+            )
+            return job
+        row = rows.get(str(jid))
+        if row is None:
+            raise StoreError(
+                f"job {jid} is not at row {loc['row_in_group']} of row group {loc['row_group']} of "
+                f"{loc['object_key']}: the object does not match the job index (run `tiering archive verify`)"
+            )
+        job.payload = json.loads(row["payload"])
+        job.has_payload = True
+        job.record = row
+    return job
+
+
+# --- search ---------------------------------------------------------------------------------------------
+
+
+def parse_key_path(key: str) -> list[str]:
+    """`customer.id` -> ["customer", "id"]; InvalidInputError for an empty key or segment."""
+    if not isinstance(key, str) or not key.strip():
+        raise InvalidInputError("search key is empty: give a payload key such as customer_id or customer.id")
+    if "\x00" in key:
+        raise InvalidInputError("search key holds a NUL character")
+    parts = key.split(".")
+    if any(p == "" for p in parts):
+        raise InvalidInputError(f"search key {key!r} has an empty segment: use dotted paths like customer.id")
+    return parts
+
+
+_NEEDLE_SPLIT = re.compile(r'["\\/\x00-\x1f\x7f-\U0010ffff]+')
+
+
+def _longest_safe_run(text: str) -> str:
+    runs = _NEEDLE_SPLIT.split(text)
+    return max(runs, key=len) if runs else ""
+
+
+class ValueMatcher:
+    """What a user-typed value matches: the string itself; a number equal to it (when it is numeric);
+    true/false/null for those words. Also the substring(s) every matching JSON text must contain."""
+
+    def __init__(self, value: str | int | float | bool | None) -> None:
+        if isinstance(value, bool):
+            text = "true" if value else "false"
+        elif value is None:
+            text = "null"
+        else:
+            text = str(value)
+        if "\x00" in text:
+            raise InvalidInputError("search value holds a NUL character")
+        self.text = text
+        self.number: Decimal | None = None
+        try:
+            d = Decimal(text.strip())
+            if d.is_finite() and text.strip() == text and text:
+                self.number = d
+        except (InvalidOperation, ValueError):
+            pass
+        self.word = {"true": True, "false": False}.get(text)
+        self.is_null = text == "null"
+        self.needles = self._needles()
+
+    def _needles(self) -> list[str] | None:
+        """Substrings of which at least one occurs in any JSON text holding a match; None = no prefilter."""
+        alts: list[str] = []
+        string_needle = _longest_safe_run(self.text)
+        if not string_needle:
+            return None
+        alts.append(string_needle)
+        if self.number is not None:
+            n = self.number
+            if n == 0:
+                alts.append("0")
+            elif Decimal("1e-4") <= abs(n) < Decimal("1e15"):
+                plain = format(n.normalize(), "f")
+                alts.append(plain)
+            else:
+                return None  # exponent forms differ between JSON writers: check every row
+        out: list[str] = []
+        for a in alts:
+            if a and a not in out:
+                out.append(a)
+        # "12345" covers "12345" the string and 12345 the number: drop needles that contain another needle
+        return [a for a in out if not any(b != a and b in a for b in out)]
+
+    def matches(self, value: Any) -> bool:
+        if isinstance(value, str):
+            return value == self.text
+        if isinstance(value, bool):
+            return self.word is not None and value is self.word
+        if value is None:
+            return self.is_null
+        if self.number is None:
+            return False
+        if isinstance(value, Decimal):
+            return value.is_finite() and value == self.number
+        if isinstance(value, int):
+            return Decimal(value) == self.number
+        if isinstance(value, float):
+            return math.isfinite(value) and Decimal(repr(value)) == self.number
+        return False
+
+
+def _parse_float(text: str) -> Decimal:
+    return Decimal(text)
+
+
+def path_matches(doc: Any, path: Sequence[str], matcher: ValueMatcher) -> bool:
+    """Does `doc` hold `matcher`'s value at `path`? Lists fan out (any element), numeric segments index lists;
+    a top-level key that itself holds dots (`"a.b": 1`) matches too."""
+    if not path:
+        if isinstance(doc, list):
+            return any(path_matches(v, path, matcher) for v in doc) or matcher.matches(doc)
+        return matcher.matches(doc)
+    if isinstance(doc, dict):
+        head = path[0]
+        if head in doc and path_matches(doc[head], path[1:], matcher):
+            return True
+        if len(path) > 1:
+            joined = ".".join(path)
+            if joined in doc and matcher.matches(doc[joined]):
+                return True
+        return False
+    if isinstance(doc, list):
+        head = path[0]
+        if head.isdigit() and int(head) < len(doc) and path_matches(doc[int(head)], path[1:], matcher):
+            return True
+        return any(path_matches(v, path, matcher) for v in doc if isinstance(v, dict | list))
+    return False
+
+
+def _loads(text: str | bytes) -> Any:
+    # JSON numbers become Decimal so 0.1 typed matches 0.1 stored exactly; ints stay ints
+    return json.loads(text, parse_float=_parse_float)
+
+
+def _payload_match(text: str | bytes, path: Sequence[str], matcher: ValueMatcher) -> Any | None:
+    try:
+        doc = _loads(text)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return doc if path_matches(doc, path, matcher) else None
+
+
+@dataclass
+class SearchResult:
+    items: list[ArchivedJob]
+    key: str
+    value: str
+    staging_rows_checked: int = 0
+    objects_total: int = 0
+    objects_scanned: int = 0
+    objects_skipped: list[str] = field(default_factory=list)  # GLACIER/DEEP_ARCHIVE objects not readable
+    rows_scanned: int = 0
+    rows_prefiltered: int = 0
+    bytes_read: int = 0
+    truncated: bool = False
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self.items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "value": self.value,
+            "count": len(self.items),
+            "truncated": self.truncated,
+            "items": [i.to_dict() for i in self.items],
+            "stats": {
+                "staging_rows_checked": self.staging_rows_checked,
+                "objects_total": self.objects_total,
+                "objects_scanned": self.objects_scanned,
+                "rows_scanned": self.rows_scanned,
+                "rows_after_prefilter": self.rows_prefiltered,
+                "object_bytes": self.bytes_read,
+            },
+            "objects_skipped": self.objects_skipped,
+        }
+
+
+def _prefilter_mask(payload: pa.ChunkedArray | pa.Array, needles: list[str] | None) -> pa.Array | None:
+    if not needles:
+        return None
+    mask = None
+    for needle in needles:
+        m = pc.match_substring(payload, needle)
+        mask = m if mask is None else pc.or_(mask, m)
+    return mask
+
+
+def _scan_object(
+    store: ObjectStore, m: mdb.ManifestRow, path: Sequence[str], matcher: ValueMatcher
+) -> tuple[list[tuple[str, Any]], int, int, int]:
+    """(matches (job id, payload), rows scanned, rows after prefilter, bytes read) of one object."""
+    found: list[tuple[str, Any]] = []
+    scanned = kept = 0
+    with store.open_input(m.key, size=m.bytes) as fh:
+        pf = pq.ParquetFile(fh, pre_buffer=True)
+        for rg in range(pf.metadata.num_row_groups):
+            table = pf.read_row_group(rg, columns=["id", "payload"])
+            scanned += table.num_rows
+            mask = _prefilter_mask(table["payload"], matcher.needles)
+            if mask is not None:
+                table = table.filter(mask)
+            kept += table.num_rows
+            if not table.num_rows:
+                continue
+            ids = table["id"].to_pylist()
+            for jid, text in zip(ids, table["payload"].to_pylist(), strict=True):
+                doc = _payload_match(text, path, matcher)
+                if doc is not None:
+                    found.append((jid, doc))
+    return found, scanned, kept, m.bytes
+
+
+def search_archived_jobs(
+    url: str,
+    store: ObjectStore,
+    key: str,
+    value: str | int | float | bool | None,
+    queue: str | None = None,
+    limit: int | None = None,
+    archived_after: Any = None,
+    archived_before: Any = None,
+    *,
+    status: str | Sequence[str] | None = None,
+    threads: int = SEARCH_THREADS,
+    include_staging: bool = True,
+) -> SearchResult:
+    """Archived jobs whose payload holds `value` at `key` (dotted path), newest archived first."""
+    path = parse_key_path(key)
+    matcher = ValueMatcher(value)
+    filters = make_filters(queue=queue, status=status, archived_after=archived_after, archived_before=archived_before)
+    _check_page(limit, 0)
+    result = SearchResult([], key, matcher.text)
+    items: list[ArchivedJob] = []
+    needle_bytes = matcher.needles[0].encode("utf-8") if matcher.needles and len(matcher.needles) == 1 else None
+    with connect(url) as conn:
+        objects = mdb.committed_objects(
+            conn,
+            queue=filters.queue,
+            archived_after=filters.archived_after,
+            archived_before=filters.archived_before,
+            statuses=list(filters.statuses) if filters.statuses else None,
+        )
+    if include_staging:
+        with connect(url) as conn, conn.transaction():
+            for jid, qname, st, created, archived, payload, size in qdb.staging_payload_stream(
+                conn, filters, needle_bytes
+            ):
+                result.staging_rows_checked += 1
+                try:
+                    raw = codec.decode(bytes(payload))
+                except Exception:  # noqa: BLE001 - a corrupt staged payload is not a match
+                    continue
+                if matcher.needles and not any(n.encode("utf-8") in raw for n in matcher.needles):
+                    continue
+                doc = _payload_match(raw, path, matcher)
+                if doc is not None:
+                    items.append(
+                        ArchivedJob(
+                            str(jid), qname, st, created, archived, "staging", size, payload=doc, has_payload=True
+                        )
+                    )
+    result.objects_total = len(objects)
+    readable: list[mdb.ManifestRow] = []
+    for m in objects:
+        if m.storage_class in ARCHIVE_STORAGE_CLASSES:
+            result.objects_skipped.append(m.key)
+        else:
+            readable.append(m)
+    if readable:
+        cold: list[tuple[str, Any, int]] = []
+        with ThreadPoolExecutor(max(1, min(threads, len(readable)))) as pool:
+            for m, (found, scanned, kept, object_bytes) in zip(
+                readable, pool.map(lambda mm: _scan_object(store, mm, path, matcher), readable), strict=True
+            ):
+                result.objects_scanned += 1
+                result.rows_scanned += scanned
+                result.rows_prefiltered += kept
+                result.bytes_read += object_bytes
+                cold.extend((jid, doc, m.id) for jid, doc in found)
+        if cold:
+            with connect(url) as conn:
+                live = qdb.live_index_rows(conn, [c[0] for c in cold])
+            for jid, doc, object_id in cold:
+                row = live.get(jid)
+                if row is None or row["object_id"] != object_id:
+                    continue  # restored (or erased) since it was flushed
+                if not _in_filters(row, filters):
+                    continue
+                item = ArchivedJob.from_row({**row, "tier": "cold"})
+                item.payload = doc
+                item.has_payload = True
+                items.append(item)
+    items.sort(key=lambda i: (-i.archived_at.timestamp(), i.job_id))
+    if limit is not None and len(items) > limit:
+        result.truncated = True
+        items = items[:limit]
+    for item in items:
+        item.payload = _plain(item.payload)
+    result.items = items
+    return result
+
+
+def _plain(doc: Any) -> Any:
+    """Decimal (JSON fractions, parsed exactly for matching) -> float again for rendering."""
+    if isinstance(doc, Decimal):
+        return float(doc)
+    if isinstance(doc, list):
+        return [_plain(v) for v in doc]
+    if isinstance(doc, dict):
+        return {k: _plain(v) for k, v in doc.items()}
+    return doc
+
+
+def _in_filters(row: dict[str, Any], f: qdb.Filters) -> bool:
+    if f.queue is not None and row["queue_name"] != f.queue:
+        return False
+    if f.statuses and row["status"] not in f.statuses:
+        return False
+    if f.archived_after is not None and row["archived_at"] < f.archived_after:
+        return False
+    if f.archived_before is not None and row["archived_at"] >= f.archived_before:
+        return False
+    return True
+
+
+ProgressFn = Callable[[int], None]
+
+__all__ = [
+    "ArchiveQuery",
+    "ArchivedJob",
+    "ArchivedJobPage",
+    "SearchResult",
+    "ValueMatcher",
+    "attach_payloads",
+    "get_archived_job",
+    "list_archived_jobs",
+    "parse_job_id",
+    "parse_key_path",
+    "parse_statuses",
+    "parse_when",
+    "query_archived_jobs",
+    "read_cold_rows",
+    "search_archived_jobs",
+]
+
+_ = S  # the archive schema documents the columns read here
