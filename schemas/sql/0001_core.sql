@@ -75,12 +75,9 @@ CREATE TABLE tiering_job_index (
     created_at TIMESTAMPTZ NOT NULL,
     archived_at TIMESTAMPTZ NOT NULL,
     payload_bytes INTEGER NOT NULL DEFAULT 0,
-    restored_at TIMESTAMPTZ,
-    PRIMARY KEY (object_id, job_id)
+    restored_at TIMESTAMPTZ
 );
-CREATE UNIQUE INDEX tiering_job_index_live_job_idx ON tiering_job_index (job_id)
-    WHERE restored_at IS NULL;
-CREATE INDEX tiering_job_index_list_idx ON tiering_job_index (archived_at DESC, job_id)
-    WHERE restored_at IS NULL;
-CREATE INDEX tiering_job_index_queue_idx ON tiering_job_index (queue_name, archived_at DESC)
-    WHERE restored_at IS NULL;
+-- Kept to the three indexes the readers need: a flush inserts one row per job, so every index costs.
+CREATE UNIQUE INDEX tiering_job_index_live_job_idx ON tiering_job_index (job_id) WHERE restored_at IS NULL;
+CREATE INDEX tiering_job_index_object_idx ON tiering_job_index (object_id);
+CREATE INDEX tiering_job_index_list_idx ON tiering_job_index (archived_at DESC, job_id) WHERE restored_at IS NULL;

@@ -6,6 +6,7 @@ same transaction; the commit (manifest committed, index rows, staged rows delete
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -38,25 +39,44 @@ def storage_class_case(rules: Sequence[StorageClassRule], default: str, first_pa
         params.extend([rule.queue, rule.status, rule.storage_class])
         n += 3
     params.append(default)
+    if not whens:
+        return f"${n}::text", params
     return f"CASE {' '.join(whens)} ELSE ${n}::text END", params
 
 
-def claim_staged(
-    conn: ArrowConnection,
-    *,
-    queue: str | None,
-    limit: int,
-) -> int:
-    """Lock up to `limit` staged rows no other flusher holds; their ids land in temp table tiering_claim."""
+def plan_groups(conn: ArrowConnection, queue: str | None) -> list[tuple[str, str, int]]:
+    """(queue, UTC date, staged rows) of everything staged, biggest first."""
+    cur = conn.cursor()
+    try:
+        cur.execute(
+            """SELECT queue_name, to_char(archived_at AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS day, count(*) AS n
+                 FROM hammerwork_jobs_archive
+                WHERE ($1::text IS NULL OR queue_name = $1)
+                GROUP BY 1, 2 ORDER BY 3 DESC, 1, 2""",
+            parameters=(queue,),
+        )
+        return [(q, d, int(n)) for q, d, n in cur.fetchall()]
+    finally:
+        cur.close()
+
+
+_GROUP_JOIN = """json_to_recordset($1::json) AS g(q text, d date)
+      ON a.queue_name = g.q
+     AND a.archived_at >= (g.d::timestamp AT TIME ZONE 'UTC')
+     AND a.archived_at < ((g.d + 1)::timestamp AT TIME ZONE 'UTC')"""
+
+
+def claim_staged(conn: ArrowConnection, groups: Sequence[tuple[str, str]], limit: int) -> int:
+    """Lock up to `limit` staged rows of these (queue, date) groups that no other flusher holds; their ids
+    land in the temp table tiering_claim, which lives as long as this transaction."""
     cur = conn.cursor()
     try:
         cur.execute("DROP TABLE IF EXISTS pg_temp.tiering_claim")
         cur.execute(
-            """CREATE TEMP TABLE tiering_claim ON COMMIT DROP AS
-               SELECT id FROM hammerwork_jobs_archive
-                WHERE ($1::text IS NULL OR queue_name = $1)
-                LIMIT $2 FOR UPDATE SKIP LOCKED""",
-            parameters=(queue, limit),
+            f"""CREATE TEMP TABLE tiering_claim ON COMMIT DROP AS
+                SELECT a.id, a.queue_name, a.archived_at FROM hammerwork_jobs_archive a JOIN {_GROUP_JOIN}
+                 LIMIT $2 FOR UPDATE OF a SKIP LOCKED""",  # noqa: S608 - constant fragment
+            parameters=(json.dumps([{"q": q, "d": d} for q, d in groups]), limit),
         )
         cur.execute("SELECT count(*) FROM tiering_claim")
         row = cur.fetchone()
@@ -65,21 +85,27 @@ def claim_staged(
         cur.close()
 
 
-def stream_claimed(
-    conn: ArrowConnection, columns: Sequence[str], rules: Sequence[StorageClassRule], default_class: str
-) -> pa.RecordBatchReader:
-    """The claimed rows, sorted by (queue, UTC date, storage class) with `tiering_group` marking each group."""
-    case_sql, params = storage_class_case(rules, default_class, 1)
+def stream_claimed_group(
+    conn: ArrowConnection,
+    columns: Sequence[str],
+    group: tuple[str, str],
+    rules: Sequence[StorageClassRule],
+    default_class: str,
+) -> tuple[Any, pa.RecordBatchReader]:
+    """(cursor, reader) over the claimed rows of one (queue, date) group, with `tiering_storage_class`;
+    sorted by storage class only when rules can give a group several classes. Close the cursor after."""
+    case_sql, params = storage_class_case(rules, default_class, 2)
     cols = ", ".join(f"a.{c}" for c in columns)
+    order = "ORDER BY tiering_storage_class" if rules else ""
     query = f"""
-        SELECT {cols},
-               to_char(a.archived_at AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS tiering_date,
-               {case_sql} AS tiering_storage_class
-          FROM hammerwork_jobs_archive a JOIN tiering_claim c ON c.id = a.id
-         ORDER BY a.queue_name, tiering_date, tiering_storage_class, a.archived_at, a.id"""  # noqa: S608
+        SELECT {cols}, {case_sql} AS tiering_storage_class
+          FROM hammerwork_jobs_archive a
+          JOIN tiering_claim c ON c.id = a.id
+          JOIN {_GROUP_JOIN.replace("a.queue_name", "c.queue_name").replace("a.archived_at", "c.archived_at")}
+          {order}"""  # noqa: S608 - columns are ours, values are parameters
     cur = conn.cursor()
-    cur.execute(query, parameters=params or None)
-    return cur.fetch_record_batch()
+    cur.execute(query, parameters=[json.dumps([{"q": group[0], "d": group[1]}]), *params])
+    return cur, cur.fetch_record_batch()
 
 
 def commit_claimed(conn: ArrowConnection, manifest_ids: list[int], index_rows: pa.Table, expected_rows: int) -> None:

@@ -10,8 +10,10 @@ place; pending rows whose flusher died (its advisory lock is free) are cleaned b
 from __future__ import annotations
 
 import logging
+import queue as queue_mod
 import shutil
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -25,8 +27,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+import tiering.parquet as pqio
 from tiering import __version__, layout, lifecycle
-from tiering import parquet as pqio
 from tiering.db import arrow as arrowdb
 from tiering.db import manifest as mdb
 from tiering.db.connection import connect
@@ -40,7 +42,6 @@ from tiering.store.base import ObjectExistsError, ObjectStore, PutResult
 log = logging.getLogger(__name__)
 
 ProgressFn = Callable[[int], None]
-GROUP_COLUMNS = ("tiering_date", "tiering_storage_class")
 DEFAULT_CLAIM_ROWS = 1_000_000
 UPLOAD_THREADS = 8
 
@@ -98,70 +99,51 @@ def recover_abandoned(url: str, store: ObjectStore) -> int:
     return cleaned
 
 
-def _group_runs(batch: pa.RecordBatch) -> Iterator[tuple[tuple[str, str, str], pa.RecordBatch]]:
-    """Split a batch sorted by (queue, date, class) into runs of one group each."""
-    keys = pc.binary_join_element_wise(
-        batch.column("queue_name"), batch.column("tiering_date"), batch.column("tiering_storage_class"), "\x00"
-    )
+def _class_runs(batch: pa.RecordBatch) -> Iterator[tuple[str, pa.RecordBatch]]:
+    """Split a batch sorted by storage class into runs of one class each."""
+    classes = batch.column("tiering_storage_class")
     n = batch.num_rows
     if n == 0:
         return
-    changes = pc.not_equal(keys.slice(1), keys.slice(0, n - 1))
+    changes = pc.not_equal(classes.slice(1), classes.slice(0, n - 1))
     starts = [0] + [i + 1 for i in pc.indices_nonzero(changes).to_pylist()] + [n]
     for a, b in zip(starts, starts[1:], strict=False):
-        if b > a:
-            part = batch.slice(a, b - a)
-            yield (
-                (
-                    part.column("queue_name")[0].as_py(),
-                    part.column("tiering_date")[0].as_py(),
-                    part.column("tiering_storage_class")[0].as_py(),
-                ),
-                part,
-            )
+        yield classes[a].as_py(), batch.slice(a, b - a)
 
 
-def _grouped(reader: pa.RecordBatchReader) -> Iterator[tuple[tuple[str, str, str], Iterator[pa.RecordBatch]]]:
-    """(group key, its batches) from a sorted stream, holding at most one input batch in memory."""
-    pending: list[tuple[tuple[str, str, str], pa.RecordBatch]] = []
-    source = (run for batch in reader for run in _group_runs(batch))
-    current: tuple[str, str, str] | None = None
-    exhausted = False
+def _by_class(reader: pa.RecordBatchReader) -> Iterator[tuple[str, Iterator[pa.RecordBatch]]]:
+    """(storage class, its batches) from a stream sorted by class, holding one input batch at a time."""
+    runs = (run for batch in reader for run in _class_runs(batch))
+    lookahead: list[tuple[str, pa.RecordBatch]] = []
 
-    def take_group() -> Iterator[pa.RecordBatch]:
-        nonlocal exhausted
-        while pending and pending[0][0] == current:
-            yield pending.pop(0)[1]
-        while not pending:
-            try:
-                key, run = next(source)
-            except StopIteration:
-                exhausted = True
+    def take(cls: str) -> Iterator[pa.RecordBatch]:
+        while True:
+            if lookahead:
+                if lookahead[0][0] != cls:
+                    return
+                yield lookahead.pop()[1]
+                continue
+            nxt = next(runs, None)
+            if nxt is None:
                 return
-            if key != current:
-                pending.append((key, run))
-                return
-            yield run
+            lookahead.append(nxt)
 
     while True:
-        if not pending:
-            if exhausted:
+        if not lookahead:
+            nxt = next(runs, None)
+            if nxt is None:
                 return
-            try:
-                pending.append(next(source))
-            except StopIteration:
-                return
-        current = pending[0][0]
-        group_iter = take_group()
-        yield current, group_iter
-        for _ in group_iter:  # drain what the consumer left
+            lookahead.append(nxt)
+        cls = lookahead[0][0]
+        group = take(cls)
+        yield cls, group
+        for _ in group:  # drain what the consumer left
             pass
 
 
 def _to_archive(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
     for batch in batches:
-        trimmed = batch.drop_columns(list(GROUP_COLUMNS))
-        converted = to_archive_batch(trimmed)
+        converted = to_archive_batch(batch.drop_columns(["tiering_storage_class"]))
         if isinstance(converted, pa.Table):
             yield from converted.to_batches()
         else:
@@ -189,34 +171,116 @@ def flush_staged(
     initiated_by: str | None = None,
     progress: ProgressFn | None = None,
     claim_rows: int = DEFAULT_CLAIM_ROWS,
+    workers: int | None = None,
     crash_hook: Callable[[str], None] | None = None,
 ) -> FlushStats:
-    """Flush every staged job (of `queue`, or all) to the object store; returns what was written."""
+    """Flush every staged job (of `queue`, or all) to the object store; returns what was written.
+
+    Staged rows are planned as (queue, date) groups and packed into rounds of up to `claim_rows` rows;
+    `workers` threads run rounds at once (each its own transaction), and other processes flushing the same
+    database take other rows (SKIP LOCKED).
+    """
     started = time.perf_counter()
     stats = FlushStats()
     params = {"queue": queue, "store": store.describe(), "compression_level": config.compression_level}
     with audited(url, "flush", initiated_by=initiated_by, reason="Automatic", parameters=params) as op:
         stats.operation_id = op.id
         stats.abandoned_cleaned = recover_abandoned(url, store)
-        hook = crash_hook or (lambda point: None)
+        job = _FlushJob(store, settings, policy, config, stats, crash_hook or (lambda point: None), progress)
         workdir = Path(tempfile.mkdtemp(prefix="tiering-flush-", dir=_tmp_root(settings)))
         try:
-            with connect(url, autocommit=True) as meta, ThreadPoolExecutor(UPLOAD_THREADS) as uploads:
+            with ThreadPoolExecutor(UPLOAD_THREADS, thread_name_prefix="tiering-upload") as uploads:
+                job.uploads = uploads
                 while True:
-                    flushed = _flush_round(
-                        url, store, settings, policy, config, queue, meta, uploads, workdir, stats, hook, claim_rows
-                    )
-                    if not flushed:
+                    rounds = _plan_rounds(url, queue, claim_rows)
+                    if not rounds:
                         break
-                    stats.rounds += 1
-                    stats.jobs_flushed += flushed
-                    if progress:
-                        progress(flushed)
+                    claimed = _run_rounds(url, job, rounds, claim_rows, workdir, workers or settings.workers)
+                    if not claimed:
+                        break  # what is left is held by other flushers
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
         stats.execution_time_s = time.perf_counter() - started
         op.counts = stats.to_dict() | {"keys": len(stats.keys)}
     return stats
+
+
+@dataclass
+class _FlushJob:
+    store: ObjectStore
+    settings: Settings
+    policy: ArchivalPolicy
+    config: ArchivalConfig
+    stats: FlushStats
+    hook: Callable[[str], None]
+    progress: ProgressFn | None
+    uploads: ThreadPoolExecutor | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def _plan_rounds(url: str, queue: str | None, claim_rows: int) -> list[list[tuple[str, str]]]:
+    """Pack (queue, date) groups into rounds of about `claim_rows` rows; big groups get a round each."""
+    conn = arrowdb.connect_arrow(url)
+    try:
+        groups = arrowdb.plan_groups(conn, queue)
+        conn.rollback()
+    finally:
+        conn.close()
+    rounds: list[list[tuple[str, str]]] = []
+    current: list[tuple[str, str]] = []
+    size = 0
+    for q, day, n in groups:
+        if n >= claim_rows:
+            rounds.append([(q, day)])
+            continue
+        if size + n > claim_rows and current:
+            rounds.append(current)
+            current, size = [], 0
+        current.append((q, day))
+        size += n
+    if current:
+        rounds.append(current)
+    return rounds
+
+
+def _run_rounds(
+    url: str, job: _FlushJob, rounds: list[list[tuple[str, str]]], claim_rows: int, workdir: Path, workers: int
+) -> int:
+    """Run the rounds on `workers` threads; a round over a big group repeats until it claims nothing."""
+    todo: queue_mod.Queue[list[tuple[str, str]]] = queue_mod.Queue()
+    for r in rounds:
+        todo.put(r)
+    total = 0
+    errors: list[BaseException] = []
+
+    def worker(n: int) -> None:
+        nonlocal total
+        wd = workdir / f"w{n}"
+        wd.mkdir(exist_ok=True)
+        try:
+            with connect(url, autocommit=True) as meta:
+                while not errors:
+                    try:
+                        groups = todo.get_nowait()
+                    except queue_mod.Empty:
+                        return
+                    while not errors:
+                        claimed = _flush_round(url, job, groups, claim_rows, meta, wd)
+                        with job.lock:
+                            total += claimed
+                        if claimed < claim_rows:
+                            break
+        except BaseException as exc:  # noqa: BLE001 - re-raised by the caller
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(i,), name=f"tiering-flush-{i}") for i in range(max(1, workers))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    return total
 
 
 def _tmp_root(settings: Settings) -> str | None:
@@ -229,84 +293,57 @@ def _tmp_root(settings: Settings) -> str | None:
 
 
 def _flush_round(
-    url: str,
-    store: ObjectStore,
-    settings: Settings,
-    policy: ArchivalPolicy,
-    config: ArchivalConfig,
-    queue: str | None,
-    meta: Any,
-    uploads: ThreadPoolExecutor,
-    workdir: Path,
-    stats: FlushStats,
-    hook: Callable[[str], None],
-    claim_rows: int,
+    url: str, job: _FlushJob, groups: list[tuple[str, str]], claim_rows: int, meta: Any, workdir: Path
 ) -> int:
+    store, settings, policy, config = job.store, job.settings, job.policy, job.config
     conn = arrowdb.connect_arrow(url)
     flush_id = uuid.uuid4()
     parts: list[_Part] = []
+    locked = False
     try:
-        claimed = arrowdb.claim_staged(conn, queue=queue, limit=claim_rows)
+        claimed = arrowdb.claim_staged(conn, groups, claim_rows)
         if not claimed:
             conn.rollback()
             return 0
         mdb.lock_flush(meta, flush_id)
-        hook("claimed")
-        reader = arrowdb.stream_claimed(
-            conn, STAGING_SELECT_COLUMNS, policy.storage_classes, policy.default_storage_class
-        )
+        locked = True
+        job.hook("claimed")
         seq = 0
-        for (queue_name, day, storage_class), batches in _grouped(reader):
+        for queue_name, day in groups:
             slug = layout.queue_slug(queue_name)
-            group_dir = workdir / f"{seq:06d}"
-            group_dir.mkdir()
-
-            def name_for(i: int, _start: int = seq, _cls: str = storage_class) -> str:
-                return layout.part_name(flush_id, _start + i, _cls)
-
-            written_parts = pqio.write_parts(
-                _to_archive(batches),
-                group_dir,
-                flush_id=flush_id,
-                part_name_fn=name_for,
-                compression_level=max(1, config.compression_level),
-                row_group_rows=settings.row_group_rows,
-                target_bytes=settings.object_size_target_bytes,
+            cursor, reader = arrowdb.stream_claimed_group(
+                conn, STAGING_SELECT_COLUMNS, (queue_name, day), policy.storage_classes, policy.default_storage_class
             )
-            for written in written_parts:
-                seq += 1
-                key = layout.object_key(store.prefix, slug, date.fromisoformat(day), written.part_name)
-                manifest_id = mdb.insert_pending(
-                    meta,
-                    {
-                        "flush_id": flush_id,
-                        "bucket": _bucket(store),
-                        "key": key,
-                        "queue_name": queue_name,
-                        "queue_slug": slug,
-                        "partition_date": date.fromisoformat(day),
-                        "row_count": written.rows,
-                        "row_groups": written.row_groups,
-                        "bytes": written.bytes,
-                        "uncompressed_bytes": written.uncompressed_bytes,
-                        "payload_original_bytes": written.payload_original_bytes,
-                        "min_created_at": written.min_created_at,
-                        "max_created_at": written.max_created_at,
-                        "min_archived_at": written.min_archived_at,
-                        "max_archived_at": written.max_archived_at,
-                        "statuses": list(written.statuses),
-                        "storage_class": storage_class,
-                        "checksum_sha256": written.sha256,
-                        "schema_version": SCHEMA_VERSION,
-                    },
-                )
-                warning = lifecycle.storage_class_warning(storage_class, written.bytes)
-                if warning and warning not in stats.warnings:
-                    stats.warnings.append(warning)
-                part = _Part(manifest_id, key, queue_name, storage_class, written)
-                part.upload = uploads.submit(_upload, store, part, flush_id, config.verify_compression)
-                parts.append(part)
-        hook("uploading")
+            try:
+                for storage_class, batches in _by_class(reader):
+                    group_dir = workdir / f"{flush_id.hex[:8]}-{seq:05d}"
+                    group_dir.mkdir()
+
+                    def name_for(i: int, _start: int = seq, _cls: str = storage_class) -> str:
+                        return layout.part_name(flush_id, _start + i, _cls)
+
+                    written_parts = pqio.write_parts(
+                        _to_archive(batches),
+                        group_dir,
+                        flush_id=flush_id,
+                        part_name_fn=name_for,
+                        compression_level=max(1, config.compression_level),
+                        row_group_rows=settings.row_group_rows,
+                        target_bytes=settings.object_size_target_bytes,
+                    )
+                    for written in written_parts:
+                        seq += 1
+                        part = _record_pending(meta, store, flush_id, queue_name, slug, day, storage_class, written)
+                        warning = lifecycle.storage_class_warning(storage_class, written.bytes)
+                        with job.lock:
+                            if warning and warning not in job.stats.warnings:
+                                job.stats.warnings.append(warning)
+                        assert job.uploads is not None
+                        part.upload = job.uploads.submit(_upload, store, part, flush_id, config.verify_compression)
+                        parts.append(part)
+            finally:
+                cursor.close()
+        job.hook("uploading")
         for part in parts:
             assert part.upload is not None
             result = part.upload.result()
@@ -315,12 +352,12 @@ def _flush_round(
                 part.manifest_id,
                 {"etag": result.etag, "encryption": result.encryption, "kms_key_id": result.kms_key_id},
             )
-        hook("uploaded")
+        job.hook("uploaded")
         index = _index_rows(parts)
         if index.num_rows != claimed:
             raise VerificationError(f"flush wrote {index.num_rows} jobs but claimed {claimed}; nothing committed")
         arrowdb.commit_claimed(conn, [p.manifest_id for p in parts], index, claimed)
-        hook("committed")
+        job.hook("committed")
     except BaseException:
         try:
             conn.rollback()
@@ -332,19 +369,65 @@ def _flush_round(
         raise
     finally:
         conn.close()
-        mdb.unlock_flush(meta, flush_id)
+        if locked:
+            mdb.unlock_flush(meta, flush_id)
         for child in workdir.iterdir():
             shutil.rmtree(child, ignore_errors=True)
-    for part in parts:
-        stats.objects_written += 1
-        stats.bytes_written += part.written.bytes
-        stats.uncompressed_bytes += part.written.uncompressed_bytes
-        stats.by_queue[part.queue] = stats.by_queue.get(part.queue, 0) + part.written.rows
-        stats.by_storage_class[part.storage_class] = (
-            stats.by_storage_class.get(part.storage_class, 0) + part.written.rows
-        )
-        stats.keys.append(part.key)
+    with job.lock:
+        stats = job.stats
+        stats.rounds += 1
+        stats.jobs_flushed += claimed
+        for part in parts:
+            stats.objects_written += 1
+            stats.bytes_written += part.written.bytes
+            stats.uncompressed_bytes += part.written.uncompressed_bytes
+            stats.by_queue[part.queue] = stats.by_queue.get(part.queue, 0) + part.written.rows
+            stats.by_storage_class[part.storage_class] = (
+                stats.by_storage_class.get(part.storage_class, 0) + part.written.rows
+            )
+            stats.keys.append(part.key)
+        if job.progress:
+            job.progress(claimed)
     return claimed
+
+
+def _record_pending(
+    meta: Any,
+    store: ObjectStore,
+    flush_id: uuid.UUID,
+    queue_name: str,
+    slug: str,
+    day: str,
+    storage_class: str,
+    written: Any,
+) -> _Part:
+    """The manifest row goes in (pending) BEFORE the upload, so any object in the bucket is accounted for."""
+    key = layout.object_key(store.prefix, slug, date.fromisoformat(day), written.part_name)
+    manifest_id = mdb.insert_pending(
+        meta,
+        {
+            "flush_id": flush_id,
+            "bucket": _bucket(store),
+            "key": key,
+            "queue_name": queue_name,
+            "queue_slug": slug,
+            "partition_date": date.fromisoformat(day),
+            "row_count": written.rows,
+            "row_groups": written.row_groups,
+            "bytes": written.bytes,
+            "uncompressed_bytes": written.uncompressed_bytes,
+            "payload_original_bytes": written.payload_original_bytes,
+            "min_created_at": written.min_created_at,
+            "max_created_at": written.max_created_at,
+            "min_archived_at": written.min_archived_at,
+            "max_archived_at": written.max_archived_at,
+            "statuses": list(written.statuses),
+            "storage_class": storage_class,
+            "checksum_sha256": written.sha256,
+            "schema_version": SCHEMA_VERSION,
+        },
+    )
+    return _Part(manifest_id, key, queue_name, storage_class, written)
 
 
 def _upload(store: ObjectStore, part: _Part, flush_id: uuid.UUID, verify: bool) -> PutResult:
