@@ -187,7 +187,7 @@ class S3Store(ObjectStore):
             region_name=self.region,
             signature_version="s3v4",
             s3={"addressing_style": "path" if custom else "auto"},
-            retries={"mode": "standard", "max_attempts": max_attempts},
+            retries={"mode": "standard", "total_max_attempts": max(1, max_attempts)},  # attempts, not retries
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
             max_pool_connections=16,
@@ -399,7 +399,15 @@ class S3Store(ObjectStore):
             size = os.path.getsize(path)
         except OSError as exc:
             raise StoreError(f"cannot upload {key!r}: local file {path} unreadable ({exc})") from exc
-        digest = (sha256 or sha256_file(path)).lower()
+        # Hash the local file even when the caller gave a digest: a wrong digest must fail here,
+        # loudly, rather than depend on whether the server verifies x-amz-checksum-sha256.
+        digest = sha256_file(path)
+        if sha256 is not None and sha256.lower() != digest:
+            raise StoreError(
+                f"checksum mismatch uploading {key!r} to {self.describe()}: expected sha256 {sha256}, "
+                f"file {path} has {digest}; nothing was uploaded",
+                retryable=True,
+            )
         args = self._extra_args(key, storage_class, digest, metadata)
         if size < self.multipart_threshold:
             # The server checks the data against ChecksumSHA256 (BadDigest when a given sha256 is wrong).
@@ -498,7 +506,11 @@ class S3Store(ObjectStore):
         sclass = resp.get("StorageClass") or "STANDARD"
         ongoing, until = parse_restore_header(resp.get("Restore"))
         metadata = dict(resp.get("Metadata") or {})
-        checksum = b64_to_hex(resp.get("ChecksumSHA256")) or metadata.get(SHA256_METADATA_KEY)
+        # Our own `sha256` metadata first: for multipart objects the server's SHA-256 is a checksum
+        # of part checksums (not always marked "-N"); single-part uploads had it verified by the server.
+        checksum = metadata.get(SHA256_METADATA_KEY) or (
+            b64_to_hex(resp.get("ChecksumSHA256")) if resp.get("ChecksumType") != "COMPOSITE" else None
+        )
         hold = resp.get("ObjectLockLegalHoldStatus")
         return ObjectInfo(
             key=key,
