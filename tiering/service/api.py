@@ -1,0 +1,503 @@
+"""Routes of /api/archive: parse and check the request, call the engine, wrap the answer. No archival logic."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import UTC, date, datetime, timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Path, Query, Request
+from fastapi.responses import JSONResponse
+
+from tiering.context import Context
+from tiering.db.connection import connect
+from tiering.db.operations import audited, get_operation, list_operations
+from tiering.db.policies import delete_policy_document, get_policy_document, put_policy_document
+from tiering.errors import ConfigError, NotFoundError
+from tiering.policy import ALL_STATUSES, normalize_status, parse_duration, policy_from_dict, policy_to_dict
+from tiering.service import jobs
+from tiering.service.envelope import Envelope, fail, ok
+from tiering.service.models import (
+    BulkRestoreRequest,
+    EraseRequest,
+    LifecycleApplyRequest,
+    RestoreOne,
+    RunRequest,
+)
+from tiering.service.security import MAX_QUEUE_LENGTH, QUEUE_PATTERN
+from tiering.service.tasks import Progress
+
+RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"model": Envelope, "description": "invalid input (message in `error`)"},
+    401: {"model": Envelope, "description": "no credential"},
+    403: {"model": Envelope, "description": "wrong credential"},
+    413: {"model": Envelope, "description": "request body too large"},
+    422: {"model": Envelope, "description": "invalid parameters or body"},
+}
+router = APIRouter(prefix="/api/archive", tags=["archive"], responses=RESPONSES)
+system_router = APIRouter(tags=["system"])
+
+QueueQ = Annotated[
+    str | None,
+    Query(min_length=1, max_length=MAX_QUEUE_LENGTH, pattern=QUEUE_PATTERN, description="only this queue"),
+]
+StatusQ = Annotated[
+    str | None, Query(max_length=20, description=f"one of {', '.join(ALL_STATUSES)} (case-insensitive)")
+]
+JobId = Annotated[uuid.UUID, Path(description="the job's UUID")]
+WhoQ = Annotated[
+    str | None, Query(min_length=1, max_length=200, pattern=QUEUE_PATTERN, description="who asks (audit trail)")
+]
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def context(request: Request) -> Context:
+    ctx = request.app.state.ctx
+    assert isinstance(ctx, Context)
+    return ctx
+
+
+def principal(request: Request) -> str:
+    return str(getattr(request.state, "principal", None) or "api")
+
+
+def initiator(request: Request, given: str | None) -> str:
+    return given or principal(request)
+
+
+def _status(value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        return normalize_status(value)
+    except ValueError as exc:
+        raise ConfigError(f"status: {exc}") from None
+
+
+def _metrics(request: Request) -> Any:
+    return request.app.state.metrics
+
+
+_DAYS = re.compile(r"^\s*\d{1,6}\s*$")
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}([T ][0-9:.]+(Z|[+-]\d{2}:?\d{2})?)?$")
+
+
+def parse_older_than(value: str, now: datetime | None = None) -> datetime:
+    """`365` (days, Hammerwork's habit), a duration (`90d`, `P1Y`, `12h`) or a date/time: the purge cutoff."""
+    now = now or datetime.now(UTC)
+    text = value.strip()
+    if _DAYS.match(text):
+        return now - timedelta(days=int(text))
+    if _DATE.match(text):
+        try:
+            when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError as exc:
+            raise ConfigError(f"older_than: invalid date {value!r} ({exc})") from None
+        return when if when.tzinfo else when.replace(tzinfo=UTC)
+    try:
+        delta = parse_duration(text, field_name="older_than")
+    except ConfigError as exc:
+        raise ConfigError(f"{exc}; or days (365) or a date (2024-01-31)") from None
+    try:
+        return now - delta
+    except OverflowError:
+        raise ConfigError(f"older_than: {value!r} reaches before year 1") from None
+
+
+# ---------------------------------------------------------------- statistics
+
+
+@router.get("/stats", summary="Archival statistics (Hammerwork's stats plus tiers, storage classes, cost)")
+def stats(request: Request, queue: QueueQ = None) -> JSONResponse:
+    from tiering.engine.stats import get_archival_stats
+
+    ctx = context(request)
+    result = get_archival_stats(ctx.database_url, ctx.store, ctx.settings, queue=queue)
+    return ok(result)
+
+
+@router.get("/trends", summary="Jobs archived, flushed, restored, purged and erased per day (audit trail)")
+def trends(request: Request, days: Annotated[int, Query(ge=1, le=366)] = 30) -> JSONResponse:
+    from tiering.engine.stats import archival_trends
+
+    ctx = context(request)
+    return ok(archival_trends(ctx.database_url, days=days))
+
+
+# ---------------------------------------------------------------- browse, search, get
+
+
+@router.get("/jobs", summary="Archived jobs (staging and cold), newest archived first, with the total")
+def list_jobs(
+    request: Request,
+    queue: QueueQ = None,
+    status: StatusQ = None,
+    archived_after: Annotated[datetime | None, Query(description="inclusive, ISO 8601")] = None,
+    archived_before: Annotated[datetime | None, Query(description="exclusive, ISO 8601")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+) -> JSONResponse:
+    from tiering.engine.query import list_archived_jobs
+
+    ctx = context(request)
+    page = list_archived_jobs(
+        ctx.database_url, queue=queue, status=_status(status), archived_after=archived_after,
+        archived_before=archived_before, limit=limit, offset=offset,
+    )  # fmt: skip
+    doc = page.to_dict()
+    doc["pagination"] = {
+        "total": page.total,
+        "limit": page.limit,
+        "offset": page.offset,
+        "has_more": page.offset + len(page.items) < page.total,
+    }
+    return ok(doc)
+
+
+@router.get("/jobs/{job_id}", summary="One archived job, wherever it is; payload=true reads its payload")
+def get_job(request: Request, job_id: JobId, payload: bool = False) -> JSONResponse:
+    from tiering.engine.query import get_archived_job
+
+    ctx = context(request)
+    job = get_archived_job(ctx.database_url, ctx.store, job_id, with_payload=payload)
+    return ok(job.to_dict())
+
+
+@router.get("/search", summary="Archived jobs whose payload holds `value` at `key` (dotted path)")
+def search(
+    request: Request,
+    key: Annotated[str, Query(min_length=1, max_length=500, pattern=QUEUE_PATTERN)],
+    value: Annotated[str, Query(max_length=1000, pattern=r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$")],
+    queue: QueueQ = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> JSONResponse:
+    from tiering.engine.query import search_archived_jobs
+
+    ctx = context(request)
+    result = search_archived_jobs(ctx.database_url, ctx.store, key, value, queue=queue, limit=limit)
+    return ok(result.to_dict())
+
+
+# ---------------------------------------------------------------- restore
+
+
+@router.post("/jobs/{job_id}/restore", summary="Re-enqueue one archived job as Pending in the hot table")
+def restore_job(request: Request, job_id: JobId, body: Annotated[RestoreOne | None, Body()] = None) -> JSONResponse:
+    from tiering.engine.restore import restore_archived_job
+
+    ctx = context(request)
+    body = body or RestoreOne()
+    result = restore_archived_job(
+        ctx.database_url, ctx.store, ctx.settings, job_id, dry_run=body.dry_run,
+        initiated_by=initiator(request, body.initiated_by),
+    )  # fmt: skip
+    if result.restored:
+        _metrics(request).record("restore", {"jobs_restored": 1})
+    return ok(result.to_dict())
+
+
+@router.post("/restore", summary="Restore many jobs chosen by filters; dry_run previews them")
+def restore_bulk(request: Request, body: BulkRestoreRequest) -> JSONResponse:
+    from tiering.engine.restore import restore_archived_jobs
+
+    ctx = context(request)
+    who = initiator(request, body.initiated_by)
+    if not (body.queue or body.status or body.archived_after or body.archived_before or body.match):
+        raise ConfigError("restore: give at least one filter (queue, status, archived_after/before, match)")
+
+    def work(progress: Progress) -> Any:
+        result = restore_archived_jobs(
+            ctx.database_url, ctx.store, ctx.settings, queue=body.queue, status=body.status,
+            archived_after=body.archived_after, archived_before=body.archived_before,
+            match=(body.match.key, body.match.value) if body.match else None, count=body.count,
+            dry_run=body.dry_run, initiated_by=who, progress=lambda n: progress.add("restored", n),
+        )  # fmt: skip
+        doc = result.to_dict()
+        _metrics(request).record("restore", doc)
+        return doc
+
+    return _run_task(request, "restore", body.model_dump(mode="json"), work, body.wait_seconds)
+
+
+# ---------------------------------------------------------------- run (archive + flush + purge)
+
+
+@router.post("/run", summary="Archive eligible jobs, flush them to the object store, purge by policy")
+def run(request: Request, body: Annotated[RunRequest, Body()]) -> JSONResponse:
+    ctx = context(request)
+    if body.policy is not None:
+        policy, config = policy_from_dict(body.policy, source="policy override")
+    else:
+        policy, config, _ = ctx.load_policy()
+    who = initiator(request, body.initiated_by)
+
+    def work(progress: Progress) -> Any:
+        import time
+
+        started = time.perf_counter()
+        result = jobs.run_archival(
+            ctx, queue=body.queue, policy=policy, config=config, reason=body.reason, initiated_by=who,
+            dry_run=body.dry_run, flush=body.flush, purge=body.purge, progress=progress.add,
+            phase=lambda name: progress.set(phase=name),
+        )  # fmt: skip
+        progress.set(phase="done")
+        _metrics(request).record("run", result, time.perf_counter() - started)
+        return result
+
+    return _run_task(request, "run", body.model_dump(mode="json"), work, body.wait_seconds)
+
+
+def _run_task(request: Request, kind: str, req: dict[str, Any], work: Any, wait_seconds: float) -> JSONResponse:
+    runner = request.app.state.runner
+    task_id = runner.start(kind, req, work)
+    runner.wait(task_id, wait_seconds)
+    return _task_response(runner.get(task_id), finished_status=200)
+
+
+def _task_response(row: dict[str, Any] | None, finished_status: int = 200) -> JSONResponse:
+    if row is None:
+        raise NotFoundError("no such operation")
+    doc = {
+        "operation_id": str(row["id"]),
+        "kind": row["kind"],
+        "state": row["state"],
+        "progress": row["progress"],
+        "started_at": row["started_at"],
+        "finished_at": row["finished_at"],
+        "status_url": f"/api/archive/operations/{row['id']}",
+        "result": row["result"],
+    }
+    if row["state"] == "running":
+        return ok(doc, status_code=202, headers={"Location": doc["status_url"]})
+    if row["state"] == "failed":
+        status = int(row.get("error_status") or 500)
+        return fail(status if status >= 400 else 500, str(row["error"]), data=doc)
+    return ok(doc, status_code=finished_status)
+
+
+@router.get("/operations", summary="Recent background operations started through the API")
+def recent_operations(request: Request, limit: Annotated[int, Query(ge=1, le=200)] = 20) -> JSONResponse:
+    from tiering.service import sql
+
+    return ok(sql.recent_tasks(context(request).database_url, limit))
+
+
+@router.get("/operations/{operation_id}", summary="A background operation's progress (UUID) or an audit entry (id)")
+def operation(
+    request: Request,
+    operation_id: Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[0-9a-fA-F-]+$")],
+) -> JSONResponse:
+    ctx = context(request)
+    if operation_id.isdigit():
+        if len(operation_id) > 18:
+            raise NotFoundError(f"no operation {operation_id}")
+        with connect(ctx.database_url) as conn:
+            row = get_operation(conn, int(operation_id))
+        if row is None:
+            raise NotFoundError(f"no operation {operation_id}")
+        return ok(row.__dict__)
+    try:
+        task_id = uuid.UUID(operation_id)
+    except ValueError:
+        raise ConfigError(f"operation_id: {operation_id!r} is neither a UUID nor an audit id") from None
+    row_task = request.app.state.runner.get(task_id)
+    if row_task is None:
+        raise NotFoundError(f"no operation {operation_id}")
+    return ok(_task_body(row_task))  # the poll succeeded; the run's own state is in data.state
+
+
+def _task_body(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "operation_id": str(row["id"]),
+        "kind": row["kind"],
+        "state": row["state"],
+        "progress": row["progress"],
+        "started_at": row["started_at"],
+        "finished_at": row["finished_at"],
+        "result": row["result"],
+        "error": row["error"],
+    }
+
+
+# ---------------------------------------------------------------- purge, erase
+
+
+@router.delete("/purge", summary="Delete archived jobs older than a cutoff; dry_run returns the preview")
+def purge(
+    request: Request,
+    older_than: Annotated[
+        str, Query(min_length=1, max_length=40, description="days (365), a duration (90d, P1Y) or a date")
+    ] = "365",
+    queue: QueueQ = None,
+    status: StatusQ = None,
+    dry_run: bool = False,
+    initiated_by: WhoQ = None,
+) -> JSONResponse:
+    from tiering.engine.purge import preview_purge_operation, purge_archived_jobs
+
+    ctx = context(request)
+    cutoff = parse_older_than(older_than)
+    status_n = _status(status)
+    if dry_run:
+        preview = preview_purge_operation(ctx.database_url, ctx.store, ctx.settings, cutoff, queue=queue,
+                                          status=status_n)  # fmt: skip
+        return ok(preview.to_dict() if hasattr(preview, "to_dict") else preview)
+    result = purge_archived_jobs(
+        ctx.database_url, ctx.store, ctx.settings, cutoff, queue=queue, status=status_n,
+        initiated_by=initiator(request, initiated_by),
+    )  # fmt: skip
+    doc = result.to_dict() if hasattr(result, "to_dict") else result
+    _metrics(request).record("purge", doc)
+    return ok(doc)
+
+
+@router.post("/erase", summary="Erase jobs from every tier (right to erasure); dry_run shows where they are")
+def erase(request: Request, body: EraseRequest) -> JSONResponse:
+    from tiering.engine.erase import erase_jobs
+
+    ctx = context(request)
+    result = erase_jobs(
+        ctx.database_url, ctx.store, ctx.settings, body.job_ids, dry_run=body.dry_run,
+        initiated_by=initiator(request, body.initiated_by), reason=body.reason,
+    )  # fmt: skip
+    doc = result.to_dict() if hasattr(result, "to_dict") else result
+    _metrics(request).record("erase", doc)
+    return ok(doc)
+
+
+# ---------------------------------------------------------------- policy
+
+
+@router.get("/policy", summary="The stored policy (or the defaults, with `stored: false`)")
+def get_policy(request: Request) -> JSONResponse:
+    ctx = context(request)
+    with connect(ctx.database_url) as conn:
+        document = get_policy_document(conn)
+    stored = document is not None
+    if document is None:
+        policy, config, _ = ctx.load_policy()
+        document = policy_to_dict(policy, config)
+    return ok({"stored": stored, "policy": document})
+
+
+@router.put("/policy", summary="Validate and store the policy (schemas/policy.schema.json)")
+def put_policy(
+    request: Request,
+    document: Annotated[dict[str, Any], Body(description="a policy document")],
+    initiated_by: WhoQ = None,
+) -> JSONResponse:
+    ctx = context(request)
+    policy, config = policy_from_dict(document, source="policy")
+    _check_schedules(policy.schedules)
+    normalized = policy_to_dict(policy, config)
+    who = initiator(request, initiated_by)
+    with audited(ctx.database_url, "policy_set", initiated_by=who, parameters={"via": "api"}) as op:
+        with connect(ctx.database_url) as conn:
+            put_policy_document(conn, normalized, updated_by=who)
+            conn.commit()
+        op.counts = {"policy": normalized}
+    return ok({"stored": True, "policy": normalized})
+
+
+def _check_schedules(schedules: dict[str, str]) -> None:
+    from tiering.service.scheduler import cron_valid
+
+    for task, expr in schedules.items():
+        if not cron_valid(expr):
+            raise ConfigError(f'schedules.{task}: {expr!r} is not a valid cron expression (e.g. "0 2 * * *")')
+
+
+@router.delete("/policy", summary="Remove the stored policy (runs fall back to the defaults)")
+def delete_policy(request: Request, initiated_by: WhoQ = None) -> JSONResponse:
+    ctx = context(request)
+    with audited(ctx.database_url, "policy_remove", initiated_by=initiator(request, initiated_by)) as op:
+        with connect(ctx.database_url) as conn:
+            removed = delete_policy_document(conn)
+            conn.commit()
+        op.counts = {"removed": removed}
+    return ok({"removed": removed})
+
+
+# ---------------------------------------------------------------- lifecycle, verify
+
+
+@router.get("/lifecycle/plan", summary="The bucket lifecycle rules the policy implies, as a diff")
+def lifecycle_plan(request: Request) -> JSONResponse:
+    from tiering.engine.lifecycle_plan import plan_lifecycle
+
+    ctx = context(request)
+    policy, _, _ = ctx.load_policy()
+    return ok(plan_lifecycle(ctx.store, policy).to_dict())
+
+
+@router.post("/lifecycle/apply", summary="Merge the policy's lifecycle rules into the bucket's configuration")
+def lifecycle_apply(request: Request, body: Annotated[LifecycleApplyRequest | None, Body()] = None) -> JSONResponse:
+    from tiering.engine.lifecycle_plan import apply_lifecycle, plan_lifecycle
+
+    ctx = context(request)
+    body = body or LifecycleApplyRequest()
+    policy, _, _ = ctx.load_policy()
+    if body.dry_run:
+        return ok(plan_lifecycle(ctx.store, policy).to_dict())
+    plan = apply_lifecycle(ctx.database_url, ctx.store, policy, initiated_by=initiator(request, body.initiated_by))
+    return ok(plan.to_dict())
+
+
+@router.get("/verify", summary="Compare the manifest with the bucket (deep reads every object)")
+def verify(request: Request, deep: bool = False, queue: QueueQ = None) -> JSONResponse:
+    ctx = context(request)
+    return ok(jobs.run_verify(ctx, initiated_by=principal(request), deep=deep, queue=queue))
+
+
+# ---------------------------------------------------------------- audit, schedule
+
+
+@router.get("/audit", summary="The audit trail: every run, restore, purge, erase and policy change")
+def audit(
+    request: Request,
+    operation: Annotated[str | None, Query(min_length=1, max_length=40, pattern=r"^[a-z_]+$")] = None,
+    since: Annotated[datetime | date | None, Query(description="ISO date or date-time")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+) -> JSONResponse:
+    ctx = context(request)
+    when: datetime | None
+    if isinstance(since, datetime):
+        when = since if since.tzinfo else since.replace(tzinfo=UTC)
+    elif isinstance(since, date):
+        when = datetime(since.year, since.month, since.day, tzinfo=UTC)
+    else:
+        when = None
+    with connect(ctx.database_url) as conn:
+        rows = list_operations(conn, since=when, operation=operation, limit=limit, offset=offset)
+    return ok({"items": [r.__dict__ for r in rows], "limit": limit, "offset": offset})
+
+
+@router.get("/schedule", summary="Cron schedules with their last and next runs")
+def schedule(request: Request) -> JSONResponse:
+    return ok(request.app.state.scheduler.status())
+
+
+# ---------------------------------------------------------------- system
+
+
+@system_router.get("/healthz", summary="Liveness and database reachability (no credential needed)")
+def healthz(request: Request) -> JSONResponse:
+    ctx = context(request)
+    try:
+        with connect(ctx.database_url) as conn:
+            conn.execute("SELECT 1")
+        database = "ok"
+    except Exception as exc:  # noqa: BLE001 - reported, never raised
+        return fail(503, f"database unreachable: {type(exc).__name__}", data={"status": "degraded"})
+    from tiering import __version__
+
+    return ok({"status": "ok", "database": database, "version": __version__})
+
+
+@system_router.get("/api/openapi.json", summary="This API's OpenAPI document")
+def openapi_document(request: Request) -> JSONResponse:
+    return JSONResponse(request.app.openapi())

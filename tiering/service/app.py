@@ -1,0 +1,195 @@
+"""The ASGI app: /api/archive (REST), /archive (dashboard), /metrics, /healthz."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from tiering import __version__
+from tiering.context import Context
+from tiering.errors import TieringError
+from tiering.service.envelope import Envelope, fail
+from tiering.service.metrics import CONTENT_TYPE, Metrics
+from tiering.service.scheduler import Scheduler, default_instance
+from tiering.service.security import MAX_BODY_BYTES, AuthError, AuthGate, BodySizeLimit, Credentials
+from tiering.service.tasks import TaskRunner
+
+log = logging.getLogger(__name__)
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+DESCRIPTION = """Hammerwork-compatible archive API (`/api/archive/...`) over tiering's engine.
+
+Every response is wrapped as `{success, data, error, timestamp}`. Authenticate with
+`Authorization: Bearer <TIERING_API_TOKEN>` or HTTP Basic (TIERING_BASIC_AUTH_USER/PASSWORD);
+`GET /healthz` is the only open route (reads too when `api_open_reads` is set)."""
+
+
+def _validation_message(exc: RequestValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:5]:
+        loc = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
+        msg = str(err.get("msg", "invalid"))
+        parts.append(f"{loc}: {msg}")
+    more = len(exc.errors()) - 5
+    return "invalid request: " + "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
+
+
+def schedules_from(ctx: Context) -> Callable[[], dict[str, tuple[str, str]]]:
+    """settings.schedules, overridden per task by the stored policy's schedules (read at each tick)."""
+
+    def read() -> dict[str, tuple[str, str]]:
+        out = {task: (cron, "settings") for task, cron in ctx.settings.schedules.items()}
+        policy, _, source = ctx.load_policy()
+        for task, cron in policy.schedules.items():
+            out[task] = (cron, "policy" if source == "stored" else source)
+        return out
+
+    return read
+
+
+def build_scheduler(ctx: Context, metrics: Metrics | None = None, **kwargs: Any) -> Scheduler:
+    from tiering.service.jobs import scheduled_task
+
+    def on_result(tick: Any, seconds: float) -> None:
+        if metrics is None:
+            return
+        if tick.outcome == "failed":
+            metrics.error(f"schedule:{tick.task}")
+        metrics.record(tick.task, tick.result, seconds)
+
+    return Scheduler(
+        ctx.database_url, schedules_from(ctx), lambda task: scheduled_task(ctx, task), on_result=on_result, **kwargs
+    )
+
+
+def create_app(
+    ctx: Context,
+    *,
+    run_scheduler: bool = False,
+    instance: str | None = None,
+    max_body_bytes: int = MAX_BODY_BYTES,
+    scheduler_poll_seconds: float = 15.0,
+) -> FastAPI:
+    instance = instance or default_instance()
+    creds = Credentials.from_settings(ctx.settings)
+    metrics = Metrics(lambda: ctx.database_url)
+    scheduler = build_scheduler(ctx, metrics, instance=instance, poll_seconds=scheduler_poll_seconds)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        _ = ctx.database_url  # migrate before the first request
+        if run_scheduler:
+            scheduler.start()
+        try:
+            yield
+        finally:
+            scheduler.stop()
+            app.state.runner.join(5.0)
+
+    app = FastAPI(
+        title="tiering",
+        version=__version__,
+        description=DESCRIPTION,
+        docs_url=None,  # Swagger UI loads from a CDN: no internet here; the spec is at /api/openapi.json
+        redoc_url=None,
+        openapi_url=None,
+        lifespan=lifespan,
+    )
+    app.state.ctx = ctx
+    app.state.credentials = creds
+    app.state.metrics = metrics
+    app.state.scheduler = scheduler
+    app.state.runner = TaskRunner(ctx.database_url, instance, _error_hook(metrics))
+    app.state.instance = instance
+
+    @app.exception_handler(TieringError)
+    async def tiering_error(request: Request, exc: TieringError) -> Response:
+        headers = {"WWW-Authenticate": 'Bearer realm="tiering", Basic realm="tiering"'} if (
+            isinstance(exc, AuthError) and exc.http_status == 401
+        ) else None  # fmt: skip
+        if exc.http_status >= 500:
+            log.warning("%s %s failed: %s", request.method, request.url.path, exc)
+        return fail(exc.http_status, str(exc), headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> Response:
+        return fail(422, _validation_message(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        message = exc.detail if isinstance(exc.detail, str) else "request failed"
+        if exc.status_code == 404 and message == "Not Found":
+            message = f"no such route: {request.method} {request.url.path}"
+        return fail(exc.status_code, message, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        log.exception("%s %s: unexpected error", request.method, request.url.path)
+        return fail(500, f"internal error: {type(exc).__name__} (see the server log)")
+
+    @app.middleware("http")
+    async def count_requests(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        response = await call_next(request)
+        route = request.scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        metrics.requests.labels(request.method, path, str(response.status_code)).inc()
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Cache-Control", "no-store")
+        return response
+
+    from tiering.service.api import router, system_router
+
+    app.include_router(router)
+    app.include_router(system_router)
+
+    @app.get("/metrics", include_in_schema=True, tags=["system"], summary="Prometheus metrics")
+    def prometheus(request: Request) -> Response:
+        return Response(metrics.render(), media_type=CONTENT_TYPE)
+
+    @app.get("/archive", include_in_schema=False)
+    def dashboard() -> Response:
+        return FileResponse(STATIC_DIR / "index.html", media_type="text/html")
+
+    app.mount("/archive/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = get_openapi(
+            title=app.title, version=app.version, description=app.description, routes=app.routes,
+            servers=[{"url": "/"}],
+        )  # fmt: skip
+        components = schema.setdefault("components", {})
+        components["schemas"]["Envelope"] = Envelope.model_json_schema()
+        components["securitySchemes"] = {
+            "bearerAuth": {"type": "http", "scheme": "bearer"},
+            "basicAuth": {"type": "http", "scheme": "basic"},
+        }
+        schema["security"] = [{"bearerAuth": []}, {"basicAuth": []}]
+        for path, item in schema["paths"].items():
+            for op in item.values():
+                if path == "/healthz":
+                    op["security"] = []
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
+    app.add_middleware(AuthGate, credentials=creds)  # outermost: credentials before anything else
+    return app
+
+
+def _error_hook(metrics: Metrics) -> Callable[[str, BaseException], None]:
+    def hook(kind: str, exc: BaseException) -> None:
+        metrics.error(kind)
+
+    return hook

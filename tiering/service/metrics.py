@@ -1,0 +1,145 @@
+"""Prometheus metrics: counters of what this process did, gauges read from the database at scrape time."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from tiering.db.connection import connect
+from tiering.service import sql
+
+log = logging.getLogger(__name__)
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class _DatabaseCollector(Collector):
+    """Cheap aggregate queries: staging backlog, oldest staged job, cold tier by storage class."""
+
+    def __init__(self, url_fn: Any) -> None:
+        self.url_fn = url_fn
+
+    def collect(self) -> Iterator[Metric]:
+        up = GaugeMetricFamily("tiering_database_up", "1 when the scrape could read the database")
+        try:
+            with connect(self.url_fn(), application_name="tiering-metrics") as conn:
+                backlog, oldest = sql.staging_gauges(conn)
+                cold = sql.cold_gauges(conn)
+                pending = sql.pending_objects(conn)
+                last = sql.last_operations(conn)
+        except Exception as exc:  # noqa: BLE001 - a scrape must answer even when the database is down
+            log.warning("metrics: cannot read the database: %s", exc)
+            up.add_metric([], 0)
+            yield up
+            return
+        up.add_metric([], 1)
+        yield up
+        yield GaugeMetricFamily("tiering_staging_backlog_jobs", "Jobs in the staging table waiting for a flush",
+                                value=backlog)  # fmt: skip
+        yield GaugeMetricFamily(
+            "tiering_oldest_staged_job_age_seconds", "Age of the oldest staged job (0 when staging is empty)",
+            value=oldest or 0.0,
+        )  # fmt: skip
+        objects = GaugeMetricFamily("tiering_cold_objects", "Committed objects", labels=["storage_class"])
+        nbytes = GaugeMetricFamily("tiering_cold_bytes", "Bytes of committed objects", labels=["storage_class"])
+        jobs = GaugeMetricFamily("tiering_cold_jobs", "Jobs in committed objects", labels=["storage_class"])
+        total_bytes = total_uncompressed = 0
+        for storage_class, n_objects, n_bytes, n_uncompressed, n_rows in cold:
+            objects.add_metric([storage_class], n_objects)
+            nbytes.add_metric([storage_class], n_bytes)
+            jobs.add_metric([storage_class], n_rows)
+            total_bytes += n_bytes
+            total_uncompressed += n_uncompressed
+        yield objects
+        yield nbytes
+        yield jobs
+        yield GaugeMetricFamily(
+            "tiering_compression_ratio",
+            "Stored Parquet bytes / uncompressed Arrow bytes over committed objects (1 when empty)",
+            value=(total_bytes / total_uncompressed) if total_uncompressed else 1.0,
+        )
+        yield GaugeMetricFamily("tiering_pending_objects", "Manifest rows still pending (uploads in flight)",
+                                value=pending)  # fmt: skip
+        started = GaugeMetricFamily(
+            "tiering_last_operation_start_timestamp_seconds", "Start of the latest operation of each kind",
+            labels=["operation", "outcome"],
+        )  # fmt: skip
+        duration = GaugeMetricFamily(
+            "tiering_last_operation_duration_seconds", "Duration of the latest finished operation of each kind",
+            labels=["operation"],
+        )  # fmt: skip
+        for operation, outcome, at, took in last:
+            started.add_metric([operation, outcome], at)
+            if took is not None:
+                duration.add_metric([operation], took)
+        yield started
+        yield duration
+
+
+class Metrics:
+    """One registry per app (tests build several apps in one process)."""
+
+    def __init__(self, url_fn: Any) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.jobs = {
+            name: Counter(f"tiering_jobs_{name}", f"Jobs {name} by this process", registry=r)
+            for name in ("archived", "flushed", "restored", "purged", "erased")
+        }
+        self.bytes_original = Counter("tiering_archived_payload_original_bytes",
+                                      "Original payload bytes archived by this process", registry=r)  # fmt: skip
+        self.bytes_stored = Counter("tiering_archived_payload_stored_bytes",
+                                    "Compressed payload bytes archived by this process", registry=r)  # fmt: skip
+        self.bytes_flushed = Counter("tiering_flushed_bytes", "Parquet bytes written by this process", registry=r)
+        self.durations = Histogram(
+            "tiering_run_duration_seconds", "Duration of runs started by this process", ["operation"],
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600), registry=r,
+        )  # fmt: skip
+        self.errors = Counter("tiering_errors", "Failed runs and requests by operation", ["operation"], registry=r)
+        self.requests = Counter("tiering_http_requests", "API requests by route and status",
+                                ["method", "route", "status"], registry=r)  # fmt: skip
+        r.register(_DatabaseCollector(url_fn))
+
+    def record(self, operation: str, result: dict[str, Any] | None, seconds: float | None = None) -> None:
+        """Count what an engine result says it did (archive/flush/purge/restore/erase results)."""
+        if seconds is not None:
+            self.durations.labels(operation).observe(seconds)
+        if not result:
+            return
+        self._count(result)
+        for nested in ("flush", "purge"):
+            if isinstance(result.get(nested), dict):
+                self._count(result[nested])
+
+    def _count(self, result: dict[str, Any]) -> None:
+        if result.get("dry_run"):
+            return
+        keys = {
+            "archived": ("jobs_archived",),
+            "flushed": ("jobs_flushed",),
+            "restored": ("jobs_restored", "restored"),
+            "purged": ("jobs_purged",),
+            "erased": ("jobs_erased",),
+        }
+        for name, candidates in keys.items():
+            for key in candidates:
+                value = result.get(key)
+                if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+                    self.jobs[name].inc(value)
+                    break
+        if isinstance(result.get("bytes_original"), int) and "jobs_archived" in result:
+            self.bytes_original.inc(max(0, result["bytes_original"]))
+            self.bytes_stored.inc(max(0, int(result.get("bytes_stored") or 0)))
+        if isinstance(result.get("bytes_written"), int):
+            self.bytes_flushed.inc(max(0, result["bytes_written"]))
+
+    def error(self, operation: str) -> None:
+        self.errors.labels(operation).inc()
+
+    def render(self) -> bytes:
+        return bytes(generate_latest(self.registry))
