@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from tiering.errors import ConfigError
@@ -212,3 +215,17 @@ def test_storage_class_warnings() -> None:
     assert storage_class_warning("INTELLIGENT_TIERING", 200 * 1024) is None
     with pytest.raises(LifecycleError, match="unknown storage class"):
         storage_class_warning("FROZEN", 1)
+
+
+def test_infra_lifecycle_example_is_what_render_and_merge_produce() -> None:
+    example = json.loads((Path(__file__).parents[2] / "infra" / "lifecycle-example.json").read_text())["Rules"]
+    ours = render_rules(
+        [
+            LifecycleSpec("", [(30, "STANDARD_IA"), (90, "GLACIER_IR"), (180, "DEEP_ARCHIVE")], 730),
+            LifecycleSpec("queue=emails", [], 30),
+        ],
+        "archive",
+    )
+    foreign = [r for r in example if not r["ID"].startswith(RULE_ID_PREFIX)]
+    assert [r["ID"] for r in foreign] == ["access-logs-expiry"]
+    assert not diff_rules(example, merge_rules(example, ours)).has_changes
