@@ -461,15 +461,15 @@ def get_archived_job(
                 "is restored (`tiering archive restore` starts that)"
             )
             return job
-        row = rows.get(str(jid))
-        if row is None:
+        cold_row = rows.get(str(jid))
+        if cold_row is None:
             raise StoreError(
                 f"job {jid} is not at row {loc['row_in_group']} of row group {loc['row_group']} of "
                 f"{loc['object_key']}: the object does not match the job index (run `tiering archive verify`)"
             )
-        job.payload = json.loads(row["payload"])
+        job.payload = json.loads(cold_row["payload"])
         job.has_payload = True
-        job.record = row
+        job.record = cold_row
     return job
 
 

@@ -1,0 +1,563 @@
+"""Bring archived jobs back into hammerwork_jobs as Pending, the way Hammerwork restores them.
+
+A job is restored from wherever it is: the staging table (the staged row is deleted and the hot row
+inserted in one transaction) or a committed object (the job index names the object and row group; only
+the footer and that row group are read, then the hot row is inserted and the index row marked
+`restored_at` in one transaction). Objects in GLACIER / DEEP_ARCHIVE first need RestoreObject: the first
+call starts it and raises RestoreInProgressError (a PendingError: exit code 5, HTTP 202) with the expected
+wait; a later call completes once the object is readable.
+
+Hammerwork's restore semantics: status Pending, attempts 0, scheduled_at now, started/completed/failed/
+timed_out_at, result and error cleared; id, queue, payload, priority, max_attempts, created_at, timeout,
+cron fields, batch_id, depends_on, tracing (and encryption columns) kept.
+"""
+
+from __future__ import annotations
+
+import json
+import time as _time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import psycopg
+import pyarrow as pa
+
+from tiering import codec
+from tiering import schema as S
+from tiering.db import query as qdb
+from tiering.db.connection import connect
+from tiering.db.operations import audited
+from tiering.engine.query import (
+    ArchivedJob,
+    list_archived_jobs,
+    make_filters,
+    parse_job_id,
+    read_cold_rows,
+    search_archived_jobs,
+)
+from tiering.errors import ConflictError, InvalidInputError, NotFoundError, PendingError, StoreError
+from tiering.settings import Settings
+from tiering.store.base import ARCHIVE_STORAGE_CLASSES, ObjectArchivedError, ObjectStore
+
+ProgressFn = Callable[[int], None]
+DEFAULT_BATCH = 1000
+
+PRIORITY_BY_WORD = {"background": 0, "low": 1, "normal": 2, "high": 3, "critical": 4}
+PRIORITY_BY_WEIGHT = {1: 0, 2: 1, 5: 2, 10: 3, 20: 4}
+DEPENDENCY_STATUSES = ("none", "waiting", "satisfied", "failed")
+
+# What AWS documents for RestoreObject (hours unless stated).
+EXPECTED_WAIT: dict[tuple[str, str], str] = {
+    ("GLACIER", "Expedited"): "1-5 minutes",
+    ("GLACIER", "Standard"): "3-5 hours",
+    ("GLACIER", "Bulk"): "5-12 hours",
+    ("DEEP_ARCHIVE", "Standard"): "up to 12 hours",
+    ("DEEP_ARCHIVE", "Bulk"): "up to 48 hours",
+    ("DEEP_ARCHIVE", "Expedited"): "not offered for DEEP_ARCHIVE (use Standard or Bulk)",
+}
+
+
+def expected_wait(storage_class: str, tier: str) -> str:
+    return EXPECTED_WAIT.get((storage_class, tier), "several hours")
+
+
+class RestoreInProgressError(PendingError):
+    """The object holding the job is being restored from GLACIER/DEEP_ARCHIVE; call again later."""
+
+    def __init__(self, job_ids: Sequence[str], key: str, storage_class: str, tier: str, started: bool) -> None:
+        self.job_ids = list(job_ids)
+        self.key = key
+        self.storage_class = storage_class
+        self.tier = tier
+        self.expected_wait = expected_wait(storage_class, tier)
+        self.started = started
+        what = f"job {job_ids[0]}" if len(job_ids) == 1 else f"{len(job_ids)} jobs"
+        verb = "started" if started else "already in progress"
+        super().__init__(
+            f"{what} lie in {key} ({storage_class}): restore of the object {verb} (tier {tier}), expected wait "
+            f"~{self.expected_wait}; run the same restore again once it has finished"
+        )
+        self.retryable = True
+
+
+# --- archive row -> hot row -------------------------------------------------------------------------
+
+
+def _priority(word: Any, weight: Any) -> int:
+    if isinstance(word, str):
+        p = PRIORITY_BY_WORD.get(word.strip().strip('"').lower())
+        if p is not None:
+            return p
+        if word.strip().isdigit() and 0 <= int(word) <= 4:
+            return int(word)
+    if isinstance(weight, int) and weight in PRIORITY_BY_WEIGHT:
+        return PRIORITY_BY_WEIGHT[weight]
+    return 2
+
+
+def _dependency_status(value: Any) -> str:
+    if value is None:
+        return "none"
+    text = str(value).strip().strip('"').lower()
+    return text if text in DEPENDENCY_STATUSES else "none"
+
+
+def _result_config(cfg: Any) -> tuple[str, int | None, int | None]:
+    if isinstance(cfg, str):
+        try:
+            cfg = json.loads(cfg)
+        except ValueError:
+            cfg = None
+    if not isinstance(cfg, dict):
+        return "database", None, None
+    storage = cfg.get("storage_type", cfg.get("storage"))
+    storage_type = str(storage).strip().lower() if storage not in (None, "") else "database"
+    ttl = cfg.get("ttl_seconds", cfg.get("ttl"))
+    size = cfg.get("max_size_bytes", cfg.get("max_size"))
+    return storage_type, ttl if isinstance(ttl, int) else None, size if isinstance(size, int) else None
+
+
+def hot_values(record: dict[str, Any], payload_text: str) -> dict[str, Any]:
+    """The hammerwork_jobs values of a restored job (see qdb.HOT_INSERT_COLUMNS)."""
+    storage_type, ttl, max_size = _result_config(record.get("result_config"))
+    depends = record.get("depends_on") or []
+    return {
+        "id": record["id"] if isinstance(record["id"], uuid.UUID) else uuid.UUID(str(record["id"])),
+        "queue_name": record["queue_name"],
+        "payload": payload_text,
+        "status": "Pending",
+        "priority": _priority(record.get("priority"), record.get("priority_weight")),
+        "attempts": 0,
+        "max_attempts": record.get("max_attempts") if record.get("max_attempts") is not None else 3,
+        "created_at": record["created_at"],
+        "scheduled_at": None,  # now() in SQL
+        "timeout_seconds": record.get("timeout_seconds"),
+        "cron_schedule": record.get("cron_schedule"),
+        "next_run_at": record.get("next_run_at"),
+        "recurring": bool(record.get("recurring")),
+        "timezone": record.get("timezone"),
+        "batch_id": record.get("batch_id"),
+        "dependency_status": _dependency_status(record.get("dependency_status")),
+        "result_storage_type": storage_type,
+        "result_ttl_seconds": ttl,
+        "result_max_size_bytes": max_size,
+        "trace_id": record.get("trace_id"),
+        "correlation_id": record.get("correlation_id"),
+        "parent_span_id": record.get("parent_span_id"),
+        "span_context": record.get("span_context"),
+        "is_encrypted": bool(record.get("is_encrypted")),
+        "encryption_key_id": record.get("encryption_key_id"),
+        "encryption_algorithm": record.get("encryption_algorithm"),
+        "encrypted_payload": record.get("encrypted_payload"),
+        "encryption_nonce": record.get("encryption_nonce"),
+        "encryption_tag": record.get("encryption_tag"),
+        "encryption_metadata": record.get("encryption_metadata"),
+        "payload_hash": record.get("payload_hash"),
+        "pii_fields": record.get("pii_fields"),
+        "retention_policy": record.get("retention_policy"),
+        "retention_delete_at": record.get("retention_delete_at"),
+        "encrypted_at": record.get("encrypted_at"),
+        "depends_on": [d if isinstance(d, uuid.UUID) else uuid.UUID(str(d)) for d in depends if d is not None],
+    }
+
+
+def _staged_to_hot(row: dict[str, Any]) -> dict[str, Any]:
+    return hot_values(row, codec.decode(bytes(row["payload"])).decode("utf-8"))
+
+
+def _cold_to_hot(row: dict[str, Any]) -> dict[str, Any]:
+    """An archive (Parquet) row, as pyarrow's to_pylist gives it, -> hot values."""
+    record = S.archive_rows_to_dicts(pa.Table.from_pylist([row], schema=S.ARCHIVE_SCHEMA))[0]
+    return hot_values(record, row["payload"])
+
+
+# --- results ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class RestoreResult:
+    job_id: str
+    source: str  # 'staging' | 'cold'
+    queue_name: str
+    status: str  # the archived (final) status
+    archived_at: datetime | None
+    dry_run: bool
+    restored: bool
+    object_key: str | None = None
+    row_group: int | None = None
+    object_requests: int = 0
+    operation_id: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "job_id": self.job_id,
+            "source": self.source,
+            "queue_name": self.queue_name,
+            "archived_status": self.status,
+            "archived_at": self.archived_at.isoformat() if self.archived_at else None,
+            "dry_run": self.dry_run,
+            "restored": self.restored,
+            "new_status": None if self.dry_run else "Pending",
+            "object_key": self.object_key,
+            "row_group": self.row_group,
+            "object_requests": self.object_requests,
+            "operation_id": self.operation_id,
+        }
+
+
+def _requests(store: ObjectStore) -> int:
+    return int(getattr(store, "request_count", 0) or 0)
+
+
+def _ensure_readable(
+    url: str, store: ObjectStore, settings: Settings, object_id: int, key: str, storage_class: str, job_ids: list[str]
+) -> None:
+    """For GLACIER/DEEP_ARCHIVE objects: start (or wait for) RestoreObject; return once readable."""
+    if storage_class not in ARCHIVE_STORAGE_CLASSES:
+        return
+    info = store.head(key)
+    if info is None:
+        raise StoreError(f"{key} is in the manifest but missing from {store.describe()} (run `tiering archive verify`)")
+    if not info.archived:
+        return
+    tier = settings.glacier_restore_tier
+    started = False
+    if not info.restore_in_progress:
+        outcome = store.restore_object(key, days=settings.glacier_restore_days, tier=tier)
+        started = outcome == "started"
+        if outcome in ("already_restored", "not_archived"):
+            return
+    with connect(url, autocommit=True) as conn:
+        if started:
+            qdb.set_restore_requested(conn, object_id)
+    raise RestoreInProgressError(job_ids, key, storage_class, tier, started)
+
+
+# --- single restore ---------------------------------------------------------------------------------
+
+
+def restore_archived_job(
+    url: str,
+    store: ObjectStore,
+    settings: Settings,
+    job_id: str | uuid.UUID,
+    *,
+    dry_run: bool = False,
+    initiated_by: str | None = None,
+) -> RestoreResult:
+    """Put one archived job back into hammerwork_jobs as Pending (see the module docstring)."""
+    jid = parse_job_id(job_id)
+    params = {"job_id": str(jid), "dry_run": dry_run, "bulk": False}
+    with audited(url, "restore", initiated_by=initiated_by, reason="Manual", parameters=params) as op:
+        result = _restore_one(url, store, settings, jid, dry_run)
+        result.operation_id = op.id
+        op.counts = {"restored": 0 if dry_run else 1, "would_restore": 1 if dry_run else 0, "source": result.source,
+                     "object_requests": result.object_requests}  # fmt: skip
+        if dry_run:
+            op.outcome = "dry_run"
+    return result
+
+
+def _conflict_if_hot(conn: psycopg.Connection, jid: uuid.UUID) -> None:
+    hot = qdb.hot_job(conn, jid)
+    if hot is not None:
+        status, archived_at = hot
+        hint = (
+            " (Hammerwork marked this hot copy archived: `tiering archive run` settles it)"
+            if archived_at is not None
+            else ""
+        )
+        raise ConflictError(f"job {jid} is in the hot table (status {status}){hint}; nothing restored")
+
+
+def _restore_one(url: str, store: ObjectStore, settings: Settings, jid: uuid.UUID, dry_run: bool) -> RestoreResult:
+    before = _requests(store)
+    with connect(url) as conn:
+        # A first look without locks: where is it, and does its object need a GLACIER restore?
+        _conflict_if_hot(conn, jid)
+        staged = qdb.staged_rows(conn, [jid], lock=False)
+        loc = None if staged else qdb.cold_location(conn, jid, lock=False)
+        if not staged and loc is None:
+            restored = qdb.last_restored_at(conn, jid)
+            if restored is not None:
+                raise ConflictError(f"job {jid} was already restored (at {restored.isoformat()}); nothing restored")
+            raise NotFoundError(f"no archived job with id {jid} (neither in staging nor in the job index)")
+        conn.rollback()
+    if staged:
+        with connect(url) as conn, conn.transaction():
+            _conflict_if_hot(conn, jid)
+            rows = qdb.staged_rows(conn, [jid], lock=True)
+            if not rows:
+                raise ConflictError(f"job {jid} left staging while being restored (flushed or restored); retry")
+            row = rows[0]
+            values = _staged_to_hot(row)
+            if not dry_run:
+                qdb.insert_hot(conn, [values])
+                qdb.delete_staged(conn, [jid])
+        return RestoreResult(str(jid), "staging", row["queue_name"], row["status"].strip('"'), row["archived_at"],
+                             dry_run, not dry_run)  # fmt: skip
+    assert loc is not None
+    if dry_run:
+        return RestoreResult(str(jid), "cold", loc["queue_name"], loc["status"], loc["archived_at"], True, False,
+                             loc["object_key"], loc["row_group"], _requests(store) - before)  # fmt: skip
+    _ensure_readable(url, store, settings, loc["object_id"], loc["object_key"], loc["storage_class"], [str(jid)])
+    try:
+        rows_by_id = read_cold_rows(
+            store, loc["object_key"], loc["object_bytes"], [(loc["row_group"], loc["row_in_group"])]
+        )
+    except ObjectArchivedError as exc:  # archived between the HEAD and the GET (or a store without HEAD info)
+        raise RestoreInProgressError(
+            [str(jid)], loc["object_key"], loc["storage_class"], settings.glacier_restore_tier, False
+        ) from exc
+    cold_row = rows_by_id.get(str(jid))
+    if cold_row is None:
+        raise StoreError(
+            f"job {jid} is not at row {loc['row_in_group']} of row group {loc['row_group']} of {loc['object_key']}: "
+            "the object does not match the job index (run `tiering archive verify`); nothing restored"
+        )
+    values = _cold_to_hot(cold_row)
+    with connect(url) as conn, conn.transaction():
+        _conflict_if_hot(conn, jid)
+        live = qdb.lock_live_index(conn, [(loc["object_id"], str(jid))])
+        if str(jid) not in live:
+            raise ConflictError(f"job {jid} was restored by someone else meanwhile; nothing restored")
+        qdb.insert_hot(conn, [values])
+        qdb.mark_restored(conn, [(loc["object_id"], str(jid))])
+    return RestoreResult(str(jid), "cold", loc["queue_name"], loc["status"], loc["archived_at"], False, True,
+                         loc["object_key"], loc["row_group"], _requests(store) - before)  # fmt: skip
+
+
+# --- bulk restore -----------------------------------------------------------------------------------
+
+
+@dataclass
+class BulkRestoreResult:
+    dry_run: bool
+    selected: int = 0
+    restored: int = 0
+    by_queue: dict[str, int] = field(default_factory=dict)
+    by_source: dict[str, int] = field(default_factory=dict)
+    skipped: list[dict[str, str]] = field(default_factory=list)  # {job_id, reason}
+    pending: list[dict[str, Any]] = field(default_factory=list)  # GLACIER objects being restored
+    jobs: list[ArchivedJob] = field(default_factory=list)  # what was (or would be) restored
+    object_reads: int = 0
+    object_requests: int = 0
+    execution_time_s: float = 0.0
+    operation_id: int | None = None
+
+    def to_dict(self, *, max_jobs: int = 1000) -> dict[str, Any]:
+        return {
+            "dry_run": self.dry_run,
+            "selected": self.selected,
+            ("would_restore" if self.dry_run else "restored"): len(self.jobs) if self.dry_run else self.restored,
+            "by_queue": dict(sorted(self.by_queue.items())),
+            "by_source": dict(sorted(self.by_source.items())),
+            "skipped": self.skipped,
+            "pending": self.pending,
+            "jobs": [j.to_dict() for j in self.jobs[:max_jobs]],
+            "jobs_truncated": len(self.jobs) > max_jobs,
+            "objects_read": self.object_reads,
+            "object_requests": self.object_requests,
+            "execution_time_s": round(self.execution_time_s, 3),
+            "operation_id": self.operation_id,
+        }
+
+
+def _select(
+    url: str,
+    store: ObjectStore,
+    *,
+    queue: str | None,
+    status: Any,
+    archived_after: Any,
+    archived_before: Any,
+    match: tuple[str, Any] | None,
+    count: int | None,
+) -> list[ArchivedJob]:
+    if match is not None:
+        key, value = match
+        found = search_archived_jobs(
+            url, store, key, value, queue=queue, limit=count, archived_after=archived_after,
+            archived_before=archived_before, status=status,
+        )  # fmt: skip
+        return found.items
+    selected: list[ArchivedJob] = []
+    page_size = 10_000
+    while count is None or len(selected) < count:
+        want = page_size if count is None else min(page_size, count - len(selected))
+        page = list_archived_jobs(url, queue=queue, status=status, archived_after=archived_after,
+                                  archived_before=archived_before, limit=want, offset=len(selected))  # fmt: skip
+        selected.extend(page.items)
+        if len(page.items) < want:
+            break
+    return selected
+
+
+def restore_archived_jobs(
+    url: str,
+    store: ObjectStore,
+    settings: Settings,
+    *,
+    queue: str | None = None,
+    status: str | Sequence[str] | None = None,
+    archived_after: Any = None,
+    archived_before: Any = None,
+    match: tuple[str, Any] | None = None,
+    count: int | None = None,
+    dry_run: bool = False,
+    initiated_by: str | None = None,
+    progress: ProgressFn | None = None,
+    batch_size: int = DEFAULT_BATCH,
+) -> BulkRestoreResult:
+    """Restore every archived job matching the filters (newest archived first, at most `count`).
+
+    One transaction per batch; each cold object is read once (footer + the row groups holding selected jobs).
+    Jobs in GLACIER/DEEP_ARCHIVE objects are reported in `pending` (their restore is started); jobs that meanwhile
+    left the archive or sit in the hot table are reported in `skipped`. A dry run changes nothing.
+    """
+    make_filters(queue=queue, status=status, archived_after=archived_after, archived_before=archived_before)
+    if count is not None and count < 1:
+        raise InvalidInputError(f"count must be >= 1, not {count}")
+    if match is not None and (not isinstance(match, tuple) or len(match) != 2):
+        raise InvalidInputError("match must be a (key, value) pair")
+    if batch_size < 1:
+        raise InvalidInputError("batch_size must be >= 1")
+    started = _time.perf_counter()
+    params = {"queue": queue, "status": status, "archived_after": archived_after, "archived_before": archived_before,
+              "match": list(match) if match else None, "count": count, "dry_run": dry_run, "bulk": True}  # fmt: skip
+    result = BulkRestoreResult(dry_run)
+    with audited(url, "restore", initiated_by=initiated_by, reason="Manual", parameters=params) as op:
+        result.operation_id = op.id
+        before = _requests(store)
+        jobs = _select(url, store, queue=queue, status=status, archived_after=archived_after,
+                       archived_before=archived_before, match=match, count=count)  # fmt: skip
+        result.selected = len(jobs)
+        if dry_run:
+            result.jobs = jobs
+            for j in jobs:
+                result.by_queue[j.queue_name] = result.by_queue.get(j.queue_name, 0) + 1
+                result.by_source[j.tier] = result.by_source.get(j.tier, 0) + 1
+            for key, sclass in sorted({(j.object_key, j.storage_class) for j in jobs if j.tier == "cold"}):
+                if sclass in ARCHIVE_STORAGE_CLASSES:
+                    n = sum(1 for j in jobs if j.object_key == key)
+                    note = "needs RestoreObject before these jobs can be restored"
+                    result.pending.append({"object_key": key, "storage_class": sclass, "jobs": n, "note": note})
+            op.outcome = "dry_run"
+        else:
+            _bulk_staging(url, [j for j in jobs if j.tier == "staging"], result, progress, batch_size)
+            _bulk_cold(url, store, settings, [j for j in jobs if j.tier == "cold"], result, progress, batch_size)
+        result.object_requests = _requests(store) - before
+        result.execution_time_s = _time.perf_counter() - started
+        op.counts = {k: v for k, v in result.to_dict(max_jobs=0).items() if k not in ("jobs", "jobs_truncated")}
+    return result
+
+
+def _record(result: BulkRestoreResult, job: ArchivedJob) -> None:
+    result.restored += 1
+    result.jobs.append(job)
+    result.by_queue[job.queue_name] = result.by_queue.get(job.queue_name, 0) + 1
+    result.by_source[job.tier] = result.by_source.get(job.tier, 0) + 1
+
+
+def _bulk_staging(
+    url: str, jobs: list[ArchivedJob], result: BulkRestoreResult, progress: ProgressFn | None, batch_size: int
+) -> None:
+    with connect(url) as conn:
+        for start in range(0, len(jobs), batch_size):
+            batch = jobs[start : start + batch_size]
+            ids = [uuid.UUID(j.job_id) for j in batch]
+            with conn.transaction():
+                rows = {str(r["id"]): r for r in qdb.staged_rows(conn, ids, lock=True)}
+                hot = qdb.hot_ids(conn, ids)
+                todo: list[dict[str, Any]] = []
+                done: list[ArchivedJob] = []
+                for job in batch:
+                    if job.job_id in hot:
+                        result.skipped.append({"job_id": job.job_id, "reason": "in the hot table"})
+                    elif job.job_id not in rows:
+                        result.skipped.append({"job_id": job.job_id, "reason": "left staging meanwhile"})
+                    else:
+                        todo.append(_staged_to_hot(rows[job.job_id]))
+                        done.append(job)
+                qdb.insert_hot(conn, todo)
+                qdb.delete_staged(conn, [v["id"] for v in todo])
+            for job in done:
+                _record(result, job)
+            if progress:
+                progress(len(batch))
+
+
+def _bulk_cold(
+    url: str,
+    store: ObjectStore,
+    settings: Settings,
+    jobs: list[ArchivedJob],
+    result: BulkRestoreResult,
+    progress: ProgressFn | None,
+    batch_size: int,
+) -> None:
+    by_object: dict[int, list[ArchivedJob]] = {}
+    for job in jobs:
+        assert job.object_id is not None
+        by_object.setdefault(job.object_id, []).append(job)
+    if not by_object:
+        return
+    with connect(url) as conn:
+        manifests = qdb.manifest_by_ids(conn, list(by_object))
+    for object_id, group in by_object.items():
+        m = manifests[object_id]
+        try:
+            _ensure_readable(url, store, settings, object_id, m.key, m.storage_class, [j.job_id for j in group])
+            rows = read_cold_rows(store, m.key, m.bytes, [(j.row_group or 0, j.row_in_group or 0) for j in group])
+        except (RestoreInProgressError, ObjectArchivedError) as exc:
+            tier = settings.glacier_restore_tier
+            result.pending.append({
+                "object_key": m.key, "storage_class": m.storage_class, "jobs": len(group), "tier": tier,
+                "expected_wait": expected_wait(m.storage_class, tier),
+                "started": bool(getattr(exc, "started", False)),
+            })  # fmt: skip
+            if progress:
+                progress(len(group))
+            continue
+        result.object_reads += 1
+        with connect(url) as conn:
+            for start in range(0, len(group), batch_size):
+                batch = group[start : start + batch_size]
+                with conn.transaction():
+                    live = qdb.lock_live_index(conn, [(object_id, j.job_id) for j in batch])
+                    hot = qdb.hot_ids(conn, [uuid.UUID(j.job_id) for j in batch])
+                    todo: list[dict[str, Any]] = []
+                    done: list[ArchivedJob] = []
+                    for job in batch:
+                        row = rows.get(job.job_id)
+                        if job.job_id in hot:
+                            result.skipped.append({"job_id": job.job_id, "reason": "in the hot table"})
+                        elif job.job_id not in live:
+                            result.skipped.append({"job_id": job.job_id, "reason": "restored meanwhile"})
+                        elif row is None:
+                            result.skipped.append(
+                                {"job_id": job.job_id, "reason": f"not found in {m.key} at its indexed row"}
+                            )
+                        else:
+                            todo.append(_cold_to_hot(row))
+                            done.append(job)
+                    qdb.insert_hot(conn, todo)
+                    qdb.mark_restored(conn, [(object_id, j.job_id) for j in done])
+                for job in done:
+                    _record(result, job)
+                if progress:
+                    progress(len(batch))
+
+
+__all__ = [
+    "BulkRestoreResult",
+    "RestoreInProgressError",
+    "RestoreResult",
+    "expected_wait",
+    "hot_values",
+    "restore_archived_job",
+    "restore_archived_jobs",
+]
