@@ -1,0 +1,324 @@
+"""Purge across staging and cold on embedded PostgreSQL and S3 servers (moto server, moto in-process)."""
+
+from __future__ import annotations
+
+import io
+import json
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import duckdb
+import psycopg
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from tests.helpers import count, insert_job
+from tiering.db.operations import list_operations
+from tiering.engine.archive import archive_jobs
+from tiering.engine.flush import flush_staged
+from tiering.engine.purge import (
+    auto_purge,
+    preview_purge_operation,
+    purge_archived_jobs,
+    purge_archived_jobs_by_queue,
+    purge_archived_jobs_by_status,
+)
+from tiering.errors import SafetyAbort
+from tiering.policy import ArchivalConfig, ArchivalPolicy
+from tiering.settings import Settings
+from tiering.store.base import DeleteErrorItem, DeleteResult, ObjectStore
+
+DAY = timedelta(days=1)
+NOW = datetime.now(UTC)
+# A fixed noon two years ago: jobs "at" hours around it share one UTC date partition.
+BASE = (NOW - 700 * DAY).replace(hour=12, minute=0, second=0, microsecond=0)
+ARCHIVE_ALL = ArchivalPolicy(
+    archive_completed_after=timedelta(0),
+    archive_failed_after=timedelta(0),
+    archive_dead_after=timedelta(0),
+    archive_timed_out_after=timedelta(0),
+)
+
+
+@dataclass(frozen=True)
+class Spec:
+    queue: str
+    status: str
+    archived_at: datetime
+    payload: dict[str, Any] | None = None
+
+
+def make_jobs(db_url: str, specs: Sequence[Spec], *, flush: tuple[ObjectStore, Settings] | None = None) -> list[str]:
+    """Insert hot jobs, archive them all, set their archived_at, and (optionally) flush them to cold."""
+    ids: list[str] = []
+    with psycopg.connect(db_url) as conn:
+        for i, s in enumerate(specs):
+            payload = s.payload if s.payload is not None else {"n": i, "queue": s.queue, "pad": "x" * 40}
+            ids.append(str(insert_job(conn, queue=s.queue, status=s.status, payload=payload, age=DAY)))
+        conn.commit()
+    archive_jobs(db_url, None, ARCHIVE_ALL, ArchivalConfig(), "manual", "tester")
+    with psycopg.connect(db_url) as conn:
+        conn.execute(
+            """UPDATE hammerwork_jobs_archive a SET archived_at = u.at
+                 FROM unnest(%s::uuid[], %s::timestamptz[]) AS u(id, at) WHERE a.id = u.id""",
+            (ids, [s.archived_at for s in specs]),
+        )
+        conn.commit()
+    if flush is not None:
+        store, settings = flush
+        flush_staged(db_url, store, settings, ARCHIVE_ALL, ArchivalConfig())
+    return ids
+
+
+def object_keys(store: ObjectStore) -> set[str]:
+    return {o.key for o in store.list(store.prefix)}
+
+
+def read_objects(store: ObjectStore, keys: Iterable[str]) -> pa.Table:
+    tables = [pq.read_table(io.BytesIO(store.get_bytes(k))) for k in sorted(keys)]
+    return pa.concat_tables(tables) if tables else pa.table({"id": pa.array([], pa.string())})
+
+
+def duck_rows(store: ObjectStore, keys: Iterable[str], tmp_path: Any) -> dict[str, str]:
+    """id -> payload of every row of these objects, read by DuckDB from local copies."""
+    files = []
+    for i, k in enumerate(sorted(keys)):
+        p = tmp_path / f"obj-{i}.parquet"
+        p.write_bytes(store.get_bytes(k))
+        files.append(str(p))
+    if not files:
+        return {}
+    con = duckdb.connect()
+    rows = con.execute("SELECT id, payload FROM read_parquet(?)", [files]).fetchall()
+    total = con.execute("SELECT count(*) FROM read_parquet(?)", [files]).fetchone()
+    assert total is not None and total[0] == len(rows)
+    return {r[0]: r[1] for r in rows}
+
+
+def committed_keys(db_url: str) -> set[str]:
+    with psycopg.connect(db_url) as conn:
+        return {r[0] for r in conn.execute("SELECT key FROM tiering_manifest WHERE state = 'committed'")}
+
+
+def live_index(db_url: str) -> dict[str, str]:
+    with psycopg.connect(db_url) as conn:
+        return {
+            str(r[0]): r[1]
+            for r in conn.execute(
+                """SELECT i.job_id, m.key FROM tiering_job_index i JOIN tiering_manifest m ON m.id = i.object_id
+                    WHERE i.restored_at IS NULL"""
+            )
+        }
+
+
+@pytest.fixture
+def target(s3_settings_factory: Any, db_url: str) -> Any:
+    t = s3_settings_factory("moto_server")
+    t.settings = t.settings.with_overrides(database_url=db_url)
+    return t
+
+
+def _mixed_specs() -> list[Spec]:
+    specs: list[Spec] = []
+    # q1: day -10 (all old), day -3 (all old), straddling day 0 (hours -2..+2 around BASE)
+    for d in (10, 3):
+        specs += [Spec("q1", "Completed", BASE - d * DAY + timedelta(minutes=i)) for i in range(4)]
+    specs += [Spec("q1", "Completed", BASE + timedelta(hours=h)) for h in (-2, -1, 1, 2)]
+    # q2: old, mixed statuses in one object
+    specs += [Spec("q2", st, BASE - 5 * DAY + timedelta(minutes=i)) for i, st in enumerate(
+        ["Completed", "Failed", "Completed", "Dead", "Failed"])]  # fmt: skip
+    # q3: young: never purged
+    specs += [Spec("q3", "Completed", NOW - 2 * DAY + timedelta(minutes=i)) for i in range(3)]
+    return specs
+
+
+def test_preview_equals_purge_by_age_with_whole_and_straddling_objects(target: Any, db_url: str, tmp_path: Any) -> None:
+    store, settings = target.store, target.settings
+    specs = _mixed_specs()
+    ids = make_jobs(db_url, specs, flush=(store, settings))
+    # plus staged rows that stay in staging
+    staged = make_jobs(db_url, [Spec("q1", "Completed", BASE - 20 * DAY), Spec("q4", "Failed", NOW - DAY)])
+    before = object_keys(store)
+    assert len(before) == 5  # q1 x3 dates, q2, q3
+    payload_before = duck_rows(store, before, tmp_path)
+    cutoff = BASE  # straddling object: 2 before, 2 after
+
+    preview = preview_purge_operation(db_url, store, settings, cutoff)
+    result = purge_archived_jobs(db_url, store, settings, cutoff, initiated_by="tester")
+
+    expected_gone = {i for i, s in zip(ids, specs, strict=True) if s.archived_at < cutoff} | {staged[0]}
+    assert preview.jobs_to_purge == result.jobs_purged == len(expected_gone) == 16
+    assert preview.staging_jobs == result.staging_jobs_purged == 1
+    assert preview.objects_to_delete == result.objects_deleted == 3  # q1 day-10, q1 day-3, q2
+    assert preview.objects_to_rewrite == result.objects_rewritten == 1
+    assert preview.affected_queues == result.affected_queues == ["q1", "q2"]
+    assert preview.oldest_affected == BASE - 20 * DAY
+    assert preview.newest_affected == BASE - timedelta(hours=1)
+    assert result.delete_calls == 2  # one DeleteObjects for the 3 whole objects, one for the replaced object
+    assert not result.errors and not result.locked_objects
+    # prefixes whose every object went are reported
+    assert any(p.endswith("queue=q2/") for p in result.prefixes_purged)
+    assert sum("queue=q1/date=" in p for p in result.prefixes_purged) == 2
+    # bucket and manifest agree: only the rewritten q1 object and q3 are left
+    after = object_keys(store)
+    assert after == committed_keys(db_url)
+    assert len(after) == 2 and not (after & {k for k in before if "q3" not in k})
+    # every surviving job is intact (DuckDB count + payloads), nothing purged survives
+    payload_after = duck_rows(store, after, tmp_path)
+    survivors = set(ids) - expected_gone
+    assert set(payload_after) == survivors
+    assert all(payload_after[j] == payload_before[j] for j in survivors)
+    assert set(live_index(db_url)) == survivors
+    assert {k for k in live_index(db_url).values()} == after
+    with psycopg.connect(db_url) as conn:
+        assert count(conn, "hammerwork_jobs_archive") == 1  # the young q4 job
+        purged = conn.execute(
+            "SELECT count(*), count(purged_at) FROM tiering_manifest WHERE state = 'purged'"
+        ).fetchone()
+        assert purged == (4, 4)
+        new = conn.execute("SELECT replaces_id, row_count FROM tiering_manifest WHERE replaces_id IS NOT NULL").fetchone()
+        assert new is not None and new[1] == 2
+    # bytes: whole objects and staging exact; the rewrite's saving estimated before, exact after
+    assert preview.storage_estimated
+    assert abs(preview.storage_to_free - result.storage_freed) <= max(2000, 0.5 * result.storage_freed)
+    ops = list_operations(psycopg.connect(db_url), operation="purge")
+    assert len(ops) == 1 and ops[0].outcome == "succeeded" and ops[0].counts["jobs_purged"] == 16
+    assert ops[0].initiated_by == "tester"
+
+
+def test_preview_equals_purge_by_queue_and_by_status(target: Any, db_url: str) -> None:
+    store, settings = target.store, target.settings
+    specs = _mixed_specs()
+    ids = make_jobs(db_url, specs, flush=(store, settings))
+    cutoff = NOW - 30 * DAY
+
+    p_queue = preview_purge_operation(db_url, store, settings, cutoff, queue="q1")
+    r_queue = purge_archived_jobs_by_queue(db_url, store, settings, "q1", cutoff)
+    assert (p_queue.jobs_to_purge, p_queue.objects_to_delete, p_queue.objects_to_rewrite) == (12, 3, 0)
+    assert (r_queue.jobs_purged, r_queue.objects_deleted, r_queue.objects_rewritten) == (12, 3, 0)
+    assert p_queue.storage_to_free == r_queue.storage_freed and not p_queue.storage_estimated
+    assert any(p.endswith("queue=q1/") for p in r_queue.prefixes_purged)
+
+    p_status = preview_purge_operation(db_url, store, settings, cutoff, status="Failed")
+    r_status = purge_archived_jobs_by_status(db_url, store, settings, "failed", cutoff)
+    assert (p_status.jobs_to_purge, p_status.objects_to_delete, p_status.objects_to_rewrite) == (2, 0, 1)
+    assert (r_status.jobs_purged, r_status.objects_deleted, r_status.objects_rewritten) == (2, 0, 1)
+    q2_left = {i for i, s in zip(ids, specs, strict=True) if s.queue == "q2" and s.status != "Failed"}
+    q3 = {i for i, s in zip(ids, specs, strict=True) if s.queue == "q3"}
+    assert set(live_index(db_url)) == q2_left | q3
+    table = read_objects(store, object_keys(store))
+    assert sorted(table["id"].to_pylist()) == sorted(q2_left | q3)
+    assert set(table["status"].to_pylist()) == {"Completed", "Dead"}
+    assert object_keys(store) == committed_keys(db_url)
+
+
+def test_max_jobs_aborts_with_nothing_deleted(target: Any, db_url: str) -> None:
+    store, settings = target.store, target.settings
+    make_jobs(db_url, _mixed_specs(), flush=(store, settings))
+    before = object_keys(store)
+    with pytest.raises(SafetyAbort):
+        purge_archived_jobs(db_url, store, settings, NOW, max_jobs=5)
+    assert object_keys(store) == before == committed_keys(db_url)
+    assert len(live_index(db_url)) == 20
+    ops = list_operations(psycopg.connect(db_url), operation="purge")
+    assert ops[0].outcome == "failed" and "max-jobs" in (ops[0].error or "")
+
+
+def test_dry_run_changes_nothing(target: Any, db_url: str) -> None:
+    store, settings = target.store, target.settings
+    make_jobs(db_url, _mixed_specs(), flush=(store, settings))
+    before = object_keys(store)
+    result = purge_archived_jobs(db_url, store, settings, NOW - 30 * DAY, dry_run=True)
+    assert result.preview is not None and result.preview.jobs_to_purge == 17 and result.jobs_purged == 0
+    assert object_keys(store) == before and len(live_index(db_url)) == 20
+
+
+class FailingDeletes(ObjectStore):
+    """Delegates to a real store, but DeleteObjects reports AccessDenied for keys containing `poison`."""
+
+    def __init__(self, inner: ObjectStore, poison: str) -> None:
+        self._inner = inner
+        self.poison = poison
+        self.prefix = inner.prefix
+        self.request_count = 0
+        self.bucket = getattr(inner, "bucket", "")
+        self.delete_calls = 0
+
+    def __getattribute__(self, name: str) -> Any:
+        if name in ("delete_many", "_inner", "poison", "prefix", "request_count", "bucket", "delete_calls",
+                    "__class__", "__dict__", "open_input", "key", "delete"):  # fmt: skip
+            return object.__getattribute__(self, name)
+        return getattr(object.__getattribute__(self, "_inner"), name)
+
+    def delete_many(self, keys: Iterable[str]) -> DeleteResult:
+        self.delete_calls += 1
+        keys = list(keys)
+        bad = [k for k in keys if self.poison in k]
+        result = self._inner.delete_many([k for k in keys if k not in bad])
+        result.errors.extend(DeleteErrorItem(k, "AccessDenied", "injected") for k in bad)
+        return result
+
+    # abstract methods (never reached: __getattribute__ delegates)
+    put_file = put_bytes = get_bytes = head = list = None  # type: ignore[assignment]
+    get_lifecycle_rules = put_lifecycle_rules = restore_object = None  # type: ignore[assignment]
+    capabilities = describe = ensure_bucket = check_access = None  # type: ignore[assignment]
+
+
+def test_delete_objects_partial_failure_is_reported_and_manifest_stays_true(target: Any, db_url: str) -> None:
+    store, settings = target.store, target.settings
+    specs = [Spec(q, "Completed", BASE - d * DAY) for q in ("q1", "q2") for d in (3, 4)]
+    ids = make_jobs(db_url, specs, flush=(store, settings))
+    failing = FailingDeletes(store, "queue=q2/")
+    result = purge_archived_jobs(db_url, failing, settings, NOW - 30 * DAY)
+    assert result.objects_deleted == 2 and result.jobs_purged == 2
+    assert len(result.errors) == 2 and {e["code"] for e in result.errors} == {"AccessDenied"}
+    assert all("queue=q2/" in e["key"] for e in result.errors)
+    assert not any("queue=q2/" in p for p in result.prefixes_purged)
+    # the manifest still lists exactly what is in the bucket, and the q2 jobs are still archived
+    assert object_keys(store) == committed_keys(db_url)
+    assert set(live_index(db_url)) == {i for i, s in zip(ids, specs, strict=True) if s.queue == "q2"}
+    ops = list_operations(psycopg.connect(db_url), operation="purge")
+    assert ops[0].outcome == "partial" and ops[0].counts["errors"][0]["code"] == "AccessDenied"
+    # a later run (errors gone) finishes the job
+    again = purge_archived_jobs(db_url, store, settings, NOW - 30 * DAY)
+    assert again.jobs_purged == 2 and object_keys(store) == set() == committed_keys(db_url)
+
+
+def test_object_lock_is_reported_not_skipped(db_url: str, moto_inprocess_store: Any, tmp_path: Any) -> None:
+    store = moto_inprocess_store
+    client = store.client
+    bucket = f"lock-{uuid.uuid4().hex[:12]}"
+    client.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
+    store.bucket = bucket
+    settings = Settings(home=tmp_path, database_url=db_url, store_url=f"s3://{bucket}/{store.prefix}")
+    specs = [Spec("locked", "Completed", BASE - 3 * DAY), Spec("free", "Completed", BASE - 3 * DAY)]
+    make_jobs(db_url, specs, flush=(store, settings))
+    locked_key = next(k for k in object_keys(store) if "queue=locked/" in k)
+    client.put_object_retention(
+        Bucket=bucket, Key=locked_key,
+        Retention={"Mode": "GOVERNANCE", "RetainUntilDate": NOW + 30 * DAY},
+    )  # fmt: skip
+    preview = preview_purge_operation(db_url, store, settings, NOW - 30 * DAY)
+    assert preview.jobs_to_purge == 1 and [lo.key for lo in preview.locked_objects] == [locked_key]
+    result = purge_archived_jobs(db_url, store, settings, NOW - 30 * DAY)
+    assert result.jobs_purged == 1 and result.objects_deleted == 1
+    assert [lo.key for lo in result.locked_objects] == [locked_key]
+    assert result.locked_objects[0].mode == "GOVERNANCE"
+    assert locked_key in object_keys(store) and locked_key in committed_keys(db_url)
+    d = json.loads(json.dumps(result.to_dict()))
+    assert d["locked_objects"][0]["key"] == locked_key
+
+
+def test_auto_purge_uses_policy_threshold(target: Any, db_url: str) -> None:
+    store, settings = target.store, target.settings
+    make_jobs(db_url, _mixed_specs(), flush=(store, settings))
+    policy = ArchivalPolicy(purge_archived_after=30 * DAY)
+    result = auto_purge(db_url, store, settings, policy, initiated_by="scheduler")
+    assert result.jobs_purged == 17 and result.to_dict()["jobs_purged"] == 17
+    assert set(live_index(db_url)) and all("q3" in k for k in live_index(db_url).values())
+    off = auto_purge(db_url, store, settings, ArchivalPolicy(purge_archived_after=None))
+    assert off.skipped_reason and off.jobs_purged == 0

@@ -1,0 +1,445 @@
+"""Erase (right to deletion): remove chosen jobs from the hot table, staging and every cold object.
+
+Jobs are chosen by id, or by a payload value at a dotted key (`customer.id=42`). The value is read as users
+type it: JSON when it parses (42, true, null, "x", {...}), else a string; a JSON string equal to what was
+typed matches too (`customer.id=42` finds both 42 and "42").
+
+Cold matching reads only objects that can hold the jobs: for ids, the job index says which; for a payload
+match, each object's `id` and `payload` columns are scanned, row group by row group, with a cheap substring
+prefilter before the exact JSON check. Objects are rewritten without the erased rows (and swapped in the
+manifest atomically) or deleted whole when nothing else is left in them. The audit row names the request and
+the counts, never the erased payloads or the value searched for.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from tiering import codec
+from tiering.db import manifest as mdb
+from tiering.db import retention as rdb
+from tiering.db.connection import connect
+from tiering.db.manifest import ManifestRow
+from tiering.db.operations import audited
+from tiering.engine.purge import (
+    DELETE_BATCH,
+    LockedObject,
+    bucket_of,
+    delete_keys,
+    head_all,
+    lock_of,
+    retry_leftovers,
+    rewrite_object,
+)
+from tiering.errors import InvalidInputError
+from tiering.settings import Settings
+from tiering.store.base import ObjectStore
+
+_MISSING = object()
+
+
+# --- payload matching (pure) ---------------------------------------------------------------------
+
+
+def parse_match(text: str) -> tuple[list[str], Any, str]:
+    """`KEY=VALUE` -> (dotted key path, typed value, raw value)."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise InvalidInputError(f"--match {text!r}: expected KEY=VALUE, e.g. customer.id=42")
+    return split_key(key), parse_value(raw), raw
+
+
+def split_key(key: str) -> list[str]:
+    path = key.strip().split(".")
+    if any(not seg for seg in path):
+        raise InvalidInputError(f"payload key {key!r}: empty segment (use dotted keys like customer.id)")
+    return path
+
+
+def parse_value(raw: str) -> Any:
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw
+
+
+def value_at(doc: Any, path: Sequence[str]) -> Any:
+    cur = doc
+    for seg in path:
+        if isinstance(cur, dict) and seg in cur:
+            cur = cur[seg]
+        elif isinstance(cur, list) and seg.isdigit() and int(seg) < len(cur):
+            cur = cur[int(seg)]
+        else:
+            return _MISSING
+    return cur
+
+
+def values_equal(actual: Any, value: Any, raw: str) -> bool:
+    if actual is _MISSING:
+        return False
+    if isinstance(actual, str):
+        return actual == raw or (isinstance(value, str) and actual == value)
+    if isinstance(actual, bool) or isinstance(value, bool):
+        return type(actual) is type(value) and actual == value
+    if actual is None or value is None:
+        return actual is None and value is None
+    return bool(actual == value)
+
+
+def payload_matches(payload: Any, path: Sequence[str], value: Any, raw: str) -> bool:
+    return values_equal(value_at(payload, path), value, raw)
+
+
+def needles(path: Sequence[str], value: Any, raw: str) -> list[str]:
+    """Substrings every matching payload's JSON text holds (a prefilter: false positives are fine)."""
+    out: list[str] = []
+    last = json.dumps(path[-1], ensure_ascii=False)
+    if not path[-1].isdigit() and last.isascii():
+        out.append(last)
+    if isinstance(value, str) and not isinstance(value, bool):
+        text = json.dumps(value, ensure_ascii=False)[1:-1]
+        candidates = {text, raw} if raw != value else {text}
+        if len(candidates) == 1 and text.isascii() and text:
+            out.append(text)
+    elif isinstance(value, bool) or value is None:
+        out.append(json.dumps(value))
+    elif isinstance(value, int) and str(value) == raw.strip():
+        out.append(str(value))
+    return out
+
+
+# --- result --------------------------------------------------------------------------------------
+
+
+@dataclass
+class EraseResult:
+    dry_run: bool = False
+    request_ref: str | None = None
+    mode: str = "ids"
+    jobs_found: int = 0
+    hot_erased: int = 0
+    staging_erased: int = 0
+    cold_erased: int = 0
+    objects_scanned: int = 0
+    objects_deleted: int = 0
+    objects_rewritten: int = 0
+    index_rows_removed: int = 0
+    delete_calls: int = 0
+    locations: dict[str, list[str]] = field(default_factory=dict)  # job id -> where it was found
+    deleted_keys: list[str] = field(default_factory=list)
+    rewritten: list[dict[str, Any]] = field(default_factory=list)
+    locked_objects: list[LockedObject] = field(default_factory=list)
+    unreadable_objects: list[dict[str, str]] = field(default_factory=list)
+    errors: list[dict[str, str]] = field(default_factory=list)
+    jobs_by_queue: dict[str, int] = field(default_factory=dict)
+    execution_time_s: float = 0.0
+    operation_id: int | None = None
+
+    @property
+    def jobs_erased(self) -> int:
+        return len(self.locations) if self.dry_run else self._erased
+
+    _erased: int = 0
+
+    @property
+    def complete(self) -> bool:
+        return not (self.errors or self.locked_objects or self.unreadable_objects)
+
+    def counts(self) -> dict[str, Any]:
+        return {
+            "dry_run": self.dry_run,
+            "request_ref": self.request_ref,
+            "mode": self.mode,
+            "jobs_found": self.jobs_found,
+            "jobs_erased": self.jobs_erased,
+            "hot_erased": self.hot_erased,
+            "staging_erased": self.staging_erased,
+            "cold_erased": self.cold_erased,
+            "objects_scanned": self.objects_scanned,
+            "objects_deleted": self.objects_deleted,
+            "objects_rewritten": self.objects_rewritten,
+            "index_rows_removed": self.index_rows_removed,
+            "delete_calls": self.delete_calls,
+            "locked_objects": len(self.locked_objects),
+            "unreadable_objects": len(self.unreadable_objects),
+            "errors": len(self.errors),
+            "jobs_by_queue": dict(sorted(self.jobs_by_queue.items())),
+            "complete": self.complete,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **self.counts(),
+            "locations": self.locations,
+            "deleted_keys": self.deleted_keys,
+            "rewritten": self.rewritten,
+            "locked_objects": [lo.to_dict() for lo in self.locked_objects],
+            "unreadable_objects": self.unreadable_objects,
+            "errors": self.errors,
+            "execution_time_s": round(self.execution_time_s, 3),
+            "operation_id": self.operation_id,
+        }
+
+
+# --- finding -------------------------------------------------------------------------------------
+
+
+def _clean_ids(ids: Iterable[str]) -> list[str]:
+    import uuid
+
+    out = []
+    for raw in ids:
+        try:
+            out.append(str(uuid.UUID(str(raw).strip())))
+        except ValueError as exc:
+            raise InvalidInputError(f"job id {raw!r} is not a UUID") from exc
+    return sorted(set(out))
+
+
+def _scan_object(store: ObjectStore, row: ManifestRow, path: Sequence[str], value: Any, raw: str) -> list[str]:
+    """Ids of the rows of one object whose payload matches, reading only its id and payload columns."""
+    found: list[str] = []
+    subs = needles(path, value, raw)
+    with store.open_input(row.key, size=row.bytes, readahead=4 * 1024 * 1024) as fh:
+        pf = pq.ParquetFile(fh, pre_buffer=True)
+        for rg in range(pf.metadata.num_row_groups):
+            table = pf.read_row_group(rg, columns=["id", "payload"])
+            payloads = table["payload"]
+            if subs:
+                mask: Any = None
+                for sub in subs:
+                    m = pc.match_substring(payloads, sub)
+                    mask = m if mask is None else pc.and_(mask, m)
+                table = table.filter(pc.fill_null(mask, False))
+            for job_id, text in zip(table["id"].to_pylist(), table["payload"].to_pylist(), strict=True):
+                if text is None:
+                    continue
+                try:
+                    doc = json.loads(text)
+                except ValueError:
+                    continue
+                if payload_matches(doc, path, value, raw):
+                    found.append(str(job_id).lower())
+    return found
+
+
+@dataclass
+class _ObjectPlan:
+    row: ManifestRow
+    erase_live: list[str]
+    erase_stale: list[str]
+    other_stale: list[str]
+
+    @property
+    def erase_ids(self) -> list[str]:
+        return sorted(set(self.erase_live) | set(self.erase_stale))
+
+    @property
+    def whole(self) -> bool:
+        return self.row.row_count - len(set(self.erase_ids) | set(self.other_stale)) <= 0
+
+
+def erase_jobs(
+    url: str,
+    store: ObjectStore,
+    settings: Settings,
+    *,
+    ids: Sequence[str] | None = None,
+    key: str | None = None,
+    value: str | None = None,
+    dry_run: bool = False,
+    initiated_by: str | None = None,
+    request_ref: str | None = None,
+) -> EraseResult:
+    """Remove the chosen jobs from every tier; `dry_run` only reports where they are."""
+    started = time.perf_counter()
+    if (ids is None) == (key is None):
+        raise InvalidInputError("erase: give job ids, or a payload key and value (not both)")
+    mode = "ids" if ids is not None else "match"
+    result = EraseResult(dry_run=dry_run, request_ref=request_ref, mode=mode)
+    wanted: list[str] = []
+    path: list[str] = []
+    typed: Any = None
+    raw = ""
+    if ids is not None:
+        wanted = _clean_ids(ids)
+        if not wanted:
+            raise InvalidInputError("erase: no job ids given")
+    else:
+        if value is None:
+            raise InvalidInputError("erase: a payload match needs a value")
+        path, typed, raw = split_key(key or ""), parse_value(value), value
+    params = {"mode": mode, "request_ref": request_ref, "dry_run": dry_run, "store": store.describe(),
+              "ids_requested": len(wanted) if ids is not None else None,
+              "match_key": key, "match_value": "<not recorded>" if key is not None else None}  # fmt: skip
+    with audited(url, "erase", initiated_by=initiated_by, reason="Compliance", parameters=params) as op:
+        result.operation_id = op.id
+        lock = connect(url, autocommit=True)
+        try:
+            rdb.lock_retention(lock)
+            if not dry_run:
+                n, calls, errors = retry_leftovers(url, store)
+                result.delete_calls += calls
+                result.errors.extend({**e, "stage": "delete_replaced"} for e in errors)
+            _run(url, store, settings, result, wanted, path, typed, raw)
+        finally:
+            try:
+                rdb.unlock_retention(lock)
+            finally:
+                lock.close()
+        result.execution_time_s = time.perf_counter() - started
+        op.counts = result.counts()
+        if not result.complete:
+            op.outcome = "partial"
+    return result
+
+
+def _where(result: EraseResult, job_id: str, place: str) -> None:
+    result.locations.setdefault(job_id, []).append(place)
+
+
+def _run(
+    url: str,
+    store: ObjectStore,
+    settings: Settings,
+    result: EraseResult,
+    wanted: list[str],
+    path: list[str],
+    typed: Any,
+    raw: str,
+) -> None:
+    by_object: dict[int, set[str]] = {}
+    with connect(url) as conn:
+        if result.mode == "ids":
+            hot = rdb.hot_ids(conn, wanted)
+            staged = rdb.staging_ids(conn, wanted)
+            cold_hits = rdb.index_hits(conn, wanted)
+            for h in cold_hits:
+                by_object.setdefault(h.object_id, set()).add(h.job_id)
+            rows = {r.id: r for r in mdb.manifest_rows(conn, states=("committed", "purged")) if r.id in by_object}
+        else:
+            hot = rdb.hot_payload_matches(conn, path, typed, raw)
+            staged = []
+            for job_id, stored in rdb.staging_payloads(conn):
+                try:
+                    doc = json.loads(codec.decode(stored))
+                except ValueError:
+                    continue
+                if payload_matches(doc, path, typed, raw):
+                    staged.append(job_id)
+            rows = {}
+            for r in mdb.manifest_rows(conn, states=("committed",)) + rdb.leftover_objects(conn, bucket_of(store)):
+                if r.bucket == bucket_of(store):
+                    rows[r.id] = r
+        conn.rollback()
+    if result.mode == "match":
+        infos = head_all(store, [r.key for r in rows.values()])
+        for r in rows.values():
+            info = infos.get(r.key)
+            if info is None:
+                continue  # a replaced object already gone; a missing committed one is verify's business
+            if info.archived:
+                result.unreadable_objects.append(
+                    {"key": r.key, "reason": f"in {info.storage_class}: restore it, then erase again"}
+                )
+                continue
+            result.objects_scanned += 1
+            for job_id in _scan_object(store, r, path, typed, raw):
+                by_object.setdefault(r.id, set()).add(job_id)
+    for j in hot:
+        _where(result, j, "hot")
+    for j in staged:
+        _where(result, j, "staging")
+    plans: list[_ObjectPlan] = []
+    all_cold = sorted({j for s in by_object.values() for j in s})
+    with connect(url) as conn:
+        hits = rdb.index_hits(conn, all_cold) if all_cold else []
+        for object_id, job_ids in sorted(by_object.items()):
+            row = rows[object_id]
+            live = {h.job_id for h in hits if h.object_id == object_id and h.live}
+            erase_live = sorted(job_ids & live)
+            erase_stale = sorted(job_ids - live)
+            other_stale = [j for j in rdb.restored_ids(conn, object_id) if j not in job_ids]
+            plans.append(_ObjectPlan(row, erase_live, erase_stale, other_stale))
+            for j in sorted(job_ids):
+                _where(result, j, f"cold:{row.key}")
+        conn.rollback()
+    result.jobs_found = len(result.locations)
+    if result.dry_run:
+        result.hot_erased, result.staging_erased = len(hot), len(staged)
+        result.cold_erased = len({j for p in plans for j in p.erase_live})
+        result.objects_deleted = sum(1 for p in plans if p.whole and p.row.state == "committed")
+        result.objects_rewritten = sum(1 for p in plans if not p.whole and p.row.state == "committed")
+        return
+    # hot and staging: one transaction
+    everything = sorted(set(result.locations))
+    with connect(url) as conn:
+        result.hot_erased = rdb.delete_hot(conn, hot)
+        result.staging_erased = rdb.delete_staged(conn, staged)
+        conn.commit()
+    now = datetime.now(UTC)
+    infos = head_all(store, [p.row.key for p in plans if p.row.state == "committed"])
+    cold_done: set[str] = set()
+    deletes: list[_ObjectPlan] = []
+    for p in plans:
+        if p.row.state != "committed":
+            continue  # a replaced object: retry_leftovers deleted it (or reported why not)
+        locked, mode, until, hold = lock_of(infos.get(p.row.key), now)
+        if locked:
+            result.locked_objects.append(LockedObject(p.row.key, p.row.id, len(p.erase_ids), mode, until, hold))
+            continue
+        if p.whole:
+            deletes.append(p)
+            continue
+        erase_ids = p.erase_ids
+
+        def in_swap(conn: Any, _ids: list[str] = erase_ids) -> None:
+            rdb.delete_index_rows(conn, _ids)
+
+        outcome = rewrite_object(
+            url, store, settings, p.row, p.erase_live, p.erase_stale + p.other_stale, in_swap=in_swap
+        )
+        result.delete_calls += outcome.delete_calls
+        if outcome.error:
+            result.errors.append(outcome.error)
+        if outcome.new_id is None:
+            continue
+        result.objects_rewritten += 1
+        cold_done.update(erase_ids)
+        result.cold_erased += len(p.erase_live)
+        result.rewritten.append({"old_key": p.row.key, "new_key": outcome.new_key, "jobs_removed": len(erase_ids)})
+    by_key = {p.row.key: p for p in deletes}
+    keys = list(by_key)
+    for i in range(0, len(keys), DELETE_BATCH):
+        gone = delete_keys(store, keys[i : i + DELETE_BATCH])
+        result.delete_calls += gone.calls
+        result.errors.extend({**e, "stage": "delete"} for e in gone.errors)
+        done = [by_key[k] for k in gone.deleted]
+        with connect(url) as conn:
+            rdb.mark_objects_purged(conn, [p.row.id for p in done])
+            result.index_rows_removed += rdb.delete_index_rows(conn, [j for p in done for j in p.erase_ids])
+            conn.commit()
+        for p in done:
+            result.objects_deleted += 1
+            result.cold_erased += len(p.erase_live)
+            result.deleted_keys.append(p.row.key)
+            cold_done.update(p.erase_ids)
+    # index rows left for jobs erased elsewhere (history rows of restored jobs, objects already replaced)
+    blocked = {j for lo in result.locked_objects for p in plans if p.row.key == lo.key for j in p.erase_ids}
+    failed_keys = {e["key"] for e in result.errors}
+    blocked |= {j for p in plans if p.row.key in failed_keys and p.row.state == "committed" for j in p.erase_ids}
+    rest = [j for j in everything if j not in blocked]
+    with connect(url) as conn:
+        result.index_rows_removed += rdb.delete_index_rows(conn, rest)
+        conn.commit()
+    result._erased = len([j for j in everything if j not in blocked])

@@ -1,0 +1,658 @@
+"""Purge: permanently remove archived jobs by age (archived_at cutoff), queue and status, across staging and cold.
+
+The plan (`preview_purge_operation`) and the purge use the same code, so the preview's numbers are what the
+purge then does:
+
+* staging rows are deleted with SQL;
+* an object whose every archived job qualifies is deleted (DeleteObjects, 1000 keys a call, per-key errors
+  checked: an object that could not be deleted stays committed in the manifest and is reported); when every
+  object under a `queue=/date=` prefix goes, the prefix is reported as purged (still deleted by key list);
+* an object that only partly qualifies is rewritten without the purged rows into a new object (new key, new
+  flush id), which is uploaded and swapped in ONE transaction (new manifest row committed with replaces_id,
+  index rows moved, old row purged) before the old object is deleted;
+* objects under S3 Object Lock (retention in the future, or a legal hold) are reported, never silently skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from tiering import __version__, layout
+from tiering import parquet as pqio
+from tiering.db import manifest as mdb
+from tiering.db import retention as rdb
+from tiering.db.connection import connect
+from tiering.db.manifest import ManifestRow
+from tiering.db.operations import audited
+from tiering.errors import InvalidInputError, SafetyAbort
+from tiering.policy import ArchivalPolicy, normalize_status
+from tiering.settings import Settings
+from tiering.store.base import ObjectInfo, ObjectStore
+
+log = logging.getLogger(__name__)
+
+DELETE_BATCH = 1000
+HEAD_THREADS = 8
+REWRITE_COMPRESSION_LEVEL = 3
+
+
+# --- shared with erase ---------------------------------------------------------------------------
+
+
+def bucket_of(store: ObjectStore) -> str:
+    return str(getattr(store, "bucket", "") or "")
+
+
+def utc_cutoff(older_than: datetime | timedelta, now: datetime | None = None) -> datetime:
+    if isinstance(older_than, timedelta):
+        return (now or datetime.now(UTC)) - older_than
+    if older_than.tzinfo is None:
+        return older_than.replace(tzinfo=UTC)
+    return older_than
+
+
+def clean_status(status: str | None) -> str | None:
+    if status is None:
+        return None
+    try:
+        return normalize_status(status)
+    except ValueError as exc:
+        raise InvalidInputError(str(exc)) from exc
+
+
+@dataclass(frozen=True)
+class LockedObject:
+    key: str
+    object_id: int
+    jobs: int
+    mode: str | None
+    retain_until: datetime | None
+    legal_hold: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "object_id": self.object_id,
+            "jobs": self.jobs,
+            "mode": self.mode,
+            "retain_until": self.retain_until.isoformat() if self.retain_until else None,
+            "legal_hold": self.legal_hold,
+            "reason": "S3 Object Lock: the object cannot be deleted or replaced until its retention ends "
+            "(or its legal hold is lifted); nothing in it was removed",
+        }
+
+
+def lock_of(info: ObjectInfo | None, now: datetime) -> tuple[bool, str | None, datetime | None, bool]:
+    """(locked, mode, retain_until, legal_hold) of an object from its HEAD."""
+    if info is None:
+        return False, None, None, False
+    hold = bool(info.object_lock_legal_hold)
+    until = info.object_lock_retain_until
+    if until is not None and until.tzinfo is None:
+        until = until.replace(tzinfo=UTC)
+    retained = until is not None and until > now
+    return hold or retained, info.object_lock_mode, until, hold
+
+
+def head_all(store: ObjectStore, keys: Sequence[str]) -> dict[str, ObjectInfo | None]:
+    if not keys:
+        return {}
+    with ThreadPoolExecutor(min(HEAD_THREADS, len(keys))) as pool:
+        return dict(zip(keys, pool.map(store.head, keys), strict=True))
+
+
+def tmp_dir(settings: Settings) -> Path:
+    root = settings.home / "tmp"
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix="tiering-rewrite-", dir=str(root)))
+    except OSError:
+        return Path(tempfile.mkdtemp(prefix="tiering-rewrite-"))
+
+
+@dataclass
+class DeleteOutcome:
+    deleted: list[str] = field(default_factory=list)
+    errors: list[dict[str, str]] = field(default_factory=list)
+    calls: int = 0
+
+
+def delete_keys(store: ObjectStore, keys: Sequence[str]) -> DeleteOutcome:
+    """DeleteObjects in calls of at most 1000 keys; every per-key error is kept."""
+    out = DeleteOutcome()
+    for i in range(0, len(keys), DELETE_BATCH):
+        batch = list(keys[i : i + DELETE_BATCH])
+        result = store.delete_many(batch)
+        out.calls += 1
+        out.deleted.extend(result.deleted)
+        out.errors.extend({"key": e.key, "code": e.code, "message": e.message} for e in result.errors)
+    return out
+
+
+@dataclass
+class RewriteOutcome:
+    old: ManifestRow
+    new_key: str | None = None
+    new_id: int | None = None
+    new_bytes: int = 0
+    kept: int = 0
+    old_deleted: bool = False
+    delete_calls: int = 0
+    error: dict[str, str] | None = None
+
+
+def rewrite_object(
+    url: str,
+    store: ObjectStore,
+    settings: Settings,
+    row: ManifestRow,
+    drop_live: Sequence[str],
+    drop_stale: Sequence[str],
+    *,
+    in_swap: Callable[[psycopg.Connection], None] | None = None,
+) -> RewriteOutcome:
+    """Replace `row`'s object by a copy without the `drop_live` jobs (and stale copies of restored jobs).
+
+    Two-phase like a flush: pending manifest row (under its flush lock) -> upload (create-only, checksummed) ->
+    ONE transaction (swap_object + `in_swap`) -> delete the old object. Errors are returned, not raised, and
+    leave the old object committed unless the swap happened.
+    """
+    out = RewriteOutcome(row)
+    flush_id = uuid.uuid4()
+    name = layout.part_name(flush_id, 0, row.storage_class)
+    prefix = layout.parse_key(row.key).prefix
+    key = layout.object_key(prefix, row.queue_slug, row.partition_date, name)
+    work = tmp_dir(settings)
+    meta = connect(url, autocommit=True)
+    pending_id: int | None = None
+    uploaded = False
+    stage = "read"
+    try:
+        mdb.lock_flush(meta, flush_id)
+        drop = {j.lower() for j in drop_live} | {j.lower() for j in drop_stale}
+        with store.open_input(row.key, size=row.bytes, readahead=8 * 1024 * 1024) as src:
+            written = pqio.rewrite_without(
+                src, work / f"{name}.parquet", drop, part_name=name, compression_level=REWRITE_COMPRESSION_LEVEL
+            )
+        if written is None:
+            raise RuntimeError("no rows left after the rewrite: the object should have been deleted whole")
+        locations = written.job_locations
+        moves = list(
+            zip(
+                locations["job_id"].to_pylist(),
+                locations["row_group"].to_pylist(),
+                locations["row_in_group"].to_pylist(),
+                strict=True,
+            )
+        )
+        stage = "pending"
+        pending_id = mdb.insert_pending(
+            meta,
+            {
+                "flush_id": flush_id,
+                "bucket": row.bucket,
+                "key": key,
+                "queue_name": row.queue_name,
+                "queue_slug": row.queue_slug,
+                "partition_date": row.partition_date,
+                "row_count": written.rows,
+                "row_groups": written.row_groups,
+                "bytes": written.bytes,
+                "uncompressed_bytes": written.uncompressed_bytes,
+                "payload_original_bytes": written.payload_original_bytes,
+                "min_created_at": written.min_created_at,
+                "max_created_at": written.max_created_at,
+                "min_archived_at": written.min_archived_at,
+                "max_archived_at": written.max_archived_at,
+                "statuses": list(written.statuses),
+                "storage_class": row.storage_class,
+                "checksum_sha256": written.sha256,
+                "schema_version": row.schema_version,
+                "replaces_id": row.id,
+            },
+        )
+        stage = "upload"
+        put = store.put_file(
+            key,
+            written.path,
+            storage_class=row.storage_class,
+            sha256=written.sha256,
+            metadata={
+                "tiering-schema-version": str(row.schema_version),
+                "tiering-version": __version__,
+                "tiering-flush-id": str(flush_id),
+                "sha256": written.sha256,
+                "tiering-replaces": row.key,
+            },
+        )
+        uploaded = True
+        mdb.update_upload(meta, pending_id, {"etag": put.etag, "encryption": put.encryption, "kms_key_id": put.kms_key_id})
+        stage = "swap"
+        with connect(url) as conn:
+            with conn.transaction():
+                rdb.swap_object(conn, row.id, pending_id, list(drop_live), moves)
+                if in_swap is not None:
+                    in_swap(conn)
+        out.new_id, out.new_key, out.new_bytes, out.kept = pending_id, key, written.bytes, written.rows
+    except Exception as exc:  # noqa: BLE001 - reported per object; the old object stays committed
+        out.error = {"key": row.key, "stage": stage, "code": type(exc).__name__, "message": str(exc)}
+        log.warning("rewrite of %s failed at %s: %s", row.key, stage, exc)
+        if uploaded:
+            store.delete_many([key])
+            out.delete_calls += 1
+        if pending_id is not None:
+            mdb.delete_pending(meta, pending_id)
+        return out
+    finally:
+        mdb.unlock_flush(meta, flush_id)
+        meta.close()
+        shutil.rmtree(work, ignore_errors=True)
+    # The new object is committed: now the old one goes.
+    gone = delete_keys(store, [row.key])
+    out.delete_calls += gone.calls
+    if gone.errors:
+        err = gone.errors[0]
+        out.error = {"key": row.key, "stage": "delete_replaced", "code": err["code"], "message": err["message"]}
+    else:
+        out.old_deleted = True
+        with connect(url) as conn:
+            rdb.mark_deleted(conn, [row.id])
+            conn.commit()
+    return out
+
+
+def retry_leftovers(url: str, store: ObjectStore) -> tuple[int, int, list[dict[str, str]]]:
+    """Delete replaced objects whose deletion failed earlier; (deleted, DeleteObjects calls, errors)."""
+    with connect(url) as conn:
+        rows = rdb.leftover_objects(conn, bucket_of(store))
+    if not rows:
+        return 0, 0, []
+    gone = delete_keys(store, [r.key for r in rows])
+    ok = set(gone.deleted)
+    with connect(url) as conn:
+        rdb.mark_deleted(conn, [r.id for r in rows if r.key in ok])
+        conn.commit()
+    return len(ok), gone.calls, gone.errors
+
+
+# --- plan / preview ------------------------------------------------------------------------------
+
+
+@dataclass
+class PurgePreview:
+    jobs_to_purge: int
+    objects_to_delete: int
+    objects_to_rewrite: int
+    storage_to_free: int
+    affected_queues: list[str]
+    oldest_affected: datetime | None
+    newest_affected: datetime | None
+    staging_jobs: int = 0
+    cold_jobs: int = 0
+    prefixes_to_purge: list[str] = field(default_factory=list)
+    locked_objects: list[LockedObject] = field(default_factory=list)
+    unreadable_objects: list[dict[str, str]] = field(default_factory=list)
+    storage_estimated: bool = False
+    jobs_by_queue: dict[str, int] = field(default_factory=dict)
+    cutoff: datetime | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "jobs_to_purge": self.jobs_to_purge,
+            "staging_jobs": self.staging_jobs,
+            "cold_jobs": self.cold_jobs,
+            "objects_to_delete": self.objects_to_delete,
+            "objects_to_rewrite": self.objects_to_rewrite,
+            "storage_to_free": self.storage_to_free,
+            "storage_to_free_is_estimate": self.storage_estimated,
+            "affected_queues": self.affected_queues,
+            "oldest_affected": self.oldest_affected.isoformat() if self.oldest_affected else None,
+            "newest_affected": self.newest_affected.isoformat() if self.newest_affected else None,
+            "jobs_by_queue": dict(sorted(self.jobs_by_queue.items())),
+            "prefixes_to_purge": self.prefixes_to_purge,
+            "locked_objects": [lo.to_dict() for lo in self.locked_objects],
+            "unreadable_objects": self.unreadable_objects,
+            "cutoff": self.cutoff.isoformat() if self.cutoff else None,
+        }
+
+
+@dataclass
+class _Plan:
+    cutoff: datetime
+    queue: str | None
+    status: str | None
+    staging: list[rdb.QueueSlice]
+    deletes: list[rdb.ObjectCandidate]
+    rewrites: list[rdb.ObjectCandidate]
+    locked: list[LockedObject]
+    unreadable: list[dict[str, str]]
+    prefixes: list[str]
+
+    def preview(self) -> PurgePreview:
+        by_queue: dict[str, int] = {}
+        times: list[datetime] = []
+        storage = 0
+        for s in self.staging:
+            by_queue[s.queue_name] = by_queue.get(s.queue_name, 0) + s.jobs
+            storage += s.bytes
+            times += [t for t in (s.oldest, s.newest) if t is not None]
+        for c in self.deletes + self.rewrites:
+            if c.hits:
+                by_queue[c.row.queue_name] = by_queue.get(c.row.queue_name, 0) + c.hits
+            times += [t for t in (c.hit_oldest, c.hit_newest) if t is not None]
+        for c in self.deletes:
+            storage += c.row.bytes
+        for c in self.rewrites:
+            storage += estimated_saving(c.row, c.hits)
+        staging_jobs = sum(s.jobs for s in self.staging)
+        cold_jobs = sum(c.hits for c in self.deletes + self.rewrites)
+        return PurgePreview(
+            jobs_to_purge=staging_jobs + cold_jobs,
+            objects_to_delete=len(self.deletes),
+            objects_to_rewrite=len(self.rewrites),
+            storage_to_free=storage,
+            affected_queues=sorted(q for q, n in by_queue.items() if n) or sorted({c.row.queue_name for c in self.deletes}),
+            oldest_affected=min(times) if times else None,
+            newest_affected=max(times) if times else None,
+            staging_jobs=staging_jobs,
+            cold_jobs=cold_jobs,
+            prefixes_to_purge=list(self.prefixes),
+            locked_objects=list(self.locked),
+            unreadable_objects=list(self.unreadable),
+            storage_estimated=bool(self.rewrites),
+            jobs_by_queue=by_queue,
+            cutoff=self.cutoff,
+        )
+
+
+def estimated_saving(row: ManifestRow, dropped: int) -> int:
+    """What rewriting `row` without `dropped` of its rows frees, estimated pro rata (exact only after it)."""
+    return round(row.bytes * dropped / row.row_count) if row.row_count else 0
+
+
+def _plan(
+    url: str, store: ObjectStore, cutoff: datetime, queue: str | None, status: str | None, now: datetime
+) -> _Plan:
+    with connect(url) as conn:
+        staging = rdb.staging_purge_summary(conn, cutoff, queue, status)
+        candidates = rdb.purge_candidates(conn, cutoff, queue, status)
+        conn.rollback()
+    infos = head_all(store, [c.row.key for c in candidates])
+    deletes: list[rdb.ObjectCandidate] = []
+    rewrites: list[rdb.ObjectCandidate] = []
+    locked: list[LockedObject] = []
+    unreadable: list[dict[str, str]] = []
+    for c in candidates:
+        info = infos.get(c.row.key)
+        is_locked, mode, until, hold = lock_of(info, now)
+        if is_locked:
+            locked.append(LockedObject(c.row.key, c.row.id, c.hits, mode, until, hold))
+        elif c.whole:
+            deletes.append(c)
+        elif info is None:
+            unreadable.append({"key": c.row.key, "reason": "missing from the bucket (run `tiering archive verify`)"})
+        elif info.archived:
+            unreadable.append(
+                {"key": c.row.key, "reason": f"in {info.storage_class}: request a restore before it can be rewritten"}
+            )
+        else:
+            rewrites.append(c)
+    return _Plan(cutoff, queue, status, staging, deletes, rewrites, locked, unreadable, _prefixes(url, store, deletes))
+
+
+def _prefixes(url: str, store: ObjectStore, deletes: Sequence[rdb.ObjectCandidate]) -> list[str]:
+    """queue=/date= prefixes (and whole queue= prefixes) all of whose objects are deleted."""
+    if not deletes:
+        return []
+    going = {c.row.id for c in deletes}
+    with connect(url) as conn:
+        under = rdb.manifest_ids_under(conn, bucket_of(store), [c.row.queue_slug for c in deletes])
+    by_date: dict[tuple[str, Any], set[int]] = {}
+    by_slug: dict[str, set[int]] = {}
+    for object_id, slug, day in under:
+        by_date.setdefault((slug, day), set()).add(object_id)
+        by_slug.setdefault(slug, set()).add(object_id)
+    prefix_of = {c.row.queue_slug: layout.parse_key(c.row.key).prefix for c in deletes}
+    out: list[str] = []
+    for slug, ids in sorted(by_slug.items()):
+        if ids <= going:
+            out.append(layout.queue_prefix(prefix_of[slug], slug))
+            continue
+        for (s, day), day_ids in sorted(by_date.items()):
+            if s == slug and day_ids <= going:
+                out.append(layout.date_prefix(prefix_of[slug], slug, day))
+    return out
+
+
+def preview_purge_operation(
+    url: str,
+    store: ObjectStore,
+    settings: Settings,
+    older_than: datetime | timedelta,
+    *,
+    queue: str | None = None,
+    status: str | None = None,
+) -> PurgePreview:
+    """What purge_archived_jobs with the same filters would do (nothing is changed)."""
+    now = datetime.now(UTC)
+    return _plan(url, store, utc_cutoff(older_than, now), queue, clean_status(status), now).preview()
+
+
+# --- purge ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class PurgeResult:
+    dry_run: bool = False
+    cutoff: datetime | None = None
+    queue: str | None = None
+    status: str | None = None
+    jobs_purged: int = 0
+    staging_jobs_purged: int = 0
+    cold_jobs_purged: int = 0
+    objects_deleted: int = 0
+    objects_rewritten: int = 0
+    storage_freed: int = 0
+    delete_calls: int = 0
+    jobs_by_queue: dict[str, int] = field(default_factory=dict)
+    prefixes_purged: list[str] = field(default_factory=list)
+    deleted_keys: list[str] = field(default_factory=list)
+    rewritten: list[dict[str, Any]] = field(default_factory=list)
+    locked_objects: list[LockedObject] = field(default_factory=list)
+    unreadable_objects: list[dict[str, str]] = field(default_factory=list)
+    errors: list[dict[str, str]] = field(default_factory=list)
+    leftovers_deleted: int = 0
+    preview: PurgePreview | None = None
+    skipped_reason: str | None = None
+    execution_time_s: float = 0.0
+    operation_id: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    @property
+    def affected_queues(self) -> list[str]:
+        return sorted(q for q, n in self.jobs_by_queue.items() if n)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "dry_run": self.dry_run,
+            "cutoff": self.cutoff.isoformat() if self.cutoff else None,
+            "queue": self.queue,
+            "status": self.status,
+            "jobs_purged": self.jobs_purged,
+            "staging_jobs_purged": self.staging_jobs_purged,
+            "cold_jobs_purged": self.cold_jobs_purged,
+            "objects_deleted": self.objects_deleted,
+            "objects_rewritten": self.objects_rewritten,
+            "storage_freed": self.storage_freed,
+            "delete_calls": self.delete_calls,
+            "affected_queues": self.affected_queues,
+            "jobs_by_queue": dict(sorted(self.jobs_by_queue.items())),
+            "prefixes_purged": self.prefixes_purged,
+            "rewritten": self.rewritten,
+            "locked_objects": [lo.to_dict() for lo in self.locked_objects],
+            "unreadable_objects": self.unreadable_objects,
+            "errors": self.errors,
+            "leftovers_deleted": self.leftovers_deleted,
+            "preview": self.preview.to_dict() if self.preview else None,
+            "skipped_reason": self.skipped_reason,
+            "execution_time_s": round(self.execution_time_s, 3),
+            "operation_id": self.operation_id,
+        }
+
+    def audit_counts(self) -> dict[str, Any]:
+        d = self.to_dict()
+        d.pop("preview")
+        d["locked_objects"] = len(self.locked_objects)
+        d["rewritten"] = len(self.rewritten)
+        return d
+
+
+def _add(counter: dict[str, int], key: str, n: int) -> None:
+    if n:
+        counter[key] = counter.get(key, 0) + n
+
+
+def purge_archived_jobs(
+    url: str,
+    store: ObjectStore,
+    settings: Settings,
+    older_than: datetime | timedelta,
+    *,
+    queue: str | None = None,
+    status: str | None = None,
+    dry_run: bool = False,
+    max_jobs: int | None = None,
+    initiated_by: str | None = None,
+    reason: str = "Manual",
+) -> PurgeResult:
+    """Permanently remove archived jobs with archived_at < older_than (of `queue`, with `status`) from staging
+    and the cold tier. `max_jobs` aborts (SafetyAbort) before anything is deleted when more would go."""
+    started = time.perf_counter()
+    now = datetime.now(UTC)
+    cutoff = utc_cutoff(older_than, now)
+    status = clean_status(status)
+    result = PurgeResult(dry_run=dry_run, cutoff=cutoff, queue=queue, status=status)
+    params = {"older_than": cutoff, "queue": queue, "status": status, "dry_run": dry_run, "max_jobs": max_jobs,
+              "store": store.describe()}  # fmt: skip
+    with audited(url, "purge", initiated_by=initiated_by, reason=reason, parameters=params) as op:
+        result.operation_id = op.id
+        lock = connect(url, autocommit=True)
+        try:
+            rdb.lock_retention(lock)
+            plan = _plan(url, store, cutoff, queue, status, now)
+            preview = plan.preview()
+            result.preview = preview
+            result.locked_objects = list(plan.locked)
+            result.unreadable_objects = list(plan.unreadable)
+            if max_jobs is not None and preview.jobs_to_purge > max_jobs:
+                raise SafetyAbort(
+                    f"purge would remove {preview.jobs_to_purge} jobs, more than --max-jobs {max_jobs}; "
+                    "nothing was deleted"
+                )
+            if not dry_run:
+                _execute(url, store, settings, plan, result)
+        finally:
+            try:
+                rdb.unlock_retention(lock)
+            finally:
+                lock.close()
+        result.execution_time_s = time.perf_counter() - started
+        op.counts = result.audit_counts()
+        if result.errors or result.locked_objects or result.unreadable_objects:
+            op.outcome = "partial"
+    return result
+
+
+def _execute(url: str, store: ObjectStore, settings: Settings, plan: _Plan, result: PurgeResult) -> None:
+    result.leftovers_deleted, calls, errors = retry_leftovers(url, store)
+    result.delete_calls += calls
+    result.errors.extend({**e, "stage": "delete_replaced"} for e in errors)
+    # 1. staging
+    with connect(url) as conn:
+        staged = rdb.delete_staging(conn, plan.cutoff, plan.queue, plan.status)
+        conn.commit()
+    for q, n in staged.items():
+        _add(result.jobs_by_queue, q, n)
+    result.staging_jobs_purged = sum(staged.values())
+    result.storage_freed += sum(s.bytes for s in plan.staging)  # stored payload bytes of the staged rows
+    # 2. whole objects: delete first, then the manifest (an object that could not be deleted stays committed)
+    by_key = {c.row.key: c for c in plan.deletes}
+    keys = list(by_key)
+    for i in range(0, len(keys), DELETE_BATCH):
+        gone = delete_keys(store, keys[i : i + DELETE_BATCH])
+        result.delete_calls += gone.calls
+        result.errors.extend({**e, "stage": "delete"} for e in gone.errors)
+        done = [by_key[k] for k in gone.deleted]
+        with connect(url) as conn:
+            rdb.mark_objects_purged(conn, [c.row.id for c in done])
+            conn.commit()
+        for c in done:
+            result.objects_deleted += 1
+            result.cold_jobs_purged += c.hits
+            result.storage_freed += c.row.bytes
+            _add(result.jobs_by_queue, c.row.queue_name, c.hits)
+            result.deleted_keys.append(c.row.key)
+    failed = {e["key"] for e in result.errors}
+    result.prefixes_purged = [p for p in plan.prefixes if not any(k.startswith(p) for k in failed)]
+    # 3. partial objects: rewrite, swap, delete the old one
+    for c in plan.rewrites:
+        with connect(url) as conn:
+            hits = rdb.purge_hit_ids(conn, c.row.id, plan.cutoff, plan.status)
+            stale = rdb.restored_ids(conn, c.row.id)
+            conn.rollback()
+        outcome = rewrite_object(url, store, settings, c.row, hits, stale)
+        result.delete_calls += outcome.delete_calls
+        if outcome.new_id is None:
+            if outcome.error:
+                result.errors.append(outcome.error)
+            continue
+        if outcome.error:  # swapped, but the old object is still in the bucket (retried next time)
+            result.errors.append(outcome.error)
+        result.objects_rewritten += 1
+        result.cold_jobs_purged += len(hits)
+        _add(result.jobs_by_queue, c.row.queue_name, len(hits))
+        if outcome.old_deleted:
+            result.storage_freed += c.row.bytes - outcome.new_bytes
+        result.rewritten.append(
+            {"old_key": c.row.key, "new_key": outcome.new_key, "jobs_removed": len(hits), "jobs_kept": outcome.kept,
+             "old_bytes": c.row.bytes, "new_bytes": outcome.new_bytes}
+        )  # fmt: skip
+    result.jobs_purged = result.staging_jobs_purged + result.cold_jobs_purged
+
+
+def purge_archived_jobs_by_queue(
+    url: str, store: ObjectStore, settings: Settings, queue: str, older_than: datetime | timedelta, **kwargs: Any
+) -> PurgeResult:
+    return purge_archived_jobs(url, store, settings, older_than, queue=queue, **kwargs)
+
+
+def purge_archived_jobs_by_status(
+    url: str, store: ObjectStore, settings: Settings, status: str, older_than: datetime | timedelta, **kwargs: Any
+) -> PurgeResult:
+    return purge_archived_jobs(url, store, settings, older_than, status=status, **kwargs)
+
+
+def auto_purge(
+    url: str, store: ObjectStore, settings: Settings, policy: ArchivalPolicy, initiated_by: str | None = None
+) -> PurgeResult:
+    """The purge `tiering archive run` does: everything archived longer ago than policy.purge_archived_after."""
+    if policy.purge_archived_after is None or not policy.auto_purge:
+        return PurgeResult(skipped_reason="the policy sets no purge_archived_after (or auto_purge is off)")
+    return purge_archived_jobs(
+        url, store, settings, policy.purge_archived_after, initiated_by=initiated_by, reason="Automatic"
+    )
