@@ -180,7 +180,9 @@ def test_preview_equals_purge_by_age_with_whole_and_straddling_objects(target: A
             "SELECT count(*), count(purged_at) FROM tiering_manifest WHERE state = 'purged'"
         ).fetchone()
         assert purged == (4, 4)
-        new = conn.execute("SELECT replaces_id, row_count FROM tiering_manifest WHERE replaces_id IS NOT NULL").fetchone()
+        new = conn.execute(
+            "SELECT replaces_id, row_count FROM tiering_manifest WHERE replaces_id IS NOT NULL"
+        ).fetchone()
         assert new is not None and new[1] == 2
     # bytes: whole objects and staging exact; the rewrite's saving estimated before, exact after
     assert preview.storage_estimated

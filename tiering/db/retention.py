@@ -56,9 +56,7 @@ def staging_purge_summary(
     return [QueueSlice(r[0], int(r[1]), int(r[2]), r[3], r[4]) for r in rows]
 
 
-def delete_staging(
-    conn: psycopg.Connection, cutoff: datetime, queue: str | None, status: str | None
-) -> dict[str, int]:
+def delete_staging(conn: psycopg.Connection, cutoff: datetime, queue: str | None, status: str | None) -> dict[str, int]:
     """Delete matching staged rows (rows a flush holds are skipped: they are purged from cold next time)."""
     rows = conn.execute(
         f"""WITH gone AS (

@@ -238,7 +238,9 @@ def rewrite_object(
             },
         )
         uploaded = True
-        mdb.update_upload(meta, pending_id, {"etag": put.etag, "encryption": put.encryption, "kms_key_id": put.kms_key_id})
+        mdb.update_upload(
+            meta, pending_id, {"etag": put.etag, "encryption": put.encryption, "kms_key_id": put.kms_key_id}
+        )
         stage = "swap"
         with connect(url) as conn:
             with conn.transaction():
@@ -363,7 +365,8 @@ class _Plan:
             objects_to_delete=len(self.deletes),
             objects_to_rewrite=len(self.rewrites),
             storage_to_free=storage,
-            affected_queues=sorted(q for q, n in by_queue.items() if n) or sorted({c.row.queue_name for c in self.deletes}),
+            affected_queues=sorted(q for q, n in by_queue.items() if n)
+            or sorted({c.row.queue_name for c in self.deletes}),
             oldest_affected=min(times) if times else None,
             newest_affected=max(times) if times else None,
             staging_jobs=staging_jobs,

@@ -1,0 +1,122 @@
+"""Erase (right to deletion) across hot, staging and cold on embedded PostgreSQL and moto server."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import psycopg
+import pytest
+
+from tests.helpers import insert_job
+from tests.integration.test_purge import BASE, DAY, Spec, committed_keys, duck_rows, live_index, make_jobs, object_keys
+from tiering.db.operations import list_operations
+from tiering.engine.erase import erase_jobs, parse_match, payload_matches
+from tiering.errors import InvalidInputError
+
+
+@pytest.fixture
+def target(s3_settings_factory: Any, db_url: str) -> Any:
+    t = s3_settings_factory("moto_server")
+    t.settings = t.settings.with_overrides(database_url=db_url)
+    return t
+
+
+def _payload(i: int, customer: Any) -> dict[str, Any]:
+    return {"customer": {"id": customer, "email": f"c{customer}@example.com"}, "n": i, "pad": "y" * 30}
+
+
+def _world(db_url: str, store: Any, settings: Any) -> dict[str, Any]:
+    """Cold: q1 two dates (customer 42 mixed into one object, alone in the other), q2; staging; hot."""
+    specs = [
+        Spec("q1", "Completed", BASE - 3 * DAY, _payload(0, 42)),
+        Spec("q1", "Completed", BASE - 3 * DAY, _payload(1, 7)),
+        Spec("q1", "Failed", BASE - 3 * DAY, _payload(2, "42")),
+        Spec("q1", "Completed", BASE - 2 * DAY, _payload(3, 42)),
+        Spec("q2", "Completed", BASE - 2 * DAY, _payload(4, 8)),
+        Spec("q2", "Completed", BASE - 2 * DAY, _payload(5, 420)),
+    ]
+    cold = make_jobs(db_url, specs, flush=(store, settings))
+    staged = make_jobs(
+        db_url, [Spec("q1", "Completed", BASE, _payload(6, 42)), Spec("q1", "Dead", BASE, _payload(7, 9))]
+    )
+    with psycopg.connect(db_url) as conn:
+        hot = [
+            str(insert_job(conn, queue="q1", status="Pending", payload=_payload(8, 42))),
+            str(insert_job(conn, queue="q1", status="Pending", payload=_payload(9, 43))),
+        ]
+        conn.commit()
+    return {"cold": cold, "staged": staged, "hot": hot}
+
+
+def _everywhere(db_url: str, store: Any, tmp_path: Any) -> dict[str, set[str]]:
+    with psycopg.connect(db_url) as conn:
+        hot = {str(r[0]) for r in conn.execute("SELECT id FROM hammerwork_jobs")}
+        staged = {str(r[0]) for r in conn.execute("SELECT id FROM hammerwork_jobs_archive")}
+        index = {str(r[0]) for r in conn.execute("SELECT job_id FROM tiering_job_index")}
+    cold = set(duck_rows(store, object_keys(store), tmp_path))
+    return {"hot": hot, "staging": staged, "cold": cold, "index": index}
+
+
+def test_erase_by_payload_match_leaves_no_trace(target: Any, db_url: str, tmp_path: Any) -> None:
+    store, settings = target.store, target.settings
+    w = _world(db_url, store, settings)
+    payload_before = duck_rows(store, object_keys(store), tmp_path)
+    erased = {w["cold"][0], w["cold"][2], w["cold"][3], w["staged"][0], w["hot"][0]}
+    everyone = set(w["cold"]) | set(w["staged"]) | set(w["hot"])
+
+    dry = erase_jobs(db_url, store, settings, key="customer.id", value="42", dry_run=True, request_ref="REQ-1")
+    assert set(dry.locations) == erased and dry.jobs_erased == 5
+    assert (dry.objects_deleted, dry.objects_rewritten) == (1, 1)
+    assert _everywhere(db_url, store, tmp_path)["cold"] == set(w["cold"])  # dry run changed nothing
+
+    result = erase_jobs(db_url, store, settings, key="customer.id", value="42", initiated_by="dpo", request_ref="REQ-1")
+    assert result.complete and result.jobs_erased == 5
+    assert (result.hot_erased, result.staging_erased, result.cold_erased) == (1, 1, 3)
+    assert (result.objects_deleted, result.objects_rewritten) == (1, 1)
+    assert result.locations[w["hot"][0]] == ["hot"] and result.locations[w["staged"][0]] == ["staging"]
+    where = _everywhere(db_url, store, tmp_path)
+    for tier, ids in where.items():
+        assert not (ids & erased), tier
+    survivors = everyone - erased
+    assert where["hot"] | where["staging"] | where["cold"] == survivors
+    payload_after = duck_rows(store, object_keys(store), tmp_path)
+    assert all(payload_after[j] == payload_before[j] for j in payload_after)
+    assert object_keys(store) == committed_keys(db_url) == set(live_index(db_url).values())
+    # the audit row names the request and the counts, and holds no payload
+    op = list_operations(psycopg.connect(db_url), operation="erase")[0]
+    assert op.outcome == "succeeded" and op.initiated_by == "dpo" and op.counts["jobs_erased"] == 5
+    assert op.parameters["request_ref"] == "REQ-1" and op.counts["request_ref"] == "REQ-1"
+    text = json.dumps([op.parameters, op.counts])
+    assert "example.com" not in text and op.parameters["match_value"] == "<not recorded>"
+
+
+def test_erase_by_id_everywhere_and_other_jobs_survive(target: Any, db_url: str, tmp_path: Any) -> None:
+    store, settings = target.store, target.settings
+    w = _world(db_url, store, settings)
+    targets = [w["cold"][1], w["cold"][5], w["staged"][1], w["hot"][1]]
+    before = _everywhere(db_url, store, tmp_path)
+    result = erase_jobs(db_url, store, settings, ids=targets, request_ref="REQ-2")
+    assert result.jobs_erased == 4 and result.objects_rewritten == 2 and result.objects_deleted == 0
+    after = _everywhere(db_url, store, tmp_path)
+    for tier in after:
+        assert after[tier] == before[tier] - set(targets), tier
+    assert set(live_index(db_url)) == set(w["cold"]) - set(targets)
+    # unknown ids are fine; bad ones are refused
+    assert erase_jobs(db_url, store, settings, ids=[targets[0]]).jobs_erased == 0
+    with pytest.raises(InvalidInputError):
+        erase_jobs(db_url, store, settings, ids=["not-a-uuid"])
+
+
+def test_payload_match_typing() -> None:
+    path, value, raw = parse_match("customer.id=42")
+    assert path == ["customer", "id"] and value == 42
+    assert payload_matches({"customer": {"id": 42}}, path, value, raw)
+    assert payload_matches({"customer": {"id": "42"}}, path, value, raw)
+    assert payload_matches({"customer": {"id": 42.0}}, path, value, raw)
+    assert not payload_matches({"customer": {"id": 420}}, path, value, raw)
+    assert not payload_matches({"customer": {"id": True}}, *parse_match("customer.id=1"))
+    assert payload_matches({"flag": True}, *parse_match("flag=true"))
+    assert payload_matches({"a": [{"b": "x y"}]}, *parse_match("a.0.b=x y"))
+    with pytest.raises(InvalidInputError):
+        parse_match("novalue")
