@@ -1,0 +1,189 @@
+"""`tiering archive list | search | show | restore`: find archived jobs and bring them back."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from tiering.cli import output
+from tiering.cli.common import FormatOption, InitiatedByOption, QueueOption, context, default_initiator
+from tiering.cli.output import Format
+from tiering.engine.query import (
+    get_archived_job,
+    list_archived_jobs,
+    parse_job_id,
+    parse_key_path,
+    parse_statuses,
+    parse_when,
+    search_archived_jobs,
+)
+from tiering.errors import InvalidInputError
+
+StatusOption = Annotated[
+    str | None,
+    typer.Option("--status", "-s", help="Completed, Failed, Dead or TimedOut (comma-separated for several)."),
+]
+AfterOption = Annotated[
+    str | None, typer.Option("--archived-after", help="ISO date or datetime (inclusive; dates are UTC midnight).")
+]
+BeforeOption = Annotated[str | None, typer.Option("--archived-before", help="ISO date or datetime (exclusive).")]
+
+LIST_COLUMNS = ["job_id", "queue_name", "status", "created_at", "archived_at", "tier", "storage_class",
+                "payload_bytes", "object_key"]  # fmt: skip
+
+
+def _validate_dates(after: str | None, before: str | None) -> None:
+    parse_when(after, name="--archived-after")
+    parse_when(before, name="--archived-before")
+
+
+def list_cmd(
+    ctx: typer.Context,
+    queue: QueueOption = None,
+    status: StatusOption = None,
+    archived_after: AfterOption = None,
+    archived_before: BeforeOption = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=0, max=100_000)] = 50,
+    offset: Annotated[int, typer.Option("--offset", min=0)] = 0,
+    fmt: FormatOption = Format.table,
+) -> None:
+    """Archived jobs (staging and cold), newest archived first, with the total count."""
+    _validate_dates(archived_after, archived_before)
+    parse_statuses(status)
+    c = context(ctx)
+    page = list_archived_jobs(c.database_url, queue=queue, status=status, archived_after=archived_after,
+                              archived_before=archived_before, limit=limit, offset=offset)  # fmt: skip
+    rows = [i.to_dict() for i in page.items]
+    if fmt is Format.table:
+        output.print_table(rows, LIST_COLUMNS[:-1], title=f"archived jobs {offset + 1}-{offset + len(rows)} of "
+                                                          f"{page.total}")  # fmt: skip
+        return
+    output.emit(page.to_dict(), fmt, rows=rows, columns=LIST_COLUMNS)
+
+
+def search_cmd(
+    ctx: typer.Context,
+    key: Annotated[str, typer.Argument(help="Payload key; dotted path for nested keys (customer.id).")],
+    value: Annotated[str, typer.Argument(help="Value as typed: 12345 matches the number 12345 and the string.")],
+    queue: QueueOption = None,
+    limit: Annotated[int | None, typer.Option("--limit", "-n", min=1, max=100_000)] = None,
+    archived_after: AfterOption = None,
+    archived_before: BeforeOption = None,
+    fmt: FormatOption = Format.table,
+) -> None:
+    """Archived jobs whose payload has KEY equal to VALUE (staging and cold objects)."""
+    parse_key_path(key)
+    _validate_dates(archived_after, archived_before)
+    c = context(ctx)
+    result = search_archived_jobs(c.database_url, c.store, key, value, queue=queue, limit=limit,
+                                  archived_after=archived_after, archived_before=archived_before)  # fmt: skip
+    if result.objects_skipped:
+        output.warn(f"{len(result.objects_skipped)} object(s) in GLACIER/DEEP_ARCHIVE were not searched")
+    rows = [i.to_dict() for i in result.items]
+    if fmt is Format.table:
+        output.print_table(rows, ["job_id", "queue_name", "status", "archived_at", "tier", "payload"],
+                           title=f"{len(rows)} match(es) for {key} = {value}")  # fmt: skip
+        if result.truncated:
+            output.info(f"showing the newest {limit}; more jobs match")
+        return
+    output.emit(result.to_dict(), fmt, rows=rows, columns=LIST_COLUMNS)
+
+
+def show_cmd(
+    ctx: typer.Context,
+    job_id: Annotated[str, typer.Argument(help="The job's UUID.")],
+    payload: Annotated[
+        bool, typer.Option("--payload", help="Read the payload and every column (cold: 2 reads).")
+    ] = False,
+    fmt: FormatOption = Format.table,
+) -> None:
+    """One archived job: where it lies, and with --payload its payload and columns."""
+    parse_job_id(job_id)
+    c = context(ctx)
+    job = get_archived_job(c.database_url, c.store if payload else None, job_id, with_payload=payload)
+    data = job.to_dict()
+    if fmt is Format.json:
+        output.print_json(data)
+        return
+    record = data.pop("record", None)
+    output.print_kv({k: v for k, v in data.items() if k != "payload"}, title=f"job {job.job_id}")
+    if record:
+        output.print_kv({k: v for k, v in record.items() if k != "payload"}, title="archived columns")
+    if "payload" in data:
+        output.stdout.print_json(output.to_json(data["payload"]))
+
+
+def restore_cmd(
+    ctx: typer.Context,
+    job_id: Annotated[str | None, typer.Argument(help="Restore this job; or select jobs with the options.")] = None,
+    queue: QueueOption = None,
+    status: StatusOption = None,
+    archived_after: AfterOption = None,
+    archived_before: BeforeOption = None,
+    match: Annotated[str | None, typer.Option("--match", help="KEY=VALUE: only jobs whose payload matches.")] = None,
+    count: Annotated[int | None, typer.Option("--count", min=1, help="At most this many (newest first).")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be restored; change nothing.")] = False,
+    initiated_by: InitiatedByOption = None,
+    fmt: FormatOption = Format.table,
+) -> None:
+    """Put archived jobs back into hammerwork_jobs as Pending (Hammerwork's restore semantics)."""
+    from tiering.engine.restore import restore_archived_job, restore_archived_jobs
+
+    bulk = any(v is not None for v in (queue, status, archived_after, archived_before, match, count))
+    if job_id is not None and bulk:
+        raise InvalidInputError("give either a JOB_ID or selection options (--queue/--status/...), not both")
+    if job_id is None and not bulk:
+        raise InvalidInputError(
+            "give a JOB_ID, or at least one of --queue, --status, --archived-after, --archived-before, --match, "
+            "--count to restore in bulk"
+        )
+    who = default_initiator(initiated_by)
+    if job_id is not None:
+        parse_job_id(job_id)
+        c = context(ctx)
+        result = restore_archived_job(c.database_url, c.store, c.settings, job_id, dry_run=dry_run, initiated_by=who)
+        if fmt is Format.table:
+            output.print_kv(result.to_dict(), title="restore" + (" (dry run)" if dry_run else ""))
+        else:
+            output.print_json(result.to_dict())
+        return
+    _validate_dates(archived_after, archived_before)
+    parse_statuses(status)
+    pair: tuple[str, str] | None = None
+    if match is not None:
+        key, sep, value = match.partition("=")
+        if not sep:
+            raise InvalidInputError(f"--match {match!r}: expected KEY=VALUE, e.g. customer.id=12345")
+        parse_key_path(key)
+        pair = (key, value)
+    c = context(ctx)
+    with output.progress_bar("restoring", count) as advance:
+        bulk_result = restore_archived_jobs(
+            c.database_url, c.store, c.settings, queue=queue, status=status, archived_after=archived_after,
+            archived_before=archived_before, match=pair, count=count, dry_run=dry_run, initiated_by=who,
+            progress=advance,
+        )  # fmt: skip
+    data = bulk_result.to_dict()
+    for p in bulk_result.pending:
+        output.warn(f"{p['object_key']} ({p['storage_class']}): {p['jobs']} job(s) wait for an object restore"
+                    + (f", expected ~{p['expected_wait']}" if p.get("expected_wait") else ""))  # fmt: skip
+    if fmt is Format.json:
+        output.print_json(data)
+        return
+    summary: dict[str, Any] = {k: data[k] for k in ("dry_run", "selected") if k in data}
+    summary["would_restore" if dry_run else "restored"] = data.get("would_restore", data.get("restored"))
+    summary.update(skipped=len(bulk_result.skipped), pending_objects=len(bulk_result.pending),
+                   objects_read=data["objects_read"], execution_time_s=data["execution_time_s"])  # fmt: skip
+    output.print_kv(summary, title="bulk restore" + (" (dry run)" if dry_run else ""))
+    if fmt is Format.csv or dry_run:
+        rows = [j.to_dict() for j in bulk_result.jobs[:200]]
+        if rows:
+            output.print_table(rows, ["job_id", "queue_name", "status", "archived_at", "tier"], title="jobs")
+
+
+def register(app: typer.Typer, archive_app: typer.Typer) -> None:
+    archive_app.command("list")(list_cmd)
+    archive_app.command("search")(search_cmd)
+    archive_app.command("show")(show_cmd)
+    archive_app.command("restore")(restore_cmd)
