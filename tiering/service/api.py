@@ -115,16 +115,16 @@ def stats(request: Request, queue: QueueQ = None) -> JSONResponse:
     from tiering.engine.stats import get_archival_stats
 
     ctx = context(request)
-    result = get_archival_stats(ctx.database_url, ctx.store, ctx.settings, queue=queue)
+    result = get_archival_stats(ctx.database_url, ctx.settings, queue=queue)
     return ok(result)
 
 
 @router.get("/trends", summary="Jobs archived, flushed, restored, purged and erased per day (audit trail)")
 def trends(request: Request, days: Annotated[int, Query(ge=1, le=366)] = 30) -> JSONResponse:
-    from tiering.engine.stats import archival_trends
+    from tiering.service import sql
 
-    ctx = context(request)
-    return ok(archival_trends(ctx.database_url, days=days))
+    with connect(context(request).database_url) as conn:
+        return ok({"days": days, "series": sql.daily_trends(conn, days)})
 
 
 # ---------------------------------------------------------------- browse, search, get
@@ -344,12 +344,12 @@ def purge(
     if dry_run:
         preview = preview_purge_operation(ctx.database_url, ctx.store, ctx.settings, cutoff, queue=queue,
                                           status=status_n)  # fmt: skip
-        return ok(preview.to_dict() if hasattr(preview, "to_dict") else preview)
+        return ok(preview.to_dict() | {"dry_run": True})
     result = purge_archived_jobs(
         ctx.database_url, ctx.store, ctx.settings, cutoff, queue=queue, status=status_n,
-        initiated_by=initiator(request, initiated_by),
+        initiated_by=initiator(request, initiated_by), reason="Manual",
     )  # fmt: skip
-    doc = result.to_dict() if hasattr(result, "to_dict") else result
+    doc = result.to_dict()
     _metrics(request).record("purge", doc)
     return ok(doc)
 
@@ -359,11 +359,15 @@ def erase(request: Request, body: EraseRequest) -> JSONResponse:
     from tiering.engine.erase import erase_jobs
 
     ctx = context(request)
+    if (body.job_ids is None) == (body.match is None):
+        raise ConfigError("erase: give job_ids or match (a payload key and value), not both")
     result = erase_jobs(
-        ctx.database_url, ctx.store, ctx.settings, body.job_ids, dry_run=body.dry_run,
-        initiated_by=initiator(request, body.initiated_by), reason=body.reason,
+        ctx.database_url, ctx.store, ctx.settings,
+        ids=[str(i) for i in body.job_ids] if body.job_ids is not None else None,
+        key=body.match.key if body.match else None, value=body.match.value if body.match else None,
+        dry_run=body.dry_run, initiated_by=initiator(request, body.initiated_by), request_ref=body.request_ref,
     )  # fmt: skip
-    doc = result.to_dict() if hasattr(result, "to_dict") else result
+    doc = result.to_dict()
     _metrics(request).record("erase", doc)
     return ok(doc)
 

@@ -67,7 +67,7 @@ def build_scheduler(ctx: Context, metrics: Metrics | None = None, **kwargs: Any)
         metrics.record(tick.task, tick.result, seconds)
 
     return Scheduler(
-        ctx.database_url, schedules_from(ctx), lambda task: scheduled_task(ctx, task), on_result=on_result, **kwargs
+        lambda: ctx.database_url, schedules_from(ctx), lambda task: scheduled_task(ctx, task), on_result=on_result, **kwargs
     )
 
 
@@ -108,7 +108,7 @@ def create_app(
     app.state.credentials = creds
     app.state.metrics = metrics
     app.state.scheduler = scheduler
-    app.state.runner = TaskRunner(ctx.database_url, instance, _error_hook(metrics))
+    app.state.runner = TaskRunner(lambda: ctx.database_url, instance, _error_hook(metrics))
     app.state.instance = instance
 
     @app.exception_handler(TieringError)

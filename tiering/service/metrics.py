@@ -6,7 +6,7 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, disable_created_metrics, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -15,6 +15,7 @@ from tiering.service import sql
 
 log = logging.getLogger(__name__)
 
+disable_created_metrics()  # the *_created series only add noise here
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
@@ -48,20 +49,20 @@ class _DatabaseCollector(Collector):
         objects = GaugeMetricFamily("tiering_cold_objects", "Committed objects", labels=["storage_class"])
         nbytes = GaugeMetricFamily("tiering_cold_bytes", "Bytes of committed objects", labels=["storage_class"])
         jobs = GaugeMetricFamily("tiering_cold_jobs", "Jobs in committed objects", labels=["storage_class"])
-        total_bytes = total_uncompressed = 0
-        for storage_class, n_objects, n_bytes, n_uncompressed, n_rows in cold:
+        total_bytes = total_original = 0
+        for storage_class, n_objects, n_bytes, n_original, n_rows in cold:
             objects.add_metric([storage_class], n_objects)
             nbytes.add_metric([storage_class], n_bytes)
             jobs.add_metric([storage_class], n_rows)
             total_bytes += n_bytes
-            total_uncompressed += n_uncompressed
+            total_original += n_original
         yield objects
         yield nbytes
         yield jobs
         yield GaugeMetricFamily(
             "tiering_compression_ratio",
-            "Stored Parquet bytes / uncompressed Arrow bytes over committed objects (1 when empty)",
-            value=(total_bytes / total_uncompressed) if total_uncompressed else 1.0,
+            "Cold tier: stored object bytes / original payload bytes (as in the stats; 1 when empty)",
+            value=(total_bytes / total_original) if total_original else 1.0,
         )
         yield GaugeMetricFamily("tiering_pending_objects", "Manifest rows still pending (uploads in flight)",
                                 value=pending)  # fmt: skip

@@ -103,17 +103,15 @@ class BulkRestoreRequest(_Body):
 
 
 class EraseRequest(_Body):
-    """POST /api/archive/erase: remove these jobs from every tier (right to erasure)."""
+    """POST /api/archive/erase: remove jobs from every tier (right to erasure), by ids or by a payload match."""
 
-    job_ids: list[uuid.UUID] = Field(min_length=1, max_length=MAX_IDS)
-    dry_run: bool = False
-    reason: Reason = "compliance"
+    job_ids: list[uuid.UUID] | None = Field(default=None, min_length=1, max_length=MAX_IDS)
+    match: MatchFilter | None = Field(default=None, description="every job whose payload holds value at key")
+    dry_run: bool = Field(default=False, description="only report where the jobs are")
+    request_ref: Annotated[str, Field(min_length=1, max_length=200, pattern=QUEUE_PATTERN)] | None = Field(
+        default=None, description="your reference for the erasure request (audit trail)"
+    )
     initiated_by: Initiator | None = None
-
-    @field_validator("reason")
-    @classmethod
-    def _check_reason(cls, value: str | None) -> str | None:
-        return _reason(value)
 
 
 class LifecycleApplyRequest(_Body):

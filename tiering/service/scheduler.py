@@ -73,7 +73,7 @@ class TickResult:
 class Scheduler:
     def __init__(
         self,
-        url: str,
+        url: str | Callable[[], str],
         schedules: Callable[[], dict[str, tuple[str, str]]],
         run_task: TaskFn,
         *,
@@ -82,7 +82,7 @@ class Scheduler:
         on_result: Callable[[TickResult, float], None] | None = None,
     ) -> None:
         """`schedules()` returns {task: (cron, source)}; `run_task(task)` does the work and returns its result."""
-        self.url = url
+        self._url = url
         self._schedules = schedules
         self.run_task = run_task
         self.instance = instance or default_instance()
@@ -91,6 +91,10 @@ class Scheduler:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.last_error: str | None = None
+
+    @property
+    def url(self) -> str:
+        return self._url if isinstance(self._url, str) else self._url()
 
     # ------------------------------------------------------------ what is scheduled
 

@@ -161,9 +161,9 @@ def staging_gauges(conn: psycopg.Connection) -> tuple[int, float | None]:
 
 
 def cold_gauges(conn: psycopg.Connection) -> list[tuple[str, int, int, int, int]]:
-    """Per storage class: (class, objects, bytes, uncompressed bytes, rows) of committed objects."""
+    """Per storage class: (class, objects, bytes, original payload bytes, rows) of committed objects."""
     rows = conn.execute(
-        """SELECT storage_class, count(*), COALESCE(sum(bytes), 0), COALESCE(sum(uncompressed_bytes), 0),
+        """SELECT storage_class, count(*), COALESCE(sum(bytes), 0), COALESCE(sum(payload_original_bytes), 0),
                   COALESCE(sum(row_count), 0)
              FROM tiering_manifest WHERE state = 'committed' GROUP BY storage_class"""
     ).fetchall()
@@ -183,3 +183,36 @@ def last_operations(conn: psycopg.Connection) -> list[tuple[str, str, float, flo
              FROM tiering_operations ORDER BY operation, started_at DESC"""
     ).fetchall()
     return [(str(r[0]), str(r[1]), float(r[2]), None if r[3] is None else float(r[3])) for r in rows]
+
+
+# ------------------------------------------------------------------ trends for the dashboard (from the audit trail)
+
+_TREND_KEYS = {
+    "archive": "jobs_archived",
+    "flush": "jobs_flushed",
+    "restore": "restored",
+    "purge": "jobs_purged",
+    "erase": "jobs_erased",
+}
+
+
+def daily_trends(conn: psycopg.Connection, days: int) -> list[dict[str, Any]]:
+    """Per UTC day of the last `days`: jobs archived, flushed, restored, purged, erased (dry runs excluded)."""
+    sums = ",\n".join(
+        f"""COALESCE(sum(CASE WHEN o.operation = '{op}' AND jsonb_typeof(o.counts->'{key}') = 'number'
+                              THEN (o.counts->>'{key}')::numeric END), 0)::bigint AS {op}"""
+        for op, key in _TREND_KEYS.items()
+    )
+    query = f"""
+        WITH d AS (
+            SELECT generate_series((now() AT TIME ZONE 'UTC')::date - (%(days)s - 1),
+                                   (now() AT TIME ZONE 'UTC')::date, interval '1 day')::date AS day
+        )
+        SELECT d.day, {sums}
+          FROM d LEFT JOIN tiering_operations o
+            ON (o.started_at AT TIME ZONE 'UTC')::date = d.day
+           AND o.started_at >= now() - (%(days)s || ' days')::interval - interval '1 day'
+           AND COALESCE(o.counts->>'dry_run', 'false') <> 'true'
+         GROUP BY d.day ORDER BY d.day"""  # noqa: S608 - operation names and keys are constants above
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(query.encode(), {"days": days}).fetchall()

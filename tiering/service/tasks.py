@@ -60,13 +60,22 @@ TaskFn = Callable[[Progress], Any]
 
 
 class TaskRunner:
-    def __init__(self, url: str, instance: str, on_error: Callable[[str, BaseException], None] | None = None) -> None:
-        self.url = url
+    def __init__(
+        self,
+        url: str | Callable[[], str],
+        instance: str,
+        on_error: Callable[[str, BaseException], None] | None = None,
+    ) -> None:
+        self._url = url
         self.instance = instance
         self.on_error = on_error
         self._done: dict[uuid.UUID, threading.Event] = {}
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
+
+    @property
+    def url(self) -> str:
+        return self._url if isinstance(self._url, str) else self._url()
 
     def start(self, kind: str, request: Any, fn: TaskFn) -> uuid.UUID:
         task_id = uuid.uuid4()
