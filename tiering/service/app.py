@@ -67,7 +67,11 @@ def build_scheduler(ctx: Context, metrics: Metrics | None = None, **kwargs: Any)
         metrics.record(tick.task, tick.result, seconds)
 
     return Scheduler(
-        lambda: ctx.database_url, schedules_from(ctx), lambda task: scheduled_task(ctx, task), on_result=on_result, **kwargs
+        lambda: ctx.database_url,
+        schedules_from(ctx),
+        lambda task: scheduled_task(ctx, task),
+        on_result=on_result,
+        **kwargs,
     )
 
 
