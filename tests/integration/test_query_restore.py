@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -305,7 +306,7 @@ def test_bulk_restore_dry_run_then_real(db_url: str, mixed: dict[str, Any]) -> N
 
 def test_glacier_restore_goes_through_in_progress_to_success(db_url: str, s3_settings_factory: Any) -> None:
     target = s3_settings_factory("moto_inprocess", glacier_restore_tier="Expedited")
-    policy = POLICY.__class__(**{**POLICY.__dict__, "storage_classes": (StorageClassRule("cold", None, "GLACIER"),)})
+    policy = replace(POLICY, storage_classes=(StorageClassRule("GLACIER", queue="cold"),))
     with psycopg.connect(db_url) as conn:
         jid = insert_job(conn, queue="cold", payload={"customer": {"id": 7}})
         conn.commit()
