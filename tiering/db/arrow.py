@@ -27,13 +27,14 @@ def connect_arrow(url: str) -> ArrowConnection:
 
 
 def storage_class_case(rules: Sequence[StorageClassRule], default: str, first_param: int) -> tuple[str, list[Any]]:
-    """A CASE expression (with $n parameters) giving each staged row the storage class of its first rule."""
+    """A CASE expression (with $n parameters) giving each staged row (alias `a`) the storage class of its first
+    rule. Columns are qualified: the query also joins tiering_claim, which has a queue_name too."""
     params: list[Any] = []
     whens: list[str] = []
     n = first_param
     for rule in rules:
         whens.append(
-            f"WHEN (${n}::text IS NULL OR queue_name = ${n}) AND (${n + 1}::text IS NULL OR status = ${n + 1}) "
+            f"WHEN (${n}::text IS NULL OR a.queue_name = ${n}) AND (${n + 1}::text IS NULL OR a.status = ${n + 1}) "
             f"THEN ${n + 2}::text"
         )
         params.extend([rule.queue, rule.status, rule.storage_class])
