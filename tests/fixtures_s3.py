@@ -329,12 +329,13 @@ def _start_weed(binary: str, root: Path, attempt: int) -> tuple[subprocess.Popen
 def _stop(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is not None:
         return
+    # A throw-away test server: SeaweedFS's graceful shutdown takes ~25 s, so don't wait for it.
     proc.terminate()
     try:
-        proc.wait(timeout=15)
+        proc.wait(timeout=1)
     except subprocess.TimeoutExpired:
         proc.kill()
-        proc.wait(timeout=5)
+        proc.wait(timeout=10)
 
 
 @pytest.fixture(scope="session")
