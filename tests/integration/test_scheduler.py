@@ -84,6 +84,9 @@ def test_two_schedulers_run_a_due_window_exactly_once(db_url: str) -> None:
     sched = _schedules(verify="*/5 * * * *", flush="0 * * * *")
     a = Scheduler(db_url, sched, work, instance="a")
     b = Scheduler(db_url, sched, work, instance="b")
+    first = _tick_together([a, b], T0 - timedelta(hours=1))  # schedules first seen: baseline, nothing runs
+    assert sorted(r.outcome for r in first if r.outcome == "baseline") == ["baseline", "baseline"]
+    assert work.calls == []
     results = _tick_together([a, b], T0)
     assert sorted(work.calls) == ["flush", "verify"]
     by_task: dict[str, list[str]] = {}
@@ -93,8 +96,8 @@ def test_two_schedulers_run_a_due_window_exactly_once(db_url: str) -> None:
         outcomes = sorted(by_task[task])
         assert outcomes.count("succeeded") == 1, outcomes
         assert set(outcomes) - {"succeeded"} <= {"skipped_locked", "skipped_done"}
-    runs = _runs(db_url)
-    assert [(r[0], r[1], r[3]) for r in runs] == [
+    runs = [r for r in _runs(db_url) if r[3] != "baseline"]
+    assert sorted((r[0], r[1], r[3]) for r in runs) == [
         ("flush", datetime(2030, 1, 1, 10, 0, tzinfo=UTC), "succeeded"),
         ("verify", datetime(2030, 1, 1, 10, 5, tzinfo=UTC), "succeeded"),
     ]
@@ -108,22 +111,37 @@ def test_many_schedulers_one_run(db_url: str) -> None:
     work = Recorder(0.2)
     sched = _schedules(archive="* * * * *")
     schedulers = [Scheduler(db_url, sched, work, instance=f"i{i}") for i in range(5)]
+    assert [r.outcome for r in _tick_together(schedulers, T0 - timedelta(minutes=3))].count("baseline") == 1
     results = _tick_together(schedulers, T0)
     assert work.calls == ["archive"]
     assert [r.outcome for r in results].count("succeeded") == 1
-    assert len(_runs(db_url)) == 1
+    assert len(_runs(db_url)) == 2
 
 
 def test_missed_window_runs_once(db_url: str) -> None:
     work = Recorder(0)
     s = Scheduler(db_url, _schedules(purge="*/5 * * * *"), work, instance="solo")
+    assert [r.outcome for r in s.tick(T0 - timedelta(minutes=5))] == ["baseline"]
     assert [r.outcome for r in s.tick(T0)] == ["succeeded"]
     # down for hours: 30 windows were missed; the next tick runs the latest one once
     back = T0 + timedelta(hours=2, minutes=26)
     assert [(r.outcome, r.window) for r in s.tick(back)] == [("succeeded", datetime(2030, 1, 1, 12, 30, tzinfo=UTC))]
     assert [r.outcome for r in s.tick(back + timedelta(seconds=50))] == ["skipped_done"]
     assert work.calls == ["purge", "purge"]
-    assert len(_runs(db_url)) == 2
+    assert len(_runs(db_url)) == 3
+
+
+def test_a_new_or_changed_schedule_starts_with_the_next_window(db_url: str) -> None:
+    work = Recorder(0)
+    crons = {"flush": "0 2 * * *"}
+    s = Scheduler(db_url, lambda: {t: (c, "policy") for t, c in crons.items()}, work)
+    # configured at 10:07: today's 02:00 window began before the schedule existed, so it does not run now
+    assert [r.outcome for r in s.tick(T0)] == ["baseline"]
+    assert [r.outcome for r in s.tick(T0 + timedelta(hours=16))] == ["succeeded"]  # 02:00 next day
+    crons["flush"] = "30 * * * *"  # changed: baseline again instead of an immediate surprise run
+    assert [r.outcome for r in s.tick(T0 + timedelta(hours=16, minutes=40))] == ["baseline"]
+    assert [r.outcome for r in s.tick(T0 + timedelta(hours=17, minutes=31))] == ["succeeded"]
+    assert work.calls == ["flush", "flush"]
 
 
 def test_a_failing_task_is_recorded_and_the_next_window_runs(db_url: str) -> None:
@@ -136,6 +154,7 @@ def test_a_failing_task_is_recorded_and_the_next_window_runs(db_url: str) -> Non
         return {}
 
     s = Scheduler(db_url, _schedules(verify="*/5 * * * *"), boom, instance="x")
+    s.tick(T0 - timedelta(minutes=5))
     (first,) = s.tick(T0)
     assert first.outcome == "failed" and "bucket unreachable" in (first.error or "")
     assert [r.outcome for r in s.tick(T0)] == ["skipped_done"]  # a failed window is not retried in a loop
@@ -170,7 +189,12 @@ def test_real_archive_schedule_from_the_stored_policy_runs_once(db_url: str, tmp
     a = build_scheduler(ctx, instance="a")
     b = build_scheduler(ctx, instance="b")
     assert {e.task: e.source for e in a.entries()} == {"archive": "policy", "verify": "settings"}
-    results = _tick_together([a, b], datetime.now(UTC))
+    now = datetime.now(UTC)
+    baseline = _tick_together([a, b], now - timedelta(minutes=1))
+    assert {r.outcome for r in baseline} <= {"baseline", "skipped_done", "skipped_locked"}
+    with psycopg.connect(db_url) as conn:
+        assert count(conn, "hammerwork_jobs") == 4  # nothing ran for windows before the schedule was seen
+    results = _tick_together([a, b], now)
     archive = [r for r in results if r.task == "archive" and r.outcome == "succeeded"]
     assert len(archive) == 1, results
     assert archive[0].result is not None and archive[0].result["jobs_archived"] == 4
@@ -191,6 +215,11 @@ def test_schedule_command_once(db_url: str, tmp_path: Path) -> None:
         "PATH": "/usr/bin:/bin",
     }
     (tmp_path / "settings.json").write_text(json.dumps({"schedules": {"verify": "* * * * *"}}))
+    with psycopg.connect(db_url) as conn:  # the schedule has run before (yesterday): the current window is due
+        conn.execute(
+            """INSERT INTO tiering_schedule_runs (task, window_start, cron, instance, outcome)
+               VALUES ('verify', now() - interval '1 day', '* * * * *', 'earlier', 'succeeded')"""
+        )
     cmd = [sys.executable, "-c", "from tiering.cli import main; main()", "schedule", "--once"]
     before = datetime.now(UTC).replace(second=0, microsecond=0)
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)

@@ -4,7 +4,9 @@ Each due (task, window) is claimed by inserting a row in tiering_schedule_runs (
 under a PostgreSQL advisory lock per task held while the task runs, so:
 - however many schedulers tick at once, a window runs exactly once (the insert decides);
 - a task still running (here or elsewhere) is never started twice (the lock);
-- a scheduler that was down across several windows claims only the latest one: a missed window runs once.
+- a scheduler that was down across several windows claims only the latest one: a missed window runs once;
+- a schedule seen for the first time (or whose cron expression changed) does not run for a window that began
+  before it existed: that window is recorded as 'baseline' and the task runs from the next window on.
 Cron expressions are evaluated in UTC. Schedules come from settings.schedules, overridden per task by the
 stored policy's `schedules`.
 """
@@ -65,7 +67,7 @@ class ScheduleEntry:
 class TickResult:
     task: str
     window: datetime
-    outcome: str  # succeeded | failed | skipped_locked | skipped_done
+    outcome: str  # succeeded | failed | baseline | skipped_locked | skipped_done
     result: dict[str, Any] | None = None
     error: str | None = None
 
@@ -163,8 +165,13 @@ class Scheduler:
             if not sql.try_task_lock(conn, entry.task):
                 return TickResult(entry.task, window, "skipped_locked")
             try:
+                first_seen = sql.last_cron(conn, entry.task) != entry.cron
                 if not sql.claim_window(conn, entry.task, window, entry.cron, self.instance):
                     return TickResult(entry.task, window, "skipped_done")
+                if first_seen:
+                    note = {"note": "schedule first seen (or changed): it runs from the next window on"}
+                    sql.finish_window(conn, entry.task, window, "baseline", note, None)
+                    return TickResult(entry.task, window, "baseline", result=note)
                 log.info("scheduler: running %s for window %s", entry.task, window.isoformat())
                 started = time.perf_counter()
                 try:

@@ -59,6 +59,13 @@ def finish_window(
     )
 
 
+def last_cron(conn: psycopg.Connection, task: str) -> str | None:
+    row = conn.execute(
+        "SELECT cron FROM tiering_schedule_runs WHERE task = %s ORDER BY window_start DESC LIMIT 1", (task,)
+    ).fetchone()
+    return None if row is None else str(row[0])
+
+
 def window_recorded(conn: psycopg.Connection, task: str, window: datetime) -> bool:
     row = conn.execute(
         "SELECT 1 FROM tiering_schedule_runs WHERE task = %s AND window_start = %s", (task, window)
