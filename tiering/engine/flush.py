@@ -192,7 +192,7 @@ def flush_staged(
             with ThreadPoolExecutor(UPLOAD_THREADS, thread_name_prefix="tiering-upload") as uploads:
                 job.uploads = uploads
                 while True:
-                    rounds = _plan_rounds(url, queue, claim_rows)
+                    rounds = _plan_rounds(url, queue, claim_rows, workers or settings.workers)
                     if not rounds:
                         break
                     claimed = _run_rounds(url, job, rounds, claim_rows, workdir, workers or settings.workers)
@@ -218,14 +218,17 @@ class _FlushJob:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-def _plan_rounds(url: str, queue: str | None, claim_rows: int) -> list[list[tuple[str, str]]]:
-    """Pack (queue, date) groups into rounds of about `claim_rows` rows; big groups get a round each."""
+def _plan_rounds(url: str, queue: str | None, claim_rows: int, workers: int) -> list[list[tuple[str, str]]]:
+    """Pack (queue, date) groups into rounds of at most `claim_rows` rows (and small enough that every
+    worker gets one); a group never spans two rounds unless it alone exceeds `claim_rows`."""
     conn = arrowdb.connect_arrow(url)
     try:
         groups = arrowdb.plan_groups(conn, queue)
         conn.rollback()
     finally:
         conn.close()
+    total = sum(n for _, _, n in groups)
+    claim_rows = max(1, min(claim_rows, -(-total // max(1, workers))))
     rounds: list[list[tuple[str, str]]] = []
     current: list[tuple[str, str]] = []
     size = 0
