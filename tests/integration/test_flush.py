@@ -129,9 +129,10 @@ def snapshot(url: str, store: ObjectStore) -> Snapshot:
     return Snapshot(hot, staged, committed, pending, index, objects, listed)
 
 
-def assert_exactly_once(url: str, store: ObjectStore, expected: set[str]) -> Snapshot:
+def assert_exactly_once(url: str, store: ObjectStore, expected: set[str], *, settled: bool = True) -> Snapshot:
     """Every expected job is in exactly one place (hot, staging, one committed object), indexed exactly once
-    where its object holds it, and the bucket holds nothing but committed objects."""
+    where its object holds it, and (when `settled`: no flusher died since the last clean run) the bucket
+    holds nothing but committed objects and no manifest row is pending."""
     snap = snapshot(url, store)
     everywhere = Counter(snap.hot) + Counter(snap.staged) + snap.cold_ids
     dupes = {j: n for j, n in everywhere.items() if n > 1}
@@ -148,8 +149,11 @@ def assert_exactly_once(url: str, store: ObjectStore, expected: set[str]) -> Sna
         assert table.column("id")[offset + row].as_py() == job_id, f"index points {job_id} at the wrong row"
     for r in snap.committed:
         assert snap.objects[r.id][1].num_rows == r.row_count
-    assert not snap.pending, f"pending manifest rows left: {[r.key for r in snap.pending]}"
     committed_keys = {r.key for r in snap.committed}
+    assert committed_keys <= snap.listed, f"committed but missing: {sorted(committed_keys - snap.listed)[:3]}"
+    if not settled:
+        return snap
+    assert not snap.pending, f"pending manifest rows left: {[r.key for r in snap.pending]}"
     assert snap.listed == committed_keys, (
         f"orphans {sorted(snap.listed - committed_keys)[:3]}, missing {sorted(committed_keys - snap.listed)[:3]}"
     )
