@@ -126,15 +126,21 @@ def test_sigkill_at_random_instants_then_rerun_is_exactly_once(world: dict[str, 
     url, store = world["url"], world["target"].store
     rng = random.Random(20240607)
     kills = []
-    for _ in range(4):
-        delay = rng.uniform(0.1, 2.0)
+    for i in range(5):
+        seed(url, 300, start=10_000 + 1000 * i)  # fresh work for every run
+        world["expected"] = all_job_ids(url) | world["expected"]
         proc = subprocess.Popen(
             [TIERING_BIN, "archive", "run", "--format", "json"],
             env=world["env"],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
         )
-        time.sleep(delay)
+        t0 = time.monotonic()
+        if i < 2:
+            delay = rng.uniform(0.1, 2.0)  # blind: anywhere from start-up to the end
+        else:
+            delay = _flush_started(url, proc, t0) + rng.uniform(0.0, 0.6)  # somewhere inside the flush
+        time.sleep(max(0.0, delay - (time.monotonic() - t0)))
         proc.send_signal(signal.SIGKILL)
         proc.communicate(timeout=60)
         # whatever instant it died at, no job is lost or duplicated (orphan objects may be left)
@@ -147,6 +153,20 @@ def test_sigkill_at_random_instants_then_rerun_is_exactly_once(world: dict[str, 
 
     assert rerun.returncode == 0, (kills, rerun.stderr[-3000:])
     assert_settled(world)
+
+
+def _flush_started(url: str, proc: subprocess.Popen[bytes], t0: float) -> float:
+    """Seconds from spawn (at t0) until this process's flush began (its 'flush' operation row appears)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        (before,) = conn.execute("SELECT coalesce(max(id), 0) FROM tiering_operations").fetchone()
+        while proc.poll() is None and time.monotonic() - t0 < 30:
+            row = conn.execute(
+                "SELECT 1 FROM tiering_operations WHERE operation = 'flush' AND id > %s", (before,)
+            ).fetchone()
+            if row:
+                break
+            time.sleep(0.01)
+    return time.monotonic() - t0
 
 
 # --- several flushers at once ---------------------------------------------------------------------
