@@ -6,7 +6,6 @@ same transaction; the commit (manifest committed, index rows, staged rows delete
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -61,56 +60,36 @@ def plan_groups(conn: ArrowConnection, queue: str | None) -> list[tuple[str, str
         cur.close()
 
 
-_GROUP_JOIN = """json_to_recordset($1::json) AS g(q text, d date)
-      ON a.queue_name = g.q
-     AND a.archived_at >= (g.d::timestamp AT TIME ZONE 'UTC')
-     AND a.archived_at < ((g.d + 1)::timestamp AT TIME ZONE 'UTC')"""
-
-
-def claim_staged(conn: ArrowConnection, groups: Sequence[tuple[str, str]], limit: int) -> int:
-    """Lock up to `limit` staged rows of these (queue, date) groups that no other flusher holds; their ids
-    land in the temp table tiering_claim, which lives as long as this transaction."""
-    cur = conn.cursor()
-    try:
-        cur.execute("DROP TABLE IF EXISTS pg_temp.tiering_claim")
-        cur.execute(
-            f"""CREATE TEMP TABLE tiering_claim ON COMMIT DROP AS
-                SELECT a.id, a.queue_name, a.archived_at FROM hammerwork_jobs_archive a JOIN {_GROUP_JOIN}
-                 LIMIT $2 FOR UPDATE OF a SKIP LOCKED""",  # noqa: S608 - constant fragment
-            parameters=(json.dumps([{"q": q, "d": d} for q, d in groups]), limit),
-        )
-        cur.execute("SELECT count(*) FROM tiering_claim")
-        row = cur.fetchone()
-        return int(row[0]) if row else 0
-    finally:
-        cur.close()
-
-
 def stream_claimed_group(
     conn: ArrowConnection,
     columns: Sequence[str],
     group: tuple[str, str],
+    limit: int,
     rules: Sequence[StorageClassRule],
     default_class: str,
 ) -> tuple[Any, pa.RecordBatchReader]:
-    """(cursor, reader) over the claimed rows of one (queue, date) group, with `tiering_storage_class`;
-    sorted by storage class only when rules can give a group several classes. Close the cursor after."""
-    case_sql, params = storage_class_case(rules, default_class, 2)
+    """Claim (FOR UPDATE SKIP LOCKED) and read up to `limit` staged rows of one (queue, UTC date) group, with
+    `tiering_storage_class`; the row locks last until this transaction ends. Returns (cursor, reader): close
+    the cursor after reading. Sorted by storage class only when rules can give a group several classes."""
+    case_sql, params = storage_class_case(rules, default_class, 4)
     cols = ", ".join(f"a.{c}" for c in columns)
     order = "ORDER BY tiering_storage_class" if rules else ""
     query = f"""
         SELECT {cols}, {case_sql} AS tiering_storage_class
           FROM hammerwork_jobs_archive a
-          JOIN tiering_claim c ON c.id = a.id
-          JOIN {_GROUP_JOIN.replace("a.queue_name", "c.queue_name").replace("a.archived_at", "c.archived_at")}
-          {order}"""  # noqa: S608 - columns are ours, values are parameters
+         WHERE a.queue_name = $1
+           AND a.archived_at >= ($2::date::timestamp AT TIME ZONE 'UTC')
+           AND a.archived_at < (($2::date + 1)::timestamp AT TIME ZONE 'UTC')
+         {order}
+         LIMIT $3
+           FOR UPDATE OF a SKIP LOCKED"""  # noqa: S608 - columns are ours, values are parameters
     cur = conn.cursor()
-    cur.execute(query, parameters=[json.dumps([{"q": group[0], "d": group[1]}]), *params])
+    cur.execute(query, parameters=[group[0], group[1], limit, *params])
     return cur, cur.fetch_record_batch()
 
 
 def commit_claimed(conn: ArrowConnection, manifest_ids: list[int], index_rows: pa.Table, expected_rows: int) -> None:
-    """ONE transaction: manifest rows committed, index rows written, the claimed staged rows deleted."""
+    """ONE transaction: manifest rows committed, index rows written, the claimed (locked) staged rows deleted."""
     cur = conn.cursor()
     try:
         if index_rows.num_rows:
@@ -121,19 +100,19 @@ def commit_claimed(conn: ArrowConnection, manifest_ids: list[int], index_rows: p
                    SELECT job_id::uuid, object_id, row_group, row_in_group, queue_name, status, created_at,
                           archived_at, payload_bytes FROM tiering_index_load"""
             )
-            cur.execute("DROP TABLE tiering_index_load")
         cur.execute(
             "UPDATE tiering_manifest SET state = 'committed', committed_at = now() "
             "WHERE id = ANY($1::bigint[]) AND state = 'pending'",
             parameters=("{" + ",".join(str(i) for i in manifest_ids) + "}",),
         )
         cur.execute(
-            """WITH gone AS (DELETE FROM hammerwork_jobs_archive a USING tiering_claim c WHERE a.id = c.id
-                             RETURNING 1)
+            """WITH gone AS (DELETE FROM hammerwork_jobs_archive a USING tiering_index_load l
+                              WHERE a.id = l.job_id::uuid RETURNING 1)
                SELECT count(*) FROM gone"""
         )
         row = cur.fetchone()
         deleted = int(row[0]) if row else 0
+        cur.execute("DROP TABLE IF EXISTS tiering_index_load")
         if deleted != expected_rows:
             raise DatabaseError(f"flush commit: deleted {deleted} staged rows, expected {expected_rows}; rolled back")
         conn.commit()

@@ -58,6 +58,7 @@ class FlushStats:
     by_storage_class: dict[str, int] = field(default_factory=dict)
     keys: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    phase_seconds: dict[str, float] = field(default_factory=dict)  # summed over worker threads
     execution_time_s: float = 0.0
     operation_id: int | None = None
 
@@ -73,6 +74,7 @@ class FlushStats:
             "by_queue": dict(sorted(self.by_queue.items())),
             "by_storage_class": dict(sorted(self.by_storage_class.items())),
             "warnings": self.warnings,
+            "phase_seconds": {k: round(v, 3) for k, v in sorted(self.phase_seconds.items())},
             "execution_time_s": round(self.execution_time_s, 3),
             "operation_id": self.operation_id,
         }
@@ -303,19 +305,31 @@ def _flush_round(
     flush_id = uuid.uuid4()
     parts: list[_Part] = []
     locked = False
+    phases: dict[str, float] = {}
+    mark = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal mark
+        now = time.perf_counter()
+        phases[name] = phases.get(name, 0.0) + now - mark
+        mark = now
+
+    claimed = 0
     try:
-        claimed = arrowdb.claim_staged(conn, groups, claim_rows)
-        if not claimed:
-            conn.rollback()
-            return 0
         mdb.lock_flush(meta, flush_id)
         locked = True
-        job.hook("claimed")
         seq = 0
         for queue_name, day in groups:
+            if claimed >= claim_rows:
+                break
             slug = layout.queue_slug(queue_name)
             cursor, reader = arrowdb.stream_claimed_group(
-                conn, STAGING_SELECT_COLUMNS, (queue_name, day), policy.storage_classes, policy.default_storage_class
+                conn,
+                STAGING_SELECT_COLUMNS,
+                (queue_name, day),
+                claim_rows - claimed,
+                policy.storage_classes,
+                policy.default_storage_class,
             )
             try:
                 for storage_class, batches in _by_class(reader):
@@ -336,6 +350,7 @@ def _flush_round(
                     )
                     for written in written_parts:
                         seq += 1
+                        claimed += written.rows
                         part = _record_pending(meta, store, flush_id, queue_name, slug, day, storage_class, written)
                         warning = lifecycle.storage_class_warning(storage_class, written.bytes)
                         with job.lock:
@@ -346,6 +361,11 @@ def _flush_round(
                         parts.append(part)
             finally:
                 cursor.close()
+            job.hook("claimed")
+        lap("read_write")
+        if not claimed:
+            conn.rollback()
+            return 0
         job.hook("uploading")
         for part in parts:
             assert part.upload is not None
@@ -355,11 +375,13 @@ def _flush_round(
                 part.manifest_id,
                 {"etag": result.etag, "encryption": result.encryption, "kms_key_id": result.kms_key_id},
             )
+        lap("upload")
         job.hook("uploaded")
         index = _index_rows(parts)
         if index.num_rows != claimed:
             raise VerificationError(f"flush wrote {index.num_rows} jobs but claimed {claimed}; nothing committed")
         arrowdb.commit_claimed(conn, [p.manifest_id for p in parts], index, claimed)
+        lap("commit")
         job.hook("committed")
     except BaseException:
         try:
@@ -380,6 +402,8 @@ def _flush_round(
         stats = job.stats
         stats.rounds += 1
         stats.jobs_flushed += claimed
+        for name, seconds in phases.items():
+            stats.phase_seconds[name] = stats.phase_seconds.get(name, 0.0) + seconds
         for part in parts:
             stats.objects_written += 1
             stats.bytes_written += part.written.bytes
