@@ -3,7 +3,7 @@
   staging   tiering archive (hot -> staging)      vs  a bare set-based SQL move of an identical copy
   flush     tiering flush to a local SeaweedFS    vs  DuckDB's plain export of the same rows to zstd Parquet
   cold      bytes per job in the cold tier        vs  DuckDB's export
-  restore   p50/p95 latency + object requests per cold restore
+  restore   p50/p95 latency + object requests per cold restore (through SeaweedFS)
   search    one-queue payload search              vs  DuckDB on the same objects through the same endpoint
   purge     purge of every cold job by age (seconds, DeleteObjects calls)
 
@@ -199,16 +199,19 @@ def bench_flush(floor_url: str, tiering_url: str, s3: Any) -> Settings:
     return settings
 
 
-def optional_sections(url: str, settings: Settings, s3: Any) -> None:
-    """Restore, search and purge benches live with their engines; run those present."""
-    for module_name, title in (("bench.restore_search_bench", "restore & search"), ("bench.purge_bench", "purge")):
-        try:
-            module = __import__(module_name, fromlist=["run"])
-        except ModuleNotFoundError:
-            say(f"\n== {title}: not available")
-            continue
-        say(f"\n== {title}")
-        results[title] = module.run(url, settings, s3, say)
+def later_sections(url: str, settings: Settings, s3: Any) -> None:
+    from bench.purge_bench import run_purge_bench
+    from bench.restore_search_bench import run as run_restore_search
+
+    say("\n== restore & search (cold, through SeaweedFS)")
+    results["restore_search"] = run_restore_search(url, settings, s3, say)
+    say("\n== purge of every cold job by age")
+    purge = run_purge_bench(url, open_store(settings), settings)
+    say(
+        f"purged {purge['jobs_purged']:,} jobs ({purge['objects_deleted']} objects) in {purge['purge_seconds']:.2f} s "
+        f"with {purge['delete_objects_calls']} DeleteObjects calls"
+    )
+    results["purge"] = purge
 
 
 def main() -> None:
@@ -223,7 +226,7 @@ def main() -> None:
 
     with seaweedfs_server(OUT / "weed") as s3:
         settings = bench_flush(floor_url, tiering_url, s3)
-        optional_sections(tiering_url, settings, s3)
+        later_sections(tiering_url, settings, s3)
     (OUT / "results.json").write_text(json.dumps(results, indent=2))
     stop_embedded(OUT / ".tiering")
     say(f"\nfigures saved to {OUT / 'results.json'}")

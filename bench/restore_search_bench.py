@@ -1,0 +1,93 @@
+"""Restore latency (p50/p95, object requests per restore) and a one-queue payload search beside DuckDB."""
+
+from __future__ import annotations
+
+import random
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+
+from bench.duck import connect as duck_connect
+from tiering.engine.query import search_archived_jobs
+from tiering.engine.restore import restore_archived_job
+from tiering.settings import Settings
+from tiering.store import open_store
+
+SEARCH_QUEUE = "payment_queue"
+SEARCH_KEY, SEARCH_VALUE = "customer.id", "1237"
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def run(url: str, settings: Settings, s3: Any, say: Callable[[str], None]) -> dict[str, Any]:
+    store = open_store(settings)
+    with psycopg.connect(url) as conn:
+        files = [
+            r[0]
+            for r in conn.execute(
+                "SELECT key FROM tiering_manifest WHERE state = 'committed' AND queue_name = %s ORDER BY key",
+                (SEARCH_QUEUE,),
+            )
+        ]
+        ids = [r[0] for r in conn.execute("SELECT job_id FROM tiering_job_index WHERE restored_at IS NULL")]
+    bucket = store.bucket  # type: ignore[attr-defined]
+
+    # search: tiering (through the store) vs DuckDB (httpfs, same endpoint, same objects)
+    tiering_times, duck_times = [], []
+    found = 0
+    for _ in range(3):
+        start = time.perf_counter()
+        result = search_archived_jobs(url, store, SEARCH_KEY, SEARCH_VALUE, queue=SEARCH_QUEUE)
+        tiering_times.append(time.perf_counter() - start)
+        found = len(result.items)
+    con = duck_connect("httpfs", "json")
+    con.execute(
+        f"CREATE SECRET bench (TYPE s3, KEY_ID '{s3.access_key}', SECRET '{s3.secret_key}', REGION '{s3.region}', "
+        f"ENDPOINT '{s3.endpoint.split('://', 1)[1]}', URL_STYLE 'path', USE_SSL false)"
+    )
+    file_list = ", ".join(f"'s3://{bucket}/{key}'" for key in files)
+    query = (
+        f"SELECT count(*) FROM read_parquet([{file_list}]) "  # noqa: S608 - keys from our manifest
+        f"WHERE json_extract_string(payload, '$.customer.id') = '{SEARCH_VALUE}'"
+    )
+    duck_found = 0
+    for _ in range(3):
+        start = time.perf_counter()
+        duck_found = con.execute(query).fetchone()[0]  # type: ignore[index]
+        duck_times.append(time.perf_counter() - start)
+    t_med, d_med = statistics.median(tiering_times), statistics.median(duck_times)
+    say(
+        f"search {SEARCH_KEY}={SEARCH_VALUE} in {SEARCH_QUEUE} ({len(files)} objects): tiering {t_med:.3f} s "
+        f"({found} jobs), DuckDB {d_med:.3f} s ({duck_found} rows): {t_med / d_med:.2f}x DuckDB's time"
+    )
+
+    # restore: random cold jobs, one at a time, counting object requests
+    latencies, requests = [], []
+    for job_id in random.Random(7).sample(ids, min(50, len(ids))):
+        store.request_count = 0
+        start = time.perf_counter()
+        restore_archived_job(url, store, settings, job_id, initiated_by="bench")
+        latencies.append(time.perf_counter() - start)
+        requests.append(store.request_count)
+    p50, p95 = _percentile(latencies, 0.5) * 1000, _percentile(latencies, 0.95) * 1000
+    say(
+        f"cold restore ({len(latencies)} random jobs): p50 {p50:.1f} ms, p95 {p95:.1f} ms, "
+        f"object requests per restore: max {max(requests)}, mean {statistics.mean(requests):.2f}"
+    )
+    return {
+        "search_seconds": round(t_med, 4),
+        "search_duckdb_seconds": round(d_med, 4),
+        "search_vs_duckdb": round(t_med / d_med, 3),
+        "search_matches": found,
+        "duckdb_matches": duck_found,
+        "restore_p50_ms": round(p50, 1),
+        "restore_p95_ms": round(p95, 1),
+        "restore_requests_max": max(requests),
+        "restore_requests_mean": round(statistics.mean(requests), 2),
+    }
