@@ -196,7 +196,7 @@ def test_real_archive_schedule_from_the_stored_policy_runs_once(db_url: str, tmp
         assert count(conn, "hammerwork_jobs") == 4  # nothing ran for windows before the schedule was seen
     results = _tick_together([a, b], now)
     archive = [r for r in results if r.task == "archive" and r.outcome == "succeeded"]
-    assert len(archive) == 1, results
+    assert len(archive) == 1, [(r.task, r.window, r.outcome, r.error) for r in results + baseline]
     assert archive[0].result is not None and archive[0].result["jobs_archived"] == 4
     assert archive[0].result["flush"]["jobs_flushed"] == 4
     with psycopg.connect(db_url) as conn:

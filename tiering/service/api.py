@@ -101,6 +101,8 @@ def parse_older_than(value: str, now: datetime | None = None) -> datetime:
         delta = parse_duration(text, field_name="older_than")
     except ConfigError as exc:
         raise ConfigError(f"{exc}; or days (365) or a date (2024-01-31)") from None
+    except OverflowError:
+        raise ConfigError(f"older_than: {value!r} is out of range") from None
     try:
         return now - delta
     except OverflowError:

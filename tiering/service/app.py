@@ -135,6 +135,10 @@ def create_app(
             message = f"no such route: {request.method} {request.url.path}"
         return fail(exc.status_code, message, headers=getattr(exc, "headers", None))
 
+    @app.exception_handler(OverflowError)
+    async def overflow(request: Request, exc: OverflowError) -> Response:
+        return fail(400, f"invalid request: a value is out of range ({exc})")
+
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:
         log.exception("%s %s: unexpected error", request.method, request.url.path)

@@ -194,10 +194,11 @@ $$("#tabs button").forEach((b) => b.addEventListener("click", () => {
 const COLORS = { archive: "#2563eb", flush: "#60a5fa", restore: "#16a34a", purge: "#dc2626", erase: "#7c3aed" };
 
 function niceMax(v) {
-  if (v <= 0) return 1;
-  const p = Math.pow(10, Math.floor(Math.log10(v)));
-  for (const m of [1, 2, 2.5, 5, 10]) if (m * p >= v) return m * p;
-  return 10 * p;
+  // 4 gridlines at whole-number steps of 1, 2 or 5 x 10^k
+  const raw = Math.max(1, v / 4);
+  const p = Math.pow(10, Math.floor(Math.log10(raw)));
+  for (const m of [1, 2, 5, 10]) if (m * p >= raw) return 4 * m * p;
+  return 40 * p;
 }
 
 function barChart(series, keys, { height = 220 } = {}) {
@@ -267,13 +268,21 @@ loaders.overview = async () => {
       statCard("Est. monthly cost", fmtUsd(cost.total_estimated_usd_per_month), "storage only, list prices"),
       statCard("Restored", fmtInt(t.jobs_restored_to_date), "to date"),
       statCard("Purged", fmtInt(t.jobs_purged_to_date), `${fmtInt(t.jobs_erased_to_date)} erased`),
-      statCard("Newest archived", t.newest_archived_at ? fmtDate(t.newest_archived_at).slice(0, 16) : "–",
+      statCard("Newest archived", t.newest_archived_at ? fmtDate(t.newest_archived_at).slice(0, 10) : "–",
         t.oldest_archived_at ? "oldest " + fmtDate(t.oldest_archived_at).slice(0, 10) : ""),
     );
-    $("#chart-tiers").replaceChildren(hbarChart([
-      { label: "staging (PostgreSQL)", value: tiers.staging.stored_bytes, color: "#f59e0b" },
-      { label: "cold (objects)", value: tiers.cold.stored_bytes, color: "#2563eb" },
-    ], { extra: (d) => "" }));
+    $("#chart-tiers").replaceChildren(
+      h("div", { class: "muted small" }, "bytes stored"),
+      hbarChart([
+        { label: "staging (PostgreSQL)", value: tiers.staging.stored_bytes, color: "#f59e0b" },
+        { label: "cold (objects)", value: tiers.cold.stored_bytes, color: "#2563eb" },
+      ]),
+      h("div", { class: "muted small" }, "jobs"),
+      hbarChart([
+        { label: "staging (PostgreSQL)", value: tiers.staging.jobs, color: "#f59e0b" },
+        { label: "cold (objects)", value: tiers.cold.jobs, color: "#2563eb" },
+      ], { format: fmtInt }),
+      h("div", { class: "muted small" }, `payloads ${fmtBytes(t.original_bytes)} → stored ${fmtBytes(t.stored_bytes)} (${fmtRatio(t.compression_ratio)})`));
     const classes = Object.entries(tiers.cold_by_storage_class || {}).map(([k, v]) => ({
       label: k, value: v.stored_bytes, cost: (cost.by_storage_class[k] || {}).estimated_usd_per_month,
     }));
