@@ -57,7 +57,7 @@ def _tick_together(schedulers: list[Scheduler], now: datetime) -> list[TickResul
     for t in threads:
         t.start()
     for t in threads:
-        t.join(30)
+        t.join(120)
     return results
 
 
