@@ -224,7 +224,10 @@ def main() -> None:
     bench_staging(floor_url, tiering_url)
     from bench.seaweed import seaweedfs_server
 
-    with seaweedfs_server(OUT / "weed") as s3:
+    with seaweedfs_server((OUT / "weed").resolve()) as s3:
+        os.environ.update(
+            AWS_ACCESS_KEY_ID=s3.access_key, AWS_SECRET_ACCESS_KEY=s3.secret_key, AWS_DEFAULT_REGION=s3.region
+        )
         settings = bench_flush(floor_url, tiering_url, s3)
         later_sections(tiering_url, settings, s3)
     (OUT / "results.json").write_text(json.dumps(results, indent=2))

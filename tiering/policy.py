@@ -100,7 +100,10 @@ def parse_duration(value: Any, *, field_name: str = "duration") -> timedelta:
         raise bad("not a duration")
     if seconds < 0:
         raise bad("must not be negative")
-    return timedelta(seconds=seconds)
+    try:
+        return timedelta(seconds=seconds)
+    except OverflowError:
+        raise bad("is out of range (too large)") from None
 
 
 def format_duration(delta: timedelta) -> str:

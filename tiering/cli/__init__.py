@@ -78,7 +78,9 @@ _register()
 
 def main() -> None:
     try:
-        app(standalone_mode=False)
+        # With standalone_mode=False click returns the code of a typer.Exit instead of raising it.
+        code = app(standalone_mode=False)
+        sys.exit(code if isinstance(code, int) else 0)
     except TieringError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(exc.exit_code)

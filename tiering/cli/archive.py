@@ -15,7 +15,8 @@ from tiering.cli.output import Format
 from tiering.db.connection import connect
 from tiering.db.operations import audited
 from tiering.db.policies import delete_policy_document, get_policy_document, put_policy_document
-from tiering.engine.archive import archive_jobs, count_eligible_jobs
+from tiering.engine.archive import count_eligible_jobs
+from tiering.engine.pipeline import run_archival
 from tiering.errors import ConfigError, SafetyAbort
 from tiering.policy import load_policy_file, policy_from_dict, policy_to_dict
 
@@ -59,29 +60,16 @@ def run(
     who = default_initiator(initiated_by)
     url = c.database_url
     output.info(f"policy: {source}; database: {_safe_url(url)}")
+    if workers is not None:
+        c.settings = c.settings.with_overrides(workers=workers)
     total = None if policy.dry_run or not sys.stderr.isatty() else count_eligible_jobs(url, queue, policy)
-    with output.progress_bar("archiving", total) as advance:
-        stats = archive_jobs(
-            url, queue, policy, config, reason, who, workers=workers or c.settings.workers, progress=advance
-        )
-    result: dict[str, Any] = stats.to_dict()
-    if stats.skipped_reason:
-        output.warn(stats.skipped_reason)
-    if not no_flush and not policy.dry_run:
-        from tiering.engine.flush import flush_staged
-
-        with output.progress_bar("flushing", None) as advance:
-            flush = flush_staged(
-                url, c.store, c.settings, policy, config, initiated_by=who, progress=advance, crash_hook=fault_hook()
-            )
-        result["flush"] = flush.to_dict()
-    if not no_purge and not policy.dry_run and policy.auto_purge and policy.purge_archived_after is not None:
-        try:
-            from tiering.engine.purge import auto_purge
-        except ModuleNotFoundError:
-            auto_purge = None  # type: ignore[assignment]
-        if auto_purge is not None:
-            result["purge"] = auto_purge(url, c.store, c.settings, policy, initiated_by=who).to_dict()
+    with output.phase_progress({"archived": total}) as (advance, phase):
+        result = run_archival(
+            c, queue=queue, policy=policy, config=config, reason=reason, initiated_by=who,
+            flush=not no_flush, purge=not no_purge, progress=advance, phase=phase, crash_hook=fault_hook(),
+        )  # fmt: skip
+    if result.get("skipped_reason"):
+        output.warn(result["skipped_reason"])
     if fmt is Format.json:
         output.print_json(result)
         return

@@ -119,6 +119,28 @@ def progress_bar(description: str, total: int | None) -> Iterator[Any]:
         yield lambda n: progress.advance(task, n)
 
 
+@contextmanager
+def phase_progress(totals: dict[str, int | None]) -> Iterator[tuple[Any, Any]]:
+    """(advance(name, n), phase(name)) callbacks driving one bar per counter on a terminal; no-ops otherwise."""
+    if not sys.stderr.isatty():
+        yield (lambda name, n: None), (lambda name: None)
+        return
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=stderr
+    ) as progress:
+        tasks: dict[str, Any] = {}
+
+        def advance(name: str, n: int) -> None:
+            if name not in tasks:
+                tasks[name] = progress.add_task(name, total=totals.get(name))
+            progress.advance(tasks[name], n)
+
+        def phase(name: str) -> None:
+            stderr.log(f"{name}...")
+
+        yield advance, phase
+
+
 def info(message: str) -> None:
     stderr.print(message, highlight=False)
 

@@ -1,91 +1,13 @@
-"""The service's calls into the engine for runs started by the API or the scheduler (the same sequence as
-`tiering archive run`: archive hot -> staging, flush staging -> objects, automatic purge)."""
+"""What each schedule entry and each API-started run does: the same pipeline as `tiering archive run`."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import replace
 from typing import Any
 
 from tiering.context import Context
-from tiering.policy import ArchivalConfig, ArchivalPolicy
+from tiering.engine.pipeline import run_archival, run_auto_purge, run_flush, run_verify
 
-Counter = Callable[[str, int], None]
-
-
-def _noop(name: str, n: int) -> None:
-    return None
-
-
-def run_archival(
-    ctx: Context,
-    *,
-    queue: str | None,
-    policy: ArchivalPolicy,
-    config: ArchivalConfig,
-    reason: str,
-    initiated_by: str,
-    dry_run: bool = False,
-    flush: bool = True,
-    purge: bool = True,
-    progress: Counter = _noop,
-    phase: Callable[[str], None] | None = None,
-) -> dict[str, Any]:
-    from tiering.engine.archive import archive_jobs
-
-    if dry_run:
-        policy = replace(policy, dry_run=True)
-    url = ctx.database_url
-    if phase:
-        phase("archive")
-    stats = archive_jobs(
-        url, queue, policy, config, reason, initiated_by, workers=ctx.settings.workers,
-        progress=lambda n: progress("archived", n),
-    )  # fmt: skip
-    result: dict[str, Any] = stats.to_dict()
-    if flush and not policy.dry_run:
-        if phase:
-            phase("flush")
-        result["flush"] = run_flush(ctx, policy, config, queue=queue, initiated_by=initiated_by, progress=progress)
-    if purge and not policy.dry_run and policy.auto_purge and policy.purge_archived_after is not None:
-        if phase:
-            phase("purge")
-        result["purge"] = run_auto_purge(ctx, policy, initiated_by=initiated_by)
-    return result
-
-
-def run_flush(
-    ctx: Context,
-    policy: ArchivalPolicy,
-    config: ArchivalConfig,
-    *,
-    queue: str | None = None,
-    initiated_by: str,
-    progress: Counter = _noop,
-) -> dict[str, Any]:
-    from tiering.engine.flush import flush_staged
-
-    stats = flush_staged(
-        ctx.database_url, ctx.store, ctx.settings, policy, config, queue=queue, initiated_by=initiated_by,
-        progress=lambda n: progress("flushed", n),
-    )  # fmt: skip
-    return stats.to_dict()
-
-
-def run_auto_purge(ctx: Context, policy: ArchivalPolicy, *, initiated_by: str) -> dict[str, Any]:
-    from tiering.engine.purge import auto_purge
-
-    result = auto_purge(ctx.database_url, ctx.store, ctx.settings, policy, initiated_by=initiated_by)
-    return dict(result.to_dict())
-
-
-def run_verify(ctx: Context, *, initiated_by: str, deep: bool = False, queue: str | None = None) -> dict[str, Any]:
-    from tiering.engine.verify import verify_archive
-
-    report = verify_archive(
-        ctx.database_url, ctx.store, ctx.settings, queue=queue, deep=deep, initiated_by=initiated_by
-    )
-    return report.to_dict()
+__all__ = ["run_archival", "run_auto_purge", "run_flush", "run_verify", "scheduled_task"]
 
 
 def scheduled_task(ctx: Context, task: str) -> dict[str, Any]:
