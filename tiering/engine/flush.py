@@ -188,6 +188,11 @@ def flush_staged(
     with audited(url, "flush", initiated_by=initiated_by, reason="Automatic", parameters=params) as op:
         stats.operation_id = op.id
         stats.abandoned_cleaned = recover_abandoned(url, store)
+        if settings.sse and not store.capabilities.encrypts:
+            stats.warnings.append(
+                f"{store.describe()} does not encrypt: sse={settings.sse} has no effect there "
+                "(use an S3 store for server-side encryption)"
+            )
         job = _FlushJob(store, settings, policy, config, stats, crash_hook or (lambda point: None), progress)
         workdir = Path(tempfile.mkdtemp(prefix="tiering-flush-", dir=_tmp_root(settings)))
         try:
