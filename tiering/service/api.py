@@ -123,7 +123,7 @@ def stats(request: Request, queue: QueueQ = None) -> JSONResponse:
 
 @router.get("/trends", summary="Jobs archived, flushed, restored, purged and erased per day (audit trail)")
 def trends(request: Request, days: Annotated[int, Query(ge=1, le=366)] = 30) -> JSONResponse:
-    from tiering.service import sql
+    from tiering.db import service as sql
 
     with connect(context(request).database_url) as conn:
         return ok({"days": days, "series": sql.daily_trends(conn, days)})
@@ -282,7 +282,7 @@ def _task_response(row: dict[str, Any] | None, finished_status: int = 200) -> JS
 
 @router.get("/operations", summary="Recent background operations started through the API")
 def recent_operations(request: Request, limit: Annotated[int, Query(ge=1, le=200)] = 20) -> JSONResponse:
-    from tiering.service import sql
+    from tiering.db import service as sql
 
     return ok(sql.recent_tasks(context(request).database_url, limit))
 

@@ -10,8 +10,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, disable_cre
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from tiering.db import service as sql
 from tiering.db.connection import connect
-from tiering.service import sql
 
 log = logging.getLogger(__name__)
 

@@ -25,9 +25,9 @@ from typing import Any
 
 from croniter import croniter
 
+from tiering.db import service as sql
 from tiering.db.connection import connect
 from tiering.policy import SCHEDULE_NAMES
-from tiering.service import sql
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from tiering.db import service as sql
 from tiering.errors import TieringError
-from tiering.service import sql
 
 log = logging.getLogger(__name__)
 
