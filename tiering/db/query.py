@@ -169,19 +169,26 @@ def staging_payload_stream(
         yield from cur
 
 
-def live_index_rows(conn: psycopg.Connection, job_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """The live (not restored, committed object) index rows of these jobs, by job id text."""
-    if not job_ids:
+def live_index_rows_at(
+    conn: psycopg.Connection, positions: Sequence[tuple[int, int, int]]
+) -> dict[tuple[int, int, int], dict[str, Any]]:
+    """The live index rows at these (object id, row group, row in group) positions, by position: how a cold
+    search maps the rows it matched to jobs without reading the objects' id column."""
+    if not positions:
         return {}
+    objects, groups, rows_in = (list(col) for col in zip(*positions, strict=True))
     with conn.cursor(row_factory=dict_row) as cur:
         rows = cur.execute(
             """SELECT x.job_id, x.object_id, x.row_group, x.row_in_group, x.queue_name, x.status, x.created_at,
                       x.archived_at, x.payload_bytes, m.key AS object_key, m.storage_class
-                 FROM tiering_job_index x JOIN tiering_manifest m ON m.id = x.object_id AND m.state = 'committed'
-                WHERE x.job_id = ANY(%s::uuid[]) AND x.restored_at IS NULL""",
-            (list(job_ids),),
+                 FROM unnest(%s::bigint[], %s::int[], %s::int[]) AS p(object_id, row_group, row_in_group)
+                 JOIN tiering_job_index x
+                   ON x.object_id = p.object_id AND x.row_group = p.row_group AND x.row_in_group = p.row_in_group
+                 JOIN tiering_manifest m ON m.id = x.object_id AND m.state = 'committed'
+                WHERE x.restored_at IS NULL""",
+            (objects, groups, rows_in),
         ).fetchall()
-    return {str(r["job_id"]): r for r in rows}
+    return {(r["object_id"], r["row_group"], r["row_in_group"]): r for r in rows}
 
 
 def manifest_by_ids(conn: psycopg.Connection, ids: Sequence[int]) -> dict[int, ManifestRow]:

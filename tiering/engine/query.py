@@ -654,26 +654,24 @@ def _prefilter_mask(payload: pa.ChunkedArray | pa.Array, needles: list[str] | No
 
 def _scan_object(
     store: ObjectStore, m: mdb.ManifestRow, path: Sequence[str], matcher: ValueMatcher
-) -> tuple[list[tuple[str, Any]], int, int, int]:
-    """(matches (job id, payload), rows scanned, rows after prefilter, bytes read) of one object."""
-    found: list[tuple[str, Any]] = []
+) -> tuple[list[tuple[int, int, Any]], int, int, int]:
+    """(matches (row group, row in group, payload), rows scanned, rows after prefilter, bytes read) of one object.
+
+    Only the payload column is read: matched rows are mapped to jobs through the job index afterwards."""
+    found: list[tuple[int, int, Any]] = []
     scanned = kept = 0
     with store.open_input(m.key, size=m.bytes) as fh:
         pf = pq.ParquetFile(fh, pre_buffer=True)
         for rg in range(pf.metadata.num_row_groups):
-            table = pf.read_row_group(rg, columns=["id", "payload"])
-            scanned += table.num_rows
-            mask = _prefilter_mask(table["payload"], matcher.needles)
-            if mask is not None:
-                table = table.filter(mask)
-            kept += table.num_rows
-            if not table.num_rows:
-                continue
-            ids = table["id"].to_pylist()
-            for jid, text in zip(ids, table["payload"].to_pylist(), strict=True):
-                doc = _payload_match(text, path, matcher)
+            payload = pf.read_row_group(rg, columns=["payload"]).column("payload")
+            scanned += len(payload)
+            mask = _prefilter_mask(payload, matcher.needles)
+            rows = range(len(payload)) if mask is None else pc.indices_nonzero(mask).to_pylist()
+            kept += len(rows)
+            for row in rows:
+                doc = _payload_match(payload[row].as_py(), path, matcher)
                 if doc is not None:
-                    found.append((jid, doc))
+                    found.append((rg, row, doc))
     return found, scanned, kept, m.bytes
 
 
@@ -734,7 +732,7 @@ def search_archived_jobs(
         else:
             readable.append(m)
     if readable:
-        cold: list[tuple[str, Any, int]] = []
+        cold: list[tuple[tuple[int, int, int], Any]] = []
         with ThreadPoolExecutor(max(1, min(threads, len(readable)))) as pool:
             for m, (found, scanned, kept, object_bytes) in zip(
                 readable, pool.map(lambda mm: _scan_object(store, mm, path, matcher), readable), strict=True
@@ -743,13 +741,13 @@ def search_archived_jobs(
                 result.rows_scanned += scanned
                 result.rows_prefiltered += kept
                 result.bytes_read += object_bytes
-                cold.extend((jid, doc, m.id) for jid, doc in found)
+                cold.extend(((m.id, rg, row), doc) for rg, row, doc in found)
         if cold:
             with connect(url) as conn:
-                live = qdb.live_index_rows(conn, [c[0] for c in cold])
-            for jid, doc, object_id in cold:
-                row = live.get(jid)
-                if row is None or row["object_id"] != object_id:
+                live = qdb.live_index_rows_at(conn, [position for position, _ in cold])
+            for position, doc in cold:
+                row = live.get(position)
+                if row is None:
                     continue  # restored (or erased) since it was flushed
                 if not _in_filters(row, filters):
                     continue
