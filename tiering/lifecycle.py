@@ -19,24 +19,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tiering.errors import ConfigError
+from tiering.policy import STORAGE_CLASSES
 
 RULE_ID_PREFIX = "tiering:"
 MAX_RULES = 1000
 MAX_RULE_ID_LENGTH = 255
 ABORT_INCOMPLETE_MPU_DAYS = 7
 
-VALID_STORAGE_CLASSES: frozenset[str] = frozenset(
-    {
-        "STANDARD",
-        "REDUCED_REDUNDANCY",
-        "STANDARD_IA",
-        "ONEZONE_IA",
-        "INTELLIGENT_TIERING",
-        "GLACIER_IR",
-        "GLACIER",
-        "DEEP_ARCHIVE",
-    }
-)
+VALID_STORAGE_CLASSES: frozenset[str] = frozenset(STORAGE_CLASSES)
 # Lifecycle transitions run "down" this waterfall only (S3 refuses the reverse).
 _WATERFALL: dict[str, int] = {
     "STANDARD_IA": 1,

@@ -70,6 +70,23 @@ class WrittenPart:
     job_locations: pa.Table = field(repr=False)
 
 
+def manifest_fields(part: WrittenPart) -> dict[str, Any]:
+    """The tiering_manifest columns a written part determines (flush and rewrites add where it goes)."""
+    return {
+        "row_count": part.rows,
+        "row_groups": part.row_groups,
+        "bytes": part.bytes,
+        "uncompressed_bytes": part.uncompressed_bytes,
+        "payload_original_bytes": part.payload_original_bytes,
+        "min_created_at": part.min_created_at,
+        "max_created_at": part.max_created_at,
+        "min_archived_at": part.min_archived_at,
+        "max_archived_at": part.max_archived_at,
+        "statuses": list(part.statuses),
+        "checksum_sha256": part.sha256,
+    }
+
+
 def clamp_row_group_rows(rows: int) -> int:
     return max(MIN_ROW_GROUP_ROWS, min(MAX_ROW_GROUP_ROWS, rows))
 

@@ -488,6 +488,7 @@ def parse_key_path(key: str) -> list[str]:
     return parts
 
 
+_PLAIN_TOKEN = re.compile(r"[A-Za-z0-9_\-.:@+ ]*")
 _NEEDLE_SPLIT = re.compile(r'["\\/\x00-\x1f\x7f-\U0010ffff]+')
 
 
@@ -543,6 +544,27 @@ class ValueMatcher:
                 out.append(a)
         # "12345" covers "12345" the string and 12345 the number: drop needles that contain another needle
         return [a for a in out if not any(b != a and b in a for b in out)]
+
+    def key_pattern(self, path: Sequence[str]) -> str | None:
+        """An RE2 pattern every JSON text holding a match at `path` contains: the leaf key, a colon, then the
+        value (as a string or a bare literal, possibly inside a list). None when it cannot be made exact enough
+        to be safe (keys or values needing JSON escapes, list indexes, numbers in exponent range)."""
+        leaf, dotted = path[-1], ".".join(path)
+        if leaf.isdigit() or not all(_PLAIN_TOKEN.fullmatch(k) for k in (leaf, dotted)):
+            return None
+        if not _PLAIN_TOKEN.fullmatch(self.text) and self.text:
+            return None
+        values = ['"' + re.escape(self.text) + '"']
+        if self.number is not None:
+            if not (self.number == 0 or Decimal("1e-4") <= abs(self.number) < Decimal("1e15")):
+                return None
+            plain = format(self.number.normalize(), "f")
+            frac = r"(?:\.0*)?" if "." not in plain else "0*"
+            values.append(re.escape(plain) + frac + r"(?:[^0-9.eE]|$)")
+        if self.word is not None or self.is_null:
+            values.append(re.escape(self.text) + r"(?:[^a-z]|$)")
+        keys = "|".join(sorted({re.escape(leaf), re.escape(dotted)}))
+        return '"(?:' + keys + r')"\s*:\s*(?s:\[.*?)?(?:' + "|".join(values) + ")"
 
     def matches(self, value: Any) -> bool:
         if isinstance(value, str):
@@ -657,19 +679,25 @@ def _scan_object(
 ) -> tuple[list[tuple[int, int, Any]], int, int, int]:
     """(matches (row group, row in group, payload), rows scanned, rows after prefilter, bytes read) of one object.
 
-    Only the payload column is read: matched rows are mapped to jobs through the job index afterwards."""
+    Only the payload column is read. A substring prefilter, then a key/value regex (both in Arrow's C++), leave
+    few rows for the exact JSON check; matched rows are mapped to jobs through the job index afterwards."""
     found: list[tuple[int, int, Any]] = []
     scanned = kept = 0
+    pattern = matcher.key_pattern(path)
     with store.open_input(m.key, size=m.bytes) as fh:
         pf = pq.ParquetFile(fh, pre_buffer=True)
         for rg in range(pf.metadata.num_row_groups):
             payload = pf.read_row_group(rg, columns=["payload"]).column("payload")
             scanned += len(payload)
             mask = _prefilter_mask(payload, matcher.needles)
-            rows = range(len(payload)) if mask is None else pc.indices_nonzero(mask).to_pylist()
+            rows = pa.array(range(len(payload)), pa.int64()) if mask is None else pc.indices_nonzero(mask)
+            if pattern is not None and len(rows):
+                rows = rows.filter(pc.match_substring_regex(payload.take(rows), pattern))
             kept += len(rows)
-            for row in rows:
-                doc = _payload_match(payload[row].as_py(), path, matcher)
+            if not len(rows):
+                continue
+            for row, text in zip(rows.to_pylist(), payload.take(rows).to_pylist(), strict=True):
+                doc = _payload_match(text, path, matcher)
                 if doc is not None:
                     found.append((rg, row, doc))
     return found, scanned, kept, m.bytes

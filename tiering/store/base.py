@@ -25,20 +25,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from tiering.errors import StoreError
+from tiering.policy import STORAGE_CLASSES
 
-# Storage classes S3 knows; `tiering.lifecycle.VALID_STORAGE_CLASSES` is the same set.
-ALL_STORAGE_CLASSES: frozenset[str] = frozenset(
-    {
-        "STANDARD",
-        "REDUCED_REDUNDANCY",
-        "STANDARD_IA",
-        "ONEZONE_IA",
-        "INTELLIGENT_TIERING",
-        "GLACIER_IR",
-        "GLACIER",
-        "DEEP_ARCHIVE",
-    }
-)
+# Storage classes S3 knows (one list for the whole tool: tiering.policy.STORAGE_CLASSES).
+ALL_STORAGE_CLASSES: frozenset[str] = frozenset(STORAGE_CLASSES)
 # Classes whose objects cannot be read until RestoreObject has finished.
 ARCHIVE_STORAGE_CLASSES: frozenset[str] = frozenset({"GLACIER", "DEEP_ARCHIVE"})
 SHA256_METADATA_KEY = "sha256"
