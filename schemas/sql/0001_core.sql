@@ -79,6 +79,7 @@ CREATE TABLE tiering_job_index (
 );
 -- Kept to the three indexes the readers need: a flush inserts one row per job, so every index costs.
 CREATE UNIQUE INDEX tiering_job_index_live_job_idx ON tiering_job_index (job_id) WHERE restored_at IS NULL;
--- An object's rows are inserted together, so a BRIN index finds them at almost no upkeep cost.
-CREATE INDEX tiering_job_index_object_idx ON tiering_job_index USING brin (object_id) WITH (pages_per_range = 8);
+-- An object's jobs and the job at a position (cold search maps matched rows to jobs with it). A flush inserts
+-- in (object, row group, row) order, so this index grows at its right edge.
+CREATE INDEX tiering_job_index_object_idx ON tiering_job_index (object_id, row_group, row_in_group);
 CREATE INDEX tiering_job_index_list_idx ON tiering_job_index (archived_at DESC, job_id) WHERE restored_at IS NULL;

@@ -674,32 +674,43 @@ def _prefilter_mask(payload: pa.ChunkedArray | pa.Array, needles: list[str] | No
     return mask
 
 
+SCAN_BATCH_ROWS = 8192  # small batches keep the decoded payload text in cache instead of 100s of MB at once
+
+
+def _candidate_rows(payload: pa.Array, matcher: ValueMatcher, pattern: str | None) -> pa.Array:
+    """Indexes of the rows that may match: the key/value regex when there is one (RE2 is faster than a plain
+    substring search here), else the substring needles, else every row."""
+    if pattern is not None:
+        return pc.indices_nonzero(pc.match_substring_regex(payload, pattern))
+    mask = _prefilter_mask(payload, matcher.needles)
+    return pa.array(range(len(payload)), pa.int64()) if mask is None else pc.indices_nonzero(mask)
+
+
 def _scan_object(
     store: ObjectStore, m: mdb.ManifestRow, path: Sequence[str], matcher: ValueMatcher
 ) -> tuple[list[tuple[int, int, Any]], int, int, int]:
     """(matches (row group, row in group, payload), rows scanned, rows after prefilter, bytes read) of one object.
 
-    Only the payload column is read. A substring prefilter, then a key/value regex (both in Arrow's C++), leave
-    few rows for the exact JSON check; matched rows are mapped to jobs through the job index afterwards."""
+    Only the payload column is read, in small batches; a prefilter in Arrow's C++ leaves few rows for the exact
+    JSON check, and matched rows are mapped to jobs through the job index afterwards."""
     found: list[tuple[int, int, Any]] = []
     scanned = kept = 0
     pattern = matcher.key_pattern(path)
     with store.open_input(m.key, size=m.bytes) as fh:
         pf = pq.ParquetFile(fh, pre_buffer=True)
         for rg in range(pf.metadata.num_row_groups):
-            payload = pf.read_row_group(rg, columns=["payload"]).column("payload")
-            scanned += len(payload)
-            mask = _prefilter_mask(payload, matcher.needles)
-            rows = pa.array(range(len(payload)), pa.int64()) if mask is None else pc.indices_nonzero(mask)
-            if pattern is not None and len(rows):
-                rows = rows.filter(pc.match_substring_regex(payload.take(rows), pattern))
-            kept += len(rows)
-            if not len(rows):
-                continue
-            for row, text in zip(rows.to_pylist(), payload.take(rows).to_pylist(), strict=True):
-                doc = _payload_match(text, path, matcher)
-                if doc is not None:
-                    found.append((rg, row, doc))
+            offset = 0
+            for batch in pf.iter_batches(batch_size=SCAN_BATCH_ROWS, row_groups=[rg], columns=["payload"]):
+                payload = batch.column(0)
+                rows = _candidate_rows(payload, matcher, pattern)
+                scanned += len(payload)
+                kept += len(rows)
+                if len(rows):
+                    for row, text in zip(rows.to_pylist(), payload.take(rows).to_pylist(), strict=True):
+                        doc = _payload_match(text, path, matcher)
+                        if doc is not None:
+                            found.append((rg, offset + row, doc))
+                offset += len(payload)
     return found, scanned, kept, m.bytes
 
 
