@@ -121,7 +121,9 @@ def _print_run_table(result: dict[str, Any]) -> None:
             title="flush",
         )
     if "purge" in result:
-        output.print_kv(result["purge"], title="automatic purge")
+        p = result["purge"]
+        keys = ("jobs_purged", "objects_deleted", "objects_rewritten", "storage_freed", "errors", "skipped_reason")
+        output.print_kv({k: p[k] for k in keys if p.get(k) not in (None, [], "")}, title="automatic purge")
 
 
 def _safe_url(url: str) -> str:
