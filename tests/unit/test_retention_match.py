@@ -34,6 +34,11 @@ NOW = datetime(2026, 1, 1, tzinfo=UTC)
         ({"a": [{"b": "x y"}]}, "a.0.b=x y", True),
         ({"a": {"b": 1}}, 'a={"b": 1}', True),
         ({"a": {"b": 1}}, "a.b=1", True),
+        # what `archive search` finds, erase finds too: lists fan out, top-level dotted keys
+        ({"customer": [{"id": 7}, {"id": 42}]}, "customer.id=42", True),
+        ({"customer": {"id": [1, 42]}}, "customer.id=42", True),
+        ({"customer.id": "42"}, "customer.id=42", True),
+        ({"customer": [{"id": 7}]}, "customer.id=42", False),
     ],
 )
 def test_payload_matches(doc: object, expr: str, hit: bool) -> None:
@@ -77,3 +82,34 @@ def test_estimated_saving_and_cutoffs() -> None:
         parse_cutoff("soon", NOW)
     with pytest.raises(InvalidInputError):
         parse_cutoff("2024-13-45", NOW)
+
+
+def test_erase_matches_everything_search_matches() -> None:
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from tiering.engine.query import ValueMatcher, path_matches
+
+    scalars = st.one_of(st.integers(-50, 50), st.sampled_from(["42", "x y", "true"]), st.booleans(), st.none())
+    docs = st.recursive(
+        scalars,
+        lambda c: st.one_of(
+            st.lists(c, max_size=3), st.dictionaries(st.sampled_from(["id", "customer"]), c, max_size=3)
+        ),
+        max_leaves=8,
+    )
+
+    @settings(max_examples=300, deadline=None)
+    @given(
+        doc=docs, key=st.sampled_from(["id", "customer.id"]), raw=st.sampled_from(["42", "7", "x y", "true", "null"])
+    )
+    def check(doc: object, key: str, raw: str) -> None:
+        import json
+
+        path, value, raw_value = parse_match(f"{key}={raw}")
+        if path_matches(doc, path, ValueMatcher(raw)):
+            assert payload_matches(doc, path, value, raw_value)
+            text = json.dumps(doc, ensure_ascii=False)
+            assert all(n in text for n in needles(path, value, raw_value)), (text, needles(path, value, raw_value))
+
+    check()

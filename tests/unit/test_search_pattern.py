@@ -68,7 +68,8 @@ scalars = st.one_of(
 docs = st.recursive(
     scalars,
     lambda children: st.one_of(
-        st.lists(children, max_size=3), st.dictionaries(st.sampled_from(["id", "customer", "k", "v"]), children, max_size=3)
+        st.lists(children, max_size=3),
+        st.dictionaries(st.sampled_from(["id", "customer", "k", "v"]), children, max_size=3),
     ),
     max_leaves=10,
 )

@@ -12,7 +12,6 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
-from psycopg.types.json import Jsonb
 
 from tiering.db.manifest import MANIFEST_COLUMNS, ManifestRow
 
@@ -284,15 +283,18 @@ def staging_ids(conn: psycopg.Connection, job_ids: Sequence[str]) -> list[str]:
     return [r[0] for r in rows]
 
 
-def hot_payload_matches(conn: psycopg.Connection, path: Sequence[str], value: Any, raw: str) -> list[str]:
-    """Hot jobs whose JSONB payload has `value` at `path` (or the string `raw` there)."""
-    rows = conn.execute(
-        """SELECT id::text FROM hammerwork_jobs
-            WHERE payload #> %(path)s = %(value)s::jsonb
-               OR (jsonb_typeof(payload #> %(path)s) = 'string' AND payload #>> %(path)s = %(raw)s)""",
-        {"path": list(path), "value": Jsonb(value), "raw": raw},
-    ).fetchall()
-    return [r[0] for r in rows]
+def hot_payload_candidates(
+    conn: psycopg.Connection, needles: Sequence[str], batch: int = 5000
+) -> Iterator[tuple[str, str]]:
+    """(id, payload JSON text) of hot jobs whose text holds every needle (a prefilter; the caller decides)."""
+    patterns = ["%" + n.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%" for n in needles]
+    with conn.cursor(name=f"tiering_erase_hot_{uuid.uuid4().hex[:8]}") as cur:
+        cur.itersize = batch
+        cur.execute(
+            "SELECT id::text, payload::text FROM hammerwork_jobs WHERE payload::text LIKE ALL(%s::text[])",
+            (patterns,),
+        )
+        yield from cur
 
 
 def staging_payloads(conn: psycopg.Connection, batch: int = 5000) -> Iterator[tuple[str, bytes]]:

@@ -13,6 +13,7 @@ the counts, never the erased payloads or the value searched for.
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from collections.abc import Iterable, Sequence
@@ -39,6 +40,7 @@ from tiering.engine.purge import (
     retry_leftovers,
     rewrite_object,
 )
+from tiering.engine.query import ValueMatcher, path_matches
 from tiering.errors import InvalidInputError
 from tiering.settings import Settings
 from tiering.store.base import ObjectStore
@@ -95,14 +97,25 @@ def values_equal(actual: Any, value: Any, raw: str) -> bool:
     return bool(actual == value)
 
 
+@functools.lru_cache(maxsize=64)
+def _search_matcher(raw: str) -> ValueMatcher:
+    return ValueMatcher(raw)
+
+
 def payload_matches(payload: Any, path: Sequence[str], value: Any, raw: str) -> bool:
+    """Everything `tiering archive search KEY VALUE` finds (lists fan out, `"a.b"` top-level keys, 42 matches
+    "42"), plus exact equality with a JSON literal (`a={"b": 1}`, `email="x"`): an erase never misses a job
+    that a search for the same key and value shows."""
+    if path_matches(payload, path, _search_matcher(raw)):
+        return True
     return values_equal(value_at(payload, path), value, raw)
 
 
 def needles(path: Sequence[str], value: Any, raw: str) -> list[str]:
     """Substrings every matching payload's JSON text holds (a prefilter: false positives are fine)."""
     out: list[str] = []
-    last = json.dumps(path[-1], ensure_ascii=False)
+    # the leaf key and its closing quote: also inside a top-level dotted key such as "customer.id"
+    last = json.dumps(path[-1], ensure_ascii=False)[1:]
     if not path[-1].isdigit() and last.isascii():
         out.append(last)
     if isinstance(value, str) and not isinstance(value, bool):
@@ -327,7 +340,11 @@ def _run(
                 by_object.setdefault(h.object_id, set()).add(h.job_id)
             rows = {r.id: r for r in mdb.manifest_rows(conn, states=("committed", "purged")) if r.id in by_object}
         else:
-            hot = rdb.hot_payload_matches(conn, path, typed, raw)
+            hot = [
+                job_id
+                for job_id, text in rdb.hot_payload_candidates(conn, needles(path, typed, raw))
+                if payload_matches(json.loads(text), path, typed, raw)
+            ]
             staged = []
             for job_id, stored in rdb.staging_payloads(conn):
                 try:
