@@ -117,8 +117,19 @@ def _print_run_table(result: dict[str, Any]) -> None:
     if "flush" in result:
         f = result["flush"]
         output.print_kv(
-            {k: f[k] for k in ("jobs_flushed", "objects_written", "bytes_written", "execution_time_s") if k in f},
+            {
+                k: f[k]
+                for k in ("jobs_flushed", "objects_written", "bytes_written", "quarantined", "execution_time_s")
+                if k in f
+            },
             title="flush",
+        )
+    for warning in result.get("flush", {}).get("warnings", []):
+        output.warn(warning)
+    if result.get("flush", {}).get("quarantined"):
+        output.warn(
+            f"{result['flush']['quarantined']} staged jobs have payloads that cannot be decoded; they stay staged "
+            "and are listed in tiering_quarantine"
         )
     if "purge" in result:
         p = result["purge"]

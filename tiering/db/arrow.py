@@ -80,6 +80,7 @@ def stream_claimed_group(
          WHERE a.queue_name = $1
            AND a.archived_at >= ($2::date::timestamp AT TIME ZONE 'UTC')
            AND a.archived_at < (($2::date + 1)::timestamp AT TIME ZONE 'UTC')
+           AND NOT EXISTS (SELECT 1 FROM tiering_quarantine q WHERE q.job_id = a.id)
          {order}
          LIMIT $3
            FOR UPDATE OF a SKIP LOCKED"""  # noqa: S608 - columns are ours, values are parameters

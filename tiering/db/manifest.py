@@ -97,6 +97,18 @@ def delete_pending(conn: psycopg.Connection, manifest_id: int) -> None:
     conn.execute("DELETE FROM tiering_manifest WHERE id = %s AND state = 'pending'", (manifest_id,))
 
 
+def quarantine(conn: psycopg.Connection, rows: list[tuple[str, str, str]], operation_id: int | None) -> None:
+    """Record (job id, queue, reason) of staged jobs whose payload cannot be decoded."""
+    if not rows:
+        return
+    with conn.cursor() as cur:
+        cur.executemany(
+            """INSERT INTO tiering_quarantine (job_id, queue_name, reason, flush_operation_id)
+               VALUES (%s, %s, %s, %s) ON CONFLICT (job_id) DO NOTHING""",
+            [(job_id, queue, reason, operation_id) for job_id, queue, reason in rows],
+        )
+
+
 def get_manifest(conn: psycopg.Connection, manifest_id: int) -> ManifestRow | None:
     row = conn.execute(
         f"SELECT {MANIFEST_COLUMNS} FROM tiering_manifest WHERE id = %s",  # noqa: S608

@@ -35,7 +35,13 @@ from tiering.db.connection import connect
 from tiering.db.operations import audited
 from tiering.errors import StoreError, VerificationError
 from tiering.policy import ArchivalConfig, ArchivalPolicy
-from tiering.schema import SCHEMA_VERSION, STAGING_SELECT_COLUMNS, to_archive_batch
+from tiering.schema import (
+    SCHEMA_VERSION,
+    STAGING_SELECT_COLUMNS,
+    PayloadDecodeError,
+    to_archive_batch,
+    uuid_array_to_str,
+)
 from tiering.settings import Settings
 from tiering.store.base import ObjectExistsError, ObjectStore, PutResult
 
@@ -59,6 +65,7 @@ class FlushStats:
     keys: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     phase_seconds: dict[str, float] = field(default_factory=dict)  # summed over worker threads
+    quarantined: list[dict[str, str]] = field(default_factory=list)  # staged jobs whose payload is corrupt
     execution_time_s: float = 0.0
     operation_id: int | None = None
 
@@ -75,6 +82,8 @@ class FlushStats:
             "by_storage_class": dict(sorted(self.by_storage_class.items())),
             "warnings": self.warnings,
             "phase_seconds": {k: round(v, 3) for k, v in sorted(self.phase_seconds.items())},
+            "quarantined": len(self.quarantined),
+            "quarantined_jobs": self.quarantined[:100],
             "execution_time_s": round(self.execution_time_s, 3),
             "operation_id": self.operation_id,
         }
@@ -143,9 +152,23 @@ def _by_class(reader: pa.RecordBatchReader) -> Iterator[tuple[str, Iterator[pa.R
             pass
 
 
-def _to_archive(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+def _to_archive(
+    batches: Iterator[pa.RecordBatch], quarantined: list[tuple[str, str, str]]
+) -> Iterator[pa.RecordBatch]:
+    """Staging rows -> archive rows. Rows whose payload cannot be decoded are left out (they stay staged) and
+    added to `quarantined` as (job id, queue, reason): one corrupt payload does not stop a flush."""
     for batch in batches:
-        converted = to_archive_batch(batch.drop_columns(["tiering_storage_class"]))
+        batch = batch.drop_columns(["tiering_storage_class"])
+        try:
+            converted = to_archive_batch(batch)
+        except PayloadDecodeError as exc:
+            bad = {b.job_id: b.reason for b in exc.bad}
+            ids = uuid_array_to_str(batch.column("id"))
+            keep = pc.invert(pc.is_in(ids, pa.array(list(bad), pa.string())))
+            queues = batch.column("queue_name")
+            for i in pc.indices_nonzero(pc.invert(keep)).to_pylist():
+                quarantined.append((ids[i].as_py(), queues[i].as_py(), bad[ids[i].as_py()]))
+            converted = to_archive_batch(batch.filter(keep))
         if isinstance(converted, pa.Table):
             yield from converted.to_batches()
         else:
@@ -320,6 +343,7 @@ def _flush_round(
         mark = now
 
     claimed = 0
+    quarantined: list[tuple[str, str, str]] = []
     try:
         mdb.lock_flush(meta, flush_id)
         locked = True
@@ -345,7 +369,7 @@ def _flush_round(
                         return layout.part_name(flush_id, _start + i, _cls)
 
                     written_parts = pqio.write_parts(
-                        _to_archive(batches),
+                        _to_archive(batches, quarantined),
                         group_dir,
                         flush_id=flush_id,
                         part_name_fn=name_for,
@@ -370,6 +394,7 @@ def _flush_round(
         lap("read_write")
         if not claimed:
             conn.rollback()
+            _record_quarantine(meta, job, quarantined)
             return 0
         job.hook("uploading")
         for part in parts:
@@ -386,6 +411,7 @@ def _flush_round(
         if index.num_rows != claimed:
             raise VerificationError(f"flush wrote {index.num_rows} jobs but claimed {claimed}; nothing committed")
         arrowdb.commit_claimed(conn, [p.manifest_id for p in parts], index, claimed)
+        _record_quarantine(meta, job, quarantined)
         lap("commit")
         job.hook("committed")
     except BaseException:
@@ -421,6 +447,17 @@ def _flush_round(
         if job.progress:
             job.progress(claimed)
     return claimed
+
+
+def _record_quarantine(meta: Any, job: _FlushJob, rows: list[tuple[str, str, str]]) -> None:
+    """Remember corrupt staged payloads so later flushes skip them; they are reported, not lost."""
+    if not rows:
+        return
+    mdb.quarantine(meta, rows, job.stats.operation_id)
+    with job.lock:
+        job.stats.quarantined.extend({"job_id": j, "queue": q, "reason": r} for j, q, r in rows)
+    for job_id, _, reason in rows:
+        log.warning("quarantined staged job %s: %s", job_id, reason)
 
 
 def _record_pending(
