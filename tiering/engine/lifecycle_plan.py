@@ -40,6 +40,11 @@ class LifecyclePlan:
         }
 
 
+def _unsupported(exc: Exception) -> str:
+    message = str(exc)
+    return message if "purge" in message else f"{message}; {FALLBACK}"
+
+
 def specs_from_policy(policy: ArchivalPolicy) -> list[lifecycle.LifecycleSpec]:
     """One rule for everything tiering writes, plus one per queue with transitions of its own."""
     expiration = None
@@ -62,7 +67,7 @@ def plan_lifecycle(store: ObjectStore, policy: ArchivalPolicy) -> LifecyclePlan:
         plan.current = store.get_lifecycle_rules()
     except LifecycleUnsupportedError as exc:
         plan.supported = False
-        plan.warnings.append(f"{exc}; {FALLBACK}")
+        plan.warnings.append(_unsupported(exc))
         return plan
     plan.desired = lifecycle.merge_rules(plan.current, ours)
     plan.diff = lifecycle.diff_rules(plan.current, plan.desired)
@@ -91,7 +96,7 @@ def apply_lifecycle(
                 plan.applied = True
             except LifecycleUnsupportedError as exc:
                 plan.supported = False
-                plan.warnings.append(f"{exc}; {FALLBACK}")
+                plan.warnings.append(_unsupported(exc))
         op.counts = {
             "applied": plan.applied,
             "supported": plan.supported,
