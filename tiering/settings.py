@@ -37,7 +37,7 @@ class Settings:
     sse_kms_key_id: str | None = None
     sse_bucket_key: bool = False
     object_size_target_bytes: int = 128 * 1024 * 1024
-    row_group_rows: int = 250_000
+    row_group_rows: int = 100_000
     workers: int = 2
     api_token: str | None = None
     basic_auth_user: str | None = None

@@ -686,32 +686,31 @@ def _candidate_rows(payload: pa.Array, matcher: ValueMatcher, pattern: str | Non
     return pa.array(range(len(payload)), pa.int64()) if mask is None else pc.indices_nonzero(mask)
 
 
-def _scan_object(
-    store: ObjectStore, m: mdb.ManifestRow, path: Sequence[str], matcher: ValueMatcher
-) -> tuple[list[tuple[int, int, Any]], int, int, int]:
-    """(matches (row group, row in group, payload), rows scanned, rows after prefilter, bytes read) of one object.
+def _scan_row_group(
+    store: ObjectStore, m: mdb.ManifestRow, rg: int, path: Sequence[str], matcher: ValueMatcher
+) -> tuple[list[tuple[int, int, Any]], int, int]:
+    """(matches (row group, row in group, payload), rows scanned, rows after prefilter) of one row group.
 
     Only the payload column is read, in small batches; a prefilter in Arrow's C++ leaves few rows for the exact
-    JSON check, and matched rows are mapped to jobs through the job index afterwards."""
+    JSON check, and matched rows are mapped to jobs through the job index afterwards. Row groups are scanned
+    in parallel (each opens the object on its own: readers are not shared between threads)."""
     found: list[tuple[int, int, Any]] = []
-    scanned = kept = 0
+    scanned = kept = offset = 0
     pattern = matcher.key_pattern(path)
     with store.open_input(m.key, size=m.bytes) as fh:
         pf = pq.ParquetFile(fh, pre_buffer=True)
-        for rg in range(pf.metadata.num_row_groups):
-            offset = 0
-            for batch in pf.iter_batches(batch_size=SCAN_BATCH_ROWS, row_groups=[rg], columns=["payload"]):
-                payload = batch.column(0)
-                rows = _candidate_rows(payload, matcher, pattern)
-                scanned += len(payload)
-                kept += len(rows)
-                if len(rows):
-                    for row, text in zip(rows.to_pylist(), payload.take(rows).to_pylist(), strict=True):
-                        doc = _payload_match(text, path, matcher)
-                        if doc is not None:
-                            found.append((rg, offset + row, doc))
-                offset += len(payload)
-    return found, scanned, kept, m.bytes
+        for batch in pf.iter_batches(batch_size=SCAN_BATCH_ROWS, row_groups=[rg], columns=["payload"]):
+            payload = batch.column(0)
+            rows = _candidate_rows(payload, matcher, pattern)
+            scanned += len(payload)
+            kept += len(rows)
+            if len(rows):
+                for row, text in zip(rows.to_pylist(), payload.take(rows).to_pylist(), strict=True):
+                    doc = _payload_match(text, path, matcher)
+                    if doc is not None:
+                        found.append((rg, offset + row, doc))
+            offset += len(payload)
+    return found, scanned, kept
 
 
 def search_archived_jobs(
@@ -772,14 +771,14 @@ def search_archived_jobs(
             readable.append(m)
     if readable:
         cold: list[tuple[tuple[int, int, int], Any]] = []
-        with ThreadPoolExecutor(max(1, min(threads, len(readable)))) as pool:
-            for m, (found, scanned, kept, object_bytes) in zip(
-                readable, pool.map(lambda mm: _scan_object(store, mm, path, matcher), readable), strict=True
-            ):
-                result.objects_scanned += 1
+        tasks = [(m, rg) for m in readable for rg in range(max(1, m.row_groups))]
+        result.objects_scanned = len(readable)
+        result.bytes_read = sum(m.bytes for m in readable)
+        with ThreadPoolExecutor(max(1, min(threads, len(tasks)))) as pool:
+            scans = pool.map(lambda task: _scan_row_group(store, task[0], task[1], path, matcher), tasks)
+            for (m, _), (found, scanned, kept) in zip(tasks, scans, strict=True):
                 result.rows_scanned += scanned
                 result.rows_prefiltered += kept
-                result.bytes_read += object_bytes
                 cold.extend(((m.id, rg, row), doc) for rg, row, doc in found)
         if cold:
             with connect(url) as conn:
