@@ -32,7 +32,7 @@ ParquetSource = Union[str, "os.PathLike[str]", IO[bytes], pa.NativeFile]
 
 MIN_ROW_GROUP_ROWS = 100_000
 MAX_ROW_GROUP_ROWS = 1_000_000
-DEFAULT_ROW_GROUP_ROWS = 250_000
+DEFAULT_ROW_GROUP_ROWS = 100_000
 DEFAULT_TARGET_BYTES = 128 * 1024 * 1024
 # Safety valve for huge payloads: a row group is cut early once its buffered Arrow data reaches this.
 DEFAULT_ROW_GROUP_MAX_BYTES = 512 * 1024 * 1024
