@@ -73,7 +73,7 @@ def test_erase_stats_audit(env: dict[str, Any]) -> None:
     stats = run(env, "archive", "stats", "--format", "json")
     assert stats.returncode == 0, stats.stderr
     s = json.loads(stats.stdout)
-    assert s["tiers"]["cold"]["jobs"] == 2 and s["total"]["jobs_erased_to_date"] == 0
+    assert s["tiers"]["cold"]["jobs"] == 2 and s["total"]["jobs_erased_to_date"] == 2
     table = run(env, "archive", "stats", "--detailed")
     assert table.returncode == 0 and "ESTIMATED" in table.stdout
 

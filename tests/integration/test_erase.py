@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -11,8 +12,13 @@ import pytest
 from tests.helpers import insert_job
 from tests.integration.test_purge import BASE, DAY, Spec, committed_keys, duck_rows, live_index, make_jobs, object_keys
 from tiering.db.operations import list_operations
+from tiering.engine.archive import archive_jobs
 from tiering.engine.erase import erase_jobs
+from tiering.engine.flush import flush_staged
 from tiering.errors import InvalidInputError
+from tiering.policy import ArchivalConfig, ArchivalPolicy
+from tiering.settings import Settings
+from tiering.store import open_store
 
 
 @pytest.fixture
@@ -106,3 +112,30 @@ def test_erase_by_id_everywhere_and_other_jobs_survive(target: Any, db_url: str,
     assert erase_jobs(db_url, store, settings, ids=[targets[0]]).jobs_erased == 0
     with pytest.raises(InvalidInputError):
         erase_jobs(db_url, store, settings, ids=["not-a-uuid"])
+
+
+def test_erase_counts_jobs_per_queue_for_the_stats(db_url: str, tmp_path: Path) -> None:
+    """The audit row of an erase carries jobs per queue (hot, staging and cold), which stats sum to date."""
+    from tiering.engine.stats import get_archival_stats
+
+    with psycopg.connect(db_url) as conn:
+        for queue in ("a", "b"):
+            for _ in range(3):
+                insert_job(conn, queue=queue, payload={"customer": {"id": "c-9"}})
+        insert_job(conn, queue="a", payload={"customer": {"id": "c-1"}})
+        conn.commit()
+    settings = Settings(home=tmp_path, store_url=(tmp_path / "objects").as_uri())
+    store = open_store(settings)
+    archive_jobs(db_url, "a", ArchivalPolicy(), ArchivalConfig())
+    flush_staged(db_url, store, settings, ArchivalPolicy(), ArchivalConfig())  # queue a cold, queue b hot
+    with psycopg.connect(db_url) as conn:
+        insert_job(conn, queue="b", status="Pending", payload={"customer": {"id": "c-9"}})
+        conn.commit()
+
+    result = erase_jobs(db_url, store, settings, key="customer.id", value="c-9", initiated_by="dpo")
+
+    assert result.jobs_by_queue == {"a": 3, "b": 4}
+    stats = get_archival_stats(db_url, settings)
+    by_queue = stats["queues"]
+    assert by_queue["a"]["jobs_erased_to_date"] == 3
+    assert by_queue["b"]["jobs_erased_to_date"] == 4

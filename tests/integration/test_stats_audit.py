@@ -86,7 +86,8 @@ def test_stats_equal_independent_counts_and_every_operation_is_audited(target: A
     # per queue, purged and erased to date
     q1 = sum(t.filter(pc.equal(t["queue_name"], "q1")).num_rows for t in tables.values())
     assert stats["queues"]["q1"]["cold"]["jobs"] == q1 and stats["queues"]["q3"]["staging"]["jobs"] == 1
-    assert stats["total"]["jobs_purged_to_date"] == 2 and stats["total"]["jobs_erased_to_date"] == 0
+    assert stats["total"]["jobs_purged_to_date"] == 2 and stats["total"]["jobs_erased_to_date"] == 1
+    assert stats["queues"]["q1"]["jobs_erased_to_date"] == 1  # the erase of ids[0] (a q1 job)
     assert stats["queues"]["q2"]["jobs_purged_to_date"] == 1
     only_q2 = get_archival_stats(db_url, settings, queue="q2")
     assert list(only_q2["queues"]) == ["q2"] and only_q2["tiers"]["cold"]["jobs"] == 2

@@ -306,6 +306,19 @@ def staging_payloads(conn: psycopg.Connection, batch: int = 5000) -> Iterator[tu
             yield job_id, bytes(payload)
 
 
+def queue_counts(conn: psycopg.Connection, table: str, job_ids: Sequence[str]) -> dict[str, int]:
+    """Jobs per queue among these ids in the hot table or staging (for the per-queue erase counts)."""
+    if table not in ("hammerwork_jobs", "hammerwork_jobs_archive"):
+        raise ValueError(f"not a job table: {table}")
+    if not job_ids:
+        return {}
+    rows = conn.execute(
+        f"SELECT queue_name, count(*) FROM {table} WHERE id = ANY(%s::uuid[]) GROUP BY 1",  # noqa: S608 - checked
+        (list(job_ids),),
+    ).fetchall()
+    return {q: int(n) for q, n in rows}
+
+
 def delete_hot(conn: psycopg.Connection, job_ids: Sequence[str]) -> int:
     if not job_ids:
         return 0

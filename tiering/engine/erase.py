@@ -316,6 +316,14 @@ def erase_jobs(
     return result
 
 
+def _count_cold_by_queue(result: EraseResult, plans: list[_ObjectPlan], done: set[str] | None) -> None:
+    """Add the cold jobs erased (or, on a dry run, to be erased) to the per-queue counts of the audit row."""
+    for p in plans:
+        n = len([j for j in p.erase_live if done is None or j in done])
+        if n:
+            result.jobs_by_queue[p.row.queue_name] = result.jobs_by_queue.get(p.row.queue_name, 0) + n
+
+
 def _where(result: EraseResult, job_id: str, place: str) -> None:
     result.locations.setdefault(job_id, []).append(place)
 
@@ -389,9 +397,13 @@ def _run(
             plans.append(_ObjectPlan(row, erase_live, erase_stale, other_stale))
             for j in sorted(job_ids):
                 _where(result, j, f"cold:{row.key}")
+        for table, ids in (("hammerwork_jobs", hot), ("hammerwork_jobs_archive", staged)):
+            for q, n in rdb.queue_counts(conn, table, ids).items():
+                result.jobs_by_queue[q] = result.jobs_by_queue.get(q, 0) + n
         conn.rollback()
     result.jobs_found = len(result.locations)
     if result.dry_run:
+        _count_cold_by_queue(result, plans, None)
         result.hot_erased, result.staging_erased = len(hot), len(staged)
         result.cold_erased = len({j for p in plans for j in p.erase_live})
         result.objects_deleted = sum(1 for p in plans if p.whole and p.row.state == "committed")
@@ -459,3 +471,4 @@ def _run(
         result.index_rows_removed += rdb.delete_index_rows(conn, rest)
         conn.commit()
     result._erased = len([j for j in everything if j not in blocked])
+    _count_cold_by_queue(result, plans, cold_done)

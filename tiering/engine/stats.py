@@ -78,7 +78,9 @@ def get_archival_stats(url: str, settings: Settings, queue: str | None = None) -
         cost_by_class[cls] = {"stored_gb": round(summary["stored_bytes"] / GB, 6), "usd_per_gb_month": price,
                               "estimated_usd_per_month": cost}  # fmt: skip
         total_cost += cost or 0.0
-    queues = sorted({r["queue"] for r in staging} | {r["queue"] for r in cold} | set(restored) | set(purged))
+    queues = sorted(
+        {r["queue"] for r in staging} | {r["queue"] for r in cold} | set(restored) | set(purged) | set(erased)
+    )
     per_queue: dict[str, Any] = {}
     for q in queues:
         st = [r for r in staging if r["queue"] == q]
