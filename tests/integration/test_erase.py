@@ -139,3 +139,7 @@ def test_erase_counts_jobs_per_queue_for_the_stats(db_url: str, tmp_path: Path) 
     by_queue = stats["queues"]
     assert by_queue["a"]["jobs_erased_to_date"] == 3
     assert by_queue["b"]["jobs_erased_to_date"] == 4
+    # per queue, the last archive and flush runs that moved its jobs (queue b was never archived)
+    assert set(by_queue["a"]["last_runs"]) == {"archive", "flush"}
+    assert by_queue["a"]["last_runs"]["archive"]["outcome"] == "succeeded"
+    assert by_queue["b"]["last_runs"] == {}

@@ -394,6 +394,28 @@ def purged_by_queue(conn: psycopg.Connection, operation: str, queue: str | None)
     return {r[0]: int(r[1]) for r in rows}
 
 
+def last_runs_by_queue(
+    conn: psycopg.Connection, operations: Sequence[str], queue: str | None
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """queue -> operation -> the latest run that moved jobs of that queue (from the audit counts' by_queue)."""
+    rows = conn.execute(
+        """SELECT DISTINCT ON (q.key, o.operation) q.key, o.operation, o.id, o.started_at, o.finished_at, o.outcome,
+                  extract(epoch FROM o.finished_at - o.started_at)
+             FROM tiering_operations o, jsonb_each_text(coalesce(o.counts -> 'by_queue', '{}'::jsonb)) AS q
+            WHERE o.operation = ANY(%(ops)s) AND q.value::bigint > 0
+              AND (%(q)s::text IS NULL OR q.key = %(q)s)
+            ORDER BY q.key, o.operation, o.started_at DESC, o.id DESC""",
+        {"ops": list(operations), "q": queue},
+    ).fetchall()
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for key, op, op_id, started, finished, outcome, seconds in rows:
+        out.setdefault(key, {})[op] = {
+            "operation_id": int(op_id), "started_at": started, "finished_at": finished, "outcome": outcome,
+            "duration_s": None if seconds is None else round(float(seconds), 3),
+        }  # fmt: skip
+    return out
+
+
 def last_runs(conn: psycopg.Connection, operations: Sequence[str]) -> dict[str, dict[str, Any]]:
     rows = conn.execute(
         """SELECT DISTINCT ON (operation) operation, id, started_at, finished_at, outcome,

@@ -62,6 +62,7 @@ def get_archival_stats(url: str, settings: Settings, queue: str | None = None) -
         purged = rdb.purged_by_queue(conn, "purge", queue)
         erased = rdb.purged_by_queue(conn, "erase", queue)
         runs = rdb.last_runs(conn, RUN_OPERATIONS)
+        queue_runs = rdb.last_runs_by_queue(conn, ("archive", "flush"), queue)
         conn.rollback()
     prices = settings.prices_per_gb_month
     classes: dict[str, list[dict[str, Any]]] = {}
@@ -92,6 +93,10 @@ def get_archival_stats(url: str, settings: Settings, queue: str | None = None) -
             "jobs_purged_to_date": purged.get(q, 0),
             "jobs_erased_to_date": erased.get(q, 0),
             "jobs_restored_to_date": restored.get(q, 0),
+            "last_runs": {
+                op: {k: (_iso(v) if isinstance(v, datetime) else v) for k, v in run.items()}
+                for op, run in queue_runs.get(q, {}).items()
+            },
         }
     cold_rows_no_objects = [{k: v for k, v in r.items() if k != "objects"} for r in cold]
     total = _summary(staging + cold_rows_no_objects)
