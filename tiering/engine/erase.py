@@ -31,10 +31,9 @@ from tiering.db.connection import connect
 from tiering.db.manifest import ManifestRow
 from tiering.db.operations import audited
 from tiering.engine.purge import (
-    DELETE_BATCH,
     LockedObject,
     bucket_of,
-    delete_keys,
+    delete_whole_objects,
     head_all,
     lock_of,
     retry_leftovers,
@@ -446,17 +445,12 @@ def _run(
         cold_done.update(erase_ids)
         result.cold_erased += len(p.erase_live)
         result.rewritten.append({"old_key": p.row.key, "new_key": outcome.new_key, "jobs_removed": len(erase_ids)})
-    by_key = {p.row.key: p for p in deletes}
-    keys = list(by_key)
-    for i in range(0, len(keys), DELETE_BATCH):
-        gone = delete_keys(store, keys[i : i + DELETE_BATCH])
+    def drop_index_rows(conn: Any, done: list[_ObjectPlan]) -> None:
+        result.index_rows_removed += rdb.delete_index_rows(conn, [j for p in done for j in p.erase_ids])
+
+    for gone, done in delete_whole_objects(url, store, deletes, lambda p: p.row, drop_index_rows):
         result.delete_calls += gone.calls
         result.errors.extend({**e, "stage": "delete"} for e in gone.errors)
-        done = [by_key[k] for k in gone.deleted]
-        with connect(url) as conn:
-            rdb.mark_objects_purged(conn, [p.row.id for p in done])
-            result.index_rows_removed += rdb.delete_index_rows(conn, [j for p in done for j in p.erase_ids])
-            conn.commit()
         for p in done:
             result.objects_deleted += 1
             result.cold_erased += len(p.erase_live)

@@ -20,12 +20,12 @@ import shutil
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 
@@ -44,6 +44,7 @@ from tiering.store.base import ObjectInfo, ObjectStore
 log = logging.getLogger(__name__)
 
 DELETE_BATCH = 1000
+T = TypeVar("T")
 HEAD_THREADS = 8
 REWRITE_COMPRESSION_LEVEL = 3
 
@@ -139,6 +140,29 @@ def delete_keys(store: ObjectStore, keys: Sequence[str]) -> DeleteOutcome:
         out.deleted.extend(result.deleted)
         out.errors.extend({"key": e.key, "code": e.code, "message": e.message} for e in result.errors)
     return out
+
+
+def delete_whole_objects(
+    url: str,
+    store: ObjectStore,
+    items: Sequence[T],
+    row_of: Callable[[T], ManifestRow],
+    also: Callable[[Any, list[T]], None] | None = None,
+) -> Iterator[tuple[DeleteOutcome, list[T]]]:
+    """Delete whole objects, DELETE_BATCH keys a call; after each call mark the objects that went as purged (with
+    `also`'s work in the same transaction) and yield (outcome, items gone). Objects go before their manifest
+    rows, so one that could not be deleted keeps its committed row and the manifest stays true."""
+    by_key = {row_of(item).key: item for item in items}
+    keys = list(by_key)
+    for i in range(0, len(keys), DELETE_BATCH):
+        gone = delete_keys(store, keys[i : i + DELETE_BATCH])
+        done = [by_key[k] for k in gone.deleted]
+        with connect(url) as conn:
+            rdb.mark_objects_purged(conn, [row_of(item).id for item in done])
+            if also is not None:
+                also(conn, done)
+            conn.commit()
+        yield gone, done
 
 
 @dataclass
@@ -584,16 +608,9 @@ def _execute(url: str, store: ObjectStore, settings: Settings, plan: _Plan, resu
     result.staging_jobs_purged = sum(staged.values())
     result.storage_freed += sum(s.bytes for s in plan.staging)  # stored payload bytes of the staged rows
     # 2. whole objects: delete first, then the manifest (an object that could not be deleted stays committed)
-    by_key = {c.row.key: c for c in plan.deletes}
-    keys = list(by_key)
-    for i in range(0, len(keys), DELETE_BATCH):
-        gone = delete_keys(store, keys[i : i + DELETE_BATCH])
+    for gone, done in delete_whole_objects(url, store, plan.deletes, lambda c: c.row):
         result.delete_calls += gone.calls
         result.errors.extend({**e, "stage": "delete"} for e in gone.errors)
-        done = [by_key[k] for k in gone.deleted]
-        with connect(url) as conn:
-            rdb.mark_objects_purged(conn, [c.row.id for c in done])
-            conn.commit()
         for c in done:
             result.objects_deleted += 1
             result.cold_jobs_purged += c.hits
