@@ -87,7 +87,3 @@ def encode_many(raws: Sequence[bytes], codec: Codec, level: int, min_size: int =
         stored.append(data)
         flags.append(compressed)
     return stored, flags
-
-
-def decode_many(datas: Sequence[bytes]) -> list[bytes]:
-    return [decode(d) for d in datas]

@@ -27,7 +27,7 @@ def connect_arrow(url: str) -> ArrowConnection:
 
 def storage_class_case(rules: Sequence[StorageClassRule], default: str, first_param: int) -> tuple[str, list[Any]]:
     """A CASE expression (with $n parameters) giving each staged row (alias `a`) the storage class of its first
-    rule. Columns are qualified: the query also joins tiering_claim, which has a queue_name too."""
+    rule; an empty rule list needs no CASE at all."""
     params: list[Any] = []
     whens: list[str] = []
     n = first_param

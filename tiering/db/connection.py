@@ -5,8 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -91,18 +89,3 @@ def connect(url: str, *, autocommit: bool = False, application_name: str = "tier
         return psycopg.connect(url, autocommit=autocommit, application_name=application_name)
     except psycopg.OperationalError as exc:
         raise DatabaseError(f"cannot connect to the database: {str(exc).strip()}") from exc
-
-
-@contextmanager
-def transaction(url: str) -> Iterator[psycopg.Connection]:
-    """A connection whose work commits on success and rolls back on any error."""
-    conn = connect(url)
-    try:
-        with conn.transaction():
-            yield conn
-    finally:
-        conn.close()
-
-
-def database_url_from_env() -> str | None:
-    return os.environ.get("TIERING_DATABASE_URL") or None

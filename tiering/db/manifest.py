@@ -8,7 +8,6 @@ from datetime import date, datetime
 from typing import Any
 
 import psycopg
-from psycopg.rows import dict_row
 
 MANIFEST_COLUMNS = (
     "id, flush_id, bucket, key, queue_name, queue_slug, partition_date, row_count, row_groups, bytes, "
@@ -109,14 +108,6 @@ def quarantine(conn: psycopg.Connection, rows: list[tuple[str, str, str]], opera
         )
 
 
-def get_manifest(conn: psycopg.Connection, manifest_id: int) -> ManifestRow | None:
-    row = conn.execute(
-        f"SELECT {MANIFEST_COLUMNS} FROM tiering_manifest WHERE id = %s",  # noqa: S608
-        (manifest_id,),
-    ).fetchone()
-    return ManifestRow(*row) if row else None
-
-
 def committed_objects(
     conn: psycopg.Connection,
     *,
@@ -156,13 +147,3 @@ def manifest_rows(conn: psycopg.Connection, *, states: tuple[str, ...] = ("commi
         (list(states),),
     ).fetchall()
     return [ManifestRow(*r) for r in rows]
-
-
-def as_dict(row: ManifestRow) -> dict[str, Any]:
-    from dataclasses import asdict
-
-    return asdict(row)
-
-
-def dict_cursor(conn: psycopg.Connection) -> psycopg.Cursor[dict[str, Any]]:
-    return conn.cursor(row_factory=dict_row)
