@@ -56,6 +56,31 @@ def normalize_status(value: str) -> str:
     raise ValueError(f"unknown job status {value!r} (one of {', '.join(ALL_STATUSES)})")
 
 
+def duration_text_seconds(text: str) -> float:
+    """Seconds of a duration written with a unit (`7d`, `12 hours`) or in ISO 8601 (`P7D`, `PT12H`);
+    ValueError saying why otherwise. A bare number is the caller's decision, not accepted here."""
+    value = text.strip()
+    upper = value.upper()
+    if upper.startswith("P") and (m := _ISO.match(upper)) and upper not in {"P", "PT"}:
+        parts = {k: float(v) for k, v in m.groupdict().items() if v}
+        if not parts:
+            raise ValueError("empty ISO-8601 duration")
+        return (
+            parts.get("y", 0) * 365 * 86400
+            + parts.get("mo", 0) * 30 * 86400
+            + parts.get("w", 0) * 604800
+            + parts.get("d", 0) * 86400
+            + parts.get("h", 0) * 3600
+            + parts.get("mi", 0) * 60
+            + parts.get("s", 0)
+        )
+    if (m2 := _HUMAN.match(value)) and m2.group(2).lower() in _UNIT_SECONDS:
+        return float(m2.group(1)) * _UNIT_SECONDS[m2.group(2).lower()]
+    if value.startswith("-"):
+        raise ValueError("must not be negative")
+    raise ValueError("cannot parse")
+
+
 def parse_duration(value: Any, *, field_name: str = "duration") -> timedelta:
     """Durations as users and Hammerwork write them: 7d, "12 hours", P7D, PT12H, 3600, [secs, nanos]."""
 
@@ -77,27 +102,15 @@ def parse_duration(value: Any, *, field_name: str = "duration") -> timedelta:
         text = value.strip()
         if re.fullmatch(r"-?\d+(\.\d+)?", text):
             seconds = float(text)
-        elif text.upper().startswith("P") and (m := _ISO.match(text.upper())) and text.upper() not in {"P", "PT"}:
-            parts = {k: float(v) for k, v in m.groupdict().items() if v}
-            if not parts:
-                raise bad("empty ISO-8601 duration")
-            seconds = (
-                parts.get("y", 0) * 365 * 86400
-                + parts.get("mo", 0) * 30 * 86400
-                + parts.get("w", 0) * 604800
-                + parts.get("d", 0) * 86400
-                + parts.get("h", 0) * 3600
-                + parts.get("mi", 0) * 60
-                + parts.get("s", 0)
-            )
-        elif (m2 := _HUMAN.match(text)) and m2.group(2).lower() in _UNIT_SECONDS:
-            seconds = float(m2.group(1)) * _UNIT_SECONDS[m2.group(2).lower()]
-        elif text.startswith("-"):
-            raise bad("must not be negative")
         else:
-            raise bad("cannot parse")
+            try:
+                seconds = duration_text_seconds(text)
+            except ValueError as exc:
+                raise bad(str(exc)) from None
     else:
         raise bad("not a duration")
+    if seconds != seconds:  # NaN (json.loads accepts it)
+        raise bad("not a number")
     if seconds < 0:
         raise bad("must not be negative")
     try:

@@ -9,16 +9,9 @@ import typer
 from tiering.cli import output
 from tiering.cli.common import FormatOption, InitiatedByOption, QueueOption, context, default_initiator
 from tiering.cli.output import Format
-from tiering.engine.query import (
-    get_archived_job,
-    list_archived_jobs,
-    parse_job_id,
-    parse_key_path,
-    parse_statuses,
-    parse_when,
-    search_archived_jobs,
-)
+from tiering.engine.query import get_archived_job, list_archived_jobs, search_archived_jobs
 from tiering.errors import InvalidInputError
+from tiering.inputs import MAX_LIMIT, MAX_OFFSET, parse_job_id, parse_key_path, parse_match, parse_statuses, parse_when
 
 StatusOption = Annotated[
     str | None,
@@ -44,8 +37,8 @@ def list_cmd(
     status: StatusOption = None,
     archived_after: AfterOption = None,
     archived_before: BeforeOption = None,
-    limit: Annotated[int, typer.Option("--limit", "-n", min=0, max=100_000)] = 50,
-    offset: Annotated[int, typer.Option("--offset", min=0)] = 0,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=0, max=MAX_LIMIT)] = 50,
+    offset: Annotated[int, typer.Option("--offset", min=0, max=MAX_OFFSET)] = 0,
     fmt: FormatOption = Format.table,
 ) -> None:
     """Archived jobs (staging and cold), newest archived first, with the total count."""
@@ -67,7 +60,7 @@ def search_cmd(
     key: Annotated[str, typer.Argument(help="Payload key; dotted path for nested keys (customer.id).")],
     value: Annotated[str, typer.Argument(help="Value as typed: 12345 matches the number 12345 and the string.")],
     queue: QueueOption = None,
-    limit: Annotated[int | None, typer.Option("--limit", "-n", min=1, max=100_000)] = None,
+    limit: Annotated[int | None, typer.Option("--limit", "-n", min=1, max=MAX_LIMIT)] = None,
     archived_after: AfterOption = None,
     archived_before: BeforeOption = None,
     fmt: FormatOption = Format.table,
@@ -152,11 +145,7 @@ def restore_cmd(
     parse_statuses(status)
     pair: tuple[str, str] | None = None
     if match is not None:
-        key, sep, value = match.partition("=")
-        if not sep:
-            raise InvalidInputError(f"--match {match!r}: expected KEY=VALUE, e.g. customer.id=12345")
-        parse_key_path(key)
-        pair = (key, value)
+        pair = parse_match(match)
     c = context(ctx)
     with output.progress_bar("restoring", count) as advance:
         bulk_result = restore_archived_jobs(

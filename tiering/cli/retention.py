@@ -3,39 +3,24 @@
 from __future__ import annotations
 
 import json
-import re
 import sys
 import time
-from datetime import UTC, date, datetime
-from datetime import time as dtime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import typer
 
+from tiering import inputs
 from tiering.cli import output
 from tiering.cli.common import FormatOption, InitiatedByOption, QueueOption, YesOption, context, default_initiator
 from tiering.cli.output import Format
 from tiering.errors import InvalidInputError, SafetyAbort
 from tiering.policy import parse_duration
 
-_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}")
 
-
-def parse_cutoff(text: str, now: datetime | None = None) -> datetime:
-    """`365 days`, `365d`, `P1Y` (a duration before now) or `2024-01-31` / an ISO datetime (UTC if naive)."""
-    now = now or datetime.now(UTC)
-    value = text.strip()
-    if _DATE_RE.match(value):
-        try:
-            if len(value) == 10:
-                return datetime.combine(date.fromisoformat(value), dtime.min, tzinfo=UTC)
-            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError as exc:
-            raise InvalidInputError(f"{text!r}: not a date (use 2024-01-31 or 2024-01-31T12:00:00Z)") from exc
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-    if value.lower().endswith(" ago"):
-        value = value[:-4]
-    return now - parse_duration(value, field_name="--older-than")
+def parse_cutoff(text: str, now: datetime | None = None, *, name: str = "--older-than") -> datetime:
+    """The command line's cutoff: a date or an age with a unit (`365d`, `P1Y`); a bare number is refused."""
+    return inputs.parse_cutoff(text, name=name, now=now, bare_number="refuse")
 
 
 def _require_consent(what: str, yes: bool, dry_run: bool, show: Any) -> None:
@@ -62,7 +47,8 @@ def purge(
         str | None,
         typer.Option(
             "--older-than",
-            help='"365 days", 365d, P1Y, or a date (2024-01-31); default: the policy\'s purge_archived_after.',
+            help='An age with a unit ("365 days", 365d, P1Y) or a date (2024-01-31); default: the policy\'s '
+            "purge_archived_after. A bare number is refused (write 365d).",
         ),
     ] = None,
     queue: QueueOption = None,
@@ -135,14 +121,14 @@ def erase(
     fmt: FormatOption = Format.table,
 ) -> None:
     """Erase jobs from every tier (hot, staging, cold objects), for a right-to-deletion request."""
-    from tiering.engine.erase import erase_jobs, parse_match
+    from tiering.engine.erase import erase_jobs
 
     if bool(job_ids) == (match is not None):
         raise InvalidInputError("give --job-id ID (repeatable) or --match KEY=VALUE, not both")
     key = value = None
     if match is not None:
-        parse_match(match)
-        key, _, value = match.partition("=")
+        key, value = inputs.parse_match(match)
+
     c = context(ctx)
     url, store, settings = c.database_url, c.store, c.settings
     who = default_initiator(initiated_by)
@@ -260,7 +246,7 @@ def audit(
     from tiering.db.operations import list_operations
 
     c = context(ctx)
-    start = parse_cutoff(since) if since else None
+    start = parse_cutoff(since, name="--since") if since else None
     with connect(c.database_url) as conn:
         ops = list_operations(conn, since=start, operation=operation, limit=limit)
     data = [asdict(o) for o in ops]

@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time
+from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -34,67 +34,19 @@ from tiering.db import manifest as mdb
 from tiering.db import query as qdb
 from tiering.db.connection import connect
 from tiering.errors import InvalidInputError, NotFoundError, StoreError
-from tiering.policy import normalize_status
+from tiering.inputs import (
+    check_limit,
+    check_offset,
+    parse_job_id,
+    parse_key_path,
+    parse_statuses,
+    parse_when,
+)
 from tiering.store.base import ARCHIVE_STORAGE_CLASSES, ObjectArchivedError, ObjectStore
 
-MAX_LIMIT = 100_000
 SEARCH_THREADS = 8
 
-# --- input parsing (shared with the CLI and the API) ------------------------------------------------
-
-
-def parse_job_id(value: str | uuid.UUID) -> uuid.UUID:
-    """A job id as a UUID; InvalidInputError for anything else."""
-    if isinstance(value, uuid.UUID):
-        return value
-    text = str(value).strip()
-    try:
-        if len(text) not in (32, 36, 38):
-            raise ValueError
-        return uuid.UUID(text)
-    except ValueError:
-        raise InvalidInputError(
-            f"{value!r} is not a job id: expected a UUID like 3f2b8c1e-9a4d-4c7e-8f00-1234567890ab"
-        ) from None
-
-
-_DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-
-
-def parse_when(value: str | date | datetime | None, *, name: str = "date") -> datetime | None:
-    """ISO date (midnight UTC) or datetime (naive = UTC) -> aware datetime; InvalidInputError otherwise."""
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
-    if isinstance(value, date):
-        return datetime.combine(value, time(0), tzinfo=UTC)
-    text = str(value).strip()
-    try:
-        if _DATE_ONLY.match(text):
-            return datetime.combine(date.fromisoformat(text), time(0), tzinfo=UTC)
-        parsed = datetime.fromisoformat(text.replace("Z", "+00:00") if text.endswith("Z") else text)
-    except ValueError:
-        raise InvalidInputError(
-            f"{name} {value!r} is not an ISO date or datetime: use e.g. 2024-05-01 or 2024-05-01T13:30:00+00:00"
-        ) from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-def parse_statuses(status: str | Sequence[str] | None) -> list[str] | None:
-    if status is None:
-        return None
-    values = [status] if isinstance(status, str) else list(status)
-    out: list[str] = []
-    for v in values:
-        for part in str(v).split(","):
-            if not part.strip():
-                continue
-            try:
-                out.append(normalize_status(part))
-            except ValueError as exc:
-                raise InvalidInputError(str(exc)) from None
-    return out or None
+# Input parsing lives in tiering.inputs (shared by the CLI and the API); re-exported here for callers.
 
 
 def _check_window(after: datetime | None, before: datetime | None, what: str) -> None:
@@ -103,10 +55,8 @@ def _check_window(after: datetime | None, before: datetime | None, what: str) ->
 
 
 def _check_page(limit: int | None, offset: int) -> None:
-    if limit is not None and (limit < 0 or limit > MAX_LIMIT):
-        raise InvalidInputError(f"limit must be between 0 and {MAX_LIMIT}, not {limit}")
-    if offset < 0:
-        raise InvalidInputError(f"offset must be >= 0, not {offset}")
+    check_limit(limit)
+    check_offset(offset)
 
 
 def make_filters(
@@ -474,18 +424,6 @@ def get_archived_job(
 
 
 # --- search ---------------------------------------------------------------------------------------------
-
-
-def parse_key_path(key: str) -> list[str]:
-    """`customer.id` -> ["customer", "id"]; InvalidInputError for an empty key or segment."""
-    if not isinstance(key, str) or not key.strip():
-        raise InvalidInputError("search key is empty: give a payload key such as customer_id or customer.id")
-    if "\x00" in key:
-        raise InvalidInputError("search key holds a NUL character")
-    parts = key.split(".")
-    if any(p == "" for p in parts):
-        raise InvalidInputError(f"search key {key!r} has an empty segment: use dotted paths like customer.id")
-    return parts
 
 
 _PLAIN_TOKEN = re.compile(r"[A-Za-z0-9_\-.:@+ ]*")

@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
-import re
 import uuid
-from datetime import UTC, date, datetime, timedelta
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Path, Query, Request
 from fastapi.responses import JSONResponse
+from pydantic import BeforeValidator
 
+from tiering import inputs
 from tiering.context import Context
 from tiering.db.connection import connect
 from tiering.db.operations import audited, get_operation, list_operations
 from tiering.db.policies import delete_policy_document, get_policy_document, put_policy_document
 from tiering.errors import ConfigError, NotFoundError
-from tiering.policy import ALL_STATUSES, normalize_status, parse_duration, policy_from_dict, policy_to_dict
+from tiering.policy import ALL_STATUSES, normalize_status, policy_from_dict, policy_to_dict
 from tiering.service import jobs
 from tiering.service.envelope import Envelope, fail, ok
 from tiering.service.models import (
@@ -24,6 +25,7 @@ from tiering.service.models import (
     LifecycleApplyRequest,
     RestoreOne,
     RunRequest,
+    When,
 )
 from tiering.service.security import MAX_QUEUE_LENGTH, QUEUE_PATTERN
 from tiering.service.tasks import Progress
@@ -81,32 +83,19 @@ def _metrics(request: Request) -> Any:
     return request.app.state.metrics
 
 
-_DAYS = re.compile(r"^\s*\d{1,6}\s*$")
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}([T ][0-9:.]+(Z|[+-]\d{2}:?\d{2})?)?$")
-
-
 def parse_older_than(value: str, now: datetime | None = None) -> datetime:
-    """`365` (days, Hammerwork's habit), a duration (`90d`, `P1Y`, `12h`) or a date/time: the purge cutoff."""
-    now = now or datetime.now(UTC)
-    text = value.strip()
-    if _DAYS.match(text):
-        return now - timedelta(days=int(text))
-    if _DATE.match(text):
-        try:
-            when = datetime.fromisoformat(text.replace("Z", "+00:00"))
-        except ValueError as exc:
-            raise ConfigError(f"older_than: invalid date {value!r} ({exc})") from None
-        return when if when.tzinfo else when.replace(tzinfo=UTC)
-    try:
-        delta = parse_duration(text, field_name="older_than")
-    except ConfigError as exc:
-        raise ConfigError(f"{exc}; or days (365) or a date (2024-01-31)") from None
-    except OverflowError:
-        raise ConfigError(f"older_than: {value!r} is out of range") from None
-    try:
-        return now - delta
-    except OverflowError:
-        raise ConfigError(f"older_than: {value!r} reaches before year 1") from None
+    """The API's purge cutoff: as on the command line, except that a bare number means days, as in
+    Hammerwork's `DELETE /api/archive/purge?older_than=365`."""
+    return inputs.parse_cutoff(value, name="older_than", now=now, bare_number="days")
+
+
+def parse_since(value: str, now: datetime | None = None) -> datetime:
+    """The audit trail's `since`: a date or an age back from now, the same forms as `tiering audit --since`."""
+    return inputs.parse_cutoff(value, name="since", now=now, bare_number="refuse")
+
+
+# Dates in query strings go through the shared parsers (a bad one answers 422 naming the field).
+Since = Annotated[datetime | None, BeforeValidator(inputs.as_value_error(parse_since))]
 
 
 # ---------------------------------------------------------------- statistics
@@ -137,10 +126,10 @@ def list_jobs(
     request: Request,
     queue: QueueQ = None,
     status: StatusQ = None,
-    archived_after: Annotated[datetime | None, Query(description="inclusive, ISO 8601")] = None,
-    archived_before: Annotated[datetime | None, Query(description="exclusive, ISO 8601")] = None,
+    archived_after: Annotated[When, Query(description="inclusive: 2024-05-01 or 2024-05-01T13:30:00Z")] = None,
+    archived_before: Annotated[When, Query(description="exclusive: 2024-05-01 or 2024-05-01T13:30:00Z")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+    offset: Annotated[int, Query(ge=0, le=inputs.MAX_OFFSET)] = 0,
 ) -> JSONResponse:
     from tiering.engine.query import list_archived_jobs
 
@@ -331,7 +320,7 @@ def _task_body(row: dict[str, Any]) -> dict[str, Any]:
 def purge(
     request: Request,
     older_than: Annotated[
-        str, Query(min_length=1, max_length=40, description="days (365), a duration (90d, P1Y) or a date")
+        str, Query(min_length=1, max_length=40, description="days (365, as Hammerwork), an age (90d, P1Y) or a date")
     ] = "365",
     queue: QueueQ = None,
     status: StatusQ = None,
@@ -465,20 +454,13 @@ def verify(request: Request, deep: bool = False, queue: QueueQ = None) -> JSONRe
 def audit(
     request: Request,
     operation: Annotated[str | None, Query(min_length=1, max_length=40, pattern=r"^[a-z_]+$")] = None,
-    since: Annotated[datetime | date | None, Query(description="ISO date or date-time")] = None,
+    since: Annotated[Since, Query(description="a date (2024-01-31) or an age back from now (7d)")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+    offset: Annotated[int, Query(ge=0, le=inputs.MAX_OFFSET)] = 0,
 ) -> JSONResponse:
     ctx = context(request)
-    when: datetime | None
-    if isinstance(since, datetime):
-        when = since if since.tzinfo else since.replace(tzinfo=UTC)
-    elif isinstance(since, date):
-        when = datetime(since.year, since.month, since.day, tzinfo=UTC)
-    else:
-        when = None
     with connect(ctx.database_url) as conn:
-        rows = list_operations(conn, since=when, operation=operation, limit=limit, offset=offset)
+        rows = list_operations(conn, since=since, operation=operation, limit=limit, offset=offset)
     return ok({"items": [r.__dict__ for r in rows], "limit": limit, "offset": offset})
 
 

@@ -6,8 +6,9 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
+from tiering import inputs
 from tiering.policy import REASONS, normalize_status
 from tiering.service.security import MAX_QUEUE_LENGTH, QUEUE_PATTERN
 
@@ -32,6 +33,8 @@ Reason = Annotated[
     ),
 ]
 MAX_IDS = 10_000
+# Dates go through the parser the CLI uses, so both accept the same forms (a bad one answers 422).
+When = Annotated[datetime | None, BeforeValidator(inputs.as_value_error(inputs.parse_when))]
 
 
 def _reason(value: str | None) -> str | None:
@@ -82,14 +85,20 @@ class MatchFilter(_Body):
     key: Annotated[str, Field(min_length=1, max_length=500, pattern=QUEUE_PATTERN, description="dotted payload path")]
     value: Annotated[str, Field(max_length=1000)]
 
+    @field_validator("key")
+    @classmethod
+    def _check_key(cls, value: str) -> str:
+        inputs.as_value_error(inputs.parse_key_path)(value)
+        return value
+
 
 class BulkRestoreRequest(_Body):
     """POST /api/archive/restore: jobs chosen by filters (newest archived first); dry_run previews them."""
 
     queue: QueueName | None = None
     status: Annotated[str, Field(max_length=20)] | None = None
-    archived_after: datetime | None = None
-    archived_before: datetime | None = None
+    archived_after: When = None
+    archived_before: When = None
     match: MatchFilter | None = Field(default=None, description="only jobs whose payload holds value at key")
     count: int | None = Field(default=None, ge=1, le=1_000_000, description="at most this many jobs")
     dry_run: bool = False
