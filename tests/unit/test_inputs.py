@@ -90,7 +90,8 @@ def test_examples() -> None:
     assert inputs.parse_cutoff("P1Y", now=NOW) == NOW - timedelta(days=365)
     assert inputs.parse_cutoff("2024-01-31", now=NOW) == datetime(2024, 1, 31, tzinfo=UTC)
     assert inputs.parse_when("2024-01-31 10:00+0200") == datetime(2024, 1, 31, 8, tzinfo=UTC)
-    assert inputs.parse_when("2024-01-31T10:00:00-05") == datetime(2024, 1, 31, 10, tzinfo=timezone(-timedelta(hours=5)))
+    minus5 = timezone(-timedelta(hours=5))
+    assert inputs.parse_when("2024-01-31T10:00:00-05") == datetime(2024, 1, 31, 10, tzinfo=minus5)
     assert inputs.parse_when("2024-01-31t10:00z") == datetime(2024, 1, 31, 10, tzinfo=UTC)
     for bad in ("20240131", "2024-01-31T10", "2024-01-31Z", "1706659200", "2024-W05-3"):
         with pytest.raises(InvalidInputError, match="ISO date"):
