@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint bench clean
+.PHONY: install run demo test lint bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,12 +15,16 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# Seed demo jobs into an embedded PostgreSQL (./.tiering) when its hot table is empty, then archive:
-# hot -> staging -> zstd Parquet in ./.tiering/objects, and show the archive's statistics.
+# Seed demo jobs into an embedded PostgreSQL (./.tiering; asked for with TIERING_EMBEDDED=1, used only when no
+# TIERING_DATABASE_URL / DATABASE_URL is set) when its hot table is empty, then archive: hot -> staging -> zstd
+# Parquet in ./.tiering/objects, and show the archive's statistics. `.venv/bin/tiering db stop` stops the server.
 run: install
-	$(BIN)/tiering demo seed --if-empty
-	$(BIN)/tiering archive run --reason manual --initiated-by make-run
-	-$(BIN)/tiering archive stats
+	TIERING_EMBEDDED=1 $(BIN)/tiering demo seed --if-empty
+	TIERING_EMBEDDED=1 $(BIN)/tiering archive run --reason manual --initiated-by make-run
+	-TIERING_EMBEDDED=1 $(BIN)/tiering archive stats
+
+# The same as `run`: demo data on the embedded PostgreSQL, archived.
+demo: run
 
 lint: install
 	$(BIN)/ruff check tiering tests bench

@@ -218,7 +218,7 @@ def main() -> None:
     stop_embedded(OUT / ".tiering")
     shutil.rmtree(OUT, ignore_errors=True)
     OUT.mkdir(parents=True)
-    base = resolve_database_url(Settings(home=OUT / ".tiering"))
+    base = resolve_database_url(Settings(home=OUT / ".tiering", embedded=True))
     say(f"bench: {JOBS:,} jobs, embedded PostgreSQL (tiering's tuning), {os.cpu_count()} cores")
     floor_url, tiering_url = prepare_databases(base)
     bench_staging(floor_url, tiering_url)

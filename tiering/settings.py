@@ -1,4 +1,5 @@
-"""Typed settings, resolved once at the edge (CLI flags > TIERING_* environment > settings file > defaults).
+"""Typed settings, resolved once at the edge (CLI flags > TIERING_* environment > settings file > defaults;
+the database URL also from DATABASE_URL, after TIERING_DATABASE_URL, as Hammerwork reads it).
 
 The engine receives a `Settings` object and never reads the environment itself.
 """
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,7 @@ DEFAULT_PRICES_PER_GB_MONTH: dict[str, float] = {
 @dataclass(frozen=True)
 class Settings:
     database_url: str | None = None
+    embedded: bool = False  # start an embedded PostgreSQL under home/pg when no database_url is given
     home: Path = Path(".tiering")
     store_url: str | None = None
     s3_endpoint_url: str | None = None
@@ -55,6 +58,12 @@ class Settings:
             return self.store_url
         return (self.home.resolve() / "objects").as_uri()
 
+    @property
+    def tmp_dir(self) -> Path:
+        """Spill space for flush and rewrite parts: under home when it exists (the embedded database's, or an
+        explicit TIERING_HOME), else the system's temp folder, so a cron run leaves nothing where it runs."""
+        return self.home / "tmp" if self.home.is_dir() else Path(tempfile.gettempdir())
+
     def with_overrides(self, **overrides: Any) -> Settings:
         clean = {k: v for k, v in overrides.items() if v is not None}
         return replace(self, **clean)
@@ -62,6 +71,7 @@ class Settings:
 
 _ENV_NAMES: dict[str, str] = {
     "database_url": "TIERING_DATABASE_URL",
+    "embedded": "TIERING_EMBEDDED",
     "home": "TIERING_HOME",
     "store_url": "TIERING_STORE_URL",
     "s3_endpoint_url": "TIERING_S3_ENDPOINT_URL",
@@ -121,6 +131,8 @@ def load_settings(env: dict[str, str] | None = None, **overrides: Any) -> Settin
     for name, env_name in _ENV_NAMES.items():
         if env.get(env_name) not in (None, ""):
             values[name] = _coerce(name, env[env_name])
+    if "database_url" not in values and env.get("DATABASE_URL"):  # as Hammerwork and cargo-hammerwork read it
+        values["database_url"] = _coerce("database_url", env["DATABASE_URL"])
     if "s3_endpoint_url" not in values and env.get("AWS_ENDPOINT_URL"):
         values["s3_endpoint_url"] = env["AWS_ENDPOINT_URL"]
     for name, raw in overrides.items():

@@ -60,3 +60,65 @@ def test_purge_older_than_a_bare_number_is_refused_and_nothing_is_deleted(archiv
     ok = tiering("archive", "purge", "--older-than", "365d", "--dry-run", "--format", "json", env=archived["env"])
     assert ok.returncode == 0, ok.stderr
     assert archived_counts(archived["db"]) == before
+
+
+# --- which database: TIERING_DATABASE_URL, then DATABASE_URL; the embedded server only when asked ----------
+def test_without_a_database_url_a_command_exits_2_naming_the_variables(tmp_path: Path) -> None:
+    for args in (("archive", "run"), ("archive", "stats", "--format", "json"), ("demo", "seed", "--count", "1")):
+        r = subprocess.run([TIERING_BIN, *args], env=clean_env(), cwd=tmp_path, capture_output=True, text=True,
+                           stdin=subprocess.DEVNULL, timeout=60)  # fmt: skip
+        assert r.returncode == 2, (args, r.stdout, r.stderr)
+        said = r.stderr + r.stdout
+        assert "TIERING_DATABASE_URL" in said and "DATABASE_URL" in said and "--embedded" in said, said
+        assert "unexpected" not in said
+    assert not (tmp_path / ".tiering").exists()  # no embedded server was started in the current folder
+
+
+def test_cron_style_env_reads_database_url(db_url: str, tmp_path: Path) -> None:
+    """`env -i DATABASE_URL=... TIERING_STORE_URL=... tiering archive run`, as cron or a CronJob runs it."""
+    with psycopg.connect(db_url) as conn:
+        seed_demo_jobs(conn, 120, days=40)
+        conn.commit()
+        hot_before = count(conn, "hammerwork_jobs")
+    objects = tmp_path / "objects"
+    env = {"PATH": "/usr/bin:/bin", "DATABASE_URL": db_url, "TIERING_STORE_URL": objects.as_uri()}
+    r = subprocess.run([TIERING_BIN, "archive", "run", "--format", "json"], env=env, cwd=tmp_path,
+                       capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=120)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    import json
+
+    moved = json.loads(r.stdout)["jobs_archived"]
+    assert moved > 0
+    with psycopg.connect(db_url) as conn:
+        assert count(conn, "hammerwork_jobs") == hot_before - moved
+    assert list(objects.rglob("*.parquet"))
+    assert not (tmp_path / ".tiering").exists() and "embedded" not in r.stderr
+
+
+def test_tiering_database_url_wins_over_database_url_and_garbage_urls_exit_2(db_url: str, tmp_path: Path) -> None:
+    env = clean_env(TIERING_DATABASE_URL=db_url, DATABASE_URL="postgresql://nobody@127.0.0.1:1/none",
+                    TIERING_STORE_URL=(tmp_path / "o").as_uri())  # fmt: skip
+    r = tiering("archive", "stats", "--format", "json", env=env)
+    assert r.returncode == 0, r.stderr
+    for garbage in ("garbage", "mysql://x@y/z", "postgresql://[::1"):
+        bad = tiering("archive", "stats", env=clean_env(TIERING_DATABASE_URL=garbage))
+        assert bad.returncode == 2, (garbage, bad.stderr)
+        assert "not a PostgreSQL URL" in bad.stderr and "unexpected" not in bad.stderr
+
+
+def test_embedded_starts_only_when_asked_says_so_and_db_stop_stops_it(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    env = clean_env(TIERING_HOME=str(home), TIERING_STORE_URL=(tmp_path / "o").as_uri())
+    try:
+        r = tiering("--embedded", "archive", "stats", "--format", "json", env=env)
+        assert r.returncode == 0, r.stderr
+        assert f"starting embedded PostgreSQL under {home.resolve() / 'pg'}" in r.stderr
+        assert "first start takes ~10 s" in r.stderr
+        again = tiering("archive", "stats", "--format", "json", env={**env, "TIERING_EMBEDDED": "1"})
+        assert again.returncode == 0 and "starting embedded" not in again.stderr  # reused quietly
+        status = tiering("db", "status", "--format", "json", env=env)
+        assert '"running": true' in status.stdout
+    finally:
+        stop = tiering("db", "stop", "--format", "json", env=env)
+    assert stop.returncode == 0 and '"stopped": true' in stop.stdout, stop.stderr
+    assert '"running": false' in tiering("db", "status", "--format", "json", env=env).stdout

@@ -79,9 +79,11 @@ def test_concurrent_migrations_serialise(empty_db_url: str) -> None:
 
 def test_embedded_default_starts_once_and_is_reused(tmp_path: Path) -> None:
     home = tmp_path / "h"
-    settings = Settings(home=home)
+    settings = Settings(home=home, embedded=True)
+    said: list[str] = []
     try:
-        first = resolve_database_url(settings)
+        first = resolve_database_url(settings, notify=said.append)
+        assert len(said) == 1 and "starting embedded PostgreSQL under" in said[0] and str(home / "pg") in said[0]
         assert (home / "pg" / "PG_VERSION").exists()
         with psycopg.connect(first) as conn:
             conn.execute("CREATE TABLE marker (x int)")
@@ -91,10 +93,12 @@ def test_embedded_default_starts_once_and_is_reused(tmp_path: Path) -> None:
         pid = (home / "pg" / "postmaster.pid").read_text().split()[0]
         # a later process (another `tiering` call) finds the running server and reuses it
         code = "import sys; from pathlib import Path; from tiering.db.connection import resolve_database_url;" \
-            " from tiering.settings import Settings; print(resolve_database_url(Settings(home=Path(sys.argv[1]))))"
+            " from tiering.settings import Settings;" \
+            " print(resolve_database_url(Settings(home=Path(sys.argv[1]), embedded=True)))"
         out = subprocess.run([sys.executable, "-c", code, str(home)], capture_output=True, text=True, check=True)
         second = out.stdout.strip()
         assert second == first
+        assert "starting embedded" not in out.stderr  # a running server is reused quietly
         assert (home / "pg" / "postmaster.pid").read_text().split()[0] == pid
         with psycopg.connect(second) as conn:
             assert conn.execute("SELECT to_regclass('marker') IS NOT NULL").fetchone() == (True,)

