@@ -17,14 +17,14 @@ a `str` equal to the endpoint URL (pass it as `endpoint_url=`), carrying `.acces
 Per test:
 
     moto_inprocess_store   an S3Store on a fresh bucket inside moto's `mock_aws` (no HTTP at all).
-    any_store              parametrized over local, moto_inprocess, moto_server, seaweedfs, minio:
+    any_store              parametrized over local, memory (fsspec), moto_inprocess, moto_server, seaweedfs, minio:
                            a `StoreTarget` with `.store` (ObjectStore on a fresh bucket + prefix),
                            `.settings` (tiering Settings pointing at it), `.endpoint`, `.bucket`,
                            `.name`, `.server`. AWS_* credentials are set in the environment for the
                            test, so `tiering.store.open_store(target.settings)` works too.
     s3_settings_factory    `make(backend="moto_server", *, prefix="archive", **settings_overrides)
                            -> StoreTarget` for a fresh bucket on "moto_server", "seaweedfs",
-                           "minio", "moto_inprocess" (starts `mock_aws` for the test) or "local".
+                           "minio", "moto_inprocess" (starts `mock_aws` for the test), "memory" (fsspec) or "local".
                            Use it in flush/restore/purge tests:
 
         def test_flush_to_seaweedfs(db_url, s3_settings_factory):
@@ -58,7 +58,7 @@ import pytest
 from botocore.config import Config
 
 from tiering.settings import Settings
-from tiering.store import ObjectStore
+from tiering.store import ObjectStore, open_store
 from tiering.store.local import LocalStore
 from tiering.store.s3 import S3Store
 
@@ -66,7 +66,7 @@ TEST_ACCESS_KEY = "tiering-test-key"
 TEST_SECRET_KEY = "tiering-test-secret-key"
 TEST_REGION = "us-east-1"
 TEST_PREFIX = "archive"
-BACKENDS = ["local", "moto_inprocess", "moto_server", "seaweedfs", "minio"]
+BACKENDS = ["local", "memory", "moto_inprocess", "moto_server", "seaweedfs", "minio"]
 _AWS_ENV = (
     "AWS_ACCESS_KEY_ID",
     "AWS_SECRET_ACCESS_KEY",
@@ -162,9 +162,9 @@ class StoreTarget:
 
     def open_store(self, **options: Any) -> ObjectStore:
         """Another store on the same bucket/prefix (e.g. with other retry or multipart options)."""
-        if isinstance(self.store, LocalStore):
-            return LocalStore(self.store.root, self.store.prefix)
-        assert isinstance(self.store, S3Store) and self.bucket is not None
+        if not isinstance(self.store, S3Store):
+            return open_store(self.settings)  # S3 tuning options mean nothing to the other backends
+        assert self.bucket is not None
         if self.server is not None:
             return self.server.store(self.bucket, self.store.prefix, **options)
         return S3Store(self.bucket, self.store.prefix, region=TEST_REGION, **options)
@@ -406,6 +406,15 @@ def _make_target(
         home = tmp_path_factory.mktemp("home")
         settings = Settings(home=home, store_url=root.as_uri()).with_overrides(**overrides)
         return StoreTarget("local", settings, LocalStore(root))
+    if backend == "memory":  # fsspec's in-process memory filesystem (FsspecStore)
+        _set_aws_env(monkeypatch, None)
+        bucket = f"t-{uuid.uuid4().hex[:20]}"
+        settings = Settings(
+            home=tmp_path_factory.mktemp("home"), store_url=f"memory://{bucket}/{prefix}"
+        ).with_overrides(**overrides)
+        store = open_store(settings)
+        store.ensure_bucket()
+        return StoreTarget("memory", settings, store)
     if backend == "moto_inprocess":
         from moto import mock_aws
 
@@ -457,6 +466,7 @@ def s3_settings_factory(
 @pytest.fixture(
     params=[
         "local",
+        "memory",
         "moto_inprocess",
         "moto_server",
         pytest.param("seaweedfs", marks=pytest.mark.seaweedfs),

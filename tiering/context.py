@@ -33,9 +33,14 @@ class Context:
 
     @cached_property
     def store(self) -> ObjectStore:
+        from tiering.db.manifest import adopt_unnamed_bucket
         from tiering.store import open_store
 
-        return open_store(self.settings)
+        store = open_store(self.settings)
+        if store.location.scheme == "file":  # before local stores recorded their root, they wrote ''
+            with connect(self.database_url) as conn:
+                adopt_unnamed_bucket(conn, store.location.bucket)
+        return store
 
     def load_policy(self, policy_file: str | None = None) -> tuple[ArchivalPolicy, ArchivalConfig, str]:
         """The policy a run uses: a file if given, else the stored policy, else the defaults."""

@@ -247,11 +247,10 @@ class FailingDeletes(ObjectStore):
         self.poison = poison
         self.prefix = inner.prefix
         self.request_count = 0
-        self.bucket = getattr(inner, "bucket", "")
         self.delete_calls = 0
 
     def __getattribute__(self, name: str) -> Any:
-        if name in ("delete_many", "_inner", "poison", "prefix", "request_count", "bucket", "delete_calls",
+        if name in ("delete_many", "_inner", "poison", "prefix", "request_count", "delete_calls",
                     "__class__", "__dict__", "open_input", "key", "delete"):  # fmt: skip
             return object.__getattribute__(self, name)
         return getattr(object.__getattribute__(self, "_inner"), name)
@@ -267,7 +266,7 @@ class FailingDeletes(ObjectStore):
     # abstract methods (never reached: __getattribute__ delegates)
     put_file = put_bytes = get_bytes = head = list = None  # type: ignore[assignment]
     get_lifecycle_rules = put_lifecycle_rules = restore_object = None  # type: ignore[assignment]
-    capabilities = describe = ensure_bucket = check_access = None  # type: ignore[assignment]
+    capabilities = location = describe = ensure_bucket = check_access = None  # type: ignore[assignment]
 
 
 def test_delete_objects_partial_failure_is_reported_and_manifest_stays_true(target: Any, db_url: str) -> None:

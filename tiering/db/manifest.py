@@ -147,3 +147,9 @@ def manifest_rows(conn: psycopg.Connection, *, states: tuple[str, ...] = ("commi
         (list(states),),
     ).fetchall()
     return [ManifestRow(*r) for r in rows]
+
+
+def adopt_unnamed_bucket(conn: psycopg.Connection, bucket: str) -> int:
+    """Rows written by local stores before they recorded their root (bucket '') now name it; returns how many."""
+    cur = conn.execute("UPDATE tiering_manifest SET bucket = %s WHERE bucket = ''", (bucket,))
+    return cur.rowcount

@@ -15,7 +15,6 @@ from collections.abc import Mapping
 from datetime import date
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import pyarrow as pa
 
@@ -59,20 +58,12 @@ def extension_path(name: str) -> Path:
     return sorted(found)[-1]
 
 
-def _is_s3(store: ObjectStore) -> bool:
-    return hasattr(store, "bucket") and hasattr(store, "client")
-
-
 def object_locations(url: str, store: ObjectStore) -> list[str]:
-    """Every committed object as DuckDB reads it: s3://bucket/key, or a local file path."""
+    """Every committed object of this store as DuckDB names it (s3://bucket/key, a local file path, ...)."""
     with connect(url) as conn:
         rows = mdb.manifest_rows(conn, states=("committed",))
-    bucket = str(getattr(store, "bucket", "") or "")
-    rows = [r for r in rows if r.bucket == bucket]
-    if _is_s3(store):
-        return [f"s3://{bucket}/{r.key}" for r in rows]
-    root = Path(str(getattr(store, "root", "")))
-    return [str(root / r.key) for r in rows]
+    bucket = store.location.bucket
+    return [store.analyst_path(r.key) for r in rows if r.bucket == bucket]
 
 
 def _duckdb_type(t: pa.DataType) -> str:
@@ -111,29 +102,20 @@ def _athena_type(t: pa.DataType) -> str:
     raise TypeError(f"no Athena type for {t}")
 
 
-def _secret_sql(store: ObjectStore, settings: Settings, env: Mapping[str, str], show_secrets: bool) -> list[str]:
-    endpoint = settings.s3_endpoint_url or getattr(store, "endpoint_url", None)
-    region = settings.s3_region or getattr(store, "region", None) or env.get("AWS_DEFAULT_REGION") or "us-east-1"
-    opts = ["TYPE s3"]
-    key_id = env.get("AWS_ACCESS_KEY_ID")
-    secret = env.get("AWS_SECRET_ACCESS_KEY")
-    token = env.get("AWS_SESSION_TOKEN")
-    if key_id:
-        opts.append(f"KEY_ID {sql_literal(key_id)}")
-    if secret:
-        opts.append(f"SECRET {sql_literal(secret if show_secrets else '<AWS_SECRET_ACCESS_KEY>')}")
-    if token:
-        opts.append(f"SESSION_TOKEN {sql_literal(token if show_secrets else '<AWS_SESSION_TOKEN>')}")
-    opts.append(f"REGION {sql_literal(region)}")
-    if endpoint:
-        parts = urlsplit(endpoint if "://" in endpoint else f"https://{endpoint}")
-        host = parts.netloc + parts.path.rstrip("/")
-        opts.append(f"ENDPOINT {sql_literal(host)}")
-        opts.append("URL_STYLE 'path'")
-        opts.append(f"USE_SSL {'true' if parts.scheme == 'https' else 'false'}")
-    bucket = str(getattr(store, "bucket", ""))
-    opts.append(f"SCOPE {sql_literal(f's3://{bucket}')}")
-    return ["CREATE OR REPLACE SECRET tiering_s3 (\n    " + ",\n    ".join(opts) + "\n);"]
+def _secret_sql(store: ObjectStore, env: Mapping[str, str], show_secrets: bool) -> list[str]:
+    """CREATE SECRET from the store's credentials hook; [] when the store needs none (local files)."""
+    access = store.external_access(env)
+    if access.secret_type is None:
+        return []
+    opts = [f"TYPE {access.secret_type}"]
+    for name, value in access.options.items():
+        if isinstance(value, bool):
+            opts.append(f"{name} {'true' if value else 'false'}")
+            continue
+        shown = value if show_secrets or name not in access.sensitive else access.sensitive[name]
+        opts.append(f"{name} {sql_literal(shown)}")
+    name = f"tiering_{access.secret_type}"
+    return [f"CREATE OR REPLACE SECRET {name} (\n    " + ",\n    ".join(opts) + "\n);"]
 
 
 def duckdb_sql(
@@ -152,8 +134,7 @@ def duckdb_sql(
     lines = ["-- tiering: DuckDB session over the committed archive objects (file list from the manifest)"]
     for name in EXTENSIONS:
         lines.append(f"LOAD {sql_literal(str(extension_path(name)))};")
-    if _is_s3(store):
-        lines.extend(_secret_sql(store, settings, env, show_secrets))
+    lines.extend(_secret_sql(store, env, show_secrets))
     files = object_locations(url, store)
     if files:
         listing = ",\n    ".join(sql_literal(f) for f in files)
@@ -174,6 +155,9 @@ def open_duckdb(
     import duckdb
 
     conn = duckdb.connect(database, config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
+    access = store.external_access(os.environ)
+    if access.secret_type is None and access.filesystem is not None:
+        conn.register_filesystem(access.filesystem)  # a scheme DuckDB cannot read itself (memory://)
     conn.execute(duckdb_sql(url, store, settings, view=view))
     return conn
 
@@ -192,7 +176,7 @@ def athena_ddl(
 
     queue_projection: 'enum' (the manifest's slugs), 'injected' (queries must name `queue`), or 'auto'
     (enum when the manifest knows slugs, else injected)."""
-    if not _is_s3(store):
+    if not store.external_access(os.environ).athena:
         raise InvalidInputError("athena-ddl needs an S3 store (TIERING_STORE_URL=s3://bucket/prefix); Athena reads S3")
     for ident in (table, database):
         if ident is not None and not ident.replace("_", "a").isalnum():
@@ -205,9 +189,7 @@ def athena_ddl(
     mode = queue_projection if queue_projection != "auto" else ("enum" if slugs else "injected")
     if mode == "enum" and not slugs:
         raise InvalidInputError("no committed objects yet: the queue enum would be empty; use injected")
-    bucket = str(getattr(store, "bucket", ""))
-    prefix = store.prefix.strip("/")
-    location = f"s3://{bucket}/{prefix}/" if prefix else f"s3://{bucket}/"
+    location = store.location.url.rstrip("/") + "/"
     name = f"`{database}`.`{table}`" if database else f"`{table}`"
     start = start_date or first or date.today()
     cols = ",\n  ".join(f"`{f.name}` {_athena_type(f.type)}" for f in S.ARCHIVE_SCHEMA)

@@ -90,7 +90,7 @@ class FlushStats:
 
 
 def _bucket(store: ObjectStore) -> str:
-    return str(getattr(store, "bucket", "") or "")
+    return store.location.bucket
 
 
 def recover_abandoned(url: str, store: ObjectStore) -> int:

@@ -53,7 +53,7 @@ REWRITE_COMPRESSION_LEVEL = 3
 
 
 def bucket_of(store: ObjectStore) -> str:
-    return str(getattr(store, "bucket", "") or "")
+    return store.location.bucket
 
 
 def utc_cutoff(older_than: datetime | timedelta, now: datetime | None = None) -> datetime:

@@ -209,7 +209,7 @@ class RestoreResult:
 
 
 def _requests(store: ObjectStore) -> int:
-    return int(getattr(store, "request_count", 0) or 0)
+    return store.request_count
 
 
 def _ensure_readable(
@@ -517,7 +517,7 @@ def _bulk_cold(
             result.pending.append({
                 "object_key": m.key, "storage_class": m.storage_class, "jobs": len(group), "tier": tier,
                 "expected_wait": expected_wait(m.storage_class, tier),
-                "started": bool(getattr(exc, "started", False)),
+                "started": isinstance(exc, RestoreInProgressError) and exc.started,
             })  # fmt: skip
             if progress:
                 progress(len(group))

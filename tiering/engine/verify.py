@@ -80,7 +80,7 @@ def verify_archive(
                 )
         with connect(url) as conn:
             rows = mdb.manifest_rows(conn, states=("committed", "pending"))
-            bucket = str(getattr(store, "bucket", "") or "")
+            bucket = store.location.bucket
             rows = [r for r in rows if r.bucket == bucket and (queue is None or r.queue_name == queue)]
             committed = {r.key: r for r in rows if r.state == "committed"}
             pending = {r.key: r for r in rows if r.state == "pending"}

@@ -1,13 +1,19 @@
-"""Object stores chosen by URL scheme: `s3://bucket/prefix` (S3Store) or `file:///path` (LocalStore).
+"""Object stores chosen by URL scheme, from a registry (as pyiceberg's load_file_io, litestream's
+replica-client factories): `s3://bucket/prefix` (S3Store), `file:///path` (LocalStore), and through
+fsspec `memory://bucket/prefix`, `gs://`, `az://`, `abfs://` (FsspecStore, where the fsspec package for
+the scheme is installed). A new backend registers its schemes; the engine never names a backend:
 
-store = open_store(settings)
-store.put_file(store.key("queue=q/date=2024-01-01/part-0.parquet"), path, sha256=hexdigest)
+    register_backend(("mystore",), open_my_store)   # open_my_store(url: StoreURL, settings, **options)
+    store = open_store(settings)
+    store.put_file(store.key("queue=q/date=2024-01-01/part-0.parquet"), path, sha256=hexdigest)
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import unquote, urlsplit
 from urllib.request import url2pathname
 
@@ -18,6 +24,7 @@ from tiering.store.base import (
     ARCHIVE_STORAGE_CLASSES,
     DeleteErrorItem,
     DeleteResult,
+    ExternalAccess,
     LifecycleUnsupportedError,
     ObjectArchivedError,
     ObjectExistsError,
@@ -28,6 +35,7 @@ from tiering.store.base import (
     RangeReader,
     RestoreOutcome,
     StoreCapabilities,
+    StoreLocation,
     sha256_file,
 )
 
@@ -36,6 +44,7 @@ __all__ = [
     "ARCHIVE_STORAGE_CLASSES",
     "DeleteErrorItem",
     "DeleteResult",
+    "ExternalAccess",
     "LifecycleUnsupportedError",
     "ObjectArchivedError",
     "ObjectExistsError",
@@ -46,50 +55,86 @@ __all__ = [
     "RangeReader",
     "RestoreOutcome",
     "StoreCapabilities",
+    "StoreLocation",
+    "StoreURL",
     "open_store",
     "parse_store_url",
+    "register_backend",
+    "registered_schemes",
     "sha256_file",
 ]
 
 
-def parse_store_url(url: str) -> tuple[str, str, str]:
-    """("s3", bucket, prefix) or ("file", absolute path, "") for a store URL; ConfigError otherwise."""
+class StoreURL(NamedTuple):
+    """A parsed store URL: ("s3", bucket, prefix), ("file", absolute root, ""), ("memory", bucket, prefix)."""
+
+    scheme: str
+    bucket: str
+    prefix: str
+
+
+Opener = Callable[..., ObjectStore]  # (url: StoreURL, settings: Settings, **options) -> ObjectStore
+Parser = Callable[[str], StoreURL]
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One registered backend: the schemes it serves, how to parse its URLs, how to open a store."""
+
+    name: str
+    schemes: tuple[str, ...]
+    opener: Opener
+    parser: Parser
+    available: Callable[[str], str | None] = lambda scheme: None  # None, or what to install
+
+
+_BACKENDS: dict[str, Backend] = {}
+
+
+def _check_url(url: str) -> None:
+    """Refuse what no backend should ever see: control characters and `..` segments (usage errors)."""
+    decoded = unquote(url)
+    bad = [c for c in decoded if ord(c) < 0x20 or ord(c) == 0x7F]
+    if bad:
+        raise ConfigError(f"store URL {url!r} contains control characters ({bad[0]!r}); fix TIERING_STORE_URL")
+    parts = urlsplit(url)
+    segments = [parts.netloc, *unquote(parts.path).replace("\\", "/").split("/")]
+    if ".." in segments:
+        raise ConfigError(f"store URL {url!r} has a '..' segment; name the bucket and prefix without it")
+
+
+def _bucket_url(url: str) -> StoreURL:
+    """scheme://bucket/prefix, the form every bucket-style backend shares."""
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
-    if scheme in ("s3", "s3a"):
-        if not parts.netloc:
-            raise ConfigError(f"store URL {url!r} has no bucket: use s3://bucket/prefix")
-        if parts.query or parts.fragment:
-            raise ConfigError(f"store URL {url!r}: query strings are not supported; use s3://bucket/prefix")
-        return "s3", parts.netloc, parts.path.strip("/")
-    if scheme == "file":
-        if parts.netloc not in ("", "localhost"):
-            raise ConfigError(
-                f"store URL {url!r} names host {parts.netloc!r}; use file:///absolute/path (three slashes)"
-            )
-        path = url2pathname(unquote(parts.path))
-        if not path:
-            raise ConfigError(f"store URL {url!r} has no path: use file:///absolute/path")
-        return "file", str(Path(path).absolute()), ""
-    raise ConfigError(
-        f"store URL {url!r}: unsupported scheme {parts.scheme or '(none)'!r}; use s3://bucket/prefix "
-        "(AWS S3 or any S3-compatible server via AWS_ENDPOINT_URL) or file:///absolute/path"
-    )
+    if not parts.netloc:
+        raise ConfigError(f"store URL {url!r} has no bucket: use {scheme}://bucket/prefix")
+    if parts.query or parts.fragment:
+        raise ConfigError(f"store URL {url!r}: query strings are not supported; use {scheme}://bucket/prefix")
+    return StoreURL(scheme, parts.netloc, parts.path.strip("/"))
 
 
-def open_store(settings: Settings, **options: Any) -> ObjectStore:
-    """The store for `settings.resolved_store_url`. `options` go to the backend's constructor
-    (S3Store: credentials, max_attempts, connect_timeout, multipart_threshold, ...)."""
-    kind, location, prefix = parse_store_url(settings.resolved_store_url)
-    if kind == "file":
-        from tiering.store.local import LocalStore
+def _s3_url(url: str) -> StoreURL:
+    parsed = _bucket_url(url)
+    return StoreURL("s3", parsed.bucket, parsed.prefix)
 
-        return LocalStore(location, prefix, **options)
+
+def _file_url(url: str) -> StoreURL:
+    parts = urlsplit(url)
+    if parts.netloc not in ("", "localhost"):
+        raise ConfigError(f"store URL {url!r} names host {parts.netloc!r}; use file:///absolute/path (three slashes)")
+    path = url2pathname(unquote(parts.path))
+    if not path:
+        raise ConfigError(f"store URL {url!r} has no path: use file:///absolute/path")
+    return StoreURL("file", str(Path(path).absolute()), "")
+
+
+def _open_s3(url: StoreURL, settings: Settings, **options: Any) -> ObjectStore:
     from tiering.store.s3 import S3Store
 
     return S3Store(
-        location,
-        prefix,
+        url.bucket,
+        url.prefix,
         endpoint_url=settings.s3_endpoint_url,
         region=settings.s3_region,
         sse=settings.sse,
@@ -97,3 +142,86 @@ def open_store(settings: Settings, **options: Any) -> ObjectStore:
         sse_bucket_key=settings.sse_bucket_key,
         **options,
     )
+
+
+def _open_local(url: StoreURL, settings: Settings, **options: Any) -> ObjectStore:
+    from tiering.store.local import LocalStore
+
+    return LocalStore(url.bucket, url.prefix, **options)
+
+
+def _open_fsspec(url: StoreURL, settings: Settings, **options: Any) -> ObjectStore:
+    from tiering.store.fsspec_store import FsspecStore
+
+    return FsspecStore(url.scheme, url.bucket, url.prefix, **options)
+
+
+def _fsspec_available(scheme: str) -> str | None:
+    from tiering.store.fsspec_store import fsspec_available
+
+    return fsspec_available(scheme)
+
+
+def backend_name(opener: Opener) -> str:
+    return str(getattr(opener, "__qualname__", None) or type(opener).__name__)
+
+
+def register_backend(
+    schemes: tuple[str, ...] | list[str],
+    opener: Opener,
+    *,
+    parser: Parser = _bucket_url,
+    name: str | None = None,
+    available: Callable[[str], str | None] | None = None,
+) -> None:
+    """Serve `schemes` with `opener(url: StoreURL, settings, **options) -> ObjectStore`. `parser` turns
+    the URL into a StoreURL (default scheme://bucket/prefix). A later registration of a scheme wins."""
+    backend = Backend(
+        name or backend_name(opener),
+        tuple(s.lower() for s in schemes),
+        opener,
+        parser,
+        available or (lambda scheme: None),
+    )
+    for scheme in backend.schemes:
+        _BACKENDS[scheme] = backend
+
+
+def registered_schemes() -> list[str]:
+    return sorted(_BACKENDS)
+
+
+def _backend(url: str) -> Backend:
+    _check_url(url)
+    scheme = urlsplit(url).scheme.lower()
+    backend = _BACKENDS.get(scheme)
+    if backend is None:
+        raise ConfigError(
+            f"store URL {url!r}: unsupported scheme {scheme or '(none)'!r}; use s3://bucket/prefix "
+            "(AWS S3 or any S3-compatible server via AWS_ENDPOINT_URL), file:///absolute/path, memory://bucket, "
+            f"or one of {', '.join(registered_schemes())}"
+        )
+    missing = backend.available(scheme)
+    if missing:
+        raise ConfigError(f"store URL {url!r}: {scheme}:// needs {missing} (pip install {missing.split()[0]})")
+    return backend
+
+
+def parse_store_url(url: str) -> StoreURL:
+    """(scheme, bucket or root, prefix) for a store URL; ConfigError (exit 2) for anything else."""
+    return _backend(url).parser(url)
+
+
+def open_store(settings: Settings, **options: Any) -> ObjectStore:
+    """The store for `settings.resolved_store_url`, by its scheme. `options` go to the backend's
+    constructor (S3Store: credentials, max_attempts, connect_timeout, multipart_threshold, ...)."""
+    url = settings.resolved_store_url
+    backend = _backend(url)
+    return backend.opener(backend.parser(url), settings, **options)
+
+
+register_backend(("s3", "s3a"), _open_s3, parser=_s3_url, name="s3")
+register_backend(("file",), _open_local, parser=_file_url, name="local")
+register_backend(
+    ("memory", "gs", "gcs", "az", "abfs", "abfss"), _open_fsspec, name="fsspec", available=_fsspec_available
+)

@@ -1,9 +1,14 @@
-"""The object-store contract every backend (S3-compatible, local folder) honours.
+"""The object-store contract every backend (S3-compatible, local folder, fsspec) honours.
 
 Keys are always full keys inside the bucket (or the local root). A store is opened with a prefix
 (`store.prefix`, no leading or trailing slash, may be empty); callers build keys that start with it
 (`store.key("queue=x/date=.../part.parquet")` joins them), so the same key is valid in the manifest,
 in listings and in every call here.
+
+Every store has an identity, `store.location` (scheme, bucket or root, prefix): the manifest records
+its `bucket`, `store.uri(key)` names an object for humans and other engines, and `external_access()`
+tells analysts' engines (DuckDB, Athena) how to read it. What a backend cannot do is declared in
+`capabilities`, never discovered by probing attributes.
 
 Checksums are SHA-256 as lower-case hex everywhere in this API (S3 wants base64 on the wire; the
 S3 backend converts). Every upload also records the hex digest as user metadata `sha256`, so the
@@ -23,8 +28,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import quote
 
-from tiering.errors import StoreError
+from tiering.errors import InvalidInputError, StoreError
 from tiering.policy import STORAGE_CLASSES
 
 # Storage classes S3 knows (one list for the whole tool: tiering.policy.STORAGE_CLASSES).
@@ -152,6 +158,69 @@ class StoreCapabilities:
     supports_restore: bool
 
 
+@dataclass(frozen=True)
+class StoreLocation:
+    """Where a store keeps its objects, independent of the backend's SDK.
+
+    `bucket` is what the manifest records: the S3/GCS bucket or container, or the absolute root folder
+    of a local store. `uri(key)` is the object's address as other tools write it (s3://b/k, file:///r/k).
+    """
+
+    scheme: str
+    bucket: str
+    prefix: str = ""
+    endpoint_url: str | None = None  # custom S3-compatible endpoint; None for AWS and non-S3 stores
+    region: str | None = None
+
+    def uri(self, key: str = "") -> str:
+        """The address of `key` (a full key, prefix included); of the bucket/root when key is ""."""
+        if self.scheme == "file":
+            base = Path(self.bucket).as_uri()
+            return f"{base}/{quote(key)}" if key else base
+        base = f"{self.scheme}://{self.bucket}"
+        return f"{base}/{key}" if key else base
+
+    @property
+    def url(self) -> str:
+        """The store URL itself (scheme, bucket or root, prefix), as TIERING_STORE_URL spells it."""
+        return self.uri(self.prefix) if self.prefix else self.uri()
+
+
+@dataclass(frozen=True)
+class ExternalAccess:
+    """The credentials hook: how an engine outside tiering (DuckDB, Athena, Trino) reads the objects.
+
+    `secret_type` names a DuckDB secret type ("s3", "gcs", "azure"); None when no secret is needed
+    (local files). `options` are that secret's options; the values of `sensitive` options are replaced
+    by `<NAME>` placeholders unless the caller asks to show secrets. `filesystem` is an fsspec
+    filesystem DuckDB can register in-process when it has no reader of its own for the scheme.
+    `athena` says whether Athena can read the location (S3 only).
+    """
+
+    secret_type: str | None = None
+    options: Mapping[str, str | bool] = field(default_factory=dict)
+    sensitive: Mapping[str, str] = field(default_factory=dict)  # option -> placeholder shown instead
+    filesystem: Any = None
+    athena: bool = False
+
+
+def split_key(key: str) -> builtins.list[str]:
+    """Split a key into path segments, refusing anything that could leave a root or bucket."""
+    if not isinstance(key, str) or not key:
+        raise InvalidInputError("object key must be a non-empty string")
+    if "\x00" in key or "\\" in key:
+        raise InvalidInputError(f"object key {key!r} contains a NUL or backslash")
+    if key.startswith("/") or (len(key) > 1 and key[1] == ":"):
+        raise InvalidInputError(f"object key {key!r} is absolute; keys are relative to the store root")
+    parts = key.split("/")
+    for part in parts:
+        if part in ("", ".", ".."):
+            raise InvalidInputError(
+                f"object key {key!r} has an empty, '.' or '..' segment; it could escape the store root"
+            )
+    return parts
+
+
 def sha256_file(path: str | Path, chunk: int = 1024 * 1024) -> str:
     """Hex SHA-256 of a file, read in chunks (bounded memory)."""
     digest = hashlib.sha256()
@@ -183,10 +252,29 @@ def b64_to_hex(value: str | None) -> str | None:
 
 
 class ObjectStore(abc.ABC):
-    """A bucket (or folder) holding tiering's objects. Implementations: S3Store, LocalStore."""
+    """A bucket (or folder) holding tiering's objects. Implementations: S3Store, LocalStore, FsspecStore;
+    more register by URL scheme (tiering.store.register_backend)."""
 
     prefix: str
-    request_count: int
+    request_count: int = 0  # requests sent so far (tests and restore reports count them)
+
+    # --- identity ------------------------------------------------------------------------------
+    @property
+    @abc.abstractmethod
+    def location(self) -> StoreLocation:
+        """Scheme, bucket or root, prefix: what the manifest records and what analysts are told."""
+
+    def uri(self, key: str = "") -> str:
+        """The address of a full key (s3://bucket/key, file:///root/key, memory://bucket/key)."""
+        return self.location.uri(key)
+
+    def analyst_path(self, key: str) -> str:
+        """How DuckDB names the object: its URI (local stores override with a plain file path)."""
+        return self.uri(key)
+
+    def external_access(self, env: Mapping[str, str]) -> ExternalAccess:
+        """The credentials hook for analysts' engines; `env` is the environment to take keys from."""
+        return ExternalAccess()
 
     def key(self, *parts: str) -> str:
         """Join the store prefix and relative parts into a full key ("" parts are skipped)."""

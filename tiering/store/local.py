@@ -34,6 +34,8 @@ from tiering.store.base import (
     PutResult,
     RestoreOutcome,
     StoreCapabilities,
+    StoreLocation,
+    split_key,
 )
 
 log = logging.getLogger(__name__)
@@ -44,19 +46,8 @@ _RESERVED = {META_DIR, TMP_DIR}
 
 
 def validate_key(key: str) -> list[str]:
-    """Split a key into path segments, refusing anything that could leave the root."""
-    if not isinstance(key, str) or not key:
-        raise InvalidInputError("object key must be a non-empty string")
-    if "\x00" in key or "\\" in key:
-        raise InvalidInputError(f"object key {key!r} contains a NUL or backslash")
-    if key.startswith("/") or (len(key) > 1 and key[1] == ":"):
-        raise InvalidInputError(f"object key {key!r} is absolute; keys are relative to the store root")
-    parts = key.split("/")
-    for part in parts:
-        if part in ("", ".", ".."):
-            raise InvalidInputError(
-                f"object key {key!r} has an empty, '.' or '..' segment; it could escape the store root"
-            )
+    """Split a key into path segments, refusing anything that could leave the root or touch our sidecars."""
+    parts = split_key(key)
     if parts[0] in _RESERVED:
         raise InvalidInputError(f"object key {key!r} uses the reserved folder {parts[0]!r}")
     return parts
@@ -82,6 +73,13 @@ class LocalStore(ObjectStore):
     def _meta_path(self, key: str) -> Path:
         parts = validate_key(key)
         return self.root.joinpath(META_DIR, *parts[:-1], parts[-1] + ".json")
+
+    @property
+    def location(self) -> StoreLocation:
+        return StoreLocation("file", str(self.root), self.prefix)
+
+    def analyst_path(self, key: str) -> str:
+        return str(self._path(key))
 
     def describe(self) -> str:
         return f"local folder {self.root.as_uri()}" + (f" (prefix {self.prefix!r})" if self.prefix else "")

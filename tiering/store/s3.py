@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import boto3
 import botocore.exceptions as bce
@@ -36,6 +37,7 @@ from tiering.store.base import (
     SHA256_METADATA_KEY,
     DeleteErrorItem,
     DeleteResult,
+    ExternalAccess,
     LifecycleUnsupportedError,
     ObjectArchivedError,
     ObjectExistsError,
@@ -45,6 +47,7 @@ from tiering.store.base import (
     PutResult,
     RestoreOutcome,
     StoreCapabilities,
+    StoreLocation,
     b64_to_hex,
     hex_to_b64,
     sha256_file,
@@ -209,8 +212,35 @@ class S3Store(ObjectStore):
 
     # --- description ---------------------------------------------------------------------------
     @property
+    def location(self) -> StoreLocation:
+        return StoreLocation("s3", self.bucket, self.prefix, self.endpoint_url, self.region)
+
+    @property
     def url(self) -> str:
-        return f"s3://{self.bucket}/{self.prefix}" if self.prefix else f"s3://{self.bucket}"
+        return self.location.url
+
+    def external_access(self, env: Mapping[str, str]) -> ExternalAccess:
+        """A DuckDB `TYPE s3` secret: keys from the environment, this store's region and endpoint,
+        scoped to the bucket. Athena reads the same location."""
+        options: dict[str, str | bool] = {}
+        sensitive: dict[str, str] = {}
+        for option, var in (
+            ("KEY_ID", "AWS_ACCESS_KEY_ID"),
+            ("SECRET", "AWS_SECRET_ACCESS_KEY"),
+            ("SESSION_TOKEN", "AWS_SESSION_TOKEN"),
+        ):
+            if env.get(var):
+                options[option] = env[var]
+                if option != "KEY_ID":
+                    sensitive[option] = f"<{var}>"
+        options["REGION"] = self.region
+        if self.endpoint_url:
+            parts = urlsplit(self.endpoint_url if "://" in self.endpoint_url else f"https://{self.endpoint_url}")
+            options["ENDPOINT"] = parts.netloc + parts.path.rstrip("/")
+            options["URL_STYLE"] = "path"
+            options["USE_SSL"] = parts.scheme == "https"
+        options["SCOPE"] = self.location.uri()
+        return ExternalAccess("s3", options, sensitive, athena=True)
 
     @property
     def where(self) -> str:
