@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run demo test lint bench clean
+.PHONY: install run demo test lint bench clean image
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ lint: install
 
 test: install lint
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+# The container image (infra/Containerfile) from a wheelhouse built here: IMAGE=..., BASE=..., CONTAINER_TOOL=...
+image: install
+	PYTHON=$(BIN)/python IMAGE="$(IMAGE)" BASE="$(BASE)" CONTAINER_TOOL="$(CONTAINER_TOOL)" bash infra/build-image.sh
 
 bench: install
 	$(BIN)/python -m bench.run $(BENCH_ARGS)

@@ -51,6 +51,9 @@ class Settings:
     pending_grace_seconds: int = 3600
     prices_per_gb_month: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_PRICES_PER_GB_MONTH))
     schedules: dict[str, str] = field(default_factory=dict)
+    pushgateway_url: str | None = None  # cron runs push their metrics here (tiering.metrics)
+    metrics_port: int | None = None  # `serve`: /metrics also on this port, without credentials
+    metrics_open: bool = False  # `serve`: /metrics on the main port without credentials
 
     @property
     def resolved_store_url(self) -> str:
@@ -89,6 +92,9 @@ _ENV_NAMES: dict[str, str] = {
     "glacier_restore_tier": "TIERING_GLACIER_RESTORE_TIER",
     "glacier_restore_days": "TIERING_GLACIER_RESTORE_DAYS",
     "pending_grace_seconds": "TIERING_PENDING_GRACE_SECONDS",
+    "pushgateway_url": "TIERING_PUSHGATEWAY_URL",
+    "metrics_port": "TIERING_METRICS_PORT",
+    "metrics_open": "TIERING_METRICS_OPEN",
 }
 
 
@@ -97,7 +103,7 @@ def _coerce(name: str, raw: Any) -> Any:
     try:
         if kind == "Path":
             return Path(raw)
-        if kind == "int":
+        if kind in ("int", "int | None"):
             value = int(raw)
             if value <= 0:
                 raise ValueError("must be positive")

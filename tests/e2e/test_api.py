@@ -598,7 +598,9 @@ def test_metrics(server: ApiServer, api: httpx.Client) -> None:
     assert staged >= 3
     assert values["tiering_staging_backlog_jobs"] == staged
     assert values["tiering_oldest_staged_job_age_seconds"] >= 0
-    assert values["tiering_jobs_archived_total"] >= 3
+    assert values['tiering_jobs_total{operation="archive"}'] >= 3
+    assert values['tiering_runs_total{operation="archive",outcome="success"}'] >= 1
+    assert values['tiering_last_success_timestamp_seconds{operation="archive"}'] > time.time() - 600
     assert values["tiering_database_up"] == 1
     assert values["tiering_compression_ratio"] > 0
     assert any(k.startswith("tiering_cold_bytes{") for k in values)

@@ -12,6 +12,7 @@ import typer
 from tiering.cli import output
 from tiering.cli.common import FormatOption, InitiatedByOption, QueueOption, YesOption, context, default_initiator
 from tiering.cli.output import Format
+from tiering.cli.signals import MetricsFileOption, run_signals
 from tiering.db.connection import connect
 from tiering.db.operations import audited
 from tiering.db.policies import delete_policy_document, get_policy_document, put_policy_document
@@ -46,28 +47,31 @@ def run(
         bool, typer.Option("--no-purge", envvar="TIERING_NO_PURGE", help="Skip the automatic purge.")
     ] = False,
     workers: Annotated[int | None, typer.Option(envvar="TIERING_WORKERS", min=1, max=32)] = None,
+    metrics_file: MetricsFileOption = None,
     fmt: FormatOption = Format.table,
 ) -> None:
     """Move eligible jobs hot -> staging, then flush staging to the object store."""
     c = context(ctx)
-    policy, config, source = c.load_policy(policy_file)
-    if dry_run:
-        policy = replace(policy, dry_run=True)
-    if batch_size is not None:
-        policy = policy.with_batch_size(batch_size)
-    if compression_level is not None:
-        config = config.with_compression_level(compression_level)
-    who = default_initiator(initiated_by)
-    url = c.database_url
-    output.info(f"policy: {source}; database: {_safe_url(url)}")
-    if workers is not None:
-        c.settings = c.settings.with_overrides(workers=workers)
-    total = None if policy.dry_run or not sys.stderr.isatty() else count_eligible_jobs(url, queue, policy)
-    with output.phase_progress({"archived": total}) as (advance, phase):
-        result = run_archival(
-            c, queue=queue, policy=policy, config=config, reason=reason, initiated_by=who,
-            flush=not no_flush, purge=not no_purge, progress=advance, phase=phase, crash_hook=fault_hook(),
-        )  # fmt: skip
+    with run_signals("archive_run", "archive", metrics_file, c.settings.pushgateway_url) as signals:
+        policy, config, source = c.load_policy(policy_file)
+        if dry_run:
+            policy = replace(policy, dry_run=True)
+        if batch_size is not None:
+            policy = policy.with_batch_size(batch_size)
+        if compression_level is not None:
+            config = config.with_compression_level(compression_level)
+        who = default_initiator(initiated_by)
+        url = c.database_url
+        output.info(f"policy: {source}; database: {_safe_url(url)}")
+        if workers is not None:
+            c.settings = c.settings.with_overrides(workers=workers)
+        total = None if policy.dry_run or not sys.stderr.isatty() else count_eligible_jobs(url, queue, policy)
+        with output.phase_progress({"archived": total}) as (advance, phase):
+            result = run_archival(
+                c, queue=queue, policy=policy, config=config, reason=reason, initiated_by=who,
+                flush=not no_flush, purge=not no_purge, progress=advance, phase=phase, crash_hook=fault_hook(),
+            )  # fmt: skip
+        signals.done(result)
     if result.get("skipped_reason"):
         output.warn(result["skipped_reason"])
     if fmt is Format.json:
@@ -153,18 +157,21 @@ def flush(
     ctx: typer.Context,
     initiated_by: InitiatedByOption = None,
     policy_file: Annotated[str | None, typer.Option("--policy", envvar="TIERING_POLICY")] = None,
+    metrics_file: MetricsFileOption = None,
     fmt: FormatOption = Format.table,
 ) -> None:
     """Write staged jobs to the object store as Parquet and commit them in the manifest."""
     from tiering.engine.flush import flush_staged
 
     c = context(ctx)
-    policy, config, _ = c.load_policy(policy_file)
-    with output.progress_bar("flushing", None) as advance:
-        stats = flush_staged(
-            c.database_url, c.store, c.settings, policy, config, initiated_by=default_initiator(initiated_by),
-            progress=advance, crash_hook=fault_hook(),
-        )  # fmt: skip
+    with run_signals("archive_flush", "flush", metrics_file, c.settings.pushgateway_url) as signals:
+        policy, config, _ = c.load_policy(policy_file)
+        with output.progress_bar("flushing", None) as advance:
+            stats = flush_staged(
+                c.database_url, c.store, c.settings, policy, config, initiated_by=default_initiator(initiated_by),
+                progress=advance, crash_hook=fault_hook(),
+            )  # fmt: skip
+        signals.done(stats.to_dict())
     output.emit(stats.to_dict(), fmt)
 
 
@@ -234,17 +241,20 @@ def verify(
         bool, typer.Option("--repair", help="Remove orphan objects and leftovers of dead flushers.")
     ] = False,
     initiated_by: InitiatedByOption = None,
+    metrics_file: MetricsFileOption = None,
     fmt: FormatOption = Format.table,
 ) -> None:
     """Compare the manifest with the bucket; exit 9 when something is wrong."""
     from tiering.engine.verify import verify_archive
 
     c = context(ctx)
-    report = verify_archive(
-        c.database_url, c.store, c.settings, queue=queue, deep=deep, repair=repair,
-        initiated_by=default_initiator(initiated_by),
-    )  # fmt: skip
-    doc = report.to_dict()
+    with run_signals("archive_verify", "verify", metrics_file, c.settings.pushgateway_url) as signals:
+        report = verify_archive(
+            c.database_url, c.store, c.settings, queue=queue, deep=deep, repair=repair,
+            initiated_by=default_initiator(initiated_by),
+        )  # fmt: skip
+        doc = report.to_dict()
+        signals.done(doc, ok=report.ok)
     if fmt is Format.json:
         output.print_json(doc)
     else:

@@ -9,6 +9,7 @@ import typer
 from tiering.cli import output
 from tiering.cli.common import FormatOption, InitiatedByOption, QueueOption, context, default_initiator
 from tiering.cli.output import Format
+from tiering.cli.signals import MetricsFileOption, run_signals
 from tiering.engine.query import get_archived_job, list_archived_jobs, search_archived_jobs
 from tiering.errors import InvalidInputError
 from tiering.inputs import MAX_LIMIT, MAX_OFFSET, parse_job_id, parse_key_path, parse_match, parse_statuses, parse_when
@@ -118,6 +119,7 @@ def restore_cmd(
     count: Annotated[int | None, typer.Option("--count", min=1, help="At most this many (newest first).")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be restored; change nothing.")] = False,
     initiated_by: InitiatedByOption = None,
+    metrics_file: MetricsFileOption = None,
     fmt: FormatOption = Format.table,
 ) -> None:
     """Put archived jobs back into hammerwork_jobs as Pending (Hammerwork's restore semantics)."""
@@ -135,7 +137,11 @@ def restore_cmd(
     if job_id is not None:
         parse_job_id(job_id)
         c = context(ctx)
-        result = restore_archived_job(c.database_url, c.store, c.settings, job_id, dry_run=dry_run, initiated_by=who)
+        with run_signals("archive_restore", "restore", metrics_file, c.settings.pushgateway_url) as signals:
+            result = restore_archived_job(
+                c.database_url, c.store, c.settings, job_id, dry_run=dry_run, initiated_by=who
+            )
+            signals.done(result.to_dict())
         if fmt is Format.table:
             output.print_kv(result.to_dict(), title="restore" + (" (dry run)" if dry_run else ""))
         else:
@@ -147,13 +153,15 @@ def restore_cmd(
     if match is not None:
         pair = parse_match(match)
     c = context(ctx)
-    with output.progress_bar("restoring", count) as advance:
-        bulk_result = restore_archived_jobs(
-            c.database_url, c.store, c.settings, queue=queue, status=status, archived_after=archived_after,
-            archived_before=archived_before, match=pair, count=count, dry_run=dry_run, initiated_by=who,
-            progress=advance,
-        )  # fmt: skip
-    data = bulk_result.to_dict()
+    with run_signals("archive_restore", "restore", metrics_file, c.settings.pushgateway_url) as signals:
+        with output.progress_bar("restoring", count) as advance:
+            bulk_result = restore_archived_jobs(
+                c.database_url, c.store, c.settings, queue=queue, status=status, archived_after=archived_after,
+                archived_before=archived_before, match=pair, count=count, dry_run=dry_run, initiated_by=who,
+                progress=advance,
+            )  # fmt: skip
+        data = bulk_result.to_dict()
+        signals.done(data)
     for p in bulk_result.pending:
         output.warn(f"{p['object_key']} ({p['storage_class']}): {p['jobs']} job(s) wait for an object restore"
                     + (f", expected ~{p['expected_wait']}" if p.get("expected_wait") else ""))  # fmt: skip

@@ -14,6 +14,7 @@ from tiering import inputs
 from tiering.cli import output
 from tiering.cli.common import FormatOption, InitiatedByOption, QueueOption, YesOption, context, default_initiator
 from tiering.cli.output import Format
+from tiering.cli.signals import MetricsFileOption, run_signals
 from tiering.errors import InvalidInputError, SafetyAbort
 from tiering.policy import parse_duration
 
@@ -59,30 +60,33 @@ def purge(
         int | None, typer.Option("--max-jobs", min=0, help="Abort, deleting nothing, if more jobs would go.")
     ] = None,
     initiated_by: InitiatedByOption = None,
+    metrics_file: MetricsFileOption = None,
     fmt: FormatOption = Format.table,
 ) -> None:
     """Permanently delete archived jobs (staging and cold objects) archived before a cutoff."""
     from tiering.engine.purge import preview_purge_operation, purge_archived_jobs
 
     c = context(ctx)
-    if older_than is None:
-        policy, _, _ = c.load_policy()
-        if policy.purge_archived_after is None:
-            raise InvalidInputError("no --older-than given and the policy sets no purge_archived_after")
-        cutoff = datetime.now(UTC) - policy.purge_archived_after
-    else:
-        cutoff = parse_cutoff(older_than)
-    url, store, settings = c.database_url, c.store, c.settings
+    with run_signals("archive_purge", "purge", metrics_file, c.settings.pushgateway_url) as signals:
+        if older_than is None:
+            policy, _, _ = c.load_policy()
+            if policy.purge_archived_after is None:
+                raise InvalidInputError("no --older-than given and the policy sets no purge_archived_after")
+            cutoff = datetime.now(UTC) - policy.purge_archived_after
+        else:
+            cutoff = parse_cutoff(older_than)
+        url, store, settings = c.database_url, c.store, c.settings
 
-    def show() -> None:
-        _show_preview(preview_purge_operation(url, store, settings, cutoff, queue=queue, status=status).to_dict())
+        def show() -> None:
+            _show_preview(preview_purge_operation(url, store, settings, cutoff, queue=queue, status=status).to_dict())
 
-    _require_consent("purge", yes, dry_run, show)
-    result = purge_archived_jobs(
-        url, store, settings, cutoff, queue=queue, status=status, dry_run=dry_run, max_jobs=max_jobs,
-        initiated_by=default_initiator(initiated_by),
-    )  # fmt: skip
-    data = result.to_dict()
+        _require_consent("purge", yes, dry_run, show)
+        result = purge_archived_jobs(
+            url, store, settings, cutoff, queue=queue, status=status, dry_run=dry_run, max_jobs=max_jobs,
+            initiated_by=default_initiator(initiated_by),
+        )  # fmt: skip
+        data = result.to_dict()
+        signals.done(data, ok=result.ok)
     if fmt is Format.json:
         output.print_json(data)
     elif dry_run and result.preview is not None:
@@ -118,6 +122,7 @@ def erase(
         str | None, typer.Option("--request-ref", help="The deletion request this fulfils (audit trail).")
     ] = None,
     initiated_by: InitiatedByOption = None,
+    metrics_file: MetricsFileOption = None,
     fmt: FormatOption = Format.table,
 ) -> None:
     """Erase jobs from every tier (hot, staging, cold objects), for a right-to-deletion request."""
@@ -130,21 +135,23 @@ def erase(
         key, value = inputs.parse_match(match)
 
     c = context(ctx)
-    url, store, settings = c.database_url, c.store, c.settings
-    who = default_initiator(initiated_by)
+    with run_signals("archive_erase", "erase", metrics_file, c.settings.pushgateway_url) as signals:
+        url, store, settings = c.database_url, c.store, c.settings
+        who = default_initiator(initiated_by)
 
-    def run(dry: bool) -> Any:
-        return erase_jobs(url, store, settings, ids=job_ids or None, key=key, value=value, dry_run=dry,
-                          initiated_by=who, request_ref=request_ref)  # fmt: skip
+        def run(dry: bool) -> Any:
+            return erase_jobs(url, store, settings, ids=job_ids or None, key=key, value=value, dry_run=dry,
+                              initiated_by=who, request_ref=request_ref)  # fmt: skip
 
-    def show() -> None:
-        found = run(True).to_dict()
-        keys = ("jobs_found", "hot_erased", "staging_erased", "cold_erased", "objects_deleted", "objects_rewritten")
-        output.print_kv({k: found[k] for k in keys}, title="erase preview")
+        def show() -> None:
+            found = run(True).to_dict()
+            keys = ("jobs_found", "hot_erased", "staging_erased", "cold_erased", "objects_deleted", "objects_rewritten")
+            output.print_kv({k: found[k] for k in keys}, title="erase preview")
 
-    _require_consent("erase", yes, dry_run, show)
-    result = run(dry_run)
-    data = result.to_dict()
+        _require_consent("erase", yes, dry_run, show)
+        result = run(dry_run)
+        data = result.to_dict()
+        signals.done(data, ok=result.complete or dry_run)
     if fmt is Format.json:
         output.print_json(data)
     else:

@@ -32,6 +32,14 @@ def serve(
         bool, typer.Option("--no-scheduler", envvar="TIERING_NO_SCHEDULER", help="Do not run the cron schedules.")
     ] = False,
     log_level: Annotated[str, typer.Option(envvar="TIERING_LOG_LEVEL", help="uvicorn log level.")] = "info",
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            "--metrics-port", min=0, max=65535,
+            help="Also serve /metrics on this port, on the same address, without credentials "
+            "(TIERING_METRICS_PORT; TIERING_METRICS_OPEN=1 opens /metrics on the main port instead).",
+        ),
+    ] = None,
 ) -> None:
     """Serve the archive API (/api/archive), the dashboard (/archive), /metrics and /healthz."""
     import uvicorn
@@ -49,12 +57,16 @@ def serve(
     if c.settings.basic_auth_user and not c.settings.basic_auth_password:
         raise ConfigError("TIERING_BASIC_AUTH_USER is set without TIERING_BASIC_AUTH_PASSWORD")
     url = c.database_url
-    app = create_app(c, run_scheduler=not no_scheduler)
+    metrics_port = metrics_port if metrics_port is not None else c.settings.metrics_port
+    metrics_listen = (host, metrics_port) if metrics_port is not None else None
+    app = create_app(c, run_scheduler=not no_scheduler, metrics_listen=metrics_listen)
     if not creds.configured:
         output.warn("no credential configured: the API is open to local users (loopback only)")
     output.info(
         f"tiering serve on http://{host}:{port}/archive (auth: {creds.describe()}; database: {_safe_url(url)}; "
         f"scheduler: {'off' if no_scheduler else 'on'})"
+        + (f"; /metrics without credential on port {metrics_port}" if metrics_port is not None else "")
+        + ("; /metrics open without credential" if c.settings.metrics_open else "")
     )
     uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=True, server_header=False)
 

@@ -62,9 +62,10 @@ def build_scheduler(ctx: Context, metrics: Metrics | None = None, **kwargs: Any)
     def on_result(tick: Any, seconds: float) -> None:
         if metrics is None:
             return
-        if tick.outcome == "failed":
+        failed = tick.outcome == "failed"
+        if failed:
             metrics.error(f"schedule:{tick.task}")
-        metrics.record(tick.task, tick.result, seconds)
+        metrics.record(tick.task, tick.result, seconds, ok=not failed)
 
     return Scheduler(
         lambda: ctx.database_url,
@@ -82,7 +83,9 @@ def create_app(
     instance: str | None = None,
     max_body_bytes: int = MAX_BODY_BYTES,
     scheduler_poll_seconds: float = 15.0,
+    metrics_listen: tuple[str, int] | None = None,
 ) -> FastAPI:
+    """`metrics_listen` (host, port): also serve /metrics there, without credentials, for Prometheus."""
     instance = instance or default_instance()
     creds = Credentials.from_settings(ctx.settings)
     metrics = Metrics(lambda: ctx.database_url)
@@ -91,6 +94,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         _ = ctx.database_url  # migrate before the first request
+        metrics_server = _start_metrics_server(metrics, metrics_listen) if metrics_listen else None
         if run_scheduler:
             scheduler.start()
         try:
@@ -98,6 +102,9 @@ def create_app(
         finally:
             scheduler.stop()
             app.state.runner.join(5.0)
+            if metrics_server is not None:
+                metrics_server.shutdown()
+                metrics_server.server_close()
 
     app = FastAPI(
         title="tiering",
@@ -192,8 +199,39 @@ def create_app(
 
     app.openapi = openapi  # type: ignore[method-assign]
     app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
-    app.add_middleware(AuthGate, credentials=creds)  # outermost: credentials before anything else
+    open_paths = ("/metrics",) if ctx.settings.metrics_open else ()
+    app.add_middleware(AuthGate, credentials=creds, open_paths=open_paths)  # outermost: credentials first
     return app
+
+
+def _start_metrics_server(metrics: Metrics, listen: tuple[str, int]) -> Any:
+    """A second HTTP server with /metrics alone (same registry, no credentials), for Prometheus."""
+    import threading
+    from socketserver import ThreadingMixIn
+    from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+    from prometheus_client import make_wsgi_app
+
+    exporter = make_wsgi_app(metrics.registry)
+
+    def only_metrics(environ: dict[str, Any], start_response: Any) -> Any:
+        if environ.get("PATH_INFO") != "/metrics":
+            start_response("404 Not Found", [("Content-Type", "text/plain")])
+            return [b"only /metrics is served on this port\n"]
+        return exporter(environ, start_response)
+
+    class _Quiet(WSGIRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            return None
+
+    class _Threaded(ThreadingMixIn, WSGIServer):
+        daemon_threads = True
+
+    host, port = listen
+    server = make_server(host, port, only_metrics, server_class=_Threaded, handler_class=_Quiet)
+    threading.Thread(target=server.serve_forever, name="tiering-metrics", daemon=True).start()
+    log.info("metrics on http://%s:%s/metrics (no credential)", host, server.server_address[1])
+    return server
 
 
 def _error_hook(metrics: Metrics) -> Callable[[str, BaseException], None]:

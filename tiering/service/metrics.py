@@ -12,6 +12,7 @@ from prometheus_client.registry import Collector
 
 from tiering.db import service as sql
 from tiering.db.connection import connect
+from tiering.metrics import RunSignals, operation_name
 
 log = logging.getLogger(__name__)
 
@@ -83,20 +84,15 @@ class _DatabaseCollector(Collector):
 
 
 class Metrics:
-    """One registry per app (tests build several apps in one process)."""
+    """One registry per app (tests build several apps in one process). The run series (tiering_jobs_total,
+    tiering_last_success_timestamp_seconds, ...) are tiering.metrics' RunSignals: the same names a cron run
+    writes to its textfile or Pushgateway."""
 
     def __init__(self, url_fn: Any) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.jobs = {
-            name: Counter(f"tiering_jobs_{name}", f"Jobs {name} by this process", registry=r)
-            for name in ("archived", "flushed", "restored", "purged", "erased")
-        }
-        self.bytes_original = Counter("tiering_archived_payload_original_bytes",
-                                      "Original payload bytes archived by this process", registry=r)  # fmt: skip
-        self.bytes_stored = Counter("tiering_archived_payload_stored_bytes",
-                                    "Compressed payload bytes archived by this process", registry=r)  # fmt: skip
-        self.bytes_flushed = Counter("tiering_flushed_bytes", "Parquet bytes written by this process", registry=r)
+        self.runs = RunSignals()
+        r.register(self.runs)
         self.durations = Histogram(
             "tiering_run_duration_seconds", "Duration of runs started by this process", ["operation"],
             buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600), registry=r,
@@ -106,38 +102,13 @@ class Metrics:
                                 ["method", "route", "status"], registry=r)  # fmt: skip
         r.register(_DatabaseCollector(url_fn))
 
-    def record(self, operation: str, result: dict[str, Any] | None, seconds: float | None = None) -> None:
-        """Count what an engine result says it did (archive/flush/purge/restore/erase results)."""
+    def record(
+        self, operation: str, result: dict[str, Any] | None, seconds: float | None = None, *, ok: bool = True
+    ) -> None:
+        """Count what an engine result says it did (archive/flush/purge/restore/erase/verify results)."""
         if seconds is not None:
-            self.durations.labels(operation).observe(seconds)
-        if not result:
-            return
-        self._count(result)
-        for nested in ("flush", "purge"):
-            if isinstance(result.get(nested), dict):
-                self._count(result[nested])
-
-    def _count(self, result: dict[str, Any]) -> None:
-        if result.get("dry_run"):
-            return
-        keys = {
-            "archived": ("jobs_archived",),
-            "flushed": ("jobs_flushed",),
-            "restored": ("jobs_restored", "restored"),
-            "purged": ("jobs_purged",),
-            "erased": ("jobs_erased",),
-        }
-        for name, candidates in keys.items():
-            for key in candidates:
-                value = result.get(key)
-                if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-                    self.jobs[name].inc(value)
-                    break
-        if isinstance(result.get("bytes_original"), int) and "jobs_archived" in result:
-            self.bytes_original.inc(max(0, result["bytes_original"]))
-            self.bytes_stored.inc(max(0, int(result.get("bytes_stored") or 0)))
-        if isinstance(result.get("bytes_written"), int):
-            self.bytes_flushed.inc(max(0, result["bytes_written"]))
+            self.durations.labels(operation_name(operation)).observe(seconds)
+        self.runs.record(operation, result, seconds, ok=ok)
 
     def error(self, operation: str) -> None:
         self.errors.labels(operation).inc()

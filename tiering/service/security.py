@@ -202,16 +202,17 @@ class AuthGate:
     The principal (token holder or Basic user) is left in scope['state']['principal'] for the audit trail.
     """
 
-    def __init__(self, app: ASGIApp, credentials: Credentials) -> None:
+    def __init__(self, app: ASGIApp, credentials: Credentials, open_paths: tuple[str, ...] = ()) -> None:
         self.app = app
         self.credentials = credentials
+        self.open_paths = OPEN_PATHS + tuple(open_paths)  # e.g. /metrics when TIERING_METRICS_OPEN is set
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         path = scope.get("path", "")
-        if path in OPEN_PATHS or path.startswith(OPEN_PREFIXES):
+        if path in self.open_paths or path.startswith(OPEN_PREFIXES):
             await self.app(scope, receive, send)
             return
         headers = dict(scope.get("headers") or [])
