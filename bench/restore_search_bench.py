@@ -1,4 +1,5 @@
-"""Restore latency (p50/p95, object requests per restore) and a one-queue payload search beside DuckDB."""
+"""Cold restore latency (p50/p95; requests and bytes per restore, counted on the wire by a proxy) and a one-queue
+payload search beside DuckDB reading the same objects through the same endpoint."""
 
 from __future__ import annotations
 
@@ -6,11 +7,13 @@ import random
 import statistics
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import psycopg
 
 from bench.duck import connect as duck_connect
+from bench.proxy import counting_proxy
 from tiering.engine.query import search_archived_jobs
 from tiering.engine.restore import restore_archived_job
 from tiering.settings import Settings
@@ -25,8 +28,9 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
-def run(url: str, settings: Settings, s3: Any, say: Callable[[str], None]) -> dict[str, Any]:
+def run(url: str, settings: Settings, s3: Any, say: Callable[[str], None], restores: int = 50) -> dict[str, Any]:
     store = open_store(settings)
+    bucket = settings.resolved_store_url.split("://", 1)[1].split("/", 1)[0]
     with psycopg.connect(url) as conn:
         files = [
             r[0]
@@ -35,8 +39,7 @@ def run(url: str, settings: Settings, s3: Any, say: Callable[[str], None]) -> di
                 (SEARCH_QUEUE,),
             )
         ]
-        ids = [r[0] for r in conn.execute("SELECT job_id FROM tiering_job_index WHERE restored_at IS NULL")]
-    bucket = store.bucket  # type: ignore[attr-defined]
+        ids = [str(r[0]) for r in conn.execute("SELECT job_id FROM tiering_job_index WHERE restored_at IS NULL")]
 
     # search: tiering (through the store) vs DuckDB (httpfs, same endpoint, same objects)
     tiering_times, duck_times = [], []
@@ -67,18 +70,25 @@ def run(url: str, settings: Settings, s3: Any, say: Callable[[str], None]) -> di
         f"({found} jobs), DuckDB {d_med:.3f} s ({duck_found} rows): {t_med / d_med:.2f}x DuckDB's time"
     )
 
-    # restore: random cold jobs, one at a time, counting object requests
-    latencies, requests = [], []
-    for job_id in random.Random(7).sample(ids, min(50, len(ids))):
-        store.request_count = 0
-        start = time.perf_counter()
-        restore_archived_job(url, store, settings, job_id, initiated_by="bench")
-        latencies.append(time.perf_counter() - start)
-        requests.append(store.request_count)
+    # restore: random cold jobs, one at a time, through a proxy that counts requests and bytes on the wire
+    latencies: list[float] = []
+    requests: list[int] = []
+    kbytes: list[float] = []
+    with counting_proxy(s3.endpoint) as proxy:
+        pstore = open_store(replace(settings, s3_endpoint_url=proxy.endpoint))
+        for job_id in random.Random(7).sample(ids, min(restores, len(ids))):
+            proxy.reset()
+            start = time.perf_counter()
+            restore_archived_job(url, pstore, settings, job_id, initiated_by="bench")
+            latencies.append(time.perf_counter() - start)
+            n, down = proxy.snapshot()
+            requests.append(n)
+            kbytes.append(down / 1024)
     p50, p95 = _percentile(latencies, 0.5) * 1000, _percentile(latencies, 0.95) * 1000
     say(
-        f"cold restore ({len(latencies)} random jobs): p50 {p50:.1f} ms, p95 {p95:.1f} ms, "
-        f"object requests per restore: max {max(requests)}, mean {statistics.mean(requests):.2f}"
+        f"cold restore ({len(latencies)} random jobs): p50 {p50:.1f} ms, p95 {p95:.1f} ms; per restore on the wire: "
+        f"requests max {max(requests)} (mean {statistics.mean(requests):.2f}), "
+        f"KB read max {max(kbytes):.0f} (mean {statistics.mean(kbytes):.0f})"
     )
     return {
         "search_seconds": round(t_med, 4),
@@ -90,4 +100,6 @@ def run(url: str, settings: Settings, s3: Any, say: Callable[[str], None]) -> di
         "restore_p95_ms": round(p95, 1),
         "restore_requests_max": max(requests),
         "restore_requests_mean": round(statistics.mean(requests), 2),
+        "restore_kb_max": round(max(kbytes)),
+        "restore_kb_mean": round(statistics.mean(kbytes)),
     }
