@@ -88,7 +88,8 @@ def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
 
 
 def dir_bytes(root: Path) -> tuple[int, int]:
-    files = [p for p in root.rglob("*") if p.is_file()]
+    """Parquet files under root and their bytes (the local store's .json metadata sidecars are not data)."""
+    files = [p for p in root.rglob("*.parquet") if p.is_file()]
     return len(files), sum(p.stat().st_size for p in files)
 
 
