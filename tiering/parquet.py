@@ -48,8 +48,10 @@ JOB_LOCATION_SCHEMA = pa.schema(
         pa.field("created_at", S.TS, nullable=False),
         pa.field("archived_at", S.TS, nullable=False),
         pa.field("payload_bytes", pa.int32(), nullable=False),
+        pa.field("error_message", pa.string(), nullable=True),
     ]
 )
+INDEX_ERROR_CHARS = 500  # the job index keeps this much of error_message for job lists
 
 
 @dataclass
@@ -173,6 +175,7 @@ class _Part:
                     table["created_at"],
                     table["archived_at"],
                     sizes,
+                    pc.utf8_slice_codeunits(table["error_message"], 0, INDEX_ERROR_CHARS),
                 ],
                 schema=JOB_LOCATION_SCHEMA,
             )

@@ -97,9 +97,9 @@ def commit_claimed(conn: ArrowConnection, manifest_ids: list[int], index_rows: p
             cur.adbc_ingest("tiering_index_load", index_rows, mode="create", temporary=True)
             cur.execute(
                 """INSERT INTO tiering_job_index (job_id, object_id, row_group, row_in_group, queue_name, status,
-                                                  created_at, archived_at, payload_bytes)
+                                                  created_at, archived_at, payload_bytes, error_message)
                    SELECT job_id::uuid, object_id, row_group, row_in_group, queue_name, status, created_at,
-                          archived_at, payload_bytes FROM tiering_index_load"""
+                          archived_at, payload_bytes, error_message FROM tiering_index_load"""
             )
         cur.execute(
             "UPDATE tiering_manifest SET state = 'committed', committed_at = now() "

@@ -65,7 +65,8 @@ _UNION = """
 SELECT a.id AS job_id, a.queue_name, btrim(a.status, '"') AS status, a.created_at, a.archived_at,
        'staging'::text AS tier, NULL::bigint AS object_id, NULL::text AS object_key, NULL::text AS storage_class,
        NULL::int AS row_group, NULL::int AS row_in_group,
-       COALESCE(a.original_payload_size, octet_length(a.payload)) AS payload_bytes
+       COALESCE(a.original_payload_size, octet_length(a.payload)) AS payload_bytes,
+       left(a.error_message, 500) AS error_message
   FROM hammerwork_jobs_archive a
  WHERE %(with_staging)s
   AND (%(queue)s::text IS NULL OR a.queue_name = %(queue)s)
@@ -76,7 +77,7 @@ SELECT a.id AS job_id, a.queue_name, btrim(a.status, '"') AS status, a.created_a
   AND (%(cb)s::timestamptz IS NULL OR a.created_at < %(cb)s)
 UNION ALL
 SELECT x.job_id, x.queue_name, x.status, x.created_at, x.archived_at,
-       'cold'::text, m.id, m.key, m.storage_class, x.row_group, x.row_in_group, x.payload_bytes
+       'cold'::text, m.id, m.key, m.storage_class, x.row_group, x.row_in_group, x.payload_bytes, x.error_message
   FROM tiering_job_index x JOIN tiering_manifest m ON m.id = x.object_id AND m.state = 'committed'
  WHERE %(with_cold)s
   AND x.restored_at IS NULL
@@ -102,6 +103,7 @@ LIST_COLUMNS = (
     "row_group",
     "row_in_group",
     "payload_bytes",
+    "error_message",
 )
 
 

@@ -100,6 +100,7 @@ class ArchivedJob:
     has_payload: bool = False
     record: dict[str, Any] | None = None  # every archive column (get_archived_job with_payload)
     warning: str | None = None
+    error_message: str | None = None  # the first 500 characters (job index); the full text is in the record
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> ArchivedJob:
@@ -116,6 +117,7 @@ class ArchivedJob:
             object_id=row.get("object_id"),
             row_group=row.get("row_group"),
             row_in_group=row.get("row_in_group"),
+            error_message=row.get("error_message"),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -129,6 +131,7 @@ class ArchivedJob:
             "payload_bytes": self.payload_bytes,
             "object_key": self.object_key,
             "storage_class": self.storage_class,
+            "error_message": self.error_message,
         }
         if self.tier == "cold":
             out["row_group"] = self.row_group
