@@ -213,6 +213,13 @@ def _shot(page: Any, name: str) -> None:
     page.screenshot(path=str(SHOTS / name), full_page=True)
 
 
+def _open(page: Any, dash: ApiServer, hash_: str) -> None:
+    """Load /archive#<hash_> signed in (the credential lives in this tab's sessionStorage, as after a login)."""
+    page.goto(dash.base + "/archive#" + hash_)
+    page.evaluate("t => sessionStorage.setItem('tiering.credential', 'Bearer ' + t)", TOKEN)
+    page.reload()
+
+
 def _audit_per_day(url: str) -> dict[tuple[str, str], int]:
     """(day, series) -> jobs, summed from the audit log the way an auditor would (dry runs excluded)."""
     out: dict[tuple[str, str], int] = {}
@@ -243,8 +250,7 @@ def test_per_day_chart_equals_the_audit_log_at_both_widths(dash: ApiServer, page
 
     for width, height, name in ((1400, 1000, "overview-1400x1000.png"), (420, 900, "overview-420x900.png")):
         page.set_viewport_size({"width": width, "height": height})
-        page.goto(dash.base + "/archive#overview")
-        page.reload()  # the credential stays in this tab's sessionStorage
+        _open(page, dash, "overview")
         page.locator("#chart-daily svg rect[data-series]").first.wait_for()
         shown = page.eval_on_selector_all(
             "#chart-daily rect[data-series]", "rs => rs.map(r => [r.dataset.day, r.dataset.series, +r.dataset.value])"
@@ -268,7 +274,7 @@ def test_per_day_chart_equals_the_audit_log_at_both_widths(dash: ApiServer, page
 
 
 def test_axis_labels_are_compact_for_large_counts(dash: ApiServer, page: Any) -> None:
-    page.goto(dash.base + "/archive#overview")
+    _open(page, dash, "overview")
     page.locator("#cards .stat").first.wait_for()
     labels = page.evaluate(
         """() => { lastTrends = [{day: '2026-01-01', archive: 200000, flush: 199000},
@@ -288,8 +294,7 @@ def test_url_state_round_trips(dash: ApiServer, page: Any) -> None:
     with dash.client() as api:
         archive_queue(api, "url-q")
     # a shared link opens the tab with its filters applied
-    page.goto(dash.base + "/archive#jobs?queue=url-q&status=Failed")
-    page.reload()
+    _open(page, dash, "jobs?queue=url-q&status=Failed")
     page.wait_for_function("document.querySelectorAll('#jobs-table tbody tr').length === 3")
     assert page.input_value("#jobs-filter select[name=queue]") == "url-q"
     assert page.input_value("#jobs-filter select[name=status]") == "Failed"
@@ -314,17 +319,14 @@ def test_url_state_round_trips(dash: ApiServer, page: Any) -> None:
     page.wait_for_function("document.querySelectorAll('#jobs-table tbody tr').length === 3")
     assert page.input_value("#jobs-filter select[name=status]") == "Failed"
     # #search opens the search tab on load; with key and value it runs the search
-    page.goto(dash.base + "/archive#search")
-    page.reload()
+    _open(page, dash, "search")
     page.locator("section[data-panel=search].active").wait_for()
     assert page.locator("#tabs button.active").inner_text() == "Search"
-    page.goto(dash.base + "/archive#search?key=n&value=1&queue=url-q")  # n=1: one Failed and one Completed job
-    page.reload()
+    _open(page, dash, "search?key=n&value=1&queue=url-q")  # n=1: one Failed and one Completed job
     page.wait_for_function("document.querySelectorAll('#search-table tbody tr').length === 2")
     assert page.input_value("#search-form input[name=key]") == "n"
     # the audit tab keeps its filter in the URL too
-    page.goto(dash.base + "/archive#audit?operation=flush")
-    page.reload()
+    _open(page, dash, "audit?operation=flush")
     page.locator("#audit-table tbody tr").first.wait_for()
     ops = page.eval_on_selector_all("#audit-table tbody tr td:nth-child(2)", "ts => ts.map(t => t.textContent)")
     assert set(ops) == {"flush"}
@@ -342,8 +344,7 @@ def test_csv_export_equals_the_api_list(dash: ApiServer, page: Any) -> None:
         archive_queue(api, "csv-q")
         listed = api.get("/api/archive/jobs", params={"queue": "csv-q", "limit": 1000}).json()["data"]["items"]
     assert len(listed) == 4 and any(i["error_message"] for i in listed)
-    page.goto(dash.base + "/archive#jobs?queue=csv-q&limit=25")
-    page.reload()
+    _open(page, dash, "jobs?queue=csv-q&limit=25")
     page.wait_for_function("document.querySelectorAll('#jobs-table tbody tr').length === 4")
     assert "boom" in page.inner_text("#jobs-table")  # the error column
     with page.expect_download() as info:
@@ -362,8 +363,7 @@ def test_multi_select_bulk_restore_with_preview(dash: ApiServer, page: Any) -> N
     with dash.client() as api:
         archive_queue(api, "multi-q")
     page.set_viewport_size({"width": 1400, "height": 1000})
-    page.goto(dash.base + "/archive#jobs?queue=multi-q")
-    page.reload()
+    _open(page, dash, "jobs?queue=multi-q")
     page.wait_for_function("document.querySelectorAll('#jobs-table tbody tr').length === 4")
     chosen = [str(ids[0]), str(ids[2])]
     for job in chosen:
@@ -397,8 +397,7 @@ def test_multi_select_bulk_restore_with_preview(dash: ApiServer, page: Any) -> N
 def test_run_now_asks_first_and_the_page_follows_the_operation(dash: ApiServer, page: Any) -> None:
     url = dash.env["TIERING_DATABASE_URL"]
     seed(url, "run-q", 3)
-    page.goto(dash.base + "/archive#overview")
-    page.reload()
+    _open(page, dash, "overview")
     page.locator("#cards .stat").first.wait_for()
     page.click("#run-now")
     page.locator("#confirm-dialog[open]").filter(has_text="Run archival now?").wait_for()

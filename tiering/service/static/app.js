@@ -446,18 +446,23 @@ $("#run-now").addEventListener("click", async () => {
     const res = await guarded(() => api("POST", "/api/archive/run", { body }), "run");
     if (res) {
       watchOperations();
-      const op = res.data, r = op.result || {};
+      let op = res.data;
       const box = $("#run-status");
       box.hidden = false;
-      if (op.state === "running") {
-        box.className = "notice";
+      box.className = "notice";
+      while (op.state === "running") {
         box.textContent = `run started (operation ${op.operation_id}); this page refreshes until it ends.`;
-      } else {
-        box.className = op.state === "succeeded" ? "notice good" : "notice err";
-        box.textContent = r.dry_run ? `${fmtInt(r.jobs_that_would_be_archived)} jobs would be archived.`
-          : `${fmtInt(r.jobs_archived)} archived, ${fmtInt((r.flush || {}).jobs_flushed || 0)} flushed.`;
-        loaders.overview();
+        await new Promise((r) => setTimeout(r, 1000));
+        const next = await guarded(() => api("GET", `/api/archive/operations/${op.operation_id}`), "run");
+        if (!next) return;
+        op = next.data;
       }
+      const r = op.result || {};
+      box.className = op.state === "succeeded" ? "notice good" : "notice err";
+      box.textContent = op.state !== "succeeded" ? `run ${op.state}: ${op.error || ""}`
+        : r.dry_run ? `${fmtInt(r.jobs_that_would_be_archived)} jobs would be archived.`
+          : `${fmtInt(r.jobs_archived)} archived, ${fmtInt((r.flush || {}).jobs_flushed || 0)} flushed.`;
+      loaders.overview();
     }
   } finally { btn.disabled = false; }
 });
@@ -491,7 +496,7 @@ async function watchOperations() {
         }));
         const finished = watch.running.length && !running.length;
         if (running.length || finished) refreshCurrent();
-        if (finished) { $("#run-status").hidden = true; loadQueues(); toast("Operation finished"); }
+        if (finished) { loadQueues(); toast("Operation finished"); }
         watch.running = running;
       }
     }
