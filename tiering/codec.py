@@ -7,10 +7,12 @@ Hammerwork or by any tiering version decode the same way. Pure: no I/O.
 from __future__ import annotations
 
 import gzip
+import json
 import threading
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from enum import StrEnum
+from typing import Any
 
 import zstandard
 
@@ -60,6 +62,73 @@ def decode(data: bytes) -> bytes:
     if codec is Codec.GZIP:
         return gzip.decompress(data)
     return data
+
+
+# Deeper payloads are refused: Python's JSON parser and the recursive walkers would hit the recursion limit
+# (Hammerwork's serde_json refuses to read anything deeper than 128 levels anyway).
+MAX_DEPTH = 512
+
+
+class UnreadablePayload(ValueError):
+    """A stored payload that cannot be decoded or parsed; `reason` says why (for reports, never the bytes)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def decode_checked(data: bytes) -> bytes:
+    """`decode`, with every codec failure (truncated gzip, bad zstd frame, ...) as UnreadablePayload."""
+    try:
+        return decode(data)
+    except Exception as exc:  # noqa: BLE001 - gzip/zlib/zstd raise EOFError, OSError, zlib.error, ZstdError
+        raise UnreadablePayload(f"cannot decompress the payload ({detect(data)}): {type(exc).__name__}") from exc
+
+
+def _reject_constant(name: str) -> Any:
+    raise UnreadablePayload(f"the payload is not JSON: it holds {name}")
+
+
+def depth(doc: Any) -> int:
+    """Nesting depth of a parsed JSON document, walked iteratively (no recursion)."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(doc, 1)]
+    while stack:
+        node, level = stack.pop()
+        if isinstance(node, dict):
+            deepest = max(deepest, level)
+            stack.extend((v, level + 1) for v in node.values() if isinstance(v, dict | list))
+        elif isinstance(node, list):
+            deepest = max(deepest, level)
+            stack.extend((v, level + 1) for v in node if isinstance(v, dict | list))
+    return deepest
+
+
+def load_json(data: bytes | str, *, parse_float: Callable[[str], Any] | None = None, stored: bool = False) -> Any:
+    """Parse a payload's JSON (its stored bytes when `stored`: decompressed first), or raise UnreadablePayload:
+    not UTF-8, not JSON, NaN/Infinity, or nested deeper than MAX_DEPTH. Every reader of payloads uses this, so
+    one bad row is reported as that row's problem and never stops a bulk operation."""
+    if stored:
+        data = decode_checked(bytes(data))  # type: ignore[arg-type]
+    if isinstance(data, bytes | bytearray | memoryview):
+        try:
+            text = bytes(data).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise UnreadablePayload(f"the payload is not UTF-8 (byte {exc.start})") from exc
+    else:
+        text = data
+    try:
+        doc = json.loads(text, parse_float=parse_float, parse_constant=_reject_constant)
+    except RecursionError as exc:
+        raise UnreadablePayload(f"the payload is nested deeper than {MAX_DEPTH} levels") from exc
+    except UnreadablePayload:
+        raise
+    except ValueError as exc:
+        raise UnreadablePayload(f"the payload is not JSON: {str(exc)[:120]}") from exc
+    # cheap bound first: fewer brackets than the limit cannot nest deeper than it
+    if text.count("[") + text.count("{") > MAX_DEPTH and depth(doc) > MAX_DEPTH:
+        raise UnreadablePayload(f"the payload is nested deeper than {MAX_DEPTH} levels")
+    return doc
 
 
 def encode(raw: bytes, codec: Codec, level: int, min_size: int = 0) -> tuple[bytes, bool]:

@@ -69,3 +69,11 @@ class VerificationError(TieringError):
 
     exit_code = 9
     http_status = 500
+
+
+class CorruptPayloadError(TieringError):
+    """One job's stored payload cannot be decoded or parsed (bad gzip or zstd, not UTF-8, nested too deep,
+    NaN): that job is reported, the rest of a bulk operation goes on."""
+
+    exit_code = 10
+    http_status = 422

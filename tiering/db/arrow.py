@@ -12,6 +12,7 @@ from typing import Any
 import adbc_driver_postgresql.dbapi as adbc  # type: ignore[import-untyped]
 import pyarrow as pa
 
+from tiering.db.locks import SHARE_MOVES_SQL
 from tiering.errors import DatabaseError
 from tiering.policy import StorageClassRule
 
@@ -42,6 +43,16 @@ def storage_class_case(rules: Sequence[StorageClassRule], default: str, first_pa
     if not whens:
         return f"${n}::text", params
     return f"CASE {' '.join(whens)} ELSE ${n}::text END", params
+
+
+def share_moves(conn: ArrowConnection) -> None:
+    """Hold the moves lock shared for this transaction (see tiering.db.locks): an erase waits for the round."""
+    cur = conn.cursor()
+    try:
+        cur.execute(SHARE_MOVES_SQL)
+        cur.fetchall()
+    finally:
+        cur.close()
 
 
 def plan_groups(conn: ArrowConnection, queue: str | None) -> list[tuple[str, str, int]]:

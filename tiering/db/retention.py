@@ -271,6 +271,41 @@ def delete_index_rows(conn: psycopg.Connection, job_ids: Sequence[str]) -> int:
     return conn.execute("DELETE FROM tiering_job_index WHERE job_id = ANY(%s::uuid[])", (list(job_ids),)).rowcount
 
 
+def delete_index_pairs(conn: psycopg.Connection, pairs: Sequence[tuple[int, str]]) -> int:
+    """Remove the index rows of these (object, job) pairs only: a job's rows for other objects stay."""
+    if not pairs:
+        return 0
+    return conn.execute(
+        """DELETE FROM tiering_job_index i USING unnest(%s::bigint[], %s::uuid[]) AS u(object_id, job_id)
+            WHERE i.object_id = u.object_id AND i.job_id = u.job_id""",
+        ([p[0] for p in pairs], [p[1] for p in pairs]),
+    ).rowcount
+
+
+def delete_index_rows_of_gone_objects(conn: psycopg.Connection, job_ids: Sequence[str]) -> int:
+    """Remove these jobs' index rows that point at objects already deleted from the bucket (history rows);
+    rows naming an object that still exists are never removed here."""
+    if not job_ids:
+        return 0
+    return conn.execute(
+        """DELETE FROM tiering_job_index i USING tiering_manifest m
+            WHERE i.object_id = m.id AND i.job_id = ANY(%s::uuid[])
+              AND m.state = 'purged' AND m.purged_at IS NOT NULL""",
+        (list(job_ids),),
+    ).rowcount
+
+
+def manifest_rows_in(conn: psycopg.Connection, bucket: str, states: Sequence[str]) -> list[ManifestRow]:
+    """Manifest rows of one bucket in these states (pending, committed, or replaced but not yet deleted)."""
+    rows = conn.execute(
+        f"""SELECT {MANIFEST_COLUMNS} FROM tiering_manifest
+             WHERE bucket = %s AND (state = ANY(%s) OR (state = 'purged' AND purged_at IS NULL))
+             ORDER BY id""",  # noqa: S608 - constant columns
+        (bucket, list(states)),
+    ).fetchall()
+    return [ManifestRow(*r) for r in rows]
+
+
 def hot_ids(conn: psycopg.Connection, job_ids: Sequence[str]) -> list[str]:
     rows = conn.execute("SELECT id::text FROM hammerwork_jobs WHERE id = ANY(%s::uuid[])", (list(job_ids),)).fetchall()
     return [r[0] for r in rows]

@@ -13,7 +13,7 @@ from typing import Any
 import psycopg
 
 from tiering import codec
-from tiering.db import staging
+from tiering.db import locks, staging
 from tiering.db.connection import connect
 from tiering.db.operations import audited
 from tiering.errors import ConfigError
@@ -123,6 +123,7 @@ def _worker(
         with connect(url) as conn:
             while not errors:
                 with conn.transaction():
+                    locks.share_moves(conn)
                     rows = staging.claim_batch(conn, pred, policy.batch_size)
                     if not rows:
                         return
@@ -187,6 +188,7 @@ def archive_jobs(
             with connect(url) as conn:
                 while True:
                     with conn.transaction():
+                        locks.share_moves(conn)
                         settled = staging.settle_hammerwork_hot_copies(conn, queue, policy.batch_size)
                     stats.hot_copies_settled += settled
                     if settled < policy.batch_size:

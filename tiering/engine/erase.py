@@ -25,11 +25,13 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from tiering import codec
+from tiering.db import locks
 from tiering.db import manifest as mdb
 from tiering.db import retention as rdb
 from tiering.db.connection import connect
 from tiering.db.manifest import ManifestRow
 from tiering.db.operations import audited
+from tiering.engine.flush import recover_abandoned
 from tiering.engine.purge import (
     LockedObject,
     bucket_of,
@@ -67,8 +69,8 @@ def split_key(key: str) -> list[str]:
 
 def parse_value(raw: str) -> Any:
     try:
-        return json.loads(raw)
-    except ValueError:
+        return codec.load_json(raw)
+    except codec.UnreadablePayload:
         return raw
 
 
@@ -152,6 +154,10 @@ class EraseResult:
     locked_objects: list[LockedObject] = field(default_factory=list)
     unreadable_objects: list[dict[str, str]] = field(default_factory=list)
     errors: list[dict[str, str]] = field(default_factory=list)
+    remaining: dict[str, list[str]] = field(default_factory=dict)  # job id -> where the final check still saw it
+    # payloads that could not be decoded or parsed: a match cannot be ruled out, so erase reports them by id
+    unreadable_payloads: dict[str, dict[str, str]] = field(default_factory=dict)
+    passes: int = 0
     jobs_by_queue: dict[str, int] = field(default_factory=dict)
     execution_time_s: float = 0.0
     operation_id: int | None = None
@@ -164,7 +170,9 @@ class EraseResult:
 
     @property
     def complete(self) -> bool:
-        return not (self.errors or self.locked_objects or self.unreadable_objects)
+        return not (
+            self.errors or self.locked_objects or self.unreadable_objects or self.remaining or self.unreadable_payloads
+        )
 
     def counts(self) -> dict[str, Any]:
         return {
@@ -184,6 +192,8 @@ class EraseResult:
             "locked_objects": len(self.locked_objects),
             "unreadable_objects": len(self.unreadable_objects),
             "errors": len(self.errors),
+            "remaining": len(self.remaining),
+            "unreadable_payloads": len(self.unreadable_payloads),
             "jobs_by_queue": dict(sorted(self.jobs_by_queue.items())),
             "complete": self.complete,
         }
@@ -197,6 +207,9 @@ class EraseResult:
             "locked_objects": [lo.to_dict() for lo in self.locked_objects],
             "unreadable_objects": self.unreadable_objects,
             "errors": self.errors,
+            "remaining_jobs": self.remaining,
+            "unreadable_payload_jobs": sorted(self.unreadable_payloads.values(), key=lambda u: u["job_id"]),
+            "passes": self.passes,
             "execution_time_s": round(self.execution_time_s, 3),
             "operation_id": self.operation_id,
         }
@@ -217,8 +230,21 @@ def _clean_ids(ids: Iterable[str]) -> list[str]:
     return sorted(set(out))
 
 
-def _scan_object(store: ObjectStore, row: ManifestRow, path: Sequence[str], value: Any, raw: str) -> list[str]:
-    """Ids of the rows of one object whose payload matches, reading only its id and payload columns."""
+def _unreadable(result: EraseResult | None, job_id: str, where: str, exc: codec.UnreadablePayload) -> None:
+    if result is not None:
+        result.unreadable_payloads[job_id] = {"job_id": job_id, "where": where, "reason": exc.reason}
+
+
+def _scan_object(
+    store: ObjectStore,
+    row: ManifestRow,
+    path: Sequence[str],
+    value: Any,
+    raw: str,
+    result: EraseResult | None = None,
+) -> list[str]:
+    """Ids of the rows of one object whose payload matches, reading only its id and payload columns; rows whose
+    payload cannot be parsed are reported in `result.unreadable_payloads`."""
     found: list[str] = []
     subs = needles(path, value, raw)
     with store.open_input(row.key, size=row.bytes, readahead=4 * 1024 * 1024) as fh:
@@ -236,8 +262,9 @@ def _scan_object(store: ObjectStore, row: ManifestRow, path: Sequence[str], valu
                 if text is None:
                     continue
                 try:
-                    doc = json.loads(text)
-                except ValueError:
+                    doc = codec.load_json(text)
+                except codec.UnreadablePayload as exc:
+                    _unreadable(result, str(job_id).lower(), f"cold:{row.key}", exc)
                     continue
                 if payload_matches(doc, path, value, raw):
                     found.append(str(job_id).lower())
@@ -299,20 +326,125 @@ def erase_jobs(
         try:
             rdb.lock_retention(lock)
             if not dry_run:
+                # no job changes tier from here to the final check (see tiering.db.locks)
+                locks.lock_moves(lock)
+                recover_abandoned(url, store)  # objects of dead flushers hold copies of staged jobs
                 n, calls, errors = retry_leftovers(url, store)
                 result.delete_calls += calls
                 result.errors.extend({**e, "stage": "delete_replaced"} for e in errors)
-            _run(url, store, settings, result, wanted, path, typed, raw)
+            for _ in range(MAX_PASSES):
+                result.passes += 1
+                clean = _run(url, store, settings, result, wanted, path, typed, raw)
+                if dry_run:
+                    break
+                result.remaining = _remaining(url, store, result, clean, wanted, path, typed, raw)
+                if not result.remaining:
+                    break  # else: something moved in that tiering does not order (Hammerwork's own archiver)
+            if not dry_run:
+                gone = [j for j in result.locations if j not in result.remaining]
+                with connect(url) as conn:
+                    result.index_rows_removed += rdb.delete_index_rows_of_gone_objects(conn, gone)
+                    conn.commit()
+                result._erased = len([j for j in gone if j not in _blocked(result)])
         finally:
             try:
                 rdb.unlock_retention(lock)
             finally:
-                lock.close()
+                lock.close()  # ends the session: releases the moves lock too
         result.execution_time_s = time.perf_counter() - started
         op.counts = result.counts()
         if not result.complete:
             op.outcome = "partial"
     return result
+
+
+MAX_PASSES = 3
+
+
+def _blocked(result: EraseResult) -> set[str]:
+    """Jobs whose object could not be rewritten or deleted (locked, or an error): reported, not erased."""
+    keys = {lo.key for lo in result.locked_objects} | {e.get("key", "") for e in result.errors}
+    return {j for j, places in result.locations.items() if any(p.startswith("cold:") and p[5:] in keys for p in places)}
+
+
+def _remaining(
+    url: str,
+    store: ObjectStore,
+    result: EraseResult,
+    clean: set[int],
+    wanted: list[str],
+    path: list[str],
+    typed: Any,
+    raw: str,
+) -> dict[str, list[str]]:
+    """The final check, read from the tiers themselves: every place a job to erase still is.
+
+    Hot and staging are queried again. Cold: by id, the job index is the proof (a flush writes an index row
+    for every row it commits, and erase removes index rows only with their object); by payload, every object
+    that the scan under this erase's lock did not already find free of matches is read again (the rewritten
+    copies, objects that held matches, and any pending or replaced object still in the bucket).
+    """
+    out: dict[str, list[str]] = {}
+    bucket = bucket_of(store)
+    with connect(url) as conn:
+        rows = rdb.manifest_rows_in(conn, bucket, ("committed", "pending"))
+        if result.mode == "ids":
+            hot, staged = rdb.hot_ids(conn, wanted), rdb.staging_ids(conn, wanted)
+            by_id = {r.id: r for r in rows}
+            cold = [(h.job_id, by_id[h.object_id].key) for h in rdb.index_hits(conn, wanted) if h.object_id in by_id]
+        else:
+            hot, staged = _find_hot_staged(conn, path, typed, raw, result)
+            cold = []
+        conn.rollback()
+    for j in hot:
+        out.setdefault(j, []).append("hot")
+    for j in staged:
+        out.setdefault(j, []).append("staging")
+    for j, key in cold:
+        out.setdefault(j, []).append(f"cold:{key}")
+    todo = [r for r in rows if r.id not in clean and (result.mode == "match" or r.state == "pending")]
+    infos = head_all(store, [r.key for r in todo])
+    want = set(wanted)
+    for r in todo:
+        info = infos.get(r.key)
+        if info is None or info.archived:
+            continue  # gone; or in GLACIER, already reported in unreadable_objects by the scan
+        if result.mode == "match":
+            found = _scan_object(store, r, path, typed, raw)
+        else:
+            found = [j for j in _object_ids(store, r) if j in want]
+        for j in found:
+            out.setdefault(j, []).append(f"cold:{r.key}")
+    return out
+
+
+def _object_ids(store: ObjectStore, row: ManifestRow) -> list[str]:
+    with store.open_input(row.key, size=row.bytes) as fh:
+        return [str(j).lower() for j in pq.read_table(fh, columns=["id"])["id"].to_pylist()]
+
+
+def _find_hot_staged(
+    conn: Any, path: list[str], typed: Any, raw: str, result: EraseResult
+) -> tuple[list[str], list[str]]:
+    """Hot and staged jobs whose payload matches."""
+    hot, staged = [], []
+    for job_id, text in rdb.hot_payload_candidates(conn, needles(path, typed, raw)):
+        try:
+            doc = codec.load_json(text)
+        except codec.UnreadablePayload as exc:
+            _unreadable(result, job_id, "hot", exc)
+            continue
+        if payload_matches(doc, path, typed, raw):
+            hot.append(job_id)
+    for job_id, stored in rdb.staging_payloads(conn):
+        try:
+            doc = codec.load_json(stored, stored=True)
+        except codec.UnreadablePayload as exc:
+            _unreadable(result, job_id, "staging", exc)
+            continue
+        if payload_matches(doc, path, typed, raw):
+            staged.append(job_id)
+    return hot, staged
 
 
 def _count_cold_by_queue(result: EraseResult, plans: list[_ObjectPlan], done: set[str] | None) -> None:
@@ -336,7 +468,9 @@ def _run(
     path: list[str],
     typed: Any,
     raw: str,
-) -> None:
+) -> set[int]:
+    """One pass: find the jobs in every tier and erase them; returns the ids of objects read and found clean."""
+    clean: set[int] = set()
     by_object: dict[int, set[str]] = {}
     with connect(url) as conn:
         if result.mode == "ids":
@@ -347,19 +481,7 @@ def _run(
                 by_object.setdefault(h.object_id, set()).add(h.job_id)
             rows = {r.id: r for r in mdb.manifest_rows(conn, states=("committed", "purged")) if r.id in by_object}
         else:
-            hot = [
-                job_id
-                for job_id, text in rdb.hot_payload_candidates(conn, needles(path, typed, raw))
-                if payload_matches(json.loads(text), path, typed, raw)
-            ]
-            staged = []
-            for job_id, stored in rdb.staging_payloads(conn):
-                try:
-                    doc = json.loads(codec.decode(stored))
-                except ValueError:
-                    continue
-                if payload_matches(doc, path, typed, raw):
-                    staged.append(job_id)
+            hot, staged = _find_hot_staged(conn, path, typed, raw, result)
             rows = {}
             for r in mdb.manifest_rows(conn, states=("committed",)) + rdb.leftover_objects(conn, bucket_of(store)):
                 if r.bucket == bucket_of(store):
@@ -377,8 +499,11 @@ def _run(
                 )
                 continue
             result.objects_scanned += 1
-            for job_id in _scan_object(store, r, path, typed, raw):
+            matched = _scan_object(store, r, path, typed, raw, result)
+            for job_id in matched:
                 by_object.setdefault(r.id, set()).add(job_id)
+            if not matched:
+                clean.add(r.id)
     for j in hot:
         _where(result, j, "hot")
     for j in staged:
@@ -407,9 +532,8 @@ def _run(
         result.cold_erased = len({j for p in plans for j in p.erase_live})
         result.objects_deleted = sum(1 for p in plans if p.whole and p.row.state == "committed")
         result.objects_rewritten = sum(1 for p in plans if not p.whole and p.row.state == "committed")
-        return
+        return clean
     # hot and staging: one transaction
-    everything = sorted(set(result.locations))
     with connect(url) as conn:
         result.hot_erased = rdb.delete_hot(conn, hot)
         result.staging_erased = rdb.delete_staged(conn, staged)
@@ -429,9 +553,10 @@ def _run(
             deletes.append(p)
             continue
         erase_ids = p.erase_ids
+        pairs = [(p.row.id, j) for j in erase_ids]
 
-        def in_swap(conn: Any, _ids: list[str] = erase_ids) -> None:
-            rdb.delete_index_rows(conn, _ids)
+        def in_swap(conn: Any, _pairs: list[tuple[int, str]] = pairs) -> None:
+            rdb.delete_index_pairs(conn, _pairs)
 
         outcome = rewrite_object(
             url, store, settings, p.row, p.erase_live, p.erase_stale + p.other_stale, in_swap=in_swap
@@ -446,7 +571,7 @@ def _run(
         result.cold_erased += len(p.erase_live)
         result.rewritten.append({"old_key": p.row.key, "new_key": outcome.new_key, "jobs_removed": len(erase_ids)})
     def drop_index_rows(conn: Any, done: list[_ObjectPlan]) -> None:
-        result.index_rows_removed += rdb.delete_index_rows(conn, [j for p in done for j in p.erase_ids])
+        result.index_rows_removed += rdb.delete_index_pairs(conn, [(p.row.id, j) for p in done for j in p.erase_ids])
 
     for gone, done in delete_whole_objects(url, store, deletes, lambda p: p.row, drop_index_rows):
         result.delete_calls += gone.calls
@@ -456,13 +581,5 @@ def _run(
             result.cold_erased += len(p.erase_live)
             result.deleted_keys.append(p.row.key)
             cold_done.update(p.erase_ids)
-    # index rows left for jobs erased elsewhere (history rows of restored jobs, objects already replaced)
-    blocked = {j for lo in result.locked_objects for p in plans if p.row.key == lo.key for j in p.erase_ids}
-    failed_keys = {e["key"] for e in result.errors}
-    blocked |= {j for p in plans if p.row.key in failed_keys and p.row.state == "committed" for j in p.erase_ids}
-    rest = [j for j in everything if j not in blocked]
-    with connect(url) as conn:
-        result.index_rows_removed += rdb.delete_index_rows(conn, rest)
-        conn.commit()
-    result._erased = len([j for j in everything if j not in blocked])
     _count_cold_by_queue(result, plans, cold_done)
+    return clean

@@ -345,6 +345,7 @@ def _flush_round(
     claimed = 0
     quarantined: list[tuple[str, str, str]] = []
     try:
+        arrowdb.share_moves(conn)  # first in the round's transaction: an erase waits for the commit
         mdb.lock_flush(meta, flush_id)
         locked = True
         seq = 0

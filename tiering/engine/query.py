@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import uuid
@@ -33,7 +32,7 @@ from tiering import schema as S
 from tiering.db import manifest as mdb
 from tiering.db import query as qdb
 from tiering.db.connection import connect
-from tiering.errors import InvalidInputError, NotFoundError, StoreError
+from tiering.errors import CorruptPayloadError, InvalidInputError, NotFoundError, StoreError
 from tiering.inputs import (
     check_limit,
     check_offset,
@@ -296,8 +295,7 @@ def attach_payloads(
         payloads = {str(r[0]): r[1] for r in rows}
         for item in items:
             if item.tier == "staging" and item.job_id in payloads:
-                item.payload = json.loads(codec.decode(bytes(payloads[item.job_id])))
-                item.has_payload = True
+                _set_payload(item, bytes(payloads[item.job_id]), stored=True)
     if cold:
         manifests = dict(manifests or {})
         missing = [i.object_id for i in cold if i.object_id is not None and i.object_id not in manifests]
@@ -327,9 +325,17 @@ def attach_payloads(
                 for item in groups[object_id]:
                     row = got.get(item.job_id)
                     if row is not None:
-                        item.payload = json.loads(row["payload"])
-                        item.has_payload = True
+                        _set_payload(item, row["payload"])
     return warnings
+
+
+def _set_payload(item: ArchivedJob, data: Any, *, stored: bool = False) -> None:
+    """Attach a parsed payload; an unreadable one becomes the item's warning (listing pages go on)."""
+    try:
+        item.payload = codec.load_json(data, stored=stored)
+        item.has_payload = True
+    except codec.UnreadablePayload as exc:
+        item.warning = f"payload unreadable: {exc.reason}"
 
 
 def read_cold_rows(
@@ -387,8 +393,11 @@ def get_archived_job(
             payload_bytes=row["original_payload_size"] or len(row["payload"]),
         )
         if with_payload:
-            raw = codec.decode(bytes(row["payload"]))
-            job.payload = json.loads(raw)
+            try:
+                raw = codec.decode_checked(bytes(row["payload"]))
+                job.payload = codec.load_json(raw)
+            except codec.UnreadablePayload as exc:
+                raise _corrupt(jid, "staging", exc) from exc
             job.has_payload = True
             record = dict(row)
             record["payload"] = raw.decode("utf-8")
@@ -420,10 +429,20 @@ def get_archived_job(
                 f"job {jid} is not at row {loc['row_in_group']} of row group {loc['row_group']} of "
                 f"{loc['object_key']}: the object does not match the job index (run `tiering archive verify`)"
             )
-        job.payload = json.loads(cold_row["payload"])
+        try:
+            job.payload = codec.load_json(cold_row["payload"])
+        except codec.UnreadablePayload as exc:
+            raise _corrupt(jid, loc["object_key"], exc) from exc
         job.has_payload = True
         job.record = cold_row
     return job
+
+
+def _corrupt(jid: uuid.UUID, where: str, exc: codec.UnreadablePayload) -> CorruptPayloadError:
+    return CorruptPayloadError(
+        f"job {jid} ({where}): {exc.reason}; its other fields are readable without the payload, "
+        f"and `tiering archive erase --id {jid}` removes it"
+    )
 
 
 # --- search ---------------------------------------------------------------------------------------------
@@ -531,38 +550,45 @@ def _parse_float(text: str) -> Decimal:
 
 def path_matches(doc: Any, path: Sequence[str], matcher: ValueMatcher) -> bool:
     """Does `doc` hold `matcher`'s value at `path`? Lists fan out (any element), numeric segments index lists;
-    a top-level key that itself holds dots (`"a.b": 1`) matches too."""
-    if not path:
-        if isinstance(doc, list):
-            return any(path_matches(v, path, matcher) for v in doc) or matcher.matches(doc)
-        return matcher.matches(doc)
-    if isinstance(doc, dict):
-        head = path[0]
-        if head in doc and path_matches(doc[head], path[1:], matcher):
-            return True
-        if len(path) > 1:
-            joined = ".".join(path)
-            if joined in doc and matcher.matches(doc[joined]):
+    a top-level key that itself holds dots (`"a.b": 1`) matches too. Walked with an explicit stack, so no
+    payload is too deep for it."""
+    stack: list[tuple[Any, int]] = [(doc, 0)]
+    while stack:
+        node, i = stack.pop()
+        if i == len(path):
+            if matcher.matches(node):
                 return True
-        return False
-    if isinstance(doc, list):
-        head = path[0]
-        if head.isdigit() and int(head) < len(doc) and path_matches(doc[int(head)], path[1:], matcher):
-            return True
-        return any(path_matches(v, path, matcher) for v in doc if isinstance(v, dict | list))
+            if isinstance(node, list):
+                stack.extend((v, i) for v in node)
+            continue
+        head = path[i]
+        if isinstance(node, dict):
+            if head in node:
+                stack.append((node[head], i + 1))
+            if len(path) - i > 1:
+                joined = ".".join(path[i:])
+                if joined in node and matcher.matches(node[joined]):
+                    return True
+        elif isinstance(node, list):
+            if head.isdigit() and int(head) < len(node):
+                stack.append((node[int(head)], i + 1))
+            stack.extend((v, i) for v in node if isinstance(v, dict | list))
     return False
 
 
 def _loads(text: str | bytes) -> Any:
     # JSON numbers become Decimal so 0.1 typed matches 0.1 stored exactly; ints stay ints
-    return json.loads(text, parse_float=_parse_float)
+    return codec.load_json(text, parse_float=_parse_float)
+
+
+UNREADABLE = object()  # _payload_match's answer for a payload that cannot be parsed (counted, never a match)
 
 
 def _payload_match(text: str | bytes, path: Sequence[str], matcher: ValueMatcher) -> Any | None:
     try:
         doc = _loads(text)
-    except (ValueError, UnicodeDecodeError):
-        return None
+    except codec.UnreadablePayload:
+        return UNREADABLE
     return doc if path_matches(doc, path, matcher) else None
 
 
@@ -579,6 +605,7 @@ class SearchResult:
     rows_prefiltered: int = 0
     bytes_read: int = 0
     truncated: bool = False
+    unreadable_payloads: int = 0  # candidate rows whose payload could not be decoded or parsed (skipped)
 
     def __iter__(self):  # type: ignore[no-untyped-def]
         return iter(self.items)
@@ -600,6 +627,7 @@ class SearchResult:
                 "rows_scanned": self.rows_scanned,
                 "rows_after_prefilter": self.rows_prefiltered,
                 "object_bytes": self.bytes_read,
+                "unreadable_payloads": self.unreadable_payloads,
             },
             "objects_skipped": self.objects_skipped,
         }
@@ -629,14 +657,15 @@ def _candidate_rows(payload: pa.Array, matcher: ValueMatcher, pattern: str | Non
 
 def _scan_row_group(
     store: ObjectStore, m: mdb.ManifestRow, rg: int, path: Sequence[str], matcher: ValueMatcher
-) -> tuple[list[tuple[int, int, Any]], int, int]:
-    """(matches (row group, row in group, payload), rows scanned, rows after prefilter) of one row group.
+) -> tuple[list[tuple[int, int, Any]], int, int, int]:
+    """(matches (row group, row in group, payload), rows scanned, rows after prefilter, unreadable payloads) of
+    one row group.
 
     Only the payload column is read, in small batches; a prefilter in Arrow's C++ leaves few rows for the exact
     JSON check, and matched rows are mapped to jobs through the job index afterwards. Row groups are scanned
     in parallel (each opens the object on its own: readers are not shared between threads)."""
     found: list[tuple[int, int, Any]] = []
-    scanned = kept = offset = 0
+    scanned = kept = offset = bad = 0
     pattern = matcher.key_pattern(path)
     with store.open_input(m.key, size=m.bytes) as fh:
         pf = pq.ParquetFile(fh, pre_buffer=True)
@@ -648,10 +677,12 @@ def _scan_row_group(
             if len(rows):
                 for row, text in zip(rows.to_pylist(), payload.take(rows).to_pylist(), strict=True):
                     doc = _payload_match(text, path, matcher)
-                    if doc is not None:
+                    if doc is UNREADABLE:
+                        bad += 1
+                    elif doc is not None:
                         found.append((rg, offset + row, doc))
             offset += len(payload)
-    return found, scanned, kept
+    return found, scanned, kept, bad
 
 
 def search_archived_jobs(
@@ -691,13 +722,16 @@ def search_archived_jobs(
             ):
                 result.staging_rows_checked += 1
                 try:
-                    raw = codec.decode(bytes(payload))
-                except Exception:  # noqa: BLE001 - a corrupt staged payload is not a match
+                    raw = codec.decode_checked(bytes(payload))
+                except codec.UnreadablePayload:
+                    result.unreadable_payloads += 1
                     continue
                 if matcher.needles and not any(n.encode("utf-8") in raw for n in matcher.needles):
                     continue
                 doc = _payload_match(raw, path, matcher)
-                if doc is not None:
+                if doc is UNREADABLE:
+                    result.unreadable_payloads += 1
+                elif doc is not None:
                     items.append(
                         ArchivedJob(
                             str(jid), qname, st, created, archived, "staging", size, payload=doc, has_payload=True
@@ -717,7 +751,8 @@ def search_archived_jobs(
         result.bytes_read = sum(m.bytes for m in readable)
         with ThreadPoolExecutor(max(1, min(threads, len(tasks)))) as pool:
             scans = pool.map(lambda task: _scan_row_group(store, task[0], task[1], path, matcher), tasks)
-            for (m, _), (found, scanned, kept) in zip(tasks, scans, strict=True):
+            for (m, _), (found, scanned, kept, bad) in zip(tasks, scans, strict=True):
+                result.unreadable_payloads += bad
                 result.rows_scanned += scanned
                 result.rows_prefiltered += kept
                 cold.extend(((m.id, rg, row), doc) for rg, row, doc in found)

@@ -27,6 +27,7 @@ import pyarrow as pa
 
 from tiering import codec
 from tiering import schema as S
+from tiering.db import locks
 from tiering.db import query as qdb
 from tiering.db.connection import connect
 from tiering.db.operations import audited
@@ -38,9 +39,16 @@ from tiering.engine.query import (
     read_cold_rows,
     search_archived_jobs,
 )
-from tiering.errors import ConflictError, InvalidInputError, NotFoundError, PendingError, StoreError
+from tiering.errors import (
+    ConflictError,
+    CorruptPayloadError,
+    InvalidInputError,
+    NotFoundError,
+    PendingError,
+    StoreError,
+)
 from tiering.settings import Settings
-from tiering.store.base import ARCHIVE_STORAGE_CLASSES, ObjectArchivedError, ObjectStore
+from tiering.store.base import ARCHIVE_STORAGE_CLASSES, ObjectArchivedError, ObjectNotFoundError, ObjectStore
 
 ProgressFn = Callable[[int], None]
 DEFAULT_BATCH = 1000
@@ -164,14 +172,27 @@ def hot_values(record: dict[str, Any], payload_text: str) -> dict[str, Any]:
     }
 
 
+def _payload_text(job_id: Any, data: bytes | str, *, stored: bool) -> str:
+    """The payload's JSON text, checked to parse (a job with a corrupt payload is refused, not half-restored)."""
+    try:
+        raw = codec.decode_checked(data) if stored and isinstance(data, bytes) else data
+        codec.load_json(raw)
+    except codec.UnreadablePayload as exc:
+        raise CorruptPayloadError(
+            f"job {job_id}: {exc.reason}; it cannot be restored (`tiering archive erase --id {job_id}` removes it)"
+        ) from exc
+    return raw.decode("utf-8") if isinstance(raw, bytes) else raw
+
+
 def _staged_to_hot(row: dict[str, Any]) -> dict[str, Any]:
-    return hot_values(row, codec.decode(bytes(row["payload"])).decode("utf-8"))
+    return hot_values(row, _payload_text(row["id"], bytes(row["payload"]), stored=True))
 
 
 def _cold_to_hot(row: dict[str, Any]) -> dict[str, Any]:
     """An archive (Parquet) row, as pyarrow's to_pylist gives it, -> hot values."""
+    text = _payload_text(row["id"], row["payload"], stored=False)
     record = S.archive_rows_to_dicts(pa.Table.from_pylist([row], schema=S.ARCHIVE_SCHEMA))[0]
-    return hot_values(record, row["payload"])
+    return hot_values(record, text)
 
 
 # --- results ----------------------------------------------------------------------------------------
@@ -288,6 +309,7 @@ def _restore_one(url: str, store: ObjectStore, settings: Settings, jid: uuid.UUI
         conn.rollback()
     if staged:
         with connect(url) as conn, conn.transaction():
+            locks.share_moves(conn)
             _conflict_if_hot(conn, jid)
             rows = qdb.staged_rows(conn, [jid], lock=True)
             if not rows:
@@ -312,6 +334,10 @@ def _restore_one(url: str, store: ObjectStore, settings: Settings, jid: uuid.UUI
         raise RestoreInProgressError(
             [str(jid)], loc["object_key"], loc["storage_class"], settings.glacier_restore_tier, False
         ) from exc
+    except ObjectNotFoundError as exc:  # a purge or an erase replaced the object since the first look
+        raise ConflictError(
+            f"job {jid}: its object {loc['object_key']} was replaced meanwhile (purge or erase); retry"
+        ) from exc
     cold_row = rows_by_id.get(str(jid))
     if cold_row is None:
         raise StoreError(
@@ -320,6 +346,7 @@ def _restore_one(url: str, store: ObjectStore, settings: Settings, jid: uuid.UUI
         )
     values = _cold_to_hot(cold_row)
     with connect(url) as conn, conn.transaction():
+        locks.share_moves(conn)
         _conflict_if_hot(conn, jid)
         live = qdb.lock_live_index(conn, [(loc["object_id"], str(jid))])
         if str(jid) not in live:
@@ -470,6 +497,7 @@ def _bulk_staging(
             batch = jobs[start : start + batch_size]
             ids = [uuid.UUID(j.job_id) for j in batch]
             with conn.transaction():
+                locks.share_moves(conn)
                 rows = {str(r["id"]): r for r in qdb.staged_rows(conn, ids, lock=True)}
                 hot = qdb.hot_ids(conn, ids)
                 todo: list[dict[str, Any]] = []
@@ -480,7 +508,11 @@ def _bulk_staging(
                     elif job.job_id not in rows:
                         result.skipped.append({"job_id": job.job_id, "reason": "left staging meanwhile"})
                     else:
-                        todo.append(_staged_to_hot(rows[job.job_id]))
+                        try:
+                            todo.append(_staged_to_hot(rows[job.job_id]))
+                        except CorruptPayloadError as exc:
+                            result.skipped.append({"job_id": job.job_id, "reason": str(exc)})
+                            continue
                         done.append(job)
                 qdb.insert_hot(conn, todo)
                 qdb.delete_staged(conn, [v["id"] for v in todo])
@@ -522,11 +554,18 @@ def _bulk_cold(
             if progress:
                 progress(len(group))
             continue
+        except ObjectNotFoundError:  # a purge or an erase replaced the object since the jobs were selected
+            reason = f"its object {m.key} was replaced meanwhile (purge or erase); retry"
+            result.skipped.extend({"job_id": j.job_id, "reason": reason} for j in group)
+            if progress:
+                progress(len(group))
+            continue
         result.object_reads += 1
         with connect(url) as conn:
             for start in range(0, len(group), batch_size):
                 batch = group[start : start + batch_size]
                 with conn.transaction():
+                    locks.share_moves(conn)
                     live = qdb.lock_live_index(conn, [(object_id, j.job_id) for j in batch])
                     hot = qdb.hot_ids(conn, [uuid.UUID(j.job_id) for j in batch])
                     todo: list[dict[str, Any]] = []
@@ -542,7 +581,11 @@ def _bulk_cold(
                                 {"job_id": job.job_id, "reason": f"not found in {m.key} at its indexed row"}
                             )
                         else:
-                            todo.append(_cold_to_hot(row))
+                            try:
+                                todo.append(_cold_to_hot(row))
+                            except CorruptPayloadError as exc:
+                                result.skipped.append({"job_id": job.job_id, "reason": str(exc)})
+                                continue
                             done.append(job)
                     qdb.insert_hot(conn, todo)
                     qdb.mark_restored(conn, [(object_id, j.job_id) for j in done])
