@@ -6,7 +6,7 @@ import threading
 from functools import cached_property
 from typing import TYPE_CHECKING
 
-from tiering.db.connection import connect, resolve_database_url
+from tiering.db.connection import connect, resolve_database_url, with_timeouts
 from tiering.db.migrations import migrate
 from tiering.db.policies import get_policy_document
 from tiering.policy import ArchivalConfig, ArchivalPolicy, load_policy_file, policy_from_dict
@@ -26,7 +26,7 @@ class Context:
     @cached_property
     def database_url(self) -> str:
         with self._lock:
-            url = resolve_database_url(self.settings)
+            url = with_timeouts(resolve_database_url(self.settings), self.settings)
             with connect(url) as conn:
                 migrate(conn)
             return url

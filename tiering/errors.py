@@ -59,6 +59,10 @@ class StoreError(TieringError):
         self.retryable = retryable
 
 
+class DeadlineExceededError(StoreError):
+    """A store call got no answer within its deadline (settings store_deadline, TIERING_STORE_DEADLINE)."""
+
+
 class DatabaseError(TieringError):
     exit_code = 8
     http_status = 503

@@ -51,6 +51,17 @@ class Settings:
     pending_grace_seconds: int = 3600
     prices_per_gb_month: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_PRICES_PER_GB_MONTH))
     schedules: dict[str, str] = field(default_factory=dict)
+    # Deadlines (seconds). A store call makes at most store_max_attempts attempts, each bounded by the
+    # connect and read timeouts, and starts none after store_deadline: an endpoint that accepts TCP and
+    # never answers fails within store_deadline + store_connect_timeout + store_read_timeout (50 s by default).
+    store_connect_timeout: float = 5.0
+    store_read_timeout: float = 15.0
+    store_deadline: float = 30.0
+    store_max_attempts: int = 4
+    # The database: connecting gives up after db_connect_timeout (libpq's connect_timeout); dead peers are
+    # found by TCP keepalives; db_statement_timeout (0 = none) bounds each statement on the server.
+    db_connect_timeout: int = 10
+    db_statement_timeout: float = 0.0
     pushgateway_url: str | None = None  # cron runs push their metrics here (tiering.metrics)
     metrics_port: int | None = None  # `serve`: /metrics also on this port, without credentials
     metrics_open: bool = False  # `serve`: /metrics on the main port without credentials
@@ -92,6 +103,12 @@ _ENV_NAMES: dict[str, str] = {
     "glacier_restore_tier": "TIERING_GLACIER_RESTORE_TIER",
     "glacier_restore_days": "TIERING_GLACIER_RESTORE_DAYS",
     "pending_grace_seconds": "TIERING_PENDING_GRACE_SECONDS",
+    "store_connect_timeout": "TIERING_STORE_CONNECT_TIMEOUT",
+    "store_read_timeout": "TIERING_STORE_READ_TIMEOUT",
+    "store_deadline": "TIERING_STORE_DEADLINE",
+    "store_max_attempts": "TIERING_STORE_MAX_ATTEMPTS",
+    "db_connect_timeout": "TIERING_DB_CONNECT_TIMEOUT",
+    "db_statement_timeout": "TIERING_DB_STATEMENT_TIMEOUT",
     "pushgateway_url": "TIERING_PUSHGATEWAY_URL",
     "metrics_port": "TIERING_METRICS_PORT",
     "metrics_open": "TIERING_METRICS_OPEN",
@@ -108,6 +125,11 @@ def _coerce(name: str, raw: Any) -> Any:
             if value <= 0:
                 raise ValueError("must be positive")
             return value
+        if kind == "float":  # a duration in seconds; 0 only where it means "none" (db_statement_timeout)
+            number = float(raw)
+            if not number >= 0 or number == float("inf") or (number == 0 and name != "db_statement_timeout"):
+                raise ValueError("must be a positive number of seconds")
+            return number
         if kind == "bool":
             if isinstance(raw, bool):
                 return raw

@@ -10,8 +10,10 @@ import sys
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
 
 from tiering.errors import ConfigError, DatabaseError
 from tiering.settings import Settings
@@ -115,6 +117,34 @@ def resolve_database_url(settings: Settings, notify: Callable[[str], None] = _sa
         return _start_embedded(settings.home, notify)
     except Exception as exc:  # noqa: BLE001 - translated at the boundary
         raise DatabaseError(f"could not start the embedded PostgreSQL under {settings.home}: {exc}") from exc
+
+
+def with_timeouts(url: str, settings: Settings) -> str:
+    """The database URL with tiering's client deadlines added (unless the URL sets them itself), so every
+    connection made from it (psycopg, the pool, ADBC's libpq) has them: connect_timeout bounds connecting
+    to a server that accepts TCP and never answers (psycopg's default is 130 s); TCP keepalives find a dead
+    peer in about a minute; statement_timeout (when configured) bounds each statement on the server."""
+    wanted: dict[str, str] = {
+        "connect_timeout": str(max(2, int(settings.db_connect_timeout))),  # libpq's minimum is 2 s
+        "keepalives": "1",
+        "keepalives_idle": "30",
+        "keepalives_interval": "10",
+        "keepalives_count": "3",
+    }
+    if settings.db_statement_timeout > 0:
+        wanted["options"] = f"-c statement_timeout={int(settings.db_statement_timeout * 1000)}"
+    try:
+        present = conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        return url  # not a connection string: connect() reports it
+    extra = {k: v for k, v in wanted.items() if k not in present}
+    if not extra:
+        return url
+    if url.startswith(("postgresql://", "postgres://")):
+        parts = urlsplit(url)
+        query = "&".join(p for p in (parts.query, urlencode(extra, quote_via=quote)) if p)
+        return urlunsplit(parts._replace(query=query))
+    return " ".join([url, *(f"{k}='{v}'" for k, v in extra.items())])
 
 
 def connect(url: str, *, autocommit: bool = False, application_name: str = "tiering") -> psycopg.Connection:

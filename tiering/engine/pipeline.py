@@ -37,6 +37,11 @@ def run_archival(
     if dry_run:
         policy = replace(policy, dry_run=True)
     url = ctx.database_url
+    if not policy.dry_run and (flush or purge):
+        # Before any job moves: a store that cannot take the objects stops the run here, with nothing moved.
+        if phase:
+            phase("preflight")
+        ctx.store.preflight()
     if phase:
         phase("archive")
     stats = archive_jobs(

@@ -132,16 +132,18 @@ def _file_url(url: str) -> StoreURL:
 def _open_s3(url: StoreURL, settings: Settings, **options: Any) -> ObjectStore:
     from tiering.store.s3 import S3Store
 
-    return S3Store(
-        url.bucket,
-        url.prefix,
-        endpoint_url=settings.s3_endpoint_url,
-        region=settings.s3_region,
-        sse=settings.sse,
-        sse_kms_key_id=settings.sse_kms_key_id,
-        sse_bucket_key=settings.sse_bucket_key,
-        **options,
-    )
+    params: dict[str, Any] = {
+        "endpoint_url": settings.s3_endpoint_url,
+        "region": settings.s3_region,
+        "sse": settings.sse,
+        "sse_kms_key_id": settings.sse_kms_key_id,
+        "sse_bucket_key": settings.sse_bucket_key,
+        "connect_timeout": settings.store_connect_timeout,
+        "read_timeout": settings.store_read_timeout,
+        "deadline": settings.store_deadline,
+        "max_attempts": settings.store_max_attempts,
+    }
+    return S3Store(url.bucket, url.prefix, **(params | options))
 
 
 def _open_local(url: StoreURL, settings: Settings, **options: Any) -> ObjectStore:

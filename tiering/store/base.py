@@ -23,6 +23,7 @@ import binascii
 import builtins
 import hashlib
 import io
+import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -371,6 +372,26 @@ class ObjectStore(abc.ABC):
     def check_access(self) -> None:
         """Raise a clear StoreError if the bucket is missing, credentials are bad or the endpoint
         is unreachable; return quietly otherwise."""
+
+    def preflight(self) -> None:
+        """What a run checks before it moves any job: the store is reachable, the bucket exists, and we may
+        write and delete (a small probe object, named `_tiering-preflight-*` so that Hive-style readers
+        such as Athena skip it even if it could not be deleted). Raises StoreError saying which failed."""
+        self.check_access()
+        key = self.key(f"_tiering-preflight-{uuid.uuid4().hex}.probe")
+        try:
+            self.put_bytes(key, b"tiering store preflight\n", create_only=False)
+        except StoreError as exc:
+            raise StoreError(
+                f"store preflight: cannot write a probe object to {self.describe()}: {exc}", retryable=exc.retryable
+            ) from exc
+        result = self.delete_many([key])
+        if result.errors:
+            err = result.errors[0]
+            raise StoreError(
+                f"store preflight: cannot delete the probe object {key!r} from {self.describe()} "
+                f"({err.code}: {err.message}); tiering needs to delete objects (purge, erase, repair)"
+            )
 
 
 class RangeReader(io.RawIOBase):

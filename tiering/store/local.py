@@ -351,6 +351,11 @@ class LocalStore(ObjectStore):
         if not os.access(self.root, os.W_OK | os.X_OK):
             raise StoreError(f"{self.describe()} is not writable by this user: fix its permissions")
 
+    def preflight(self) -> None:
+        # The root is created on the first write anyway; a fresh home has none yet.
+        self.ensure_bucket()
+        super().preflight()
+
     def clear(self) -> None:
         """Remove everything (tests only)."""
         shutil.rmtree(self.root, ignore_errors=True)

@@ -3,6 +3,9 @@
 * Custom endpoints (AWS_ENDPOINT_URL) get path-style addressing and `when_required` checksums
   (boto3 >= 1.36 sends CRC checksums by default, which some S3-compatible servers reject).
 * Retries: botocore "standard" mode (5xx, throttling, connection errors) with jittered backoff.
+* Deadlines: each attempt is bounded by the connect and read timeouts, and no attempt starts once the
+  call's deadline has passed, so an endpoint that accepts TCP and never answers fails within
+  deadline + connect_timeout + read_timeout (settings TIERING_STORE_*), not after minutes of retries.
 * Create-only uploads send `If-None-Match: *` (also on CompleteMultipartUpload); a 412 becomes
   ObjectExistsError.
 * Every botocore error is translated into a StoreError that says what failed, where, and how to
@@ -17,6 +20,7 @@ import logging
 import os
 import re
 import threading
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -29,7 +33,7 @@ import botocore.exceptions as bce
 from botocore.config import Config
 from s3transfer.manager import TransferConfig, TransferManager
 
-from tiering.errors import InvalidInputError, StoreError
+from tiering.errors import DeadlineExceededError, InvalidInputError, StoreError
 from tiering.store.base import (
     ALL_STORAGE_CLASSES,
     ARCHIVE_STORAGE_CLASSES,
@@ -148,9 +152,10 @@ class S3Store(ObjectStore):
         sse: str | None = None,
         sse_kms_key_id: str | None = None,
         sse_bucket_key: bool = False,
-        max_attempts: int = 6,
+        max_attempts: int = 4,
         connect_timeout: float = 5.0,
-        read_timeout: float = 60.0,
+        read_timeout: float = 15.0,
+        deadline: float = 30.0,
         multipart_threshold: int = 64 * 1024 * 1024,
         multipart_chunksize: int = 16 * 1024 * 1024,
         conditional_put: bool = True,
@@ -175,6 +180,8 @@ class S3Store(ObjectStore):
         self._list_restore_status = self.endpoint_url is None if list_restore_status is None else list_restore_status
         self._lifecycle_supported: bool | None = None if self.endpoint_url else True
         self._count_lock = threading.Lock()
+        self.deadline = deadline
+        self._started = threading.local()  # when the current API call of this thread began
         self._create_only_keys: set[str] = set()
         self.request_count = 0
 
@@ -198,10 +205,25 @@ class S3Store(ObjectStore):
             response_checksum_validation="when_required" if custom else "when_supported",
         )
         self.client: Any = session.client("s3", endpoint_url=self.endpoint_url, config=config)
+        self.client.meta.events.register("before-call.s3", self._start_call)
+        self.client.meta.events.register("before-send.s3", self._check_deadline)
         self.client.meta.events.register("before-send.s3", self._count_request)
         self.client.meta.events.register("before-parameter-build.s3.CompleteMultipartUpload", self._add_if_none_match)
 
     # --- hooks ---------------------------------------------------------------------------------
+    def _start_call(self, **_: Any) -> None:
+        self._started.at = time.monotonic()
+
+    def _check_deadline(self, **_: Any) -> None:
+        """Before each attempt (the first and every retry): none starts once the deadline has passed."""
+        started = getattr(self._started, "at", None)
+        if started is not None and time.monotonic() - started > self.deadline:
+            raise DeadlineExceededError(
+                f"no answer from {self.where} within the {self.deadline:g} s deadline (TIERING_STORE_DEADLINE); "
+                "retries stopped. Check that the endpoint is up and reachable (AWS_ENDPOINT_URL)",
+                retryable=True,
+            )
+
     def _count_request(self, **_: Any) -> None:
         with self._count_lock:
             self.request_count += 1
@@ -264,6 +286,8 @@ class S3Store(ObjectStore):
         """Turn a botocore exception into a StoreError that says what, where and how to fix."""
         what = f"{action} {key!r}" if key is not None else action
         where = self.describe()
+        if isinstance(exc, DeadlineExceededError):
+            return DeadlineExceededError(f"{what} failed: {exc}", retryable=True)
         if isinstance(exc, StoreError):
             return exc
         if isinstance(exc, bce.ClientError):
@@ -506,7 +530,10 @@ class S3Store(ObjectStore):
                 return b""
             params["Range"] = f"bytes={start}-{end - 1}"
         last: Exception | None = None
+        started = time.monotonic()
         for _attempt in range(3):  # botocore retries the request; this retries a broken body stream
+            if _attempt and time.monotonic() - started > self.deadline:
+                break
             try:
                 resp = self.client.get_object(**params)
                 return bytes(resp["Body"].read())
