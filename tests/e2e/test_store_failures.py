@@ -9,7 +9,9 @@ is the subprocess timeout, far above the configured deadlines.
 
 from __future__ import annotations
 
+import http.server
 import os
+import re
 import socket
 import subprocess
 import threading
@@ -118,22 +120,81 @@ def test_run_with_a_missing_bucket_exits_7_with_nothing_moved(db_url: str, moto_
     assert before[0] == 20 and before[1] == 0
 
 
-def test_run_when_the_store_refuses_writes_exits_7_with_nothing_moved(db_url: str, tmp_path: Path) -> None:
-    if os.geteuid() == 0:
-        pytest.skip("root writes into read-only folders")
-    root = tmp_path / "objects"
-    root.mkdir()
-    root.chmod(0o500)  # readable, not writable: reachable and present, but no probe object can be written
+class _RefusingS3(http.server.BaseHTTPRequestHandler):
+    """An S3 endpoint where the bucket exists and lists, but PUT (mode "write") or DeleteObjects (mode
+    "delete") is denied, as an IAM policy without s3:PutObject or s3:DeleteObject would answer."""
+
+    server: _RefusingServer
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def _send(self, status: int, body: bytes = b"", **headers: str) -> None:
+        self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name.replace("_", "-"), value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _denied(self) -> None:
+        self._send(403, b"<Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>",
+                   Content_Type="application/xml")  # fmt: skip
+
+    def do_HEAD(self) -> None:  # noqa: N802 - HeadBucket
+        self._send(200)
+
+    def do_GET(self) -> None:  # noqa: N802 - ListObjectsV2
+        body = (b'<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Name>bucket</Name>'
+                b"<KeyCount>0</KeyCount><MaxKeys>1</MaxKeys><IsTruncated>false</IsTruncated></ListBucketResult>")
+        self._send(200, body, Content_Type="application/xml")
+
+    def do_PUT(self) -> None:  # noqa: N802 - PutObject
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.server.calls.append("PUT")
+        if self.server.mode == "write":
+            self._denied()
+        else:
+            self._send(200, ETag='"0123"')
+
+    def do_POST(self) -> None:  # noqa: N802 - DeleteObjects
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode()
+        self.server.calls.append("DELETE")
+        errors = "".join(f"<Error><Key>{k}</Key><Code>AccessDenied</Code><Message>Access Denied</Message></Error>"
+                         for k in re.findall(r"<Key>(.*?)</Key>", body))  # fmt: skip
+        self._send(200, f"<DeleteResult>{errors}</DeleteResult>".encode(), Content_Type="application/xml")
+
+
+class _RefusingServer(http.server.ThreadingHTTPServer):
+    mode = "write"
+    calls: list[str]
+
+
+@pytest.mark.parametrize("mode,what", [("write", "cannot write a probe object"),
+                                       ("delete", "cannot delete the probe object")])  # fmt: skip
+def test_run_when_the_store_refuses_writes_or_deletes_exits_7_with_nothing_moved(
+    db_url: str, tmp_path: Path, mode: str, what: str
+) -> None:
+    server = _RefusingServer(("127.0.0.1", 0), _RefusingS3)
+    server.mode, server.calls = mode, []
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
     try:
         _hot_jobs(db_url)
         before = _counts(db_url)
-        env = _base_env(tmp_path) | {"TIERING_DATABASE_URL": db_url, "TIERING_STORE_URL": root.as_uri()}
+        env = _base_env(tmp_path) | {
+            "TIERING_DATABASE_URL": db_url,
+            "TIERING_STORE_URL": "s3://bucket/archive",
+            "AWS_ENDPOINT_URL": f"http://127.0.0.1:{server.server_address[1]}",
+        }
         out, _ = tiering(env, "archive", "run")
         assert out.returncode == 7, out.stderr
-        assert "preflight" in out.stderr
+        assert "store preflight" in out.stderr and what in out.stderr and "AccessDenied" in out.stderr
         assert _counts(db_url) == before
+        assert server.calls == (["PUT"] if mode == "write" else ["PUT", "DELETE"])
     finally:
-        root.chmod(0o700)
+        server.shutdown()
+        server.server_close()
 
 
 @pytest.mark.parametrize(

@@ -20,7 +20,8 @@ import pytest
 import tests.integration.test_store_contract as contract
 from tests.fixtures_s3 import StoreTarget
 from tests.helpers import count, insert_job
-from tiering.engine.analyst import object_locations
+from tiering.context import Context
+from tiering.engine.analyst import object_locations, open_duckdb
 from tiering.engine.archive import archive_jobs
 from tiering.engine.flush import flush_staged
 from tiering.engine.purge import purge_archived_jobs
@@ -237,6 +238,9 @@ def test_registered_backend_works_through_the_engine(
     assert buckets == {store.location.bucket}  # the manifest records the backend's own identity
     assert sorted(object_locations(db_url, store)) == sorted(f"{backend}://{store.location.bucket}/{k}" for k in keys)
     assert verify_archive(db_url, store, settings, deep=True).ok
+    if backend == "memory":  # DuckDB cannot read memory:// itself: the store's fsspec filesystem is registered
+        con = open_duckdb(db_url, store, settings)
+        assert con.execute("SELECT count(*), count(DISTINCT queue_name) FROM archived_jobs").fetchone() == (12, 2)
 
     restored = restore_archived_job(db_url, store, settings, ids[3])
     assert restored.source == "cold" and restored.object_requests > 0
@@ -247,3 +251,25 @@ def test_registered_backend_works_through_the_engine(
     assert purged.jobs_purged == 11
     assert list(store.list(store.prefix + "/")) == []
     assert verify_archive(db_url, store, settings).ok
+
+
+def test_local_rows_recorded_without_a_bucket_are_adopted(db_url: str, s3_settings_factory: Any) -> None:
+    """Local stores used to record bucket ''; opening the store names their root in those rows, so verify,
+    purge and analysts see them again."""
+    target = s3_settings_factory("local")
+    settings = target.settings.with_overrides(database_url=db_url)
+    with psycopg.connect(db_url) as conn:
+        for i in range(4):
+            insert_job(conn, queue="q", age=5 * DAY, payload={"i": i})
+        conn.commit()
+    archive_jobs(db_url, None, POLICY, ArchivalConfig())
+    flush_staged(db_url, target.store, settings, POLICY, ArchivalConfig())
+    with psycopg.connect(db_url) as conn:
+        conn.execute("UPDATE tiering_manifest SET bucket = ''")  # what an older tiering wrote
+    assert object_locations(db_url, target.store) == []  # unseen while unnamed
+    store = Context(settings).store
+    assert store.location.bucket == str(target.store.location.bucket) != ""
+    with psycopg.connect(db_url) as conn:
+        assert {r[0] for r in conn.execute("SELECT DISTINCT bucket FROM tiering_manifest")} == {store.location.bucket}
+    assert len(object_locations(db_url, store)) == 1
+    assert verify_archive(db_url, store, settings, deep=True).ok
