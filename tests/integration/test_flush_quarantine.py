@@ -48,3 +48,32 @@ def test_corrupt_payloads_are_quarantined_and_the_rest_is_flushed(db_url: str, t
     again = flush_staged(db_url, store, settings, ArchivalPolicy(), ArchivalConfig())
     assert again.jobs_flushed == 0 and again.quarantined == []  # skipped, not retried forever
     assert verify_archive(db_url, store, settings, deep=True).ok
+
+
+def test_a_row_the_database_refuses_is_quarantined_and_its_group_goes_on(db_url: str, tmp_path: Path) -> None:
+    """Any staged row whose commit a constraint refuses (here an operator's CHECK on the job index; in the wild a
+    duplicate or a NULL) is quarantined and reported; the rest of its (queue, day) group is flushed."""
+    with psycopg.connect(db_url) as conn:
+        good = [insert_job(conn, queue="q", payload={"n": i}) for i in range(30)]
+        refused = [insert_job(conn, queue="q", payload={"n": 100 + i, "big": "z" * 6000}) for i in range(2)]
+        conn.execute("ALTER TABLE tiering_job_index ADD CONSTRAINT test_small_payloads CHECK (payload_bytes < 5000)")
+        conn.commit()
+    archive_jobs(db_url, None, ArchivalPolicy(), ArchivalConfig())
+    settings = Settings(home=tmp_path, store_url=(tmp_path / "objects").as_uri())
+    store = open_store(settings)
+
+    stats = flush_staged(db_url, store, settings, ArchivalPolicy(), ArchivalConfig())
+
+    assert stats.jobs_flushed == len(good)
+    assert {q["job_id"] for q in stats.quarantined} == {str(j) for j in refused}
+    assert all("cannot be committed" in q["reason"] and q["queue"] == "q" for q in stats.quarantined)
+    with psycopg.connect(db_url) as conn:
+        staged = {r[0] for r in conn.execute("SELECT id FROM hammerwork_jobs_archive")}
+        quarantined = {r[0] for r in conn.execute("SELECT job_id FROM tiering_quarantine")}
+        indexed = {r[0] for r in conn.execute("SELECT job_id FROM tiering_job_index")}
+        manifest = conn.execute("SELECT state, count(*) FROM tiering_manifest GROUP BY 1").fetchall()
+    assert staged == quarantined == set(refused)
+    assert indexed == set(good)
+    assert manifest == [("committed", 1)]  # the refused round's object and pending row are gone
+    assert {o.key for o in store.list(store.prefix)} == set(stats.keys)  # no object of the refused round left
+    assert verify_archive(db_url, store, settings, deep=True).ok

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import adbc_driver_manager  # type: ignore[import-untyped]
 import adbc_driver_postgresql.dbapi as adbc  # type: ignore[import-untyped]
 import pyarrow as pa
 
@@ -100,18 +101,68 @@ def stream_claimed_group(
     return cur, cur.fetch_record_batch()
 
 
+class CommitConflict(DatabaseError):
+    """Some claimed rows cannot be committed (a constraint refuses their index rows): `bad` maps each such job
+    id to (queue, reason). Nothing was committed; the caller quarantines them and flushes the rest again."""
+
+    def __init__(self, message: str, bad: dict[str, tuple[str, str]]) -> None:
+        super().__init__(message)
+        self.bad = bad
+
+
+_INSERT_INDEX = """INSERT INTO tiering_job_index (job_id, object_id, row_group, row_in_group, queue_name, status,
+                                                  created_at, archived_at, payload_bytes, error_message)
+                   SELECT job_id::uuid, object_id, row_group, row_in_group, queue_name, status, created_at,
+                          archived_at, payload_bytes, error_message FROM tiering_index_load"""
+
+
+def _uncommittable(conn: ArrowConnection, index_rows: pa.Table) -> dict[str, tuple[str, str]]:
+    """The index rows the database refuses, found by bisection: each probe inserts a slice in its own
+    transaction and rolls it back (a few statements per bad row, whatever the round's size; nothing is kept).
+    Returns job id -> (queue, error)."""
+    numbered = index_rows.append_column("tiering_n", pa.array(range(index_rows.num_rows), pa.int64()))
+    ids = index_rows.column("job_id").to_pylist()
+    queues = index_rows.column("queue_name").to_pylist()
+    bad: dict[str, tuple[str, str]] = {}
+    cur = conn.cursor()
+    try:
+        cur.adbc_ingest("tiering_index_load", numbered, mode="create", temporary=True)
+        conn.commit()  # the temporary table outlives the probes' rollbacks (it lives until the session ends)
+        todo = [(0, index_rows.num_rows)]
+        while todo:
+            lo, hi = todo.pop()
+            try:
+                cur.execute(_INSERT_INDEX + " WHERE tiering_n >= $1 AND tiering_n < $2", parameters=(lo, hi))
+            except adbc_driver_manager.IntegrityError as exc:
+                if hi - lo == 1:
+                    bad[str(ids[lo])] = (str(queues[lo]), f"cannot be committed: {str(exc).splitlines()[0][:200]}")
+                else:
+                    mid = (lo + hi) // 2
+                    todo.extend([(mid, hi), (lo, mid)])
+            finally:
+                conn.rollback()
+        cur.execute("DROP TABLE IF EXISTS tiering_index_load")
+        conn.commit()
+    finally:
+        cur.close()
+    return bad
+
+
 def commit_claimed(conn: ArrowConnection, manifest_ids: list[int], index_rows: pa.Table, expected_rows: int) -> None:
-    """ONE transaction: manifest rows committed, index rows written, the claimed (locked) staged rows deleted."""
+    """ONE transaction: manifest rows committed, index rows written, the claimed (locked) staged rows deleted.
+    Rows that a constraint refuses raise CommitConflict naming them (after a rollback)."""
     cur = conn.cursor()
     try:
         if index_rows.num_rows:
             cur.adbc_ingest("tiering_index_load", index_rows, mode="create", temporary=True)
-            cur.execute(
-                """INSERT INTO tiering_job_index (job_id, object_id, row_group, row_in_group, queue_name, status,
-                                                  created_at, archived_at, payload_bytes, error_message)
-                   SELECT job_id::uuid, object_id, row_group, row_in_group, queue_name, status, created_at,
-                          archived_at, payload_bytes, error_message FROM tiering_index_load"""
-            )
+            try:
+                cur.execute(_INSERT_INDEX)
+            except adbc_driver_manager.IntegrityError as exc:
+                conn.rollback()
+                bad = _uncommittable(conn, index_rows)
+                if not bad:
+                    raise DatabaseError(f"flush commit refused: {exc}; rolled back") from exc
+                raise CommitConflict(f"{len(bad)} staged rows cannot be committed", bad) from exc
         cur.execute(
             "UPDATE tiering_manifest SET state = 'committed', committed_at = now() "
             "WHERE id = ANY($1::bigint[]) AND state = 'pending'",

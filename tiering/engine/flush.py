@@ -343,6 +343,7 @@ def _flush_round(
         mark = now
 
     claimed = 0
+    retry = False
     quarantined: list[tuple[str, str, str]] = []
     try:
         arrowdb.share_moves(conn)  # first in the round's transaction: an erase waits for the commit
@@ -411,10 +412,19 @@ def _flush_round(
         index = _index_rows(parts)
         if index.num_rows != claimed:
             raise VerificationError(f"flush wrote {index.num_rows} jobs but claimed {claimed}; nothing committed")
-        arrowdb.commit_claimed(conn, [p.manifest_id for p in parts], index, claimed)
-        _record_quarantine(meta, job, quarantined)
-        lap("commit")
-        job.hook("committed")
+        try:
+            arrowdb.commit_claimed(conn, [p.manifest_id for p in parts], index, claimed)
+        except arrowdb.CommitConflict as exc:
+            # quarantine the refused rows, drop this round's objects; the round runs again without them
+            _discard_parts(meta, store, parts)
+            parts = []
+            quarantined.extend((j, q, reason) for j, (q, reason) in exc.bad.items())
+            _record_quarantine(meta, job, quarantined)
+            retry = True
+        else:
+            _record_quarantine(meta, job, quarantined)
+            lap("commit")
+            job.hook("committed")
     except BaseException:
         try:
             conn.rollback()
@@ -430,6 +440,8 @@ def _flush_round(
             mdb.unlock_flush(meta, flush_id)
         for child in workdir.iterdir():
             shutil.rmtree(child, ignore_errors=True)
+    if retry:
+        return _flush_round(url, job, groups, claim_rows, meta, workdir)
     with job.lock:
         stats = job.stats
         stats.rounds += 1
@@ -448,6 +460,20 @@ def _flush_round(
         if job.progress:
             job.progress(claimed)
     return claimed
+
+
+def _discard_parts(meta: Any, store: ObjectStore, parts: list[_Part]) -> None:
+    """Delete a round's uploaded objects and their pending rows (its flush lock is still held: nobody else may)."""
+    for part in parts:
+        if part.upload is not None:
+            part.upload.result()  # finished already (the commit came after every upload)
+    if parts:
+        result = store.delete_many([p.key for p in parts])
+        if result.errors:
+            err = result.errors[0]
+            raise StoreError(f"cannot remove {err.key} of a refused flush round: {err.code}: {err.message}")
+    for part in parts:
+        mdb.delete_pending(meta, part.manifest_id)
 
 
 def _record_quarantine(meta: Any, job: _FlushJob, rows: list[tuple[str, str, str]]) -> None:
