@@ -176,7 +176,7 @@ def athena_ddl(
 
     queue_projection: 'enum' (the manifest's slugs), 'injected' (queries must name `queue`), or 'auto'
     (enum when the manifest knows slugs, else injected)."""
-    if not store.external_access(os.environ).athena:
+    if not store.external_access({}).athena:
         raise InvalidInputError("athena-ddl needs an S3 store (TIERING_STORE_URL=s3://bucket/prefix); Athena reads S3")
     for ident in (table, database):
         if ident is not None and not ident.replace("_", "a").isalnum():

@@ -5,13 +5,14 @@ A bucket here is the first path component fsspec sees (`memory://bucket/prefix`,
 `az://container/prefix`). fsspec has no portable user metadata, so, as in the local store, each object's
 checksum and metadata live in a sidecar JSON under `<bucket>/.tiering-meta/` (a dot folder: Hive, Athena,
 Spark and DuckDB globs skip it). What fsspec cannot do is declared in `capabilities`: no storage classes,
-no lifecycle rules, no GLACIER restore; create-only puts are atomic only where fsspec's `mode="create"`
-is (memory, gcs), elsewhere a check-then-write.
+no lifecycle rules, no GLACIER restore; create-only puts are atomic on the memory filesystem (process-local:
+a lock makes check-and-write one step), elsewhere a check-then-write (capabilities.conditional_put False).
 """
 
 from __future__ import annotations
 
 import builtins
+import contextlib
 import hashlib
 import json
 import logging
@@ -54,7 +55,8 @@ FSSPEC_SCHEMES: dict[str, str | None] = {
     "abfs": "adlfs",
     "abfss": "adlfs",
 }
-_ATOMIC_CREATE = {"memory", "gs", "gcs"}
+_ATOMIC_CREATE = {"memory"}  # check-and-write under _CREATE_LOCK is atomic only for a process-local filesystem
+_CREATE_LOCK = threading.RLock()
 _DUCKDB_SECRET = {"gs": "gcs", "gcs": "gcs", "az": "azure", "abfs": "azure", "abfss": "azure"}
 _CHUNK = 1024 * 1024
 
@@ -175,6 +177,10 @@ class FsspecStore(ObjectStore):
         self._count()
         self.fs.pipe_file(self._meta_path(key), json.dumps(doc).encode())
 
+    def _create_guard(self, create_only: bool) -> contextlib.AbstractContextManager[Any]:
+        """Makes exists-check + write one step where that is possible (a process-local filesystem)."""
+        return _CREATE_LOCK if create_only and self.scheme in _ATOMIC_CREATE else contextlib.nullcontext()
+
     def _exists_refused(self, key: str) -> ObjectExistsError:
         return ObjectExistsError(key, f"object {key!r} already exists in {self.describe()}")
 
@@ -198,10 +204,11 @@ class FsspecStore(ObjectStore):
                 retryable=True,
             )
         try:
-            if create_only and self.scheme not in _ATOMIC_CREATE and self.fs.exists(path):
-                raise self._exists_refused(key)
-            self._count()
-            self.fs.pipe_file(path, bytes(data), mode="create" if create_only else "overwrite")
+            with self._create_guard(create_only):
+                if create_only and self.fs.exists(path):
+                    raise self._exists_refused(key)
+                self._count()
+                self.fs.pipe_file(path, bytes(data))
             self._write_meta(key, actual, metadata)
         except FileExistsError as exc:
             raise self._exists_refused(key) from exc
@@ -230,14 +237,14 @@ class FsspecStore(ObjectStore):
             )
         size = 0
         try:
-            if create_only and self.fs.exists(target):
-                raise self._exists_refused(key)
-            self._count()
-            # Streamed in chunks (bounded memory); "xb" refuses an existing key where fsspec can.
-            with open(path, "rb") as src, self.fs.open(target, "xb" if create_only else "wb") as dst:
-                while block := src.read(_CHUNK):
-                    dst.write(block)
-                    size += len(block)
+            with self._create_guard(create_only):
+                if create_only and self.fs.exists(target):
+                    raise self._exists_refused(key)
+                self._count()
+                with open(path, "rb") as src, self.fs.open(target, "wb") as dst:  # streamed: bounded memory
+                    while block := src.read(_CHUNK):
+                        dst.write(block)
+                        size += len(block)
             self._write_meta(key, digest, metadata)
         except FileExistsError as exc:
             raise self._exists_refused(key) from exc
