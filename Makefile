@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run demo test lint bench clean image
+.PHONY: install run demo test lint bench clean image schema-docs
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -42,3 +42,9 @@ bench: install
 
 clean:
 	rm -rf .tiering bench/out .pytest_cache .mypy_cache .ruff_cache
+
+# Regenerate the docs derived from the column registry (tiering/schema.py COLUMNS).
+schema-docs: install
+	$(BIN)/python -c 'from pathlib import Path; import tiering.schema as S; \
+	  Path("schemas/archive.arrow.json").write_text(S.render_schema_json(), encoding="utf-8"); \
+	  p = Path("schemas/archive-schema.md"); p.write_text(S.render_schema_doc(p.read_text(encoding="utf-8")), encoding="utf-8")'

@@ -1,4 +1,5 @@
-"""Payload codecs of the archive table: zstd (tiering's default), gzip (Hammerwork's), raw JSON.
+"""Payload codecs of the archive table: raw JSON (tiering's default), gzip (Hammerwork's), zstd (read only:
+earlier tiering builds wrote it; Hammerwork cannot read it, so nothing writes it into staging any more).
 
 Codecs are recognised by magic bytes, never by the payload_compressed flag alone, so rows written by
 Hammerwork or by any tiering version decode the same way. Pure: no I/O.

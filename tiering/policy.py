@@ -30,7 +30,10 @@ STORAGE_CLASSES: tuple[str, ...] = (
     "REDUCED_REDUNDANCY",
 )
 REASONS: tuple[str, ...] = ("Automatic", "Manual", "Compliance", "Maintenance")
-PAYLOAD_CODECS: tuple[str, ...] = ("zstd", "gzip")
+# How staged payloads are stored: "none" copies them as they are (the fastest move), "gzip" is Hammerwork's own
+# codec. Staging stays readable by Hammerwork's restore either way; "zstd" (the default of earlier tiering builds) is
+# accepted and means "none" here: zstd is applied inside Parquet, never in hammerwork_jobs_archive.
+PAYLOAD_CODECS: tuple[str, ...] = ("none", "gzip", "zstd")
 
 _UNIT_SECONDS = {
     "s": 1, "sec": 1, "secs": 1, "second": 1, "seconds": 1,
@@ -193,7 +196,7 @@ class ArchivalPolicy:
 @dataclass(frozen=True)
 class ArchivalConfig:
     compression_level: int = 3
-    payload_codec: str = "zstd"
+    payload_codec: str = "none"
     verify_compression: bool = True
     min_payload_size_for_compression: int = 64
 
@@ -203,7 +206,7 @@ class ArchivalConfig:
 
 
 def _check_level(level: int, codec: str) -> None:
-    top = 22 if codec == "zstd" else 9
+    top = 9 if codec == "gzip" else 22  # gzip's levels; otherwise the level is Parquet's zstd level
     if not 0 <= level <= top:
         raise ConfigError(f"compression_level: must be within 0..{top} for {codec} (got {level})")
 

@@ -1,12 +1,19 @@
-"""The archive's Arrow schema, and conversions between staging rows and archive rows.
+"""The column registry of an archived job, the archive's Arrow schema, and conversions between staging rows
+and archive rows.
 
-One Parquet column per column of `hammerwork_jobs_archive` (same names, same order), so a restore
-loses nothing. Types are chosen for analysts: UUIDs as canonical text, the payload as decoded JSON
-text, JSONB as JSON text, timestamps as microseconds UTC.
+One `Column` per column of `hammerwork_jobs_archive` (same names, same order) says everything tiering needs
+to know about it: its Arrow type (Parquet, DuckDB, Athena), the SQL that fills it from a hot row when a job
+is archived, the SQL that reads it back out of staging for a flush, what a restore does with it (keep,
+reset, map) and its category (for the generated docs). The staging move, the flush's select, the hot
+insert of a restore, the Parquet schema and schemas/archive-schema.md are all derived from COLUMNS: adding
+a plain Hammerwork column is one line here plus Hammerwork's own DDL.
 
-Pure: no I/O. `to_archive_batch` takes what the ADBC PostgreSQL driver returns for
-`SELECT <STAGING_SELECT_COLUMNS> FROM hammerwork_jobs_archive` (uuid as `arrow.uuid`, jsonb as
-`arrow.json`, bytea as binary, ...) and is idempotent on batches already in the archive schema.
+Types are chosen for analysts: UUIDs as canonical text, the payload as decoded JSON text, JSONB as JSON
+text, timestamps as microseconds UTC.
+
+Pure: no I/O. `to_archive_batch` takes what the ADBC PostgreSQL driver returns for the flush's select
+(uuid as `arrow.uuid`, jsonb as `arrow.json`, bytea as binary, ...) and is idempotent on batches already in
+the archive schema.
 """
 
 from __future__ import annotations
@@ -17,10 +24,14 @@ import os
 import uuid
 import zlib
 from array import array
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
+from dataclasses import field as dc_field
 from datetime import UTC, datetime
-from typing import Any, NamedTuple, TypeVar
+from enum import StrEnum
+from typing import Any, TypeVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -38,121 +49,418 @@ META_PART_NAME = "tiering.part_name"
 
 TS = pa.timestamp("us", tz="UTC")
 
+# --- Hammerwork's value mappings (one place each) -----------------------------------------------------
 
-class Column(NamedTuple):
+# (word in the archive table, hot integer, priority_weight): Hammerwork's JobPriority, Display and weight().
+PRIORITIES: tuple[tuple[str, int, int], ...] = (
+    ("background", 0, 1),
+    ("low", 1, 2),
+    ("normal", 2, 5),
+    ("high", 3, 10),
+    ("critical", 4, 20),
+)
+DEFAULT_PRIORITY = 2
+# Hammerwork's ResultStorage: the hot table's lowercase word <-> serde's variant name in result_config.
+RESULT_STORAGE: tuple[tuple[str, str], ...] = (("database", "Database"), ("memory", "Memory"), ("none", "None"))
+DEPENDENCY_STATUSES: tuple[str, ...] = ("none", "waiting", "satisfied", "failed")
+
+
+def bare_status_sql(expr: str) -> str:
+    """SQL of a status without the literal quotes Hammerwork < 1.7.4 (and v1.7.4's archiver) stored."""
+    return f"btrim({expr}, '\"')"
+
+
+def priority_word_sql(expr: str) -> str:
+    whens = " ".join(f"WHEN {n} THEN '{w}'" for w, n, _ in PRIORITIES if n != DEFAULT_PRIORITY)
+    return f"CASE {expr} {whens} ELSE 'normal' END"
+
+
+def priority_weight_sql(expr: str) -> str:
+    whens = " ".join(f"WHEN {n} THEN {wt}" for _, n, wt in PRIORITIES if n != DEFAULT_PRIORITY)
+    return f"CASE {expr} {whens} ELSE 5 END"
+
+
+def result_config_sql(storage: str, ttl: str, max_size: str) -> str:
+    """Hammerwork's `serde_json::to_value(&ResultConfig)` built from the hot row's three result columns:
+    {"storage": "Database"|"Memory"|"None", "ttl": {"secs": n, "nanos": 0} | null, "max_size_bytes": n | null}."""
+    whens = " ".join(f"WHEN '{word}' THEN '{variant}'" for word, variant in RESULT_STORAGE)
+    return (
+        f"jsonb_build_object('storage', CASE lower({storage}) {whens} ELSE 'None' END, "
+        f"'ttl', CASE WHEN {ttl} IS NULL THEN NULL ELSE jsonb_build_object('secs', {ttl}, 'nanos', 0) END, "
+        f"'max_size_bytes', {max_size})"
+    )
+
+
+def priority_from_archive(word: Any, weight: Any) -> int:
+    """The hot priority of an archived job: its word (any case, legacy quotes, Hammerwork's FromStr aliases),
+    else its weight, else Normal."""
+    if isinstance(word, str):
+        text = word.strip().strip('"').lower()
+        text = {"bg": "background", "l": "low", "n": "normal", "default": "normal", "h": "high"}.get(text, text)
+        text = {"crit": "critical", "c": "critical"}.get(text, text)
+        for w, n, _ in PRIORITIES:
+            if w == text:
+                return n
+        if text.isdigit() and 0 <= int(text) <= 4:
+            return int(text)
+    if isinstance(weight, int):
+        for _, n, wt in PRIORITIES:
+            if wt == weight:
+                return n
+    return DEFAULT_PRIORITY
+
+
+def dependency_status_on_restore(value: Any) -> str:
+    """What Hammerwork's restore leaves: it parses the stored text as serde JSON of DependencyStatus, so the
+    bare words its archiver writes (`failed`, `none`) fall back to the default `none`, and only v1.7.4's quoted
+    variant names (`"Waiting"`) keep their meaning. A restored job thus runs unless it really waits."""
+    if not isinstance(value, str):
+        return "none"
+    try:
+        parsed = json.loads(value)
+    except ValueError:
+        return "none"
+    if isinstance(parsed, str) and parsed in ("None", "Waiting", "Satisfied", "Failed"):
+        return parsed.lower()
+    return "none"
+
+
+def result_config_to_hot(cfg: Any) -> tuple[str, int | None, int | None]:
+    """(result_storage_type, result_ttl_seconds, result_max_size_bytes) from a stored result_config, in
+    Hammerwork's shape ({"storage", "ttl": {"secs", "nanos"}, "max_size_bytes"}) or tiering's earlier one
+    ({"storage_type", "ttl_seconds", "max_size_bytes"}); anything else is Hammerwork's default (none)."""
+    if isinstance(cfg, str | bytes):
+        try:
+            cfg = json.loads(cfg)
+        except ValueError:
+            cfg = None
+    if not isinstance(cfg, dict):
+        return "none", None, None
+    storage = cfg.get("storage", cfg.get("storage_type"))
+    word = str(storage).strip().lower() if isinstance(storage, str) and storage.strip() else "none"
+    if word not in {w for w, _ in RESULT_STORAGE}:
+        word = "none"
+    ttl = cfg.get("ttl", cfg.get("ttl_seconds"))
+    if isinstance(ttl, dict):
+        ttl = ttl.get("secs")
+    elif isinstance(ttl, list | tuple) and ttl:
+        ttl = ttl[0]
+    size = cfg.get("max_size_bytes", cfg.get("max_size"))
+    return word, _int_or_none(ttl), _int_or_none(size)
+
+
+def _int_or_none(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+# --- the registry ---------------------------------------------------------------------------------------
+
+
+class Restore(StrEnum):
+    """What a restore does with an archived column (Hammerwork's restore semantics)."""
+
+    KEEP = "keep"  # the hot column takes the archived value
+    RESET = "reset"  # the hot column takes a fixed value (or its default when the value is None)
+    MAP = "map"  # a function turns the archived row into one or more hot columns
+    DROP = "drop"  # archival metadata: not written back
+
+
+SAME = "="  # Column.hot: the hot row's column of the same name
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of hammerwork_jobs_archive and of the archive's Parquet files.
+
+    hot: SQL over the hot row `h` that fills this staging column when tiering archives a job (SAME: h.<name>;
+      None: NULL). `{payload}`, `{compressed}`, `{size}` stand for the move's payload expressions.
+    read: SQL over the staged row `a` that a flush reads (None: a.<name>).
+    restore: what a restore does; hot_column names the hot column a KEEP writes (default: the same name),
+      reset_value/reset_sql the value a RESET writes; to_hot the MAP function (record -> hot columns).
+    """
+
     name: str
     type: pa.DataType
     nullable: bool
     pg_type: str
     description: str
+    category: str = "job"
+    hot: str | None = SAME
+    read: str | None = None
+    restore: Restore = Restore.KEEP
+    hot_column: str | None = None
+    reset_value: Any = None
+    reset_sql: str | None = None
+    to_hot: Callable[[dict[str, Any]], dict[str, Any]] | None = dc_field(default=None, compare=False)
+    maps_to: tuple[str, ...] = ()  # MAP: the hot columns to_hot returns (default: the same name)
+    hot_cast: str | None = None  # a SQL cast for the hot insert's placeholder (jsonb columns)
+
+    def hot_sql(self) -> str:
+        if self.hot == SAME:
+            return f"h.{self.name}"
+        return "NULL" if self.hot is None else self.hot
+
+    def read_sql(self) -> str:
+        return f"a.{self.name}" if self.read is None else f"{self.read} AS {self.name}"
 
 
-# Order = hammerwork_jobs_archive's column order (schemas/sql/hammerwork/hammerwork_jobs_archive.sql).
+def _uuid(value: Any) -> uuid.UUID | None:
+    return None if value is None else value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
+
+
+def _payload_to_hot(r: dict[str, Any]) -> dict[str, Any]:
+    return {"payload": r.get("payload")}  # restore_values puts the decoded JSON text here
+
+
+def _priority_to_hot(r: dict[str, Any]) -> dict[str, Any]:
+    return {"priority": priority_from_archive(r.get("priority"), r.get("priority_weight"))}
+
+
+def _depends_on_to_hot(r: dict[str, Any]) -> dict[str, Any]:
+    return {"depends_on": [_uuid(d) for d in (r.get("depends_on") or []) if d is not None]}
+
+
+def _dependency_status_to_hot(r: dict[str, Any]) -> dict[str, Any]:
+    return {"dependency_status": dependency_status_on_restore(r.get("dependency_status"))}
+
+
+def _result_config_to_hot(r: dict[str, Any]) -> dict[str, Any]:
+    storage, ttl, size = result_config_to_hot(r.get("result_config"))
+    return {"result_storage_type": storage, "result_ttl_seconds": ttl, "result_max_size_bytes": size}
+
+
+def _uuid_to_hot(name: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    return lambda r: {name: _uuid(r.get(name))}
+
+
+def _bool_to_hot(name: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    return lambda r: {name: bool(r.get(name))}
+
+
+def _default_to_hot(name: str, default: Any) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    return lambda r: {name: r.get(name) if r.get(name) is not None else default}
+
+
+K, R, M, D = Restore.KEEP, Restore.RESET, Restore.MAP, Restore.DROP
+_UUID_LIST_T = pa.list_(pa.string())
+
+# Order = the Parquet column order (schemas/sql/hammerwork/hammerwork_jobs_archive.sql); the names are exactly the
+# columns Hammerwork's migrations 010 and 011 give hammerwork_jobs_archive (their order there differs).
 COLUMNS: tuple[Column, ...] = (
-    Column("id", pa.string(), False, "uuid", "Job id, canonical lower-case UUID text."),
-    Column("queue_name", pa.string(), False, "varchar(255)", "Real queue name (the path holds its slug)."),
-    Column(
-        "payload",
-        pa.string(),
-        False,
-        "bytea",
-        "The job's JSON payload as text, decoded from whatever codec staging used (zstd, gzip, raw).",
-    ),
-    Column(
-        "payload_compressed",
-        pa.bool_(),
-        False,
-        "boolean",
-        "Whether the payload was stored compressed in staging (the Parquet column is always decoded).",
-    ),
-    Column("original_payload_size", pa.int32(), True, "integer", "Byte length of the payload JSON."),
-    Column("status", pa.string(), False, "varchar(50)", "Final status: Completed, Failed, Dead, TimedOut..."),
-    Column("priority", pa.string(), False, "varchar(20)", "background|low|normal|high|critical."),
-    Column("priority_weight", pa.int32(), False, "integer", "1|2|5|10|20."),
-    Column("attempts", pa.int32(), False, "integer", "Attempts made."),
-    Column("max_attempts", pa.int32(), False, "integer", "Attempts allowed."),
-    Column("created_at", TS, False, "timestamptz", "When the job was enqueued."),
-    Column("scheduled_at", TS, False, "timestamptz", "When the job was due."),
-    Column("started_at", TS, True, "timestamptz", "Last start."),
-    Column("completed_at", TS, True, "timestamptz", "Completion time (Completed)."),
-    Column("failed_at", TS, True, "timestamptz", "Failure time (Failed, Dead)."),
-    Column("timed_out_at", TS, True, "timestamptz", "Timeout time (TimedOut)."),
-    Column("archived_at", TS, False, "timestamptz", "When the job left the hot table."),
-    Column("error_message", pa.string(), True, "text", "Last error."),
-    Column("result", pa.string(), True, "jsonb", "Job result as JSON text (from result_data)."),
-    Column("result_ttl", TS, True, "timestamptz", "Result expiry (from result_expires_at)."),
-    Column("retry_strategy", pa.string(), True, "jsonb", "Retry strategy as JSON text."),
-    Column("timeout_seconds", pa.int32(), True, "integer", "Per-job timeout."),
-    Column("cron_schedule", pa.string(), True, "varchar(100)", "Cron expression of recurring jobs."),
-    Column("next_run_at", TS, True, "timestamptz", "Next run of recurring jobs."),
-    Column("recurring", pa.bool_(), False, "boolean", "Recurring job?"),
-    Column("timezone", pa.string(), True, "varchar(50)", "Cron time zone."),
-    Column("batch_id", pa.string(), True, "uuid", "Batch id, canonical UUID text."),
-    Column("depends_on", pa.list_(pa.string()), True, "uuid[]", "Ids of jobs this job depended on."),
-    Column("dependency_status", pa.string(), True, "varchar(20)", "none|waiting|satisfied|failed."),
-    Column("result_config", pa.string(), True, "jsonb", "Result storage configuration as JSON text."),
-    Column("trace_id", pa.string(), True, "varchar(128)", "Tracing: trace id."),
-    Column("correlation_id", pa.string(), True, "varchar(128)", "Tracing: correlation id."),
-    Column("parent_span_id", pa.string(), True, "varchar(128)", "Tracing: parent span id."),
-    Column("span_context", pa.string(), True, "text", "Tracing: serialized span context."),
-    Column("archival_reason", pa.string(), False, "varchar(50)", "Automatic|Manual|Compliance|Maintenance."),
-    Column("archived_by", pa.string(), True, "varchar(255)", "Who archived the job."),
-    Column("original_table", pa.string(), False, "varchar(100)", "Source table, 'hammerwork_jobs'."),
-    Column("is_encrypted", pa.bool_(), False, "boolean", "Payload encrypted by Hammerwork?"),
-    Column("encryption_key_id", pa.string(), True, "varchar(255)", "Encryption key id."),
-    Column("encryption_algorithm", pa.string(), True, "varchar(50)", "Encryption algorithm."),
-    Column("encrypted_payload", pa.binary(), True, "bytea", "Encrypted payload bytes."),
-    Column("encryption_nonce", pa.binary(), True, "bytea", "Encryption nonce."),
-    Column("encryption_tag", pa.binary(), True, "bytea", "Encryption authentication tag."),
-    Column("encryption_metadata", pa.string(), True, "jsonb", "Encryption metadata as JSON text."),
-    Column("payload_hash", pa.string(), True, "varchar(255)", "Hash of the plaintext payload."),
-    Column("pii_fields", pa.list_(pa.string()), True, "text[]", "Names of PII fields in the payload."),
-    Column("retention_policy", pa.string(), True, "varchar(50)", "Encryption retention policy."),
-    Column("retention_delete_at", TS, True, "timestamptz", "When encrypted data must be deleted."),
-    Column("encrypted_at", TS, True, "timestamptz", "When the payload was encrypted."),
-)
+    Column("id", pa.string(), False, "uuid", "Job id, canonical lower-case UUID text.", "identity",
+           restore=M, to_hot=_uuid_to_hot("id")),
+    Column("queue_name", pa.string(), False, "varchar(255)", "Real queue name (the path holds its slug).",
+           "identity"),
+    Column("payload", pa.string(), False, "bytea",
+           "The job's JSON payload as text, decoded from whatever codec staging used (raw, gzip, zstd).",
+           "payload", hot="{payload}", restore=M, to_hot=_payload_to_hot, hot_cast="jsonb"),
+    Column("payload_compressed", pa.bool_(), False, "boolean",
+           "Whether the payload was stored compressed in staging (the Parquet column is always decoded).",
+           "payload", hot="{compressed}", restore=D),
+    Column("original_payload_size", pa.int32(), True, "integer", "Byte length of the payload JSON.", "payload",
+           hot="{size}", restore=D),
+    Column("status", pa.string(), False, "varchar(50)",
+           "Final status: Completed, Failed, Dead, TimedOut... (always bare, legacy quotes removed).", "state",
+           hot=bare_status_sql("h.status"), read=bare_status_sql("a.status"), restore=R, reset_value="Pending"),
+    Column("priority", pa.string(), False, "varchar(20)", "background|low|normal|high|critical.", "state",
+           hot=priority_word_sql("h.priority"), restore=M, to_hot=_priority_to_hot),
+    Column("priority_weight", pa.int32(), False, "integer", "1|2|5|10|20.", "state",
+           hot=priority_weight_sql("h.priority"), restore=D),
+    Column("attempts", pa.int32(), False, "integer", "Attempts made.", "state", restore=R, reset_value=0),
+    Column("max_attempts", pa.int32(), False, "integer", "Attempts allowed.", "state",
+           restore=M, to_hot=_default_to_hot("max_attempts", 3)),
+    Column("created_at", TS, False, "timestamptz", "When the job was enqueued.", "timing"),
+    Column("scheduled_at", TS, False, "timestamptz", "When the job was due.", "timing",
+           restore=R, reset_sql="now()"),
+    Column("started_at", TS, True, "timestamptz", "Last start.", "timing", restore=R),
+    Column("completed_at", TS, True, "timestamptz", "Completion time (Completed).", "timing", restore=R),
+    Column("failed_at", TS, True, "timestamptz", "Failure time (Failed, Dead).", "timing", restore=R),
+    Column("timed_out_at", TS, True, "timestamptz", "Timeout time (TimedOut).", "timing", restore=R),
+    Column("archived_at", TS, False, "timestamptz", "When the job left the hot table.", "archival",
+           hot="now()", restore=D),
+    Column("error_message", pa.string(), True, "text", "Last error.", "result", restore=R),
+    Column("result", pa.string(), True, "jsonb", "Job result as JSON text (from result_data).", "result",
+           hot="h.result_data", restore=R),
+    Column("result_ttl", TS, True, "timestamptz", "Result expiry (from result_expires_at).", "result",
+           hot="h.result_expires_at", restore=R),
+    Column("retry_strategy", pa.string(), True, "varchar (JSON text)", "Retry strategy as JSON text.", "retry",
+           hot=None, restore=D),
+    Column("timeout_seconds", pa.int32(), True, "integer", "Per-job timeout.", "timing"),
+    Column("cron_schedule", pa.string(), True, "varchar(100)", "Cron expression of recurring jobs.", "cron"),
+    Column("next_run_at", TS, True, "timestamptz", "Next run of recurring jobs.", "cron"),
+    Column("recurring", pa.bool_(), False, "boolean", "Recurring job?", "cron",
+           restore=M, to_hot=_bool_to_hot("recurring")),
+    Column("timezone", pa.string(), True, "varchar(50)", "Cron time zone.", "cron"),
+    Column("batch_id", pa.string(), True, "uuid", "Batch id, canonical UUID text.", "batch",
+           restore=M, to_hot=_uuid_to_hot("batch_id")),
+    Column("depends_on", _UUID_LIST_T, True, "uuid[]", "Ids of jobs this job depended on.", "dependency",
+           hot="COALESCE(h.depends_on, '{}')", restore=M, to_hot=_depends_on_to_hot),
+    Column("dependency_status", pa.string(), True, "varchar(20)",
+           "none|waiting|satisfied|failed (as archived; a restore leaves none, as Hammerwork's does).",
+           "dependency", restore=M, to_hot=_dependency_status_to_hot),
+    Column("result_config", pa.string(), True, "jsonb",
+           "Result storage configuration, Hammerwork's serde JSON: {storage, ttl: {secs, nanos}, max_size_bytes}.",
+           "result", hot=result_config_sql("h.result_storage_type", "h.result_ttl_seconds",
+                                           "h.result_max_size_bytes"),
+           restore=M, to_hot=_result_config_to_hot,
+           maps_to=("result_storage_type", "result_ttl_seconds", "result_max_size_bytes")),
+    Column("trace_id", pa.string(), True, "varchar(128)", "Tracing: trace id.", "tracing"),
+    Column("correlation_id", pa.string(), True, "varchar(128)", "Tracing: correlation id.", "tracing"),
+    Column("parent_span_id", pa.string(), True, "varchar(128)", "Tracing: parent span id.", "tracing"),
+    Column("span_context", pa.string(), True, "text", "Tracing: serialized span context.", "tracing"),
+    Column("archival_reason", pa.string(), False, "varchar(50)", "Automatic|Manual|Compliance|Maintenance.",
+           "archival", hot="%(reason)s", restore=D),
+    Column("archived_by", pa.string(), True, "varchar(255)", "Who archived the job.", "archival",
+           hot="%(archived_by)s", restore=D),
+    Column("original_table", pa.string(), False, "varchar(100)", "Source table, 'hammerwork_jobs'.", "archival",
+           hot="'hammerwork_jobs'", restore=D),
+    Column("is_encrypted", pa.bool_(), False, "boolean", "Payload encrypted by Hammerwork?", "encryption",
+           restore=M, to_hot=_bool_to_hot("is_encrypted")),
+    Column("encryption_key_id", pa.string(), True, "varchar(255)", "Encryption key id.", "encryption"),
+    Column("encryption_algorithm", pa.string(), True, "varchar(50)", "Encryption algorithm.", "encryption"),
+    Column("encrypted_payload", pa.binary(), True, "bytea", "Encrypted payload bytes.", "encryption"),
+    Column("encryption_nonce", pa.binary(), True, "bytea", "Encryption nonce.", "encryption"),
+    Column("encryption_tag", pa.binary(), True, "bytea", "Encryption authentication tag.", "encryption"),
+    Column("encryption_metadata", pa.string(), True, "jsonb", "Encryption metadata as JSON text.", "encryption",
+           hot_cast="jsonb"),
+    Column("payload_hash", pa.string(), True, "varchar(255)", "Hash of the plaintext payload.", "encryption"),
+    Column("pii_fields", pa.list_(pa.string()), True, "text[]", "Names of PII fields in the payload.",
+           "encryption"),
+    Column("retention_policy", pa.string(), True, "varchar(50)", "Encryption retention policy.", "encryption"),
+    Column("retention_delete_at", TS, True, "timestamptz", "When encrypted data must be deleted.", "encryption"),
+    Column("encrypted_at", TS, True, "timestamptz", "When the payload was encrypted.", "encryption"),
+)  # fmt: skip
 
-STAGING_SELECT_COLUMNS: tuple[str, ...] = tuple(c.name for c in COLUMNS)
-UUID_COLUMNS = frozenset({"id", "batch_id"})
-UUID_LIST_COLUMNS = frozenset({"depends_on"})
-JSON_COLUMNS = frozenset({"result", "retry_strategy", "result_config", "encryption_metadata"})
-TIMESTAMP_COLUMNS = frozenset(c.name for c in COLUMNS if c.type == TS)
+
 # Low-cardinality columns worth dictionary encoding in Parquet.
-DICTIONARY_COLUMNS: tuple[str, ...] = (
-    "queue_name",
-    "status",
-    "priority",
-    "priority_weight",
-    "max_attempts",
-    "cron_schedule",
-    "timezone",
-    "dependency_status",
-    "archival_reason",
-    "archived_by",
-    "original_table",
-    "encryption_key_id",
-    "encryption_algorithm",
-    "retention_policy",
-)
+_DICTIONARY = ("queue_name", "status", "priority", "priority_weight", "max_attempts", "cron_schedule", "timezone",
+               "dependency_status", "archival_reason", "archived_by", "original_table", "encryption_key_id",
+               "encryption_algorithm", "retention_policy")  # fmt: skip
 # Large or opaque columns whose min/max statistics would only bloat footers.
-NO_STATISTICS_COLUMNS = frozenset(
-    {
-        "payload",
-        "error_message",
-        "result",
-        "retry_strategy",
-        "result_config",
-        "span_context",
-        "encrypted_payload",
-        "encryption_nonce",
-        "encryption_tag",
-        "encryption_metadata",
-        "pii_fields",
-        "depends_on",
-    }
-)
+_NO_STATISTICS = frozenset({"payload", "error_message", "result", "retry_strategy", "result_config", "span_context",
+                            "encrypted_payload", "encryption_nonce", "encryption_tag", "encryption_metadata",
+                            "pii_fields", "depends_on"})  # fmt: skip
 
-ARCHIVE_SCHEMA: pa.Schema = pa.schema([pa.field(c.name, c.type, nullable=c.nullable) for c in COLUMNS])
+# Derived from COLUMNS by _derive() (again whenever a column is registered); read them as S.<NAME> at call time.
+STAGING_SELECT_COLUMNS: tuple[str, ...] = ()
+UUID_COLUMNS: frozenset[str] = frozenset()
+UUID_LIST_COLUMNS: frozenset[str] = frozenset()
+JSON_COLUMNS: frozenset[str] = frozenset()
+TIMESTAMP_COLUMNS: frozenset[str] = frozenset()
+DICTIONARY_COLUMNS: tuple[str, ...] = ()
+NO_STATISTICS_COLUMNS: frozenset[str] = frozenset()
+ARCHIVE_SCHEMA: pa.Schema = pa.schema([])
+REGISTRY_VERSION = 0
+
+
+def _derive() -> None:
+    global STAGING_SELECT_COLUMNS, UUID_COLUMNS, UUID_LIST_COLUMNS, JSON_COLUMNS, TIMESTAMP_COLUMNS
+    global DICTIONARY_COLUMNS, NO_STATISTICS_COLUMNS, ARCHIVE_SCHEMA, REGISTRY_VERSION
+    names = [c.name for c in COLUMNS]
+    if len(set(names)) != len(names):
+        raise ValueError("column names must be unique")
+    STAGING_SELECT_COLUMNS = tuple(names)
+    UUID_COLUMNS = frozenset(c.name for c in COLUMNS if c.pg_type == "uuid")
+    UUID_LIST_COLUMNS = frozenset(c.name for c in COLUMNS if c.pg_type == "uuid[]")
+    JSON_COLUMNS = frozenset(c.name for c in COLUMNS if "json" in c.pg_type.lower() and c.name != "payload")
+    TIMESTAMP_COLUMNS = frozenset(c.name for c in COLUMNS if c.type == TS)
+    DICTIONARY_COLUMNS = tuple(n for n in _DICTIONARY if n in names)
+    NO_STATISTICS_COLUMNS = frozenset(n for n in _NO_STATISTICS if n in names)
+    ARCHIVE_SCHEMA = pa.schema([pa.field(c.name, c.type, nullable=c.nullable) for c in COLUMNS])
+    REGISTRY_VERSION += 1
+
+
+_derive()
+
+
+def register_column(column: Column) -> None:
+    """Add a column (Hammerwork added one to both tables) at the end of the registry."""
+    global COLUMNS
+    COLUMNS = (*COLUMNS, column)
+    _derive()
+
+
+def unregister_column(name: str) -> None:
+    global COLUMNS
+    COLUMNS = tuple(c for c in COLUMNS if c.name != name)
+    _derive()
+
+
+@contextmanager
+def extra_columns(*columns: Column) -> Iterator[None]:
+    """The registry with `columns` added, for as long as the block runs (tests of new Hammerwork columns)."""
+    for c in columns:
+        register_column(c)
+    try:
+        yield
+    finally:
+        for c in reversed(columns):
+            unregister_column(c.name)
+
+
+def column(name: str) -> Column:
+    for c in COLUMNS:
+        if c.name == name:
+            return c
+    raise KeyError(name)
+
+
+# --- SQL fragments derived from the registry (composed into statements under tiering/db) ----------------
+
+
+def move_insert_columns() -> list[str]:
+    """The staging columns the hot -> staging move writes (every column with a hot source)."""
+    return [c.name for c in COLUMNS if c.hot is not None]
+
+
+def move_select_exprs(payload: str, compressed: str, size: str) -> list[str]:
+    """The move's SELECT list over the hot row `h`, matching move_insert_columns()."""
+    fill = {"{payload}": payload, "{compressed}": compressed, "{size}": size}
+    return [fill.get(c.hot_sql(), c.hot_sql()) for c in COLUMNS if c.hot is not None]
+
+
+def staging_read_exprs() -> list[str]:
+    """A flush's SELECT list over the staged row `a` (statuses bare), one per archive column, same names."""
+    return [c.read_sql() for c in COLUMNS]
+
+
+def hot_insert_columns() -> list[tuple[str, str]]:
+    """(hammerwork_jobs column, SQL value) of a restore's insert; values are %(column)s placeholders."""
+    out: list[tuple[str, str]] = []
+    for c in COLUMNS:
+        if c.restore is Restore.DROP:
+            continue
+        if c.restore is Restore.RESET:
+            if c.reset_sql is not None:
+                out.append((c.hot_column or c.name, c.reset_sql))
+            elif c.reset_value is not None:
+                out.append((c.hot_column or c.name, f"%({c.hot_column or c.name})s"))
+            continue
+        targets = c.maps_to if c.restore is Restore.MAP and c.maps_to else (c.hot_column or c.name,)
+        for t in targets:
+            cast = f"::{c.hot_cast}" if c.hot_cast else ""
+            out.append((t, f"%({t})s{cast}"))
+    return out
+
+
+def restore_values(record: dict[str, Any], payload_text: str) -> dict[str, Any]:
+    """The hammerwork_jobs values of a restored job, keyed as hot_insert_columns(): Hammerwork's restore (status
+    Pending, attempts 0, scheduled now, timestamps/result/error cleared, dependency status as its restore leaves
+    it) with every kept column equal to the archived one. `record` is a staging row (or an archive row as
+    archive_rows_to_dicts gives it); `payload_text` the decoded JSON payload."""
+    out: dict[str, Any] = {}
+    for c in COLUMNS:
+        target = c.hot_column or c.name
+        if c.restore is Restore.KEEP:
+            out[target] = record.get(c.name)
+        elif c.restore is Restore.RESET:
+            if c.reset_sql is None and c.reset_value is not None:
+                out[target] = c.reset_value
+        elif c.restore is Restore.MAP:
+            assert c.to_hot is not None, c.name
+            out.update(c.to_hot(record))
+    out["payload"] = payload_text
+    return out
 
 
 def provenance(flush_id: uuid.UUID | str, **extra: str) -> dict[str, str]:
@@ -178,6 +486,64 @@ def schema_matches(schema: pa.Schema) -> bool:
 # --- JSON description of the schema (schemas/archive.arrow.json) ---------------------------------
 
 
+def _restore_text(c: Column) -> str:
+    if c.restore is Restore.RESET:
+        value = c.reset_sql or (repr(c.reset_value) if c.reset_value is not None else "NULL")
+        return f"reset to {value}"
+    if c.restore is Restore.MAP:
+        return "map -> " + ", ".join(c.maps_to or (c.hot_column or c.name,))
+    if c.restore is Restore.KEEP:
+        return f"keep -> {c.hot_column or c.name}"
+    return "drop"
+
+
+def _hot_text(c: Column) -> str:
+    if c.hot is None:
+        return "NULL"
+    described = {
+        "{payload}": "payload as JSON text (raw; gzip when configured)",
+        "{compressed}": "false (true when gzipped)",
+        "{size}": "byte length of the payload JSON",
+    }
+    return described.get(c.hot_sql(), c.hot_sql())
+
+
+def duckdb_type(t: pa.DataType) -> str:
+    if pa.types.is_string(t):
+        return "VARCHAR"
+    if pa.types.is_boolean(t):
+        return "BOOLEAN"
+    if pa.types.is_int32(t):
+        return "INTEGER"
+    if pa.types.is_int64(t):
+        return "BIGINT"
+    if pa.types.is_timestamp(t):
+        return "TIMESTAMP WITH TIME ZONE"
+    if pa.types.is_binary(t):
+        return "BLOB"
+    if pa.types.is_list(t):
+        return duckdb_type(t.value_type) + "[]"
+    raise TypeError(f"no DuckDB type for {t}")
+
+
+def athena_type(t: pa.DataType) -> str:
+    if pa.types.is_string(t):
+        return "string"
+    if pa.types.is_boolean(t):
+        return "boolean"
+    if pa.types.is_int32(t):
+        return "int"
+    if pa.types.is_int64(t):
+        return "bigint"
+    if pa.types.is_timestamp(t):
+        return "timestamp"
+    if pa.types.is_binary(t):
+        return "binary"
+    if pa.types.is_list(t):
+        return f"array<{athena_type(t.value_type)}>"
+    raise TypeError(f"no Athena type for {t}")
+
+
 def schema_json() -> dict[str, Any]:
     return {
         "name": "hammerwork_jobs_archive",
@@ -199,7 +565,12 @@ def schema_json() -> dict[str, Any]:
                 "name": c.name,
                 "type": str(c.type),
                 "nullable": c.nullable,
+                "category": c.category,
                 "source": f"hammerwork_jobs_archive.{c.name} ({c.pg_type})",
+                "from_hot": _hot_text(c),
+                "on_restore": _restore_text(c),
+                "duckdb_type": duckdb_type(c.type),
+                "athena_type": athena_type(c.type),
                 "description": c.description,
             }
             for c in COLUMNS
@@ -209,6 +580,49 @@ def schema_json() -> dict[str, Any]:
 
 def render_schema_json() -> str:
     return json.dumps(schema_json(), indent=2, ensure_ascii=False) + "\n"
+
+
+COLUMNS_BEGIN = "<!-- generated from tiering/schema.py COLUMNS: columns -->"
+COLUMNS_END = "<!-- end of generated columns -->"
+ATHENA_BEGIN = "<!-- generated from tiering/schema.py COLUMNS: athena -->"
+ATHENA_END = "<!-- end of generated athena -->"
+
+
+def _md(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def render_columns_markdown() -> str:
+    lines = [
+        "| column | Arrow type | nullable | category | from the hot row | on restore | meaning |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for c in COLUMNS:
+        lines.append(
+            f"| `{c.name}` | `{c.type}` | {'yes' if c.nullable else 'no'} | {c.category} | `{_md(_hot_text(c))}` "
+            f"| {_md(_restore_text(c))} | {_md(c.description)} |"
+        )
+    return "\n".join(lines)
+
+
+def render_athena_columns() -> str:
+    return "  " + ",\n  ".join(f"`{c.name}` {athena_type(c.type)}" for c in COLUMNS)
+
+
+def render_schema_doc(text: str) -> str:
+    """schemas/archive-schema.md with its generated regions (column table, Athena columns) rewritten."""
+    for begin, end, body in (
+        (COLUMNS_BEGIN, COLUMNS_END, render_columns_markdown()),
+        (ATHENA_BEGIN, ATHENA_END, render_athena_columns()),
+    ):
+        head, sep, rest = text.partition(begin)
+        if not sep:
+            raise ValueError(f"the document lacks the marker {begin}")
+        _, sep2, tail = rest.partition(end)
+        if not sep2:
+            raise ValueError(f"the document lacks the marker {end}")
+        text = f"{head}{begin}\n{body}\n{end}{tail}"
+    return text
 
 
 # --- staging -> archive ------------------------------------------------------------------------

@@ -130,14 +130,18 @@ def test_hammerwork_archived_database_is_settled(db_url: str) -> None:
         assert json.loads(codec.decode(stored)) == payload
 
 
-def test_payloads_stored_zstd_by_default_and_gzip_when_configured(db_url: str) -> None:
+def test_payloads_stored_raw_by_default_and_gzip_when_configured_never_zstd(db_url: str) -> None:
+    """Staging is Hammerwork's table: payloads raw (copied as they are) or gzip, both readable by Hammerwork's
+    restore; a policy that still says zstd (earlier tiering builds) stages raw payloads (zstd lives in Parquet)."""
     big = {"text": "hello world " * 200}
     small = {"a": 1}
     with psycopg.connect(db_url) as conn:
         z_big, z_small = insert_job(conn, queue="z", payload=big), insert_job(conn, queue="z", payload=small)
+        old_big = insert_job(conn, queue="old", payload=big)
         g_big = insert_job(conn, queue="g", payload=big)
         conn.commit()
     archive_jobs(db_url, "z", ArchivalPolicy(), ArchivalConfig(min_payload_size_for_compression=64))
+    archive_jobs(db_url, "old", ArchivalPolicy(), ArchivalConfig(payload_codec="zstd"))
     archive_jobs(db_url, "g", ArchivalPolicy(), ArchivalConfig(payload_codec="gzip", compression_level=6))
     with psycopg.connect(db_url) as conn:
         rows = {
@@ -146,11 +150,10 @@ def test_payloads_stored_zstd_by_default_and_gzip_when_configured(db_url: str) -
                 "SELECT id, payload, payload_compressed, original_payload_size FROM hammerwork_jobs_archive"
             )
         }
-    data, flag, size = rows[z_big]
-    assert data[:4] == codec.ZSTD_MAGIC and flag is True
-    assert json.loads(codec.decode(data)) == big and size == len(codec.decode(data))
-    data, flag, size = rows[z_small]
-    assert flag is False and json.loads(data) == small and size == len(data)
+    for job, payload in ((z_big, big), (z_small, small), (old_big, big)):
+        data, flag, size = rows[job]
+        assert flag is False and json.loads(data) == payload and size == len(data)
+        assert data[:4] != codec.ZSTD_MAGIC
     data, flag, _ = rows[g_big]
     assert data[:2] == codec.GZIP_MAGIC and flag is True
     assert json.loads(gzip.decompress(data)) == big  # readable by Hammerwork's own gzip reader
@@ -179,7 +182,7 @@ def test_hammerwork_columns_are_filled(db_url: str) -> None:
         "critical",
         20,
         {"ok": True},
-        {"storage_type": "database", "ttl_seconds": 60},
+        {"storage": "Database", "ttl": {"secs": 60, "nanos": 0}, "max_size_bytes": None},  # Hammerwork's serde
         "trace-1",
         "Compliance",
         "auditor",

@@ -95,8 +95,19 @@ def test_hot_values_map_archive_fields_back() -> None:
     assert v["depends_on"] == [uuid.UUID(int=2)] and v["id"] == uuid.UUID(int=1)
     assert hot_values({**rec, "priority": "bogus", "priority_weight": 2}, "{}")["priority"] == 1
     assert hot_values({**rec, "priority": "background"}, "{}")["priority"] == 0
+    # No result config at all is Hammerwork's default ResultConfig (storage None), as its own restore reads it.
     bare = hot_values({**rec, "result_config": None, "dependency_status": None}, "{}")
-    assert bare["result_storage_type"] == "database" and bare["dependency_status"] == "none"
+    assert bare["result_storage_type"] == "none" and bare["dependency_status"] == "none"
+    # Hammerwork's own shape (serde of ResultConfig), TTL as a serde Duration.
+    hw = hot_values({**rec, "result_config": {"storage": "Database", "ttl": {"secs": 3600, "nanos": 0},
+                                              "max_size_bytes": 1048576}}, "{}")  # fmt: skip
+    assert (hw["result_storage_type"], hw["result_ttl_seconds"], hw["result_max_size_bytes"]) == (
+        "database", 3600, 1048576)  # fmt: skip
+    # Hammerwork's restore parses dependency_status as serde JSON: the bare words its archiver writes fall back to
+    # none (so a restored Dead job whose dependencies failed is picked up again); quoted variants keep their meaning.
+    for stored in ("failed", "waiting", "satisfied", "none", '"None"', "garbage"):
+        assert hot_values({**rec, "dependency_status": stored}, "{}")["dependency_status"] == "none", stored
+    assert hot_values({**rec, "dependency_status": '"Satisfied"'}, "{}")["dependency_status"] == "satisfied"
 
 
 def test_expected_wait() -> None:

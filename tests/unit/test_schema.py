@@ -162,6 +162,32 @@ def test_provenance() -> None:
     assert S.schema_matches(sch)
 
 
+def test_schema_doc_is_generated() -> None:
+    path = ROOT / "schemas/archive-schema.md"
+    text = path.read_text(encoding="utf-8")
+    assert text == S.render_schema_doc(text), "run `make schema-docs`"
+    for c in S.COLUMNS:
+        assert f"| `{c.name}` |" in text and f"`{c.name}` {S.athena_type(c.type)}" in text
+
+
+def test_registry_drives_sql_and_restore() -> None:
+    """Every staging column with a hot source is in the move; restore writes exactly the hot columns it maps."""
+    assert S.move_insert_columns() == [c.name for c in S.COLUMNS if c.name != "retry_strategy"]
+    assert len(S.move_select_exprs("p", "c", "s")) == len(S.move_insert_columns())
+    hot = dict(S.hot_insert_columns())
+    assert hot["scheduled_at"] == "now()" and hot["payload"] == "%(payload)s::jsonb"
+    assert {"result_storage_type", "result_ttl_seconds", "result_max_size_bytes"} <= set(hot)
+    for dropped in ("archived_at", "archival_reason", "payload_compressed", "priority_weight", "completed_at"):
+        assert dropped not in hot
+    assert [S.priority_from_archive(w, None) for w, _, _ in S.PRIORITIES] == [0, 1, 2, 3, 4]
+    assert [S.priority_from_archive(None, wt) for _, _, wt in S.PRIORITIES] == [0, 1, 2, 3, 4]
+    with S.extra_columns(S.Column("tenant", pa.string(), True, "varchar(32)", "test column", "test")):
+        assert S.ARCHIVE_SCHEMA.names[-1] == "tenant" and "tenant" in S.move_insert_columns()
+        assert dict(S.hot_insert_columns())["tenant"] == "%(tenant)s"
+        assert S.restore_values({"tenant": "t1", "id": uuid.UUID(int=1)}, "{}")["tenant"] == "t1"
+    assert "tenant" not in S.ARCHIVE_SCHEMA.names
+
+
 def test_schema_json_file_is_generated() -> None:
     path = ROOT / "schemas/archive.arrow.json"
     assert path.read_text(encoding="utf-8") == S.render_schema_json()

@@ -13,6 +13,7 @@ import adbc_driver_manager  # type: ignore[import-untyped]
 import adbc_driver_postgresql.dbapi as adbc  # type: ignore[import-untyped]
 import pyarrow as pa
 
+from tiering import schema as S
 from tiering.db.locks import SHARE_MOVES_SQL
 from tiering.errors import DatabaseError
 from tiering.policy import StorageClassRule
@@ -35,8 +36,8 @@ def storage_class_case(rules: Sequence[StorageClassRule], default: str, first_pa
     n = first_param
     for rule in rules:
         whens.append(
-            f"WHEN (${n}::text IS NULL OR a.queue_name = ${n}) AND (${n + 1}::text IS NULL OR a.status = ${n + 1}) "
-            f"THEN ${n + 2}::text"
+            f"WHEN (${n}::text IS NULL OR a.queue_name = ${n}) "
+            f"AND (${n + 1}::text IS NULL OR {S.bare_status_sql('a.status')} = ${n + 1}) THEN ${n + 2}::text"
         )
         params.extend([rule.queue, rule.status, rule.storage_class])
         n += 3
@@ -74,17 +75,18 @@ def plan_groups(conn: ArrowConnection, queue: str | None) -> list[tuple[str, str
 
 def stream_claimed_group(
     conn: ArrowConnection,
-    columns: Sequence[str],
     group: tuple[str, str],
     limit: int,
     rules: Sequence[StorageClassRule],
     default_class: str,
 ) -> tuple[Any, pa.RecordBatchReader]:
     """Claim (FOR UPDATE SKIP LOCKED) and read up to `limit` staged rows of one (queue, UTC date) group, with
-    `tiering_storage_class`; the row locks last until this transaction ends. Returns (cursor, reader): close
-    the cursor after reading. Sorted by storage class only when rules can give a group several classes."""
+    `tiering_storage_class`, read as the column registry says (statuses bare); the row locks last until this
+    transaction ends. Staged rows whose job is already live in the cold tier are left alone (settle_cold_duplicates
+    removes them): one such row never fails a flush. Returns (cursor, reader): close the cursor after reading.
+    Sorted by storage class only when rules can give a group several classes."""
     case_sql, params = storage_class_case(rules, default_class, 4)
-    cols = ", ".join(f"a.{c}" for c in columns)
+    cols = ", ".join(S.staging_read_exprs())
     order = "ORDER BY tiering_storage_class" if rules else ""
     query = f"""
         SELECT {cols}, {case_sql} AS tiering_storage_class
@@ -93,6 +95,7 @@ def stream_claimed_group(
            AND a.archived_at >= ($2::date::timestamp AT TIME ZONE 'UTC')
            AND a.archived_at < (($2::date + 1)::timestamp AT TIME ZONE 'UTC')
            AND NOT EXISTS (SELECT 1 FROM tiering_quarantine q WHERE q.job_id = a.id)
+           AND NOT EXISTS (SELECT 1 FROM tiering_job_index x WHERE x.job_id = a.id AND x.restored_at IS NULL)
          {order}
          LIMIT $3
            FOR UPDATE OF a SKIP LOCKED"""  # noqa: S608 - columns are ours, values are parameters

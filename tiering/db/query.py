@@ -10,12 +10,14 @@ import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from tiering import schema as S
 from tiering.db.manifest import MANIFEST_COLUMNS, ManifestRow
 
 
@@ -280,73 +282,32 @@ def hot_ids(conn: psycopg.Connection, job_ids: Sequence[uuid.UUID]) -> set[str]:
     return {str(r[0]) for r in rows}
 
 
-# The hot columns a restore writes; everything else takes the table's defaults (NULL / false / '{}').
-HOT_INSERT_COLUMNS: tuple[str, ...] = (
-    "id",
-    "queue_name",
-    "payload",
-    "status",
-    "priority",
-    "attempts",
-    "max_attempts",
-    "created_at",
-    "scheduled_at",
-    "timeout_seconds",
-    "cron_schedule",
-    "next_run_at",
-    "recurring",
-    "timezone",
-    "batch_id",
-    "dependency_status",
-    "result_storage_type",
-    "result_ttl_seconds",
-    "result_max_size_bytes",
-    "trace_id",
-    "correlation_id",
-    "parent_span_id",
-    "span_context",
-    "is_encrypted",
-    "encryption_key_id",
-    "encryption_algorithm",
-    "encrypted_payload",
-    "encryption_nonce",
-    "encryption_tag",
-    "encryption_metadata",
-    "payload_hash",
-    "pii_fields",
-    "retention_policy",
-    "retention_delete_at",
-    "encrypted_at",
-    "depends_on",
-)
-
-_INSERT_HOT = "INSERT INTO hammerwork_jobs ({}) VALUES ({})".format(  # noqa: S608 - constant column list
-    ", ".join(HOT_INSERT_COLUMNS),
-    ", ".join(
-        "%(payload)s::jsonb"
-        if c == "payload"
-        else "now()"
-        if c == "scheduled_at"
-        else "%(encryption_metadata)s::jsonb"
-        if c == "encryption_metadata"
-        else f"%({c})s"
-        for c in HOT_INSERT_COLUMNS
-    ),
-)
+@cache
+def _insert_hot_sql(version: int) -> tuple[str, tuple[str, ...], frozenset[str]]:
+    """The restore's INSERT INTO hammerwork_jobs, its placeholder names and its jsonb columns (from the registry)."""
+    pairs = S.hot_insert_columns()
+    text = "INSERT INTO hammerwork_jobs ({}) VALUES ({})".format(  # noqa: S608 - registry column names
+        ", ".join(c for c, _ in pairs), ", ".join(v for _, v in pairs)
+    )
+    names = tuple(c for c, v in pairs if v.startswith("%("))
+    jsonb = frozenset(c for c, v in pairs if v.endswith("::jsonb") and c != "payload")
+    return text, names, jsonb
 
 
 def insert_hot(conn: psycopg.Connection, rows: Sequence[dict[str, Any]]) -> int:
-    """Insert restored jobs (dicts keyed by HOT_INSERT_COLUMNS; payload as JSON text) into hammerwork_jobs."""
+    """Insert restored jobs (dicts as tiering.schema.restore_values gives them; payload as JSON text)."""
     if not rows:
         return 0
+    text, names, jsonb = _insert_hot_sql(S.REGISTRY_VERSION)
     prepared = []
     for r in rows:
-        values = dict(r)
-        meta = values.get("encryption_metadata")
-        values["encryption_metadata"] = None if meta is None else Jsonb(meta)
+        values = {n: r.get(n) for n in names}
+        for n in jsonb:
+            if values[n] is not None:
+                values[n] = Jsonb(values[n])
         prepared.append(values)
     with conn.cursor() as cur:
-        cur.executemany(_INSERT_HOT.encode(), prepared)  # type: ignore[arg-type]
+        cur.executemany(text.encode(), prepared)
     return len(rows)
 
 

@@ -1,14 +1,20 @@
-"""SQL of the hot -> staging move. Set-based: a batch is one SELECT ... SKIP LOCKED and one DELETE/INSERT."""
+"""SQL of the hot -> staging move, generated from the column registry (tiering.schema.COLUMNS).
+
+Set-based: a batch is one statement (DELETE ... RETURNING feeding the INSERT), or, when payloads are gzipped in
+Python, one SELECT ... SKIP LOCKED and one DELETE/INSERT. Hammerwork-marked hot copies are settled here too.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 import psycopg
 from psycopg import sql
 
+from tiering import schema as S
 from tiering.policy import EligibilityClause
 
 
@@ -43,9 +49,17 @@ def eligibility_predicate(clauses: Sequence[EligibilityClause], queue: str | Non
     if queue is not None:
         params["only_queue"] = queue
         where = sql.Composed([where, sql.SQL(" AND h.queue_name = %(only_queue)s")])
-    # A job whose id already sits in staging is never moved twice (the insert would collide).
+    # A job whose id already sits in staging is never moved twice (the insert would collide), and a hot copy
+    # Hammerwork marked archived whose archive copy is already cold is settled, never archived again.
     where = sql.Composed(
-        [where, sql.SQL(" AND NOT EXISTS (SELECT 1 FROM hammerwork_jobs_archive a WHERE a.id = h.id)")]
+        [
+            where,
+            sql.SQL(
+                " AND NOT EXISTS (SELECT 1 FROM hammerwork_jobs_archive a WHERE a.id = h.id)"
+                " AND (h.archived_at IS NULL OR NOT EXISTS ("
+                "SELECT 1 FROM tiering_job_index x WHERE x.job_id = h.id AND x.restored_at IS NULL))"
+            ),
+        ]
     )
     return Predicate(where, params)
 
@@ -64,40 +78,67 @@ def claim_batch(conn: psycopg.Connection, pred: Predicate, limit: int) -> list[t
         return cur.fetchall()
 
 
-MOVE_SQL = """
-WITH p AS (
+def _insert_select(payload: str, compressed: str, size: str, source: str) -> str:
+    """INSERT INTO hammerwork_jobs_archive (<registry columns>) SELECT <their hot expressions> FROM <source>."""
+    cols = ", ".join(S.move_insert_columns())
+    exprs = ", ".join(S.move_select_exprs(payload, compressed, size))
+    return f"INSERT INTO hammerwork_jobs_archive ({cols})\nSELECT {exprs}\n  FROM {source}"
+
+
+_TOTALS = """
+SELECT queue_name, status, count(*), COALESCE(sum(original_payload_size), 0), COALESCE(sum(stored), 0)
+  FROM ins GROUP BY 1, 2"""
+
+
+@cache
+def _raw_move_parts(version: int) -> tuple[str, str]:
+    """The set-based move (text before and after the eligibility predicate): payloads copied as they are, as
+    JSON text bytes (payload_compressed false), which Hammerwork's restore reads as they are."""
+    head = """WITH moved AS (
+    DELETE FROM hammerwork_jobs d WHERE d.id IN (
+        SELECT h.id FROM hammerwork_jobs h WHERE """
+    insert = _insert_select(
+        "j.bytes", "false", "octet_length(j.bytes)",
+        "moved h CROSS JOIN LATERAL (SELECT convert_to(h.payload::text, 'UTF8') AS bytes) j",
+    )  # fmt: skip
+    tail = f"""
+         LIMIT %(limit)s FOR UPDATE OF h SKIP LOCKED)
+    RETURNING d.*
+), ins AS (
+{insert}
+    RETURNING queue_name, status, original_payload_size, octet_length(payload) AS stored
+){_TOTALS}"""
+    return head, tail
+
+
+@cache
+def _packed_move_sql(version: int) -> str:
+    """The move of claimed jobs whose payloads were compressed in Python (gzip): one statement per batch."""
+    insert = _insert_select("h.z_payload", "h.z_compressed", "h.z_size", "moved h")
+    return f"""WITH p AS (
     SELECT * FROM unnest(%(ids)s::uuid[], %(payloads)s::bytea[], %(compressed)s::bool[], %(sizes)s::int[])
         AS p(id, payload, compressed, size)
 ), moved AS (
-    DELETE FROM hammerwork_jobs h USING p WHERE h.id = p.id
-    RETURNING h.*, p.payload AS z_payload, p.compressed AS z_compressed, p.size AS z_size
-)
-INSERT INTO hammerwork_jobs_archive (
-    id, queue_name, payload, payload_compressed, original_payload_size, status, priority, priority_weight,
-    attempts, max_attempts, created_at, scheduled_at, started_at, completed_at, failed_at, timed_out_at,
-    archived_at, error_message, result, result_ttl, retry_strategy, timeout_seconds, cron_schedule,
-    next_run_at, recurring, timezone, batch_id, depends_on, dependency_status, result_config, trace_id,
-    correlation_id, parent_span_id, span_context, archival_reason, archived_by, original_table,
-    is_encrypted, encryption_key_id, encryption_algorithm, encrypted_payload, encryption_nonce,
-    encryption_tag, encryption_metadata, payload_hash, pii_fields, retention_policy, retention_delete_at,
-    encrypted_at
-)
-SELECT id, queue_name, z_payload, z_compressed, z_size, btrim(status, '"'),
-       CASE priority WHEN 0 THEN 'background' WHEN 1 THEN 'low' WHEN 3 THEN 'high' WHEN 4 THEN 'critical'
-                     ELSE 'normal' END,
-       CASE priority WHEN 0 THEN 1 WHEN 1 THEN 2 WHEN 3 THEN 10 WHEN 4 THEN 20 ELSE 5 END,
-       attempts, max_attempts, created_at, scheduled_at, started_at, completed_at, failed_at, timed_out_at,
-       now(), error_message, result_data, result_expires_at, NULL, timeout_seconds, cron_schedule,
-       next_run_at, recurring, timezone, batch_id, COALESCE(depends_on, '{}'), dependency_status,
-       jsonb_strip_nulls(jsonb_build_object('storage_type', result_storage_type,
-                                            'ttl_seconds', result_ttl_seconds,
-                                            'max_size_bytes', result_max_size_bytes)),
-       trace_id, correlation_id, parent_span_id, span_context, %(reason)s, %(archived_by)s, 'hammerwork_jobs',
-       is_encrypted, encryption_key_id, encryption_algorithm, encrypted_payload, encryption_nonce,
-       encryption_tag, encryption_metadata, payload_hash, pii_fields, retention_policy, retention_delete_at,
-       encrypted_at
-  FROM moved
-"""
+    DELETE FROM hammerwork_jobs d USING p WHERE d.id = p.id
+    RETURNING d.*, p.payload AS z_payload, p.compressed AS z_compressed, p.size AS z_size
+), ins AS (
+{insert}
+    RETURNING queue_name, status, original_payload_size, octet_length(payload) AS stored
+){_TOTALS}"""  # noqa: S608 - registry column names, values are parameters
+
+
+Totals = list[tuple[str, str, int, int, int]]  # (queue, status, jobs, original bytes, stored bytes)
+
+
+def move_raw_batch(
+    conn: psycopg.Connection, pred: Predicate, limit: int, *, reason: str, archived_by: str | None
+) -> Totals:
+    """Move up to `limit` eligible jobs (SKIP LOCKED) in one statement, payloads copied as they are."""
+    head, tail = _raw_move_parts(S.REGISTRY_VERSION)
+    query = sql.Composed([sql.SQL(head), pred.clause, sql.SQL(tail)])
+    params = {**pred.params, "limit": limit, "reason": reason, "archived_by": archived_by}
+    rows = conn.execute(query, params).fetchall()
+    return [(q, st, int(n), int(o), int(b)) for q, st, n, o, b in rows]
 
 
 def move_batch(
@@ -109,9 +150,10 @@ def move_batch(
     sizes: list[int],
     reason: str,
     archived_by: str | None,
-) -> int:
-    cur = conn.execute(
-        MOVE_SQL,
+) -> Totals:
+    """Move claimed (locked) jobs with the stored payloads given here (gzip or raw)."""
+    rows = conn.execute(
+        _packed_move_sql(S.REGISTRY_VERSION),
         {
             "ids": ids,
             "payloads": payloads,
@@ -121,8 +163,8 @@ def move_batch(
             "archived_by": archived_by,
         },
         binary=True,
-    )
-    return cur.rowcount
+    ).fetchall()
+    return [(q, st, int(n), int(o), int(b)) for q, st, n, o, b in rows]
 
 
 def count_eligible(conn: psycopg.Connection, pred: Predicate) -> list[tuple[str, str, int]]:
@@ -160,3 +202,57 @@ def settle_hammerwork_hot_copies(conn: psycopg.Connection, queue: str | None, li
         {"queue": queue, "limit": limit},
     )
     return cur.rowcount
+
+
+def settle_cold_duplicates(conn: psycopg.Connection, queue: str | None, limit: int) -> list[dict[str, Any]]:
+    """Delete up to `limit` staged rows whose job is already live in the cold tier (the cold copy wins): what
+    Hammerwork's archiver leaves when it commits a job tiering archived and flushed meanwhile. Returns, per
+    settled job, the dropped staged copy and the kept cold object, to be recorded."""
+    rows = conn.execute(
+        """WITH dup AS (
+               SELECT a.id FROM hammerwork_jobs_archive a
+                WHERE (%(queue)s::text IS NULL OR a.queue_name = %(queue)s)
+                  AND EXISTS (SELECT 1 FROM tiering_job_index x WHERE x.job_id = a.id AND x.restored_at IS NULL)
+                LIMIT %(limit)s FOR UPDATE OF a SKIP LOCKED
+           ), gone AS (
+               DELETE FROM hammerwork_jobs_archive a USING dup WHERE a.id = dup.id
+               RETURNING a.id, a.queue_name, a.archived_at, a.archived_by
+           )
+           SELECT g.id, g.queue_name, g.archived_at, g.archived_by, m.key
+             FROM gone g
+             JOIN tiering_job_index x ON x.job_id = g.id AND x.restored_at IS NULL
+             JOIN tiering_manifest m ON m.id = x.object_id""",
+        {"queue": queue, "limit": limit},
+    ).fetchall()
+    return [
+        {
+            "job_id": str(r[0]),
+            "queue": r[1],
+            "dropped": "staging",
+            "staged_archived_at": r[2].isoformat() if r[2] else None,
+            "staged_archived_by": r[3],
+            "kept": r[4],
+        }
+        for r in rows
+    ]
+
+
+def count_two_places(conn: psycopg.Connection, queue: str | None) -> dict[str, list[str]]:
+    """Jobs found in two places: Hammerwork-marked hot copies whose job is live in the cold tier, and staged rows
+    whose job is live in the cold tier (ids, at most 1000 of each). A marked hot copy beside its staged copy is
+    Hammerwork's archiver at work, not a problem: the next run or flush settles it."""
+    hot = conn.execute(
+        """SELECT h.id FROM hammerwork_jobs h
+            WHERE h.archived_at IS NOT NULL AND (%(queue)s::text IS NULL OR h.queue_name = %(queue)s)
+              AND EXISTS (SELECT 1 FROM tiering_job_index x WHERE x.job_id = h.id AND x.restored_at IS NULL)
+            LIMIT 1000""",
+        {"queue": queue},
+    ).fetchall()
+    staged = conn.execute(
+        """SELECT a.id FROM hammerwork_jobs_archive a
+            WHERE (%(queue)s::text IS NULL OR a.queue_name = %(queue)s)
+              AND EXISTS (SELECT 1 FROM tiering_job_index x WHERE x.job_id = a.id AND x.restored_at IS NULL)
+            LIMIT 1000""",
+        {"queue": queue},
+    ).fetchall()
+    return {"hot_marked": [str(r[0]) for r in hot], "staged_and_cold": [str(r[0]) for r in staged]}

@@ -16,8 +16,6 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-
 from tiering import schema as S
 from tiering.db import manifest as mdb
 from tiering.db import query as qdb
@@ -66,42 +64,6 @@ def object_locations(url: str, store: ObjectStore) -> list[str]:
     return [store.analyst_path(r.key) for r in rows if r.bucket == bucket]
 
 
-def _duckdb_type(t: pa.DataType) -> str:
-    if pa.types.is_string(t):
-        return "VARCHAR"
-    if pa.types.is_boolean(t):
-        return "BOOLEAN"
-    if pa.types.is_int32(t):
-        return "INTEGER"
-    if pa.types.is_int64(t):
-        return "BIGINT"
-    if pa.types.is_timestamp(t):
-        return "TIMESTAMP WITH TIME ZONE"
-    if pa.types.is_binary(t):
-        return "BLOB"
-    if pa.types.is_list(t):
-        return _duckdb_type(t.value_type) + "[]"
-    raise TypeError(f"no DuckDB type for {t}")
-
-
-def _athena_type(t: pa.DataType) -> str:
-    if pa.types.is_string(t):
-        return "string"
-    if pa.types.is_boolean(t):
-        return "boolean"
-    if pa.types.is_int32(t):
-        return "int"
-    if pa.types.is_int64(t):
-        return "bigint"
-    if pa.types.is_timestamp(t):
-        return "timestamp"
-    if pa.types.is_binary(t):
-        return "binary"
-    if pa.types.is_list(t):
-        return f"array<{_athena_type(t.value_type)}>"
-    raise TypeError(f"no Athena type for {t}")
-
-
 def _secret_sql(store: ObjectStore, env: Mapping[str, str], show_secrets: bool) -> list[str]:
     """CREATE SECRET from the store's credentials hook; [] when the store needs none (local files)."""
     access = store.external_access(env)
@@ -141,7 +103,7 @@ def duckdb_sql(
         head = f"CREATE OR REPLACE VIEW {view} AS\n  SELECT * FROM read_parquet"  # noqa: S608 - escaped literals
         lines.append(f"{head}([\n    {listing}\n  ], hive_partitioning = true, hive_types = {HIVE_TYPES});")
     else:
-        cols = ", ".join(f'NULL::{_duckdb_type(f.type)} AS "{f.name}"' for f in S.ARCHIVE_SCHEMA)
+        cols = ", ".join(f'NULL::{S.duckdb_type(f.type)} AS "{f.name}"' for f in S.ARCHIVE_SCHEMA)
         lines.append("-- no committed objects yet: an empty view with the archive's columns")
         lines.append(f'CREATE OR REPLACE VIEW {view} AS SELECT {cols}, NULL::VARCHAR AS queue, NULL::DATE AS "date" '
                      "WHERE false;")  # fmt: skip
@@ -192,7 +154,7 @@ def athena_ddl(
     location = store.location.url.rstrip("/") + "/"
     name = f"`{database}`.`{table}`" if database else f"`{table}`"
     start = start_date or first or date.today()
-    cols = ",\n  ".join(f"`{f.name}` {_athena_type(f.type)}" for f in S.ARCHIVE_SCHEMA)
+    cols = ",\n  ".join(f"`{f.name}` {S.athena_type(f.type)}" for f in S.ARCHIVE_SCHEMA)
     props = {
         "parquet.compression": "ZSTD",
         "projection.enabled": "true",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import Counter
@@ -20,6 +21,7 @@ from tiering.errors import ConfigError
 from tiering.policy import REASONS, ArchivalConfig, ArchivalPolicy, eligibility_clauses, normalize_status
 
 ProgressFn = Callable[[int], None]
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -34,6 +36,7 @@ class ArchivalStats:
     dry_run: bool = False
     jobs_that_would_be_archived: int = 0
     hot_copies_settled: int = 0
+    duplicates_settled: list[dict[str, Any]] = field(default_factory=list)  # staged copies of cold jobs dropped
     batches: int = 0
     operation_id: int | None = None
     skipped_reason: str | None = None
@@ -59,6 +62,8 @@ class ArchivalStats:
             "compression_ratio": self.compression_ratio,
             "execution_time_s": round(self.execution_time_s, 3),
             "hot_copies_settled": self.hot_copies_settled,
+            "duplicates_settled": len(self.duplicates_settled),
+            "duplicates": self.duplicates_settled[:100],
             "batches": self.batches,
             "dry_run": self.dry_run,
             "operation_id": self.operation_id,
@@ -68,6 +73,40 @@ class ArchivalStats:
         if self.skipped_reason:
             doc["skipped_reason"] = self.skipped_reason
         return doc
+
+
+@dataclass
+class Settled:
+    """What settle_two_places removed: Hammerwork-marked hot copies, and staged duplicates of cold jobs."""
+
+    hot_copies: int = 0
+    cold_duplicates: list[dict[str, Any]] = field(default_factory=list)
+
+
+def settle_two_places(url: str, queue: str | None, batch_size: int = 1000) -> Settled:
+    """Every job in one place, beside Hammerwork's own archiver: a hot row Hammerwork only marked archived goes
+    when its archive copy exists (staged or cold), and a staged row whose job is already live in the cold tier
+    goes (the cold copy wins; each is returned so the caller records both copies). Batched transactions."""
+    settled = Settled()
+    with connect(url) as conn:
+        while True:
+            with conn.transaction():
+                locks.share_moves(conn)
+                dups = staging.settle_cold_duplicates(conn, queue, batch_size)
+            settled.cold_duplicates.extend(dups)
+            if len(dups) < batch_size:
+                break
+        while True:
+            with conn.transaction():
+                locks.share_moves(conn)
+                n = staging.settle_hammerwork_hot_copies(conn, queue, batch_size)
+            settled.hot_copies += n
+            if n < batch_size:
+                break
+    for dup in settled.cold_duplicates:
+        log.warning("job %s was staged again after going cold (kept %s, dropped the staged copy)", dup["job_id"],
+                    dup["kept"])  # fmt: skip
+    return settled
 
 
 def normalize_reason(reason: str) -> str:
@@ -88,15 +127,17 @@ class _Accumulator:
         self.batches = 0
         self.progress = progress
 
-    def add(self, rows: list[tuple[Any, ...]], sizes: list[int], stored: list[bytes]) -> None:
+    def add(self, totals: staging.Totals) -> None:
         with self.lock:
-            for row in rows:
-                self.counts[(row[1], _plain_status(row[2]))] += 1
-            self.bytes_original += sum(sizes)
-            self.bytes_stored += sum(len(s) for s in stored)
+            moved = 0
+            for queue_name, status, n, original, stored in totals:
+                self.counts[(queue_name, _plain_status(status))] += n
+                self.bytes_original += original
+                self.bytes_stored += stored
+                moved += n
             self.batches += 1
             if self.progress:
-                self.progress(len(rows))
+                self.progress(moved)
 
 
 def _plain_status(value: str) -> str:
@@ -116,40 +157,65 @@ def _worker(
     acc: _Accumulator,
     errors: list[BaseException],
 ) -> None:
-    payload_codec = codec.Codec(config.payload_codec)
-    if not policy.compress_archived_payloads or config.compression_level == 0:
-        payload_codec = codec.Codec.NONE
+    gzip = staging_codec(policy, config) is codec.Codec.GZIP
     try:
         with connect(url) as conn:
             while not errors:
                 with conn.transaction():
-                    locks.share_moves(conn)
-                    rows = staging.claim_batch(conn, pred, policy.batch_size)
-                    if not rows:
-                        return
-                    raws = [bytes(r[3]) for r in rows]
-                    stored, flags = codec.encode_many(
-                        raws, payload_codec, config.compression_level, config.min_payload_size_for_compression
-                    )
-                    if config.verify_compression:
-                        for raw, data, packed in zip(raws, stored, flags, strict=True):
-                            if packed and codec.decode(data) != raw:
-                                raise RuntimeError("payload compression verification failed")
-                    sizes = [len(r) for r in raws]
-                    moved = staging.move_batch(
-                        conn,
-                        ids=[r[0] for r in rows],
-                        payloads=stored,
-                        compressed=flags,
-                        sizes=sizes,
-                        reason=reason,
-                        archived_by=initiated_by,
-                    )
-                    if moved != len(rows):
-                        raise RuntimeError(f"moved {moved} of {len(rows)} locked jobs; batch rolled back")
-                acc.add(rows, sizes, stored)
+                    locks.share_moves(conn)  # first in the transaction: an erase waits for the commit
+                    if not gzip:
+                        totals = staging.move_raw_batch(
+                            conn, pred, policy.batch_size, reason=reason, archived_by=initiated_by
+                        )
+                    else:
+                        totals = _move_gzipped(conn, pred, policy, config, reason, initiated_by)
+                if not totals:
+                    return
+                acc.add(totals)
     except BaseException as exc:  # noqa: BLE001 - handed to the caller thread, which re-raises
         errors.append(exc)
+
+
+def staging_codec(policy: ArchivalPolicy, config: ArchivalConfig) -> codec.Codec:
+    """gzip (Hammerwork's own codec) when asked for, else payloads copied as they are: staging stays readable
+    by Hammerwork's restore, and zstd is applied inside Parquet, never in staging."""
+    if config.payload_codec == "gzip" and policy.compress_archived_payloads and config.compression_level > 0:
+        return codec.Codec.GZIP
+    return codec.Codec.NONE
+
+
+def _move_gzipped(
+    conn: psycopg.Connection,
+    pred: staging.Predicate,
+    policy: ArchivalPolicy,
+    config: ArchivalConfig,
+    reason: str,
+    initiated_by: str | None,
+) -> staging.Totals:
+    rows = staging.claim_batch(conn, pred, policy.batch_size)
+    if not rows:
+        return []
+    raws = [bytes(r[3]) for r in rows]
+    stored, flags = codec.encode_many(
+        raws, codec.Codec.GZIP, config.compression_level, config.min_payload_size_for_compression
+    )
+    if config.verify_compression:
+        for raw, data, packed in zip(raws, stored, flags, strict=True):
+            if packed and codec.decode(data) != raw:
+                raise RuntimeError("payload compression verification failed")
+    totals = staging.move_batch(
+        conn,
+        ids=[r[0] for r in rows],
+        payloads=stored,
+        compressed=flags,
+        sizes=[len(r) for r in raws],
+        reason=reason,
+        archived_by=initiated_by,
+    )
+    moved = sum(t[2] for t in totals)
+    if moved != len(rows):
+        raise RuntimeError(f"moved {moved} of {len(rows)} locked jobs; batch rolled back")
+    return totals
 
 
 def archive_jobs(
@@ -185,14 +251,9 @@ def archive_jobs(
             with connect(url) as conn:
                 _dry_run(conn, pred, queue, stats)
         else:
-            with connect(url) as conn:
-                while True:
-                    with conn.transaction():
-                        locks.share_moves(conn)
-                        settled = staging.settle_hammerwork_hot_copies(conn, queue, policy.batch_size)
-                    stats.hot_copies_settled += settled
-                    if settled < policy.batch_size:
-                        break
+            settled = settle_two_places(url, queue, policy.batch_size)
+            stats.hot_copies_settled += settled.hot_copies
+            stats.duplicates_settled.extend(settled.cold_duplicates)
             acc = _Accumulator(progress)
             errors: list[BaseException] = []
             threads = [

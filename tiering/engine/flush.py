@@ -33,11 +33,11 @@ from tiering.db import arrow as arrowdb
 from tiering.db import manifest as mdb
 from tiering.db.connection import connect
 from tiering.db.operations import audited
+from tiering.engine.archive import settle_two_places
 from tiering.errors import StoreError, VerificationError
 from tiering.policy import ArchivalConfig, ArchivalPolicy
 from tiering.schema import (
     SCHEMA_VERSION,
-    STAGING_SELECT_COLUMNS,
     PayloadDecodeError,
     to_archive_batch,
     uuid_array_to_str,
@@ -66,6 +66,8 @@ class FlushStats:
     warnings: list[str] = field(default_factory=list)
     phase_seconds: dict[str, float] = field(default_factory=dict)  # summed over worker threads
     quarantined: list[dict[str, str]] = field(default_factory=list)  # staged jobs whose payload is corrupt
+    hot_copies_settled: int = 0  # hot rows Hammerwork only marked archived, removed (their copy moved on)
+    duplicates_settled: list[dict[str, Any]] = field(default_factory=list)  # staged copies of cold jobs dropped
     execution_time_s: float = 0.0
     operation_id: int | None = None
 
@@ -84,6 +86,9 @@ class FlushStats:
             "phase_seconds": {k: round(v, 3) for k, v in sorted(self.phase_seconds.items())},
             "quarantined": len(self.quarantined),
             "quarantined_jobs": self.quarantined[:100],
+            "hot_copies_settled": self.hot_copies_settled,
+            "duplicates_settled": len(self.duplicates_settled),
+            "duplicates": self.duplicates_settled[:100],
             "execution_time_s": round(self.execution_time_s, 3),
             "operation_id": self.operation_id,
         }
@@ -216,6 +221,7 @@ def flush_staged(
                 f"{store.describe()} does not encrypt: sse={settings.sse} has no effect there "
                 "(use an S3 store for server-side encryption)"
             )
+        _settle(url, queue, stats)  # beside Hammerwork's archiver: one place per job before and after the flush
         job = _FlushJob(store, settings, policy, config, stats, crash_hook or (lambda point: None), progress)
         workdir = Path(tempfile.mkdtemp(prefix="tiering-flush-", dir=_tmp_root(settings)))
         try:
@@ -230,9 +236,16 @@ def flush_staged(
                         break  # what is left is held by other flushers
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
+        _settle(url, queue, stats)
         stats.execution_time_s = time.perf_counter() - started
         op.counts = stats.to_dict() | {"keys": len(stats.keys)}
     return stats
+
+
+def _settle(url: str, queue: str | None, stats: FlushStats) -> None:
+    settled = settle_two_places(url, queue)
+    stats.hot_copies_settled += settled.hot_copies
+    stats.duplicates_settled.extend(settled.cold_duplicates)
 
 
 @dataclass
@@ -356,7 +369,6 @@ def _flush_round(
             slug = layout.queue_slug(queue_name)
             cursor, reader = arrowdb.stream_claimed_group(
                 conn,
-                STAGING_SELECT_COLUMNS,
                 (queue_name, day),
                 claim_rows - claimed,
                 policy.storage_classes,

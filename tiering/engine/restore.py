@@ -14,7 +14,6 @@ cron fields, batch_id, depends_on, tracing (and encryption columns) kept.
 
 from __future__ import annotations
 
-import json
 import time as _time
 import uuid
 from collections.abc import Callable, Sequence
@@ -53,9 +52,6 @@ from tiering.store.base import ARCHIVE_STORAGE_CLASSES, ObjectArchivedError, Obj
 ProgressFn = Callable[[int], None]
 DEFAULT_BATCH = 1000
 
-PRIORITY_BY_WORD = {"background": 0, "low": 1, "normal": 2, "high": 3, "critical": 4}
-PRIORITY_BY_WEIGHT = {1: 0, 2: 1, 5: 2, 10: 3, 20: 4}
-DEPENDENCY_STATUSES = ("none", "waiting", "satisfied", "failed")
 
 # What AWS documents for RestoreObject (hours unless stated).
 EXPECTED_WAIT: dict[tuple[str, str], str] = {
@@ -94,82 +90,9 @@ class RestoreInProgressError(PendingError):
 # --- archive row -> hot row -------------------------------------------------------------------------
 
 
-def _priority(word: Any, weight: Any) -> int:
-    if isinstance(word, str):
-        p = PRIORITY_BY_WORD.get(word.strip().strip('"').lower())
-        if p is not None:
-            return p
-        if word.strip().isdigit() and 0 <= int(word) <= 4:
-            return int(word)
-    if isinstance(weight, int) and weight in PRIORITY_BY_WEIGHT:
-        return PRIORITY_BY_WEIGHT[weight]
-    return 2
-
-
-def _dependency_status(value: Any) -> str:
-    if value is None:
-        return "none"
-    text = str(value).strip().strip('"').lower()
-    return text if text in DEPENDENCY_STATUSES else "none"
-
-
-def _result_config(cfg: Any) -> tuple[str, int | None, int | None]:
-    if isinstance(cfg, str):
-        try:
-            cfg = json.loads(cfg)
-        except ValueError:
-            cfg = None
-    if not isinstance(cfg, dict):
-        return "database", None, None
-    storage = cfg.get("storage_type", cfg.get("storage"))
-    storage_type = str(storage).strip().lower() if storage not in (None, "") else "database"
-    ttl = cfg.get("ttl_seconds", cfg.get("ttl"))
-    size = cfg.get("max_size_bytes", cfg.get("max_size"))
-    return storage_type, ttl if isinstance(ttl, int) else None, size if isinstance(size, int) else None
-
-
 def hot_values(record: dict[str, Any], payload_text: str) -> dict[str, Any]:
-    """The hammerwork_jobs values of a restored job (see qdb.HOT_INSERT_COLUMNS)."""
-    storage_type, ttl, max_size = _result_config(record.get("result_config"))
-    depends = record.get("depends_on") or []
-    return {
-        "id": record["id"] if isinstance(record["id"], uuid.UUID) else uuid.UUID(str(record["id"])),
-        "queue_name": record["queue_name"],
-        "payload": payload_text,
-        "status": "Pending",
-        "priority": _priority(record.get("priority"), record.get("priority_weight")),
-        "attempts": 0,
-        "max_attempts": record.get("max_attempts") if record.get("max_attempts") is not None else 3,
-        "created_at": record["created_at"],
-        "scheduled_at": None,  # now() in SQL
-        "timeout_seconds": record.get("timeout_seconds"),
-        "cron_schedule": record.get("cron_schedule"),
-        "next_run_at": record.get("next_run_at"),
-        "recurring": bool(record.get("recurring")),
-        "timezone": record.get("timezone"),
-        "batch_id": record.get("batch_id"),
-        "dependency_status": _dependency_status(record.get("dependency_status")),
-        "result_storage_type": storage_type,
-        "result_ttl_seconds": ttl,
-        "result_max_size_bytes": max_size,
-        "trace_id": record.get("trace_id"),
-        "correlation_id": record.get("correlation_id"),
-        "parent_span_id": record.get("parent_span_id"),
-        "span_context": record.get("span_context"),
-        "is_encrypted": bool(record.get("is_encrypted")),
-        "encryption_key_id": record.get("encryption_key_id"),
-        "encryption_algorithm": record.get("encryption_algorithm"),
-        "encrypted_payload": record.get("encrypted_payload"),
-        "encryption_nonce": record.get("encryption_nonce"),
-        "encryption_tag": record.get("encryption_tag"),
-        "encryption_metadata": record.get("encryption_metadata"),
-        "payload_hash": record.get("payload_hash"),
-        "pii_fields": record.get("pii_fields"),
-        "retention_policy": record.get("retention_policy"),
-        "retention_delete_at": record.get("retention_delete_at"),
-        "encrypted_at": record.get("encrypted_at"),
-        "depends_on": [d if isinstance(d, uuid.UUID) else uuid.UUID(str(d)) for d in depends if d is not None],
-    }
+    """The hammerwork_jobs values of a restored job (the column registry's restore mapping)."""
+    return S.restore_values(record, payload_text)
 
 
 def _payload_text(job_id: Any, data: bytes | str, *, stored: bool) -> str:

@@ -13,8 +13,10 @@ import pyarrow.parquet as pq
 
 from tiering import layout
 from tiering.db import manifest as mdb
+from tiering.db import staging
 from tiering.db.connection import connect
 from tiering.db.operations import audited
+from tiering.engine.archive import settle_two_places
 from tiering.engine.flush import recover_abandoned
 from tiering.settings import Settings
 from tiering.store.base import ObjectStore
@@ -23,7 +25,7 @@ from tiering.store.base import ObjectStore
 @dataclass
 class Problem:
     kind: str  # missing | orphan | size_mismatch | checksum_mismatch | row_count_mismatch | index_mismatch |
-    #            encryption_mismatch | stale_pending | abandoned_pending | unreadable
+    #            encryption_mismatch | stale_pending | abandoned_pending | unreadable | hot_and_cold | staged_and_cold
     key: str
     detail: str
     repaired: bool = False
@@ -127,9 +129,29 @@ def verify_archive(
                     for p in report.problems:
                         if p.kind == "orphan" and p.key in deleted:
                             p.repaired = True
+        _check_two_places(url, queue, repair, report)
         op.counts = {"objects_checked": report.objects_checked, "problems": len(report.problems), "ok": report.ok}
         op.outcome = "succeeded" if report.ok else "problems"
     return report
+
+
+def _check_two_places(url: str, queue: str | None, repair: bool, report: VerifyReport) -> None:
+    """A job must be in one place: a hot copy Hammerwork marked archived, or a staged row, beside the job's live
+    cold copy is reported (one problem per job); `repair` settles them (the cold copy wins)."""
+    with connect(url) as conn:
+        found = staging.count_two_places(conn, queue)
+    problems = [Problem("hot_and_cold", job_id, "Hammerwork marked this hot copy archived; its job is also cold")
+                for job_id in found["hot_marked"]]  # fmt: skip
+    problems += [Problem("staged_and_cold", job_id, "staged again (Hammerwork's archiver) while already cold")
+                 for job_id in found["staged_and_cold"]]  # fmt: skip
+    report.problems.extend(problems)
+    if repair and problems:
+        settle_two_places(url, queue)
+        with connect(url) as conn:
+            left = staging.count_two_places(conn, queue)
+        still = set(left["hot_marked"]) | set(left["staged_and_cold"])
+        for p in problems:
+            p.repaired = p.key not in still
 
 
 def _is_ours(store: ObjectStore, key: str) -> bool:
