@@ -59,6 +59,9 @@ def normalize_status(value: str) -> str:
     raise ValueError(f"unknown job status {value!r} (one of {', '.join(ALL_STATUSES)})")
 
 
+_MAX_SECONDS = 10**14  # beyond timedelta's range (~8.6e13 s), and ints past this never fit a float exactly
+
+
 def duration_text_seconds(text: str) -> float:
     """Seconds of a duration written with a unit (`7d`, `12 hours`) or in ISO 8601 (`P7D`, `PT12H`);
     ValueError saying why otherwise. A bare number is the caller's decision, not accepted here."""
@@ -93,6 +96,8 @@ def parse_duration(value: Any, *, field_name: str = "duration") -> timedelta:
     seconds: float
     if isinstance(value, bool):
         raise bad("not a duration")
+    if isinstance(value, int) and abs(value) > _MAX_SECONDS:
+        raise bad("is out of range (too large)")
     if isinstance(value, int | float):
         seconds = float(value)
     elif isinstance(value, list | tuple):
@@ -100,6 +105,8 @@ def parse_duration(value: Any, *, field_name: str = "duration") -> timedelta:
             raise bad("a [secs, nanos] pair of integers is expected")
         if value[1] < 0 or value[1] >= 1_000_000_000:
             raise bad("nanos must be within 0..999999999")
+        if abs(value[0]) > _MAX_SECONDS:
+            raise bad("is out of range (too large)")
         seconds = value[0] + value[1] / 1e9
     elif isinstance(value, str):
         text = value.strip()

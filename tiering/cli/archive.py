@@ -193,6 +193,7 @@ def set_policy(
     ctx: typer.Context,
     file: Annotated[str, typer.Option("--file", help="Policy JSON file (schemas/policy.schema.json).")],
     initiated_by: InitiatedByOption = None,
+    fmt: FormatOption = Format.table,
 ) -> None:
     """Validate a policy file and store it as the policy `archive run` uses."""
     policy, config = load_policy_file(file)
@@ -204,11 +205,16 @@ def set_policy(
             put_policy_document(conn, document, updated_by=who)
             conn.commit()
         op.counts = {"policy": document}
-    output.info(f"stored the policy from {file}")
+    if fmt is Format.json:
+        output.print_json({"stored": True, "file": file, "policy": document})
+    else:
+        output.info(f"stored the policy from {file}")
 
 
 @app.command("remove-policy")
-def remove_policy(ctx: typer.Context, yes: YesOption = False, initiated_by: InitiatedByOption = None) -> None:
+def remove_policy(
+    ctx: typer.Context, yes: YesOption = False, initiated_by: InitiatedByOption = None, fmt: FormatOption = Format.table
+) -> None:
     """Remove the stored policy (runs fall back to the defaults)."""
     if not yes:
         if not sys.stdin.isatty():
@@ -220,7 +226,10 @@ def remove_policy(ctx: typer.Context, yes: YesOption = False, initiated_by: Init
             removed = delete_policy_document(conn)
             conn.commit()
         op.counts = {"removed": removed}
-    output.info("removed the stored policy" if removed else "no stored policy to remove")
+    if fmt is Format.json:
+        output.print_json({"removed": removed})
+    else:
+        output.info("removed the stored policy" if removed else "no stored policy to remove")
 
 
 def parse_policy_json(text: str) -> dict[str, Any]:

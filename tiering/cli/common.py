@@ -10,7 +10,7 @@ from tiering.cli.output import Format
 from tiering.context import Context
 
 FormatOption = Annotated[Format, typer.Option("--format", "-f", envvar="TIERING_FORMAT", help="table or json.")]
-QueueOption = Annotated[str | None, typer.Option("--queue", "-q", envvar="TIERING_QUEUE", help="Only this queue.")]
+QueueOption = Annotated[str | None, typer.Option("--queue", envvar="TIERING_QUEUE", help="Only this queue.")]
 InitiatedByOption = Annotated[
     str | None, typer.Option("--initiated-by", envvar="TIERING_INITIATED_BY", help="Who runs this (audit trail).")
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -142,9 +143,32 @@ def phase_progress(totals: dict[str, int | None]) -> Iterator[tuple[Any, Any]]:
         yield advance, phase
 
 
+_quiet = False
+_json_logs = False
+_log = logging.getLogger("tiering.cli")
+
+
+def set_quiet(quiet: bool) -> None:
+    """-q: informational lines on stderr are left out; warnings and errors stay."""
+    global _quiet
+    _quiet = quiet
+
+
+def set_json_logs(enabled: bool) -> None:
+    """--log-format json: messages for people go through logging too, so stderr stays one JSON object a line."""
+    global _json_logs
+    _json_logs = enabled
+
+
 def info(message: str) -> None:
-    stderr.print(message, highlight=False)
+    if _json_logs:
+        _log.info(message)
+    elif not _quiet:
+        stderr.print(message, highlight=False)
 
 
 def warn(message: str) -> None:
-    stderr.print(f"[yellow]warning:[/yellow] {message}", highlight=False)
+    if _json_logs:
+        _log.warning(message)
+    else:
+        stderr.print(f"[yellow]warning:[/yellow] {message}", highlight=False)

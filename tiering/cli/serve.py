@@ -10,7 +10,8 @@ from typing import Annotated, Any
 import typer
 
 from tiering.cli import output
-from tiering.cli.common import context
+from tiering.cli.common import FormatOption, context
+from tiering.cli.output import Format
 from tiering.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,7 @@ def serve(
             "(TIERING_METRICS_PORT; TIERING_METRICS_OPEN=1 opens /metrics on the main port instead).",
         ),
     ] = None,
+    fmt: FormatOption = Format.table,
 ) -> None:
     """Serve the archive API (/api/archive), the dashboard (/archive), /metrics and /healthz."""
     import uvicorn
@@ -62,6 +64,9 @@ def serve(
     app = create_app(c, run_scheduler=not no_scheduler, metrics_listen=metrics_listen)
     if not creds.configured:
         output.warn("no credential configured: the API is open to local users (loopback only)")
+    if fmt is Format.json:  # one line a supervisor or a script can read before the server's own logs
+        output.print_json({"serving": f"http://{host}:{port}/archive", "auth": creds.describe(),
+                           "database": _safe_url(url), "scheduler": not no_scheduler})  # fmt: skip
     output.info(
         f"tiering serve on http://{host}:{port}/archive (auth: {creds.describe()}; database: {_safe_url(url)}; "
         f"scheduler: {'off' if no_scheduler else 'on'})"
@@ -75,6 +80,7 @@ def schedule(
     ctx: typer.Context,
     once: Annotated[bool, typer.Option("--once", help="Run what is due now, then exit.")] = False,
     poll: Annotated[float, typer.Option(min=0.5, help="Seconds between checks at most.")] = 15.0,
+    fmt: FormatOption = Format.json,
 ) -> None:
     """Run the cron schedules (archive, flush, purge, verify) without the HTTP server."""
     from tiering.service.app import build_scheduler
@@ -91,7 +97,10 @@ def schedule(
             {"task": r.task, "window": r.window.isoformat(), "outcome": r.outcome, "error": r.error}
             for r in scheduler.tick()
         ]
-        output.print_json(results)
+        if fmt is Format.json:
+            output.print_json(results)
+        else:
+            output.print_table(results, ["task", "window", "outcome", "error"], title="schedule --once")
         return
     stop = threading.Event()
 

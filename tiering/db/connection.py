@@ -147,6 +147,18 @@ def with_timeouts(url: str, settings: Settings) -> str:
     return " ".join([url, *(f"{k}='{v}'" for k, v in extra.items())])
 
 
+def translate_error(exc: BaseException) -> DatabaseError | None:
+    """A psycopg error that escaped the engine, as the TieringError a user sees (exit 8): the server went away
+    mid-run, a statement timed out, a connection broke. None for anything that is not the database's."""
+    if isinstance(exc, psycopg.errors.QueryCanceled):
+        return DatabaseError(f"a database statement was cancelled or timed out: {str(exc).strip()}")
+    if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
+        error = DatabaseError(f"the database failed: {str(exc).strip() or type(exc).__name__}")
+        error.retryable = True
+        return error
+    return None
+
+
 def connect(url: str, *, autocommit: bool = False, application_name: str = "tiering") -> psycopg.Connection:
     try:
         return psycopg.connect(url, autocommit=autocommit, application_name=application_name)

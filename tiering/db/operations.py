@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -13,6 +14,10 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from tiering.db.connection import connect
+
+log = logging.getLogger("tiering.operations")
+# operation id -> (operation, queue), so the line logged when an operation ends names what its start named
+_RUNNING: dict[int, tuple[str, str | None]] = {}
 
 
 def _jsonable(value: Any) -> Any:
@@ -41,7 +46,12 @@ def start_operation(
         (operation, initiated_by, reason, Jsonb(_jsonable(parameters or {}))),
     ).fetchone()
     assert row is not None
-    return int(row[0])
+    op_id = int(row[0])
+    queue = (parameters or {}).get("queue")
+    _RUNNING[op_id] = (operation, queue)
+    context = {"operation_id": op_id, "operation": operation, "queue": queue, "initiated_by": initiated_by}
+    log.info("%s started (operation %s)", operation, op_id, extra=context)
+    return op_id
 
 
 def finish_operation(
@@ -52,6 +62,12 @@ def finish_operation(
            WHERE id = %s""",
         (Jsonb(_jsonable(counts)), outcome, error, op_id),
     )
+    operation, queue = _RUNNING.pop(op_id, ("operation", None))
+    log.info(
+        "%s %s (operation %s)%s", operation, outcome, op_id, f": {error}" if error else "",
+        extra={"operation_id": op_id, "operation": operation, "queue": queue, "outcome": outcome,
+               "counts": _jsonable(counts)},
+    )  # fmt: skip
 
 
 @contextmanager

@@ -1,0 +1,76 @@
+"""The command line's surface: every command has --format json and examples in its --help that parse; global
+flags are taken from anywhere; errors that escape the engine end with their documented exit code."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from typing import Any
+
+import psycopg
+import pytest
+import typer
+
+import tiering.cli as cli
+from tiering.cli.examples import EXAMPLES, attach_examples, leaf_commands
+from tiering.db.connection import translate_error
+from tiering.errors import DatabaseError
+
+
+def root_command() -> Any:
+    command = typer.main.get_command(cli.app)
+    attach_examples(command)
+    return command
+
+
+def test_every_command_has_format_json_and_examples_that_parse() -> None:
+    leaves = leaf_commands(root_command())
+    assert len(leaves) >= 20
+    assert set(EXAMPLES) == set(leaves), set(EXAMPLES) ^ set(leaves)
+    for path, command in leaves.items():
+        assert any("--format" in p.opts for p in command.params), f"{path} has no --format"
+        assert 1 <= len(EXAMPLES[path]) <= 2 and "Examples:" in command.epilog, path
+        for example in EXAMPLES[path]:
+            words = [w for w in shlex.split(example) if "=" not in w or w.startswith("-")]
+            assert words[0] == "tiering"
+            flags, words = cli.split_global_flags(words[1:], {})
+            words = [w for w in words if w != "--embedded"]
+            assert " ".join(words).startswith(path), example
+            args = words[len(path.split()):]
+            ctx = command.make_context(path, list(args))  # parses options and arguments as the command would
+            assert ctx.params is not None
+            as_json = command.make_context(path, [*args, "--format", "json"])
+            assert str(as_json.params["fmt"]) == "json", path
+
+
+def test_global_flags_anywhere() -> None:
+    flags, rest = cli.split_global_flags(["archive", "-v", "run", "--log-format", "json", "-q", "--queue", "x"], {})
+    assert flags.verbose and flags.quiet and flags.log_format == "json" and not flags.json_output
+    assert rest == ["archive", "run", "--queue", "x"]
+    flags, rest = cli.split_global_flags(["archive", "list", "-f", "json", "--", "-v"], {"TIERING_LOG_FORMAT": "json"})
+    assert flags.json_output and flags.log_format == "json" and not flags.verbose and rest[-2:] == ["--", "-v"]
+    flags, _ = cli.split_global_flags(["archive", "list"], {"TIERING_FORMAT": "json"})
+    assert flags.json_output
+    flags, _ = cli.split_global_flags(["archive", "list", "--format=json", "--log-format=text"], {})
+    assert flags.json_output and flags.log_format == "text"
+
+
+def test_database_errors_that_escape_the_engine_exit_8(monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:
+    lost = psycopg.OperationalError("server closed the connection unexpectedly")
+    translated = translate_error(lost)
+    assert isinstance(translated, DatabaseError) and translated.exit_code == 8 and translated.retryable
+    assert translate_error(ValueError("x")) is None
+
+    def fail(*args: Any, **kwargs: Any) -> Any:
+        raise lost
+
+    monkeypatch.setattr("tiering.db.connection.resolve_database_url", fail)
+    monkeypatch.setattr("tiering.context.resolve_database_url", fail)
+    monkeypatch.setenv("TIERING_DATABASE_URL", "postgresql://x@127.0.0.1:1/y")
+    with pytest.raises(SystemExit) as done:
+        cli.main(["archive", "stats", "--format", "json"])
+    assert done.value.code == 8
+    out = capsys.readouterr()
+    doc = json.loads(out.out)
+    assert doc["error"]["exit_code"] == 8 and "server closed the connection" in doc["error"]["message"]
+    assert "error: unexpected" not in out.err and "error: the database failed" in out.err
