@@ -211,6 +211,17 @@ def test_registered_backend_parses_and_refuses_bad_urls(registered: StoreTarget)
         parse_store_url(f"{SCHEME}://bkt/a/../b")
 
 
+def test_fsspec_schemes_without_their_package_name_it() -> None:
+    for url, package in (("gs://bucket/x", "gcsfs"), ("az://container/x", "adlfs")):
+        try:
+            __import__(package)
+        except ImportError:
+            with pytest.raises(ConfigError, match=f"pip install {package}"):
+                open_store(Settings(store_url=url))
+        else:
+            assert parse_store_url(url).bucket in ("bucket", "container")
+
+
 DAY = timedelta(days=1)
 POLICY = ArchivalPolicy(archive_completed_after=DAY, archive_failed_after=DAY)
 

@@ -1,11 +1,21 @@
 """Object stores chosen by URL scheme, from a registry (as pyiceberg's load_file_io, litestream's
 replica-client factories): `s3://bucket/prefix` (S3Store), `file:///path` (LocalStore), and through
 fsspec `memory://bucket/prefix`, `gs://`, `az://`, `abfs://` (FsspecStore, where the fsspec package for
-the scheme is installed). A new backend registers its schemes; the engine never names a backend:
+the scheme is installed). The engine never names a backend: it sees only the ObjectStore protocol.
 
-    register_backend(("mystore",), open_my_store)   # open_my_store(url: StoreURL, settings, **options)
     store = open_store(settings)
     store.put_file(store.key("queue=q/date=2024-01-01/part-0.parquet"), path, sha256=hexdigest)
+
+Adding a backend (one new module; no engine, CLI or API file changes):
+1. Subclass `ObjectStore` (tiering/store/base.py): the object calls, `location` (scheme, bucket or root,
+   prefix: what the manifest records), `capabilities` (say what it lacks: lifecycle, storage classes,
+   restore, conditional puts), `describe()`, `check_access()`/`ensure_bucket()`; override
+   `external_access(env)` if analysts' engines need credentials, `analyst_path(key)` if DuckDB names
+   objects other than by `uri(key)`.
+2. `register_backend(("myscheme",), opener)` with `opener(url: StoreURL, settings, **options)`; give
+   `parser=` for URLs that are not scheme://bucket/prefix and `available=` to name a missing package.
+3. Run the contract on it: tests/integration/test_store_registry.py shows how (the test-defined DictStore);
+   add its SDK to pyproject.toml.
 """
 
 from __future__ import annotations
