@@ -293,7 +293,7 @@ class FsspecStore(ObjectStore):
         meta = self._read_meta(key)
         sha = meta.get("sha256")
         written = meta.get("written_at")
-        modified = _modified(info) or (_modified({"w": written}) if written else None)
+        modified = _modified(info) or (_modified({"updated": written}) if written else None)
         return ObjectInfo(
             key=key,
             size=int(info.get("size") or 0),
