@@ -319,6 +319,13 @@ def test_legacy_quoted_statuses_reach_the_cold_tier_bare(hw_url: str, local: tup
     listed = list_archived_jobs(hw_url, status="Completed", limit=100).total
     preview = preview_purge_operation(hw_url, store, settings, NOW + DAY, status="Completed")
     assert listed == preview.jobs_to_purge == 4
+    with psycopg.connect(hw_url) as conn:  # what objects flushed by earlier tiering builds left in the index
+        conn.execute("""UPDATE tiering_job_index SET status = '"' || status || '"'
+                         WHERE job_id = ANY(%s) AND status = 'Completed'""", (list(legacy_staged),))  # fmt: skip
+        conn.commit()
+    page = list_archived_jobs(hw_url, status="Completed", limit=100)
+    assert page.total == preview_purge_operation(hw_url, store, settings, NOW + DAY, status="Completed").jobs_to_purge
+    assert page.total == 4 and {j.status for j in page.items} == {"Completed"}
     _assert_one_place(hw_url, set(legacy_hot) | set(legacy_staged), "cold")
 
 

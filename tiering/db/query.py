@@ -1,7 +1,8 @@
 """SQL of list / query / search / restore: the staging table, the job index and the hot table.
 
 Every statement here is parameterised; user input never becomes SQL text. Staging statuses may hold
-Hammerwork's legacy literal quotes (`"Completed"`), so they are compared after btrim(status, '"').
+Hammerwork's legacy literal quotes (`"Completed"`), so they are compared after btrim(status, '"'); so are the
+job index's (objects flushed by earlier tiering builds kept staged statuses as they were).
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ _COLD_WHERE = """
       x.restored_at IS NULL
   AND (%(object_ids)s::bigint[] IS NULL OR x.object_id = ANY(%(object_ids)s::bigint[]))
   AND (%(queue)s::text IS NULL OR x.queue_name = %(queue)s)
-  AND (%(statuses)s::text[] IS NULL OR x.status = ANY(%(statuses)s::text[]))
+  AND (%(statuses)s::text[] IS NULL OR btrim(x.status, '"') = ANY(%(statuses)s::text[]))
   AND (%(aa)s::timestamptz IS NULL OR x.archived_at >= %(aa)s)
   AND (%(ab)s::timestamptz IS NULL OR x.archived_at < %(ab)s)
   AND (%(ca)s::timestamptz IS NULL OR x.created_at >= %(ca)s)
@@ -78,14 +79,14 @@ SELECT a.id AS job_id, a.queue_name, btrim(a.status, '"') AS status, a.created_a
   AND (%(ca)s::timestamptz IS NULL OR a.created_at >= %(ca)s)
   AND (%(cb)s::timestamptz IS NULL OR a.created_at < %(cb)s)
 UNION ALL
-SELECT x.job_id, x.queue_name, x.status, x.created_at, x.archived_at,
+SELECT x.job_id, x.queue_name, btrim(x.status, '"'), x.created_at, x.archived_at,
        'cold'::text, m.id, m.key, m.storage_class, x.row_group, x.row_in_group, x.payload_bytes, x.error_message
   FROM tiering_job_index x JOIN tiering_manifest m ON m.id = x.object_id AND m.state = 'committed'
  WHERE %(with_cold)s
   AND x.restored_at IS NULL
   AND (%(object_ids)s::bigint[] IS NULL OR x.object_id = ANY(%(object_ids)s::bigint[]))
   AND (%(queue)s::text IS NULL OR x.queue_name = %(queue)s)
-  AND (%(statuses)s::text[] IS NULL OR x.status = ANY(%(statuses)s::text[]))
+  AND (%(statuses)s::text[] IS NULL OR btrim(x.status, '"') = ANY(%(statuses)s::text[]))
   AND (%(aa)s::timestamptz IS NULL OR x.archived_at >= %(aa)s)
   AND (%(ab)s::timestamptz IS NULL OR x.archived_at < %(ab)s)
   AND (%(ca)s::timestamptz IS NULL OR x.created_at >= %(ca)s)
