@@ -33,15 +33,19 @@ cleanup() {
 }
 trap cleanup EXIT
 
-say "debian base (mmdebstrap)"
 t=$SECONDS
-mmdebstrap --quiet --variant=apt --include=python3,python3-venv,python3-pip,passwd,ca-certificates \
-  bookworm "$WORK/rootfs.tar"
-base=$(buildah from scratch)
-buildah add --quiet "$base" "$WORK/rootfs.tar" / >/dev/null
-buildah commit --quiet --rm "$base" "$BASE_IMAGE" >/dev/null
-rm -f "$WORK/rootfs.tar"
-say "base built in $((SECONDS - t)) s"
+if [ -n "${REUSE_BASE:-}" ] && buildah inspect --type image "$BASE_IMAGE" >/dev/null 2>&1; then
+  say "reusing $BASE_IMAGE (REUSE_BASE is set)"
+else
+  say "debian base (mmdebstrap)"
+  mmdebstrap --quiet --variant=apt --include=python3,python3-venv,python3-pip,passwd,ca-certificates \
+    bookworm "$WORK/rootfs.tar"
+  base=$(buildah from scratch)
+  buildah add --quiet "$base" "$WORK/rootfs.tar" / >/dev/null
+  buildah commit --quiet --rm "$base" "$BASE_IMAGE" >/dev/null
+  rm -f "$WORK/rootfs.tar"
+  say "base built in $((SECONDS - t)) s"
+fi
 
 say "image (make image, BASE=$BASE_IMAGE)"
 t=$SECONDS
@@ -74,14 +78,17 @@ with psycopg.connect(url) as conn:
     indexed = conn.execute("SELECT count(*) FROM tiering_job_index").fetchone()[0]
     committed = conn.execute("SELECT count(*) FROM tiering_manifest WHERE state = 'committed'").fetchone()[0]
     who = conn.execute("SELECT initiated_by FROM tiering_operations WHERE operation = 'archive'").fetchone()[0]
-assert result["jobs_archived"] > 0, result
-assert result["flush"]["jobs_flushed"] == result["jobs_archived"] == indexed, (result, indexed)
+with psycopg.connect(url) as conn:
+    staged = conn.execute("SELECT count(*) FROM hammerwork_jobs_archive").fetchone()[0]
+# the demo's history (staged by "Hammerwork") is flushed together with what this run archived
+assert result["jobs_archived"] > 0 and result["flush"]["jobs_flushed"] >= result["jobs_archived"], result
+assert result["flush"]["jobs_flushed"] == indexed and staged == 0, (result["flush"], indexed, staged)
 assert committed > 0 and who == "ci-image", (committed, who)
 print(f"image-smoke: archive run inside the image: {indexed} jobs in {committed} committed objects")
 PY
 objects=$(buildah run --network host "$ctr" -- sh -c 'find /var/lib/tiering/objects -name "*.parquet" | wc -l')
-grep -q 'tiering_last_success_timestamp_seconds{operation="archive"}' \
-  <(buildah run --network host "$ctr" -- cat /var/lib/tiering/tiering.prom) \
+prom=$(buildah run --network host "$ctr" -- cat /var/lib/tiering/tiering.prom)
+grep -q 'tiering_last_success_timestamp_seconds{operation="archive"}' <<<"$prom" \
   || { say "FAILED: no metrics textfile written inside the image"; exit 1; }
 [ "$objects" -gt 0 ] || { say "FAILED: no Parquet objects inside the image"; exit 1; }
 say "OK: $objects Parquet objects written by the image's tiering; total $((SECONDS - started)) s"
