@@ -65,6 +65,13 @@ class Settings:
     pushgateway_url: str | None = None  # cron runs push their metrics here (tiering.metrics)
     metrics_port: int | None = None  # `serve`: /metrics also on this port, without credentials
     metrics_open: bool = False  # `serve`: /metrics on the main port without credentials
+    # `serve`: Host names answered besides loopback ones (comma-separated; "*" = any), against DNS rebinding
+    allowed_hosts: str | None = None
+    # `serve` admission control: scans (search, bulk restore/erase selection) run on search_workers threads with
+    # at most search_queue waiting; more are refused with 429 + Retry-After; each gets request_deadline seconds.
+    search_workers: int = 2
+    search_queue: int = 4
+    request_deadline: float = 30.0
 
     @property
     def resolved_store_url(self) -> str:
@@ -112,6 +119,10 @@ _ENV_NAMES: dict[str, str] = {
     "pushgateway_url": "TIERING_PUSHGATEWAY_URL",
     "metrics_port": "TIERING_METRICS_PORT",
     "metrics_open": "TIERING_METRICS_OPEN",
+    "allowed_hosts": "TIERING_ALLOWED_HOSTS",
+    "search_workers": "TIERING_SEARCH_WORKERS",
+    "search_queue": "TIERING_SEARCH_QUEUE",
+    "request_deadline": "TIERING_REQUEST_DEADLINE",
 }
 
 

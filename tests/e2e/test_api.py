@@ -222,6 +222,7 @@ def test_every_protected_route_refuses_missing_and_wrong_credentials(
         r = anon.request(method, path, json=body)
         assert r.status_code == 401, r.text
         assert "Bearer" in r.headers["www-authenticate"]
+        assert "basic" not in r.headers["www-authenticate"].lower()  # no browser prompt, nothing cached
         assert "authentication required" in error(r, 401)
         for header in (
             "Bearer wrong-" + TOKEN,

@@ -9,7 +9,15 @@ import pytest
 
 from tiering.errors import ConfigError
 from tiering.service.api import parse_older_than
-from tiering.service.security import AuthError, Credentials, check_queue, is_loopback
+from tiering.service.security import (
+    AuthError,
+    Credentials,
+    check_queue,
+    cross_site_refusal,
+    host_allowed,
+    is_loopback,
+    parse_allowed_hosts,
+)
 
 NOW = datetime(2030, 6, 1, 12, 0, tzinfo=UTC)
 
@@ -66,3 +74,52 @@ def test_check_queue() -> None:
 def test_is_loopback() -> None:
     assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
     assert not is_loopback("0.0.0.0") and not is_loopback("10.1.2.3") and not is_loopback("::")
+
+
+# --- cross-site use (issue 12.4) ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("host", "allowed", "ok"),
+    [
+        ("127.0.0.1:8080", (), True),
+        ("127.0.0.2", (), True),
+        ("[::1]:8080", (), True),
+        ("localhost:8080", (), True),
+        ("LOCALHOST.", (), True),
+        ("attacker.example", (), False),
+        ("attacker.example:8080", (), False),
+        ("127.0.0.1.nip.io", (), False),  # resolves to loopback: refused anyway (no DNS lookup)
+        ("", (), False),
+        ("archive.internal:443", ("archive.internal",), True),
+        ("other.internal", ("archive.internal",), False),
+        ("anything.example", ("*",), True),
+    ],
+)
+def test_host_allow_list(host: str, allowed: tuple[str, ...], ok: bool) -> None:
+    assert host_allowed(host, allowed) is ok
+
+
+def test_allowed_hosts_from_settings_and_bind_address() -> None:
+    assert parse_allowed_hosts("a.example, B.example:8080", "10.0.0.5") == ("a.example", "b.example", "10.0.0.5")
+    assert parse_allowed_hosts(None, "0.0.0.0") == ()
+
+
+@pytest.mark.parametrize(
+    ("method", "headers", "refused"),
+    [
+        ("GET", {b"origin": b"http://evil.test", b"sec-fetch-site": b"cross-site"}, False),  # reads: CSP/CORS
+        ("POST", {}, False),  # not a browser: judged by its credential
+        ("POST", {b"sec-fetch-site": b"same-origin", b"origin": b"http://127.0.0.1:8080"}, False),
+        ("POST", {b"origin": b"http://127.0.0.1:8080"}, False),
+        ("POST", {b"sec-fetch-site": b"cross-site"}, True),
+        ("POST", {b"sec-fetch-site": b"same-site"}, True),  # another port of the same host
+        ("DELETE", {b"origin": b"http://evil.test"}, True),
+        ("PUT", {b"origin": b"null"}, True),
+        ("POST", {b"origin": b"http://127.0.0.1:9999"}, True),
+        ("POST", {b"origin": b"http://127.0.0.1:8080", b"sec-fetch-site": b"cross-site"}, True),
+    ],
+)
+def test_unsafe_requests_need_same_origin(method: str, headers: dict[bytes, bytes], refused: bool) -> None:
+    reason = cross_site_refusal(method, {b"host": b"127.0.0.1:8080", **headers})
+    assert (reason is not None) is refused, reason

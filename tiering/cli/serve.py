@@ -61,7 +61,7 @@ def serve(
     url = c.database_url
     metrics_port = metrics_port if metrics_port is not None else c.settings.metrics_port
     metrics_listen = (host, metrics_port) if metrics_port is not None else None
-    app = create_app(c, run_scheduler=not no_scheduler, metrics_listen=metrics_listen)
+    app = create_app(c, run_scheduler=not no_scheduler, metrics_listen=metrics_listen, bind_host=host)
     if not creds.configured:
         output.warn("no credential configured: the API is open to local users (loopback only)")
     if fmt is Format.json:  # one line a supervisor or a script can read before the server's own logs

@@ -21,7 +21,16 @@ from tiering.errors import TieringError
 from tiering.service.envelope import Envelope, fail
 from tiering.service.metrics import CONTENT_TYPE, Metrics
 from tiering.service.scheduler import Scheduler, default_instance
-from tiering.service.security import MAX_BODY_BYTES, AuthError, AuthGate, BodySizeLimit, Credentials
+from tiering.service.security import (
+    CHALLENGE,
+    MAX_BODY_BYTES,
+    AuthError,
+    AuthGate,
+    BodySizeLimit,
+    Credentials,
+    CrossSiteGuard,
+    parse_allowed_hosts,
+)
 from tiering.service.tasks import TaskRunner
 
 log = logging.getLogger(__name__)
@@ -84,8 +93,10 @@ def create_app(
     max_body_bytes: int = MAX_BODY_BYTES,
     scheduler_poll_seconds: float = 15.0,
     metrics_listen: tuple[str, int] | None = None,
+    bind_host: str | None = None,
 ) -> FastAPI:
-    """`metrics_listen` (host, port): also serve /metrics there, without credentials, for Prometheus."""
+    """`metrics_listen` (host, port): also serve /metrics there, without credentials, for Prometheus.
+    `bind_host`: the address served, answered as a Host besides loopback names and settings.allowed_hosts."""
     instance = instance or default_instance()
     creds = Credentials.from_settings(ctx.settings)
     metrics = Metrics(lambda: ctx.database_url)
@@ -124,7 +135,7 @@ def create_app(
 
     @app.exception_handler(TieringError)
     async def tiering_error(request: Request, exc: TieringError) -> Response:
-        headers = {"WWW-Authenticate": 'Bearer realm="tiering", Basic realm="tiering"'} if (
+        headers = {"WWW-Authenticate": CHALLENGE} if (
             isinstance(exc, AuthError) and exc.http_status == 401
         ) else None  # fmt: skip
         if exc.http_status >= 500:
@@ -200,7 +211,9 @@ def create_app(
     app.openapi = openapi  # type: ignore[method-assign]
     app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
     open_paths = ("/metrics",) if ctx.settings.metrics_open else ()
-    app.add_middleware(AuthGate, credentials=creds, open_paths=open_paths)  # outermost: credentials first
+    app.add_middleware(AuthGate, credentials=creds, open_paths=open_paths)  # credentials before routing
+    allowed = parse_allowed_hosts(ctx.settings.allowed_hosts, bind_host)
+    app.add_middleware(CrossSiteGuard, allowed_hosts=allowed)  # outermost: Host and same-origin checks first
     return app
 
 

@@ -190,6 +190,11 @@ def redact(value: Any) -> Any:
     return value
 
 
+# Only a Bearer challenge: a `Basic` challenge makes browsers prompt for, and then cache and replay, the
+# credential on every request to this origin (cross-site POSTs included). HTTP Basic still works for clients
+# that send it (curl -u, the dashboard's login, which keeps it in sessionStorage and sends it itself).
+CHALLENGE = 'Bearer realm="tiering"'
+
 OPEN_PATHS = ("/healthz", "/archive", "/archive/")
 OPEN_PREFIXES = ("/archive/static/",)
 READ_METHODS = ("GET", "HEAD", "OPTIONS")
@@ -222,7 +227,7 @@ class AuthGate:
             who = self.credentials.check(authorization, write=scope.get("method") not in READ_METHODS)
         except AuthError as exc:
             body = _error_body(exc.http_status, str(exc))
-            extra = [(b"www-authenticate", b'Bearer realm="tiering", Basic realm="tiering"')] if (
+            extra = [(b"www-authenticate", CHALLENGE.encode())] if (
                 exc.http_status == 401
             ) else []  # fmt: skip
             await send(
@@ -237,3 +242,124 @@ class AuthGate:
             return
         scope.setdefault("state", {})["principal"] = who
         await self.app(scope, receive, send)
+
+
+# --- cross-site use -------------------------------------------------------------------------------
+
+LOOPBACK_NAMES = ("localhost", "localhost.localdomain", "ip6-localhost")
+UNSAFE_OK_SITES = (b"same-origin", b"none")  # Sec-Fetch-Site values a browser sends for this page's own requests
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+    "font-src 'self'; manifest-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+SECURITY_HEADERS = [
+    (b"content-security-policy", CSP.encode()),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"cross-origin-opener-policy", b"same-origin"),
+    (b"cross-origin-resource-policy", b"same-origin"),
+]
+
+
+def split_host(value: str) -> str:
+    """`Host`/netloc -> the host name or address alone, lower-case (`[::1]:8080` -> `::1`)."""
+    value = value.strip().lower()
+    if value.startswith("["):
+        return value[1 : value.find("]")] if "]" in value else value[1:]
+    if value.count(":") == 1:
+        value = value.rsplit(":", 1)[0]
+    return value.rstrip(".")
+
+
+def parse_allowed_hosts(text: str | None, bind_host: str | None = None) -> tuple[str, ...]:
+    """Host names answered besides loopback ones: the configured list, plus the address `serve` binds when it
+    names one (not a wildcard)."""
+    hosts = [split_host(h) for h in (text or "").split(",") if h.strip()]
+    if bind_host and bind_host not in ("0.0.0.0", "::", ""):  # noqa: S104 - compared, not bound
+        hosts.append(split_host(bind_host))
+    return tuple(dict.fromkeys(hosts))
+
+
+def host_allowed(host: str, allowed: tuple[str, ...]) -> bool:
+    """Loopback names and addresses always; others only when listed ("*" = any). No DNS lookup: a rebinding
+    attacker's name that resolves to 127.0.0.1 is still refused."""
+    name = split_host(host)
+    if not name:
+        return False
+    if "*" in allowed or name in allowed or name in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def cross_site_refusal(method: str, headers: dict[bytes, bytes]) -> str | None:
+    """Why an unsafe request must be refused as cross-site, or None.
+
+    Browsers send `Origin` with every cross-origin POST/PUT/DELETE and `Sec-Fetch-Site` with every request;
+    either one naming another site refuses the request. Clients that are not browsers (curl, scripts) send
+    neither and are judged by their credential alone. The dashboard also sends `X-Tiering-Request`, which a
+    cross-origin page cannot add without a CORS preflight that this server never grants."""
+    if method in READ_METHODS:
+        return None
+    site = headers.get(b"sec-fetch-site")
+    if site is not None and site.lower() not in UNSAFE_OK_SITES:
+        return f"cross-site request refused (Sec-Fetch-Site: {site.decode('latin-1')})"
+    origin = headers.get(b"origin")
+    if origin is not None:
+        text = origin.decode("latin-1").strip()
+        host = headers.get(b"host", b"").decode("latin-1")
+        netloc = text.split("://", 1)[1] if "://" in text else ""
+        if text == "null" or not netloc or netloc.lower().rstrip("/") != host.lower():
+            return f"cross-origin request refused (Origin: {text})"
+    return None
+
+
+class CrossSiteGuard:
+    """Outermost middleware: a Host allow-list for every request (DNS rebinding), same-origin evidence for
+    unsafe methods (CSRF), and the browser security headers (CSP, frame, referrer, sniffing) on every response."""
+
+    def __init__(self, app: ASGIApp, allowed_hosts: tuple[str, ...] = ()) -> None:
+        self.app = app
+        self.allowed_hosts = allowed_hosts
+
+    async def _refuse(self, send: Send, status: int, message: str) -> None:
+        body = _error_body(status, message)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+                + SECURITY_HEADERS,
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        host = headers.get(b"host", b"").decode("latin-1")
+        if not host_allowed(host, self.allowed_hosts):
+            await self._refuse(
+                send, 421, f"host {host!r} is not served here (add it to TIERING_ALLOWED_HOSTS to allow it)"
+            )
+            return
+        refusal = cross_site_refusal(scope.get("method", "GET"), headers)
+        if refusal is not None:
+            await self._refuse(send, 403, refusal)
+            return
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                present = {k.lower() for k, _ in message.get("headers", [])}
+                message = {
+                    **message,
+                    "headers": list(message.get("headers", [])) + [h for h in SECURITY_HEADERS if h[0] not in present],
+                }
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
