@@ -16,6 +16,8 @@ database (CREATE DATABASE ... TEMPLATE) feed each measurement, so every contende
   purge        1M jobs over 365 days x 8 queues (~2,900 objects): a partial purge that rewrites objects, then all
   peak RSS     of `tiering archive run` for BENCH_JOBS vs BENCH_JOBS / 5
   list route   GET /api/archive/jobs right after the flush (no ANALYZE by anyone) vs after VACUUM ANALYZE
+  load         20 clients for 30 s mixing /jobs and /search during an archive run (bench/load.py): /jobs
+               p50/p99 and the status codes (429/503 are admission control's documented answers)
 
 Figures only: nothing here asserts a timing. BENCH_JOBS=200000 make bench for a quicker run.
 """
@@ -414,7 +416,7 @@ def bench_purge(env: dict[str, str]) -> dict[str, Any]:
 def summary() -> None:
     e, d, h = results["end_to_end"], results["duckdb"], results["hammerwork"]
     st, rs, pu = results["staging"], results["restore_search"], results["purge"]
-    small, lr = results["rss_small"], results["list_route"]
+    small, lr, ld = results["rss_small"], results["list_route"], results["load"]
     hw_ratio = e["jobs_per_s"] / h["jobs_per_s"] if h["jobs_per_s"] else float("inf")
     rows = [
         ("end to end, hot -> committed objects",
@@ -439,6 +441,9 @@ def summary() -> None:
          f"{small['rss_mb']} MB for {small['jobs']:,}", "<= 1.2x"),
         ("GET /api/archive/jobs after the flush", f"{lr['first_s']:.3f} s (median {lr['fresh_median_s']:.3f})",
          f"after VACUUM ANALYZE {lr['analysed_median_s']:.3f} s", "~ analysed"),
+        ("/jobs under load (20 clients, searches, a run)",
+         f"p50 {ld['jobs_p50_s']} s, p99 {ld['jobs_p99_s']} s",
+         f"errors other than 429/503: {sum(ld['errors_other_than_429_503'].values())}", "p99 < 1 s, 0 errors"),
     ]  # fmt: skip
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     heads = ("what", "tiering", "reference, same run", "goal")
@@ -466,6 +471,10 @@ def main() -> None:
         bench_staging(urls, policy_file)
         bench_seaweed(urls)
         bench_small_rss(base, policy_file)
+        from bench.load import run_load
+
+        say("\n== load: /jobs and /search under 20 clients during an archive run")
+        results["load"] = run_load(base, OUT, db_url, api_server, tiering_env, TOKEN)
         summary()
     finally:
         (OUT / "results.json").write_text(json.dumps(results, indent=2, default=str))

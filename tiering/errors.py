@@ -81,3 +81,11 @@ class CorruptPayloadError(TieringError):
 
     exit_code = 10
     http_status = 422
+
+
+class OperationTimeout(TieringError):
+    """A request-bounded operation (a search served by the API) ran past its deadline and stopped."""
+
+    exit_code = 7
+    http_status = 503
+    retryable = True

@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
+from playwright.sync_api import expect
 
 from tests.e2e.test_api import TOKEN, ApiServer, archive_queue, fresh_database, seed, start_api_server
 from tests.helpers import count
@@ -104,7 +105,7 @@ def test_login_filter_restore_and_screenshots(dash: ApiServer, page: Any) -> Non
     page.select_option("#jobs-filter select[name=queue]", "browser-b")
     page.select_option("#jobs-filter select[name=status]", "Completed")
     page.click("#jobs-filter button[type=submit]")
-    page.wait_for_function("document.querySelectorAll('#jobs-table tbody tr').length === 3")
+    expect(page.locator("#jobs-table tbody tr")).to_have_count(3)
     shown = {rows.nth(i).get_attribute("data-id") for i in range(rows.count())}
     assert shown == {str(t) for t in target}
     assert "1–3 of 3" in page.inner_text("#jobs-range")
@@ -126,7 +127,7 @@ def test_login_filter_restore_and_screenshots(dash: ApiServer, page: Any) -> Non
     page.locator(f"#jobs-table tr[data-id='{victim}'] button[data-action=restore]").click()
     page.click("#confirm-dialog[open] #confirm-ok")
     page.locator(f"#jobs-table tr[data-id='{victim}']").wait_for(state="detached")
-    page.wait_for_function("document.querySelectorAll('#jobs-table tbody tr').length === 2")
+    expect(page.locator("#jobs-table tbody tr")).to_have_count(2)
     assert "of 2" in page.inner_text("#jobs-range")
     page.locator("#toast").filter(has_text="restored").wait_for()
     with psycopg.connect(url) as conn:
@@ -194,7 +195,7 @@ def test_bulk_restore_preview_purge_preview_policy_and_other_tabs(dash: ApiServe
     page.fill("#search-form input[name=key]", "invoice.id")
     page.fill("#search-form input[name=value]", "INV-7")
     page.click("#search-form button[type=submit]")
-    page.wait_for_function("document.querySelectorAll('#search-table tbody tr').length === 2")
+    expect(page.locator("#search-table tbody tr")).to_have_count(2)
     assert page.evaluate("location.hash") == "#search?key=invoice.id&value=INV-7&limit=100"
 
     page.click("#tabs button[data-tab=overview]")
@@ -295,7 +296,7 @@ def test_url_state_round_trips(dash: ApiServer, page: Any) -> None:
         archive_queue(api, "url-q")
     # a shared link opens the tab with its filters applied
     _open(page, dash, "jobs?queue=url-q&status=Failed")
-    page.wait_for_function("document.querySelectorAll('#jobs-table tbody tr').length === 3")
+    expect(page.locator("#jobs-table tbody tr")).to_have_count(3)
     assert page.input_value("#jobs-filter select[name=queue]") == "url-q"
     assert page.input_value("#jobs-filter select[name=status]") == "Failed"
     assert {page.locator("#jobs-table tbody tr").nth(i).get_attribute("data-id") for i in range(3)} == {
@@ -307,23 +308,23 @@ def test_url_state_round_trips(dash: ApiServer, page: Any) -> None:
     assert page.evaluate("location.hash") == f"#jobs?queue=url-q&status=Failed&job={ids[0]}"
     page.reload()
     page.locator("#job-dialog[open]").filter(has_text=str(ids[0])).wait_for()
-    page.wait_for_function("document.querySelectorAll('#jobs-table tbody tr').length === 3")
+    expect(page.locator("#jobs-table tbody tr")).to_have_count(3)
     page.click("#job-dialog-close")
     assert page.evaluate("location.hash") == "#jobs?queue=url-q&status=Failed"
     # filters typed in the form go into the URL; back returns to the previous filters
     page.select_option("#jobs-filter select[name=status]", "Completed")
     page.click("#jobs-filter button[type=submit]")
-    page.wait_for_function("document.querySelectorAll('#jobs-table tbody tr').length === 2")
+    expect(page.locator("#jobs-table tbody tr")).to_have_count(2)
     assert page.evaluate("location.hash") == "#jobs?queue=url-q&status=Completed&limit=50"
     page.go_back()
-    page.wait_for_function("document.querySelectorAll('#jobs-table tbody tr').length === 3")
+    expect(page.locator("#jobs-table tbody tr")).to_have_count(3)
     assert page.input_value("#jobs-filter select[name=status]") == "Failed"
     # #search opens the search tab on load; with key and value it runs the search
     _open(page, dash, "search")
     page.locator("section[data-panel=search].active").wait_for()
     assert page.locator("#tabs button.active").inner_text() == "Search"
     _open(page, dash, "search?key=n&value=1&queue=url-q")  # n=1: one Failed and one Completed job
-    page.wait_for_function("document.querySelectorAll('#search-table tbody tr').length === 2")
+    expect(page.locator("#search-table tbody tr")).to_have_count(2)
     assert page.input_value("#search-form input[name=key]") == "n"
     # the audit tab keeps its filter in the URL too
     _open(page, dash, "audit?operation=flush")
@@ -345,7 +346,7 @@ def test_csv_export_equals_the_api_list(dash: ApiServer, page: Any) -> None:
         listed = api.get("/api/archive/jobs", params={"queue": "csv-q", "limit": 1000}).json()["data"]["items"]
     assert len(listed) == 4 and any(i["error_message"] for i in listed)
     _open(page, dash, "jobs?queue=csv-q&limit=25")
-    page.wait_for_function("document.querySelectorAll('#jobs-table tbody tr').length === 4")
+    expect(page.locator("#jobs-table tbody tr")).to_have_count(4)
     assert "boom" in page.inner_text("#jobs-table")  # the error column
     with page.expect_download() as info:
         page.click("#jobs-export")
@@ -364,7 +365,7 @@ def test_multi_select_bulk_restore_with_preview(dash: ApiServer, page: Any) -> N
         archive_queue(api, "multi-q")
     page.set_viewport_size({"width": 1400, "height": 1000})
     _open(page, dash, "jobs?queue=multi-q")
-    page.wait_for_function("document.querySelectorAll('#jobs-table tbody tr').length === 4")
+    expect(page.locator("#jobs-table tbody tr")).to_have_count(4)
     chosen = [str(ids[0]), str(ids[2])]
     for job in chosen:
         page.check(f"#jobs-table input[data-select='{job}']")
@@ -382,14 +383,14 @@ def test_multi_select_bulk_restore_with_preview(dash: ApiServer, page: Any) -> N
         assert count(conn, "hammerwork_jobs", "queue_name = 'multi-q'") == 0  # declined: nothing restored
     page.click("#jobs-restore-selected")
     page.click("#confirm-dialog[open] #confirm-ok")
-    page.wait_for_function("document.querySelectorAll('#jobs-table tbody tr').length === 2")
+    expect(page.locator("#jobs-table tbody tr")).to_have_count(2)
     with psycopg.connect(url) as conn:
         restored = {str(r[0]) for r in conn.execute("SELECT id FROM hammerwork_jobs WHERE queue_name = 'multi-q'")}
     assert restored == set(chosen)
     assert page.inner_text("#jobs-restore-selected") == "Restore selected (0)"
     page.set_viewport_size({"width": 420, "height": 900})
     page.reload()
-    page.wait_for_function("document.querySelectorAll('#jobs-table tbody tr').length === 2")
+    expect(page.locator("#jobs-table tbody tr")).to_have_count(2)
     _shot(page, "jobs-420x900.png")
     page.set_viewport_size({"width": 1440, "height": 900})
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import re
+import time as _time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -32,7 +33,7 @@ from tiering import schema as S
 from tiering.db import manifest as mdb
 from tiering.db import query as qdb
 from tiering.db.connection import connect
-from tiering.errors import CorruptPayloadError, InvalidInputError, NotFoundError, StoreError
+from tiering.errors import CorruptPayloadError, InvalidInputError, NotFoundError, OperationTimeout, StoreError
 from tiering.inputs import (
     check_limit,
     check_offset,
@@ -655,8 +656,18 @@ def _candidate_rows(payload: pa.Array, matcher: ValueMatcher, pattern: str | Non
     return pa.array(range(len(payload)), pa.int64()) if mask is None else pc.indices_nonzero(mask)
 
 
+def _check_deadline(deadline: float | None) -> None:
+    if deadline is not None and _time.monotonic() > deadline:
+        raise OperationTimeout("search stopped at its deadline")
+
+
 def _scan_row_group(
-    store: ObjectStore, m: mdb.ManifestRow, rg: int, path: Sequence[str], matcher: ValueMatcher
+    store: ObjectStore,
+    m: mdb.ManifestRow,
+    rg: int,
+    path: Sequence[str],
+    matcher: ValueMatcher,
+    deadline: float | None = None,
 ) -> tuple[list[tuple[int, int, Any]], int, int, int]:
     """(matches (row group, row in group, payload), rows scanned, rows after prefilter, unreadable payloads) of
     one row group.
@@ -670,6 +681,7 @@ def _scan_row_group(
     with store.open_input(m.key, size=m.bytes) as fh:
         pf = pq.ParquetFile(fh, pre_buffer=True)
         for batch in pf.iter_batches(batch_size=SCAN_BATCH_ROWS, row_groups=[rg], columns=["payload"]):
+            _check_deadline(deadline)
             payload = batch.column(0)
             rows = _candidate_rows(payload, matcher, pattern)
             scanned += len(payload)
@@ -698,8 +710,10 @@ def search_archived_jobs(
     status: str | Sequence[str] | None = None,
     threads: int = SEARCH_THREADS,
     include_staging: bool = True,
+    deadline: float | None = None,
 ) -> SearchResult:
-    """Archived jobs whose payload holds `value` at `key` (dotted path), newest archived first."""
+    """Archived jobs whose payload holds `value` at `key` (dotted path), newest archived first. `deadline` (a
+    time.monotonic() instant): stop with OperationTimeout once it passes (checked between batches)."""
     path = parse_key_path(key)
     matcher = ValueMatcher(value)
     filters = make_filters(queue=queue, status=status, archived_after=archived_after, archived_before=archived_before)
@@ -721,6 +735,8 @@ def search_archived_jobs(
                 conn, filters, needle_bytes
             ):
                 result.staging_rows_checked += 1
+                if result.staging_rows_checked % 1000 == 0:
+                    _check_deadline(deadline)
                 try:
                     raw = codec.decode_checked(bytes(payload))
                 except codec.UnreadablePayload:
@@ -750,7 +766,7 @@ def search_archived_jobs(
         result.objects_scanned = len(readable)
         result.bytes_read = sum(m.bytes for m in readable)
         with ThreadPoolExecutor(max(1, min(threads, len(tasks)))) as pool:
-            scans = pool.map(lambda task: _scan_row_group(store, task[0], task[1], path, matcher), tasks)
+            scans = pool.map(lambda task: _scan_row_group(store, task[0], task[1], path, matcher, deadline), tasks)
             for (m, _), (found, scanned, kept, bad) in zip(tasks, scans, strict=True):
                 result.unreadable_payloads += bad
                 result.rows_scanned += scanned

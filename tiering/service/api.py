@@ -157,7 +157,16 @@ def get_job(request: Request, job_id: JobId, payload: bool = False) -> JSONRespo
     return ok(job.to_dict())
 
 
-@router.get("/search", summary="Archived jobs whose payload holds `value` at `key` (dotted path)")
+SCAN_RESPONSES: dict[int | str, dict[str, Any]] = {
+    429: {"description": "Too many scans at once (TIERING_SEARCH_WORKERS running, TIERING_SEARCH_QUEUE waiting): "
+          "retry after the Retry-After header's seconds"},
+    503: {"description": "The scan ran past TIERING_REQUEST_DEADLINE and was stopped (Retry-After is set)"},
+}  # fmt: skip
+
+
+@router.get(
+    "/search", summary="Archived jobs whose payload holds `value` at `key` (dotted path)", responses=SCAN_RESPONSES
+)
 def search(
     request: Request,
     key: Annotated[str, Query(min_length=1, max_length=500, pattern=QUEUE_PATTERN)],
@@ -168,7 +177,11 @@ def search(
     from tiering.engine.query import search_archived_jobs
 
     ctx = context(request)
-    result = search_archived_jobs(ctx.database_url, ctx.store, key, value, queue=queue, limit=limit)
+    result = request.app.state.scans.run(
+        "search",
+        lambda stop: search_archived_jobs(ctx.database_url, ctx.store, key, value, queue=queue, limit=limit,
+                                          deadline=stop),
+    )  # fmt: skip
     return ok(result.to_dict())
 
 
@@ -441,10 +454,20 @@ def lifecycle_apply(request: Request, body: Annotated[LifecycleApplyRequest | No
     return ok(plan.to_dict())
 
 
-@router.get("/verify", summary="Compare the manifest with the bucket (deep reads every object)")
+@router.get(
+    "/verify", summary="Compare the manifest with the bucket (deep reads every object)", responses=SCAN_RESPONSES
+)
 def verify(request: Request, deep: bool = False, queue: QueueQ = None) -> JSONResponse:
     ctx = context(request)
-    return ok(jobs.run_verify(ctx, initiated_by=principal(request), deep=deep, queue=queue))
+    who = principal(request)
+    if not deep:
+        return ok(jobs.run_verify(ctx, initiated_by=who, deep=False, queue=queue))
+    # a deep verify reads every object: a scan, admitted like a search
+    return ok(
+        request.app.state.scans.run(
+            "deep verify", lambda stop: jobs.run_verify(ctx, initiated_by=who, deep=True, queue=queue)
+        )
+    )
 
 
 # ---------------------------------------------------------------- audit, schedule

@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from tiering import __version__
 from tiering.context import Context
 from tiering.errors import TieringError
+from tiering.service.admission import ScanPool
 from tiering.service.envelope import Envelope, fail
 from tiering.service.metrics import CONTENT_TYPE, Metrics
 from tiering.service.scheduler import Scheduler, default_instance
@@ -112,6 +113,7 @@ def create_app(
             yield
         finally:
             scheduler.stop()
+            app.state.scans.shutdown()
             app.state.runner.join(5.0)
             if metrics_server is not None:
                 metrics_server.shutdown()
@@ -132,12 +134,17 @@ def create_app(
     app.state.scheduler = scheduler
     app.state.runner = TaskRunner(lambda: ctx.database_url, instance, _error_hook(metrics))
     app.state.instance = instance
+    settings = ctx.settings
+    app.state.scans = ScanPool(settings.search_workers, settings.search_queue, settings.request_deadline)
 
     @app.exception_handler(TieringError)
     async def tiering_error(request: Request, exc: TieringError) -> Response:
         headers = {"WWW-Authenticate": CHALLENGE} if (
             isinstance(exc, AuthError) and exc.http_status == 401
         ) else None  # fmt: skip
+        retry_after = getattr(exc, "retry_after", None)
+        if retry_after is not None:  # 429/503 of admission control: when to come back
+            headers = {**(headers or {}), "Retry-After": str(retry_after)}
         if exc.http_status >= 500:
             log.warning("%s %s failed: %s", request.method, request.url.path, exc)
         return fail(exc.http_status, str(exc), headers=headers)
