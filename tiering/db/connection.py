@@ -122,14 +122,16 @@ def resolve_database_url(settings: Settings, notify: Callable[[str], None] = _sa
 def with_timeouts(url: str, settings: Settings) -> str:
     """The database URL with tiering's client deadlines added (unless the URL sets them itself), so every
     connection made from it (psycopg, the pool, ADBC's libpq) has them: connect_timeout bounds connecting
-    to a server that accepts TCP and never answers (psycopg's default is 130 s); TCP keepalives find a dead
-    peer in about a minute; statement_timeout (when configured) bounds each statement on the server."""
+    to a server that accepts TCP and never answers (psycopg's default is 130 s); TCP keepalives and
+    tcp_user_timeout find a dead peer or a black-holed network in about a minute; statement_timeout
+    (when configured) bounds each statement on the server."""
     wanted: dict[str, str] = {
         "connect_timeout": str(max(2, int(settings.db_connect_timeout))),  # libpq's minimum is 2 s
         "keepalives": "1",
         "keepalives_idle": "30",
         "keepalives_interval": "10",
         "keepalives_count": "3",
+        "tcp_user_timeout": "60000",  # ms: sent data unacknowledged that long (a black-holed network) fails
     }
     if settings.db_statement_timeout > 0:
         wanted["options"] = f"-c statement_timeout={int(settings.db_statement_timeout * 1000)}"
