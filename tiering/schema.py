@@ -80,6 +80,17 @@ def priority_weight_sql(expr: str) -> str:
     return f"CASE {expr} {whens} ELSE 5 END"
 
 
+def staged_priority_sql(expr: str) -> str:
+    """A staged priority word as analysts read it: lower case, no quotes (migration 010's default is 'Normal')."""
+    return f"lower(btrim({expr}, '\"'))"
+
+
+def staged_weight_sql(weight: str, word: str) -> str:
+    """A staged priority_weight, or the weight of its priority word where a Hammerwork row left it NULL."""
+    whens = " ".join(f"WHEN '{w}' THEN {wt}" for w, _, wt in PRIORITIES if w != "normal")
+    return f"COALESCE({weight}, CASE {staged_priority_sql(word)} {whens} ELSE 5 END)"
+
+
 def result_config_sql(storage: str, ttl: str, max_size: str) -> str:
     """Hammerwork's `serde_json::to_value(&ResultConfig)` built from the hot row's three result columns:
     {"storage": "Database"|"Memory"|"None", "ttl": {"secs": n, "nanos": 0} | null, "max_size_bytes": n | null}."""
@@ -263,9 +274,11 @@ COLUMNS: tuple[Column, ...] = (
            "Final status: Completed, Failed, Dead, TimedOut... (always bare, legacy quotes removed).", "state",
            hot=bare_status_sql("h.status"), read=bare_status_sql("a.status"), restore=R, reset_value="Pending"),
     Column("priority", pa.string(), False, "varchar(20)", "background|low|normal|high|critical.", "state",
-           hot=priority_word_sql("h.priority"), restore=M, to_hot=_priority_to_hot),
+           hot=priority_word_sql("h.priority"), read=staged_priority_sql("a.priority"), restore=M,
+           to_hot=_priority_to_hot),
     Column("priority_weight", pa.int32(), False, "integer", "1|2|5|10|20.", "state",
-           hot=priority_weight_sql("h.priority"), restore=D),
+           hot=priority_weight_sql("h.priority"), read=staged_weight_sql("a.priority_weight", "a.priority"),
+           restore=D),
     Column("attempts", pa.int32(), False, "integer", "Attempts made.", "state", restore=R, reset_value=0),
     Column("max_attempts", pa.int32(), False, "integer", "Attempts allowed.", "state",
            restore=M, to_hot=_default_to_hot("max_attempts", 3)),

@@ -419,3 +419,27 @@ def test_a_new_hammerwork_column_flows_hot_staging_parquet_restore(hw_url: str, 
             row = hw.hot_row(conn, jid)
         assert row is not None and row["tenant_code"] == expected[str(jid)]
     assert "tenant_code" not in S.ARCHIVE_SCHEMA.names
+
+
+def test_archive_rows_with_migration_defaults_flush(hw_url: str, local: tuple[Any, Settings]) -> None:
+    """An archive row that leaves priority and priority_weight to migration 010's defaults ('Normal', NULL)
+    reaches Parquet as tiering's own rows do (lower-case word, its weight) instead of failing the flush."""
+    store, settings = local
+    jid = uuid.uuid4()
+    with psycopg.connect(hw_url) as conn:
+        conn.execute(
+            """INSERT INTO hammerwork_jobs_archive (id, queue_name, payload, payload_compressed, status, created_at,
+                                                    scheduled_at, completed_at)
+               VALUES (%s, 'defaults', %s, false, 'Completed', %s, %s, %s)""",
+            (jid, b'{"a":1}', OLD, OLD, OLD),
+        )
+        conn.commit()
+    assert flush_staged(hw_url, store, settings, POLICY, CONFIG).jobs_flushed == 1
+    with psycopg.connect(hw_url) as conn:
+        key = conn.execute("SELECT key FROM tiering_manifest WHERE state = 'committed'").fetchone()[0]
+    row = pq.read_table(pa.BufferReader(store.get_bytes(key))).to_pylist()[0]
+    assert (row["id"], row["priority"], row["priority_weight"], row["payload"]) == (str(jid), "normal", 5, '{"a":1}')
+    restore_archived_job(hw_url, store, settings, jid)
+    with psycopg.connect(hw_url) as conn:
+        hot = hw.hot_row(conn, jid)
+    assert hot is not None and hot["priority"] == 2 and hot["payload"] == {"a": 1}
