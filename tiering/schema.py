@@ -8,6 +8,15 @@ reset, map) and its category (for the generated docs). The staging move, the flu
 insert of a restore, the Parquet schema and schemas/archive-schema.md are all derived from COLUMNS: adding
 a plain Hammerwork column is one line here plus Hammerwork's own DDL.
 
+Adding a column Hammerwork added to both tables:
+  1. its DDL in schemas/sql/hammerwork/hammerwork_jobs.sql and hammerwork_jobs_archive.sql (the tables tiering
+     creates on a database without Hammerwork's own);
+  2. one nullable `Column(...)` line at the end of COLUMNS (by default filled from the hot column of the same
+     name and kept on restore; `hot`, `read`, `restore` say otherwise);
+  3. bump SCHEMA_VERSION (verify matches an object's columns against the schema of its own version only);
+  4. `make schema-docs` (rewrites schemas/archive-schema.md and archive.arrow.json; a unit test checks them).
+Objects written before the column existed read it as null; purge/erase rewrites of them add it as null.
+
 Types are chosen for analysts: UUIDs as canonical text, the payload as decoded JSON text, JSONB as JSON
 text, timestamps as microseconds UTC.
 
@@ -863,12 +872,17 @@ def _convert_column(name: str, arr: pa.Array, ids: pa.Array) -> pa.Array:
 
 def _to_archive_record_batch(batch: pa.RecordBatch) -> pa.RecordBatch:
     names = set(batch.schema.names)
-    missing = [c for c in STAGING_SELECT_COLUMNS if c not in names]
+    # A nullable column registered after an object was written is absent from its rows: null there (a rewrite of
+    # an older object by purge or erase); a missing NOT NULL column is an error.
+    missing = [f.name for f in ARCHIVE_SCHEMA if f.name not in names and not f.nullable]
     if missing:
         raise ValueError(f"staging batch lacks column(s): {', '.join(missing)}")
     ids = uuid_array_to_str(batch.column("id"))
     arrays: list[pa.Array] = []
     for field in ARCHIVE_SCHEMA:
+        if field.name not in names:
+            arrays.append(pa.nulls(batch.num_rows, field.type))
+            continue
         arr = ids if field.name == "id" else _convert_column(field.name, batch.column(field.name), ids)
         if not field.nullable and arr.null_count:
             raise ValueError(f"column {field.name} holds NULLs but is NOT NULL in the archive schema")

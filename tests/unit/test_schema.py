@@ -188,6 +188,16 @@ def test_registry_drives_sql_and_restore() -> None:
     assert "tenant" not in S.ARCHIVE_SCHEMA.names
 
 
+def test_rows_written_before_a_column_existed_read_it_as_null() -> None:
+    old = S.to_archive_batch(adbc_batch(staging_rows(4)))  # an object's rows from before the column
+    with S.extra_columns(S.Column("tenant", pa.string(), True, "varchar(32)", "test column", "test")):
+        again = S.to_archive_batch(old)
+        assert again.schema.equals(S.ARCHIVE_SCHEMA) and again.column("tenant").null_count == 4
+        assert again.column("id").to_pylist() == old.column("id").to_pylist()
+        with pytest.raises(ValueError, match="lacks column"):
+            S.to_archive_batch(old.drop_columns(["queue_name"]))
+
+
 def test_schema_json_file_is_generated() -> None:
     path = ROOT / "schemas/archive.arrow.json"
     assert path.read_text(encoding="utf-8") == S.render_schema_json()
