@@ -134,3 +134,34 @@ def test_serve_metrics_open_on_the_main_port_when_configured(db_url: str, tmp_pa
         r = httpx.get(srv.base + "/metrics", timeout=10)
         assert r.status_code == 200 and "tiering_database_up 1.0" in r.text
         assert httpx.get(srv.base + "/api/archive/stats", timeout=10).status_code == 401
+
+
+def test_the_scheduler_reports_each_run_like_a_cron_job(db_url: str, tmp_path: Path) -> None:
+    """`tiering schedule --metrics-file F`: each scheduled run goes through the same report as a cron run."""
+    from datetime import UTC, datetime, timedelta
+
+    from tiering.context import Context
+    from tiering.metrics import report_run
+    from tiering.service.app import build_scheduler
+    from tiering.settings import Settings
+
+    with psycopg.connect(db_url) as conn:
+        for _ in range(3):
+            insert_job(conn, queue="sched-metrics")
+        conn.commit()
+    ctx = Context(Settings(database_url=db_url, home=tmp_path, store_url=(tmp_path / "objects").as_uri(),
+                           workers=1, schedules={"archive": "* * * * *"}))  # fmt: skip
+    prom = tmp_path / "schedule.prom"
+
+    def report(task: str, result: dict[str, Any] | None, seconds: float, ok: bool) -> None:
+        assert report_run("schedule", [(task, result, seconds, ok)], metrics_file=prom) == []
+
+    scheduler = build_scheduler(ctx, report=report, instance="m")
+    now = datetime.now(UTC)
+    assert [r.outcome for r in scheduler.tick(now - timedelta(minutes=1))] == ["baseline"]
+    assert not prom.exists(), "a baseline tick runs nothing and reports nothing"
+    assert [r.outcome for r in scheduler.tick(now)] == ["succeeded"]
+    text = prom.read_text()
+    assert one(text, "tiering_jobs_total", operation="archive") == 3
+    assert one(text, "tiering_jobs_total", operation="flush") == 3
+    assert one(text, "tiering_runs_total", operation="archive", outcome="success") == 1

@@ -12,7 +12,9 @@ import typer
 from tiering.cli import output
 from tiering.cli.common import FormatOption, context
 from tiering.cli.output import Format
+from tiering.cli.signals import MetricsFileOption
 from tiering.errors import ConfigError
+from tiering.metrics import report_run
 
 log = logging.getLogger(__name__)
 
@@ -80,13 +82,22 @@ def schedule(
     ctx: typer.Context,
     once: Annotated[bool, typer.Option("--once", help="Run what is due now, then exit.")] = False,
     poll: Annotated[float, typer.Option(min=0.5, help="Seconds between checks at most.")] = 15.0,
+    metrics_file: MetricsFileOption = None,
     fmt: FormatOption = Format.json,
 ) -> None:
     """Run the cron schedules (archive, flush, purge, verify) without the HTTP server."""
     from tiering.service.app import build_scheduler
 
     c = context(ctx)
-    scheduler = build_scheduler(c, poll_seconds=poll)
+    gateway = c.settings.pushgateway_url
+
+    def report(task: str, result: dict[str, Any] | None, seconds: float, ok: bool) -> None:
+        if metrics_file or gateway:
+            for problem in report_run("schedule", [(task, result, seconds, ok)], metrics_file=metrics_file,
+                                      pushgateway_url=gateway):  # fmt: skip
+                output.warn(f"metrics: {problem}")
+
+    scheduler = build_scheduler(c, poll_seconds=poll, report=report)
     entries = scheduler.entries()
     if not entries:
         output.warn("no schedules configured (settings `schedules` or the policy's `schedules`)")

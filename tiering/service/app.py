@@ -66,16 +66,24 @@ def schedules_from(ctx: Context) -> Callable[[], dict[str, tuple[str, str]]]:
     return read
 
 
-def build_scheduler(ctx: Context, metrics: Metrics | None = None, **kwargs: Any) -> Scheduler:
+def build_scheduler(
+    ctx: Context,
+    metrics: Metrics | None = None,
+    *,
+    report: Callable[[str, dict[str, Any] | None, float, bool], None] | None = None,
+    **kwargs: Any,
+) -> Scheduler:
+    """`metrics`: serve's registry; `report(task, result, seconds, ok)`: e.g. `tiering schedule`'s textfile."""
     from tiering.service.jobs import scheduled_task
 
     def on_result(tick: Any, seconds: float) -> None:
-        if metrics is None:
-            return
         failed = tick.outcome == "failed"
-        if failed:
-            metrics.error(f"schedule:{tick.task}")
-        metrics.record(tick.task, tick.result, seconds, ok=not failed)
+        if metrics is not None:
+            if failed:
+                metrics.error(f"schedule:{tick.task}")
+            metrics.record(tick.task, tick.result, seconds, ok=not failed)
+        if report is not None:
+            report(tick.task, tick.result, seconds, not failed)
 
     return Scheduler(
         lambda: ctx.database_url,
