@@ -6,6 +6,8 @@ import json
 import re
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
+from functools import lru_cache
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -257,7 +259,38 @@ def eligibility_clauses(policy: ArchivalPolicy, now: datetime) -> list[Eligibili
 
 # ---------------------------------------------------------------- JSON form (policy files, DB)
 
-POLICY_SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "policy.schema.json"
+POLICY_SCHEMA_RESOURCE = "policy.schema.json"  # package data (schemas/policy.schema.json links to it)
+
+
+@lru_cache(maxsize=1)
+def policy_schema() -> dict[str, Any]:
+    """The policy's JSON Schema, shipped inside the package."""
+    text = (files("tiering") / POLICY_SCHEMA_RESOURCE).read_text(encoding="utf-8")
+    schema: dict[str, Any] = json.loads(text)
+    return schema
+
+
+def _json_path(path: Any) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(policy)"
+
+
+def schema_problems(data: Any) -> list[str]:
+    """Every way `data` breaks the policy's JSON Schema, each naming its field (empty when it conforms)."""
+    from jsonschema import Draft202012Validator
+
+    validator = Draft202012Validator(policy_schema())
+    problems = []
+    for error in sorted(validator.iter_errors(data), key=lambda e: (list(map(str, e.absolute_path)), e.message)):
+        message = error.message
+        if error.validator == "oneOf":
+            message = f"{error.instance!r} is not a valid value"
+        problems.append(f"{_json_path(error.absolute_path)}: {message}")
+    return problems
+
+
 _DURATION_FIELDS = (
     "archive_completed_after",
     "archive_failed_after",
@@ -310,9 +343,14 @@ def _status(value: Any, name: str) -> str:
 
 
 def policy_from_dict(data: Any, *, source: str = "policy") -> tuple[ArchivalPolicy, ArchivalConfig]:
-    """Validate a policy document; every error names the offending field. Nothing partial is returned."""
+    """Validate a policy document: first against its JSON Schema (every problem reported at once), then the
+    rules a schema cannot say (durations, cron, ranges); every error names the offending field."""
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: must be a JSON object")
+    problems = schema_problems(data)
+    if problems:
+        head = f"{len(problems)} problems: " if len(problems) > 1 else ""
+        raise ConfigError(head + "; ".join(problems))
     unknown = sorted(set(data) - _POLICY_FIELDS - _CONFIG_FIELDS - {"$schema", "config"})
     if unknown:
         raise ConfigError(f"{unknown[0]}: unknown field in {source} (known: {', '.join(sorted(_POLICY_FIELDS))})")

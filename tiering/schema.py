@@ -264,7 +264,7 @@ def _default_to_hot(name: str, default: Any) -> Callable[[dict[str, Any]], dict[
 K, R, M, D = Restore.KEEP, Restore.RESET, Restore.MAP, Restore.DROP
 _UUID_LIST_T = pa.list_(pa.string())
 
-# Order = the Parquet column order (schemas/sql/hammerwork/hammerwork_jobs_archive.sql); the names are exactly the
+# Order = the Parquet column order (tiering/sql/hammerwork/hammerwork_jobs_archive.sql); the names are exactly the
 # columns Hammerwork's migrations 010 and 011 give hammerwork_jobs_archive (their order there differs).
 COLUMNS: tuple[Column, ...] = (
     Column("id", pa.string(), False, "uuid", "Job id, canonical lower-case UUID text.", "identity",

@@ -16,7 +16,7 @@ import tiering
 from tiering import schema as S
 
 ROOT = Path(__file__).resolve().parents[2]
-SQL = ROOT / "schemas/sql/hammerwork/hammerwork_jobs_archive.sql"
+SQL = ROOT / "tiering/sql/hammerwork/hammerwork_jobs_archive.sql"
 BASE = datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)
 
 

@@ -103,6 +103,9 @@ _register()
 
 # --- the entry point -----------------------------------------------------------------------------------------
 
+# Modules of the optional extras (pyproject.toml), and the extra that brings each.
+OPTIONAL_MODULES = {"fastapi": "service", "starlette": "service", "pydantic": "service", "uvicorn": "service",
+                    "duckdb": "analyst", "duckdb_extension_httpfs": "analyst", "duckdb_extension_json": "analyst"}
 _GLOBAL_SWITCHES = {"-v": "verbose", "--verbose": "verbose", "-q": "quiet", "--quiet": "quiet"}
 
 
@@ -216,6 +219,15 @@ def main(argv: list[str] | None = None) -> None:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         sys.exit(141)
+    except ModuleNotFoundError as exc:
+        extra = OPTIONAL_MODULES.get((exc.name or "").partition(".")[0])
+        if extra is None:
+            if os.environ.get("TIERING_DEBUG"):
+                raise
+            _fail(flags, 1, f"unexpected {type(exc).__name__}: {exc} (a bug: set TIERING_DEBUG=1 for a traceback)",
+                  "InternalError")  # fmt: skip
+        _fail(flags, 2, f"this command needs the {extra!r} extra ({exc.name} is not installed): "
+              f"pip install 'tiering[{extra}]'", "MissingExtra")  # fmt: skip
     except Exception as exc:
         translated = translate_error(exc)
         if translated is not None:

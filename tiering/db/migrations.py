@@ -1,14 +1,19 @@
-"""Applies schemas/sql in order, tracked in tiering_schema_migrations (never hammerwork_migrations)."""
+"""Applies tiering/sql in order, tracked in tiering_schema_migrations (never hammerwork_migrations).
+
+The SQL files are package data, read with importlib.resources: they ship inside the wheel."""
 
 from __future__ import annotations
 
 import hashlib
-from pathlib import Path
+import re
+from importlib.resources import files
+from importlib.resources.abc import Traversable
 
 import psycopg
 
-SQL_DIR = Path(__file__).resolve().parents[2] / "schemas" / "sql"
-HAMMERWORK_DIR = SQL_DIR / "hammerwork"
+SQL_DIR: Traversable = files("tiering") / "sql"
+HAMMERWORK_DIR: Traversable = SQL_DIR / "hammerwork"
+_MIGRATION_NAME = re.compile(r"^[0-9]{4}_.*\.sql$")
 _LOCK_KEY = 0x7469657269  # "tieri": serialises concurrent migrators
 
 _TRACKING = """
@@ -20,8 +25,21 @@ CREATE TABLE IF NOT EXISTS tiering_schema_migrations (
 """
 
 
-def migration_files() -> list[Path]:
-    return sorted(SQL_DIR.glob("[0-9][0-9][0-9][0-9]_*.sql"))
+class Migration:
+    """One numbered SQL file: `stem` is its version (0001_core)."""
+
+    def __init__(self, resource: Traversable) -> None:
+        self.resource = resource
+        self.name = resource.name
+        self.stem = resource.name.removesuffix(".sql")
+
+    def read_text(self) -> str:
+        return self.resource.read_text(encoding="utf-8")
+
+
+def migration_files() -> list[Migration]:
+    found = [Migration(r) for r in SQL_DIR.iterdir() if r.is_file() and _MIGRATION_NAME.match(r.name)]
+    return sorted(found, key=lambda m: m.name)
 
 
 def _table_exists(conn: psycopg.Connection, name: str) -> bool:
@@ -34,7 +52,7 @@ def ensure_hammerwork_tables(conn: psycopg.Connection) -> list[str]:
     created = []
     for table in ("hammerwork_jobs", "hammerwork_jobs_archive"):
         if not _table_exists(conn, table):
-            conn.execute((HAMMERWORK_DIR / f"{table}.sql").read_text().encode())
+            conn.execute((HAMMERWORK_DIR / f"{table}.sql").read_text(encoding="utf-8").encode())
             created.append(table)
     return created
 

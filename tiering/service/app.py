@@ -5,13 +5,12 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from pathlib import Path
+from importlib.resources import files
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -35,7 +34,8 @@ from tiering.service.security import (
 from tiering.service.tasks import TaskRunner
 
 log = logging.getLogger(__name__)
-STATIC_DIR = Path(__file__).resolve().parent / "static"
+# The dashboard's files are package data, read with importlib.resources: they ship inside the wheel.
+STATIC_PACKAGE = ("tiering.service", "static")
 DESCRIPTION = """Hammerwork-compatible archive API (`/api/archive/...`) over tiering's engine.
 
 Every response is wrapped as `{success, data, error, timestamp}`. Authenticate with
@@ -196,11 +196,13 @@ def create_app(
     def prometheus(request: Request) -> Response:
         return Response(metrics.render(), media_type=CONTENT_TYPE)
 
+    index_html = (files(STATIC_PACKAGE[0]) / STATIC_PACKAGE[1] / "index.html").read_bytes()
+
     @app.get("/archive", include_in_schema=False)
     def dashboard() -> Response:
-        return FileResponse(STATIC_DIR / "index.html", media_type="text/html")
+        return Response(index_html, media_type="text/html; charset=utf-8")
 
-    app.mount("/archive/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.mount("/archive/static", StaticFiles(packages=[STATIC_PACKAGE]), name="static")
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema:
