@@ -36,6 +36,16 @@ DEFAULT_ROW_GROUP_ROWS = 100_000
 DEFAULT_TARGET_BYTES = 128 * 1024 * 1024
 # Safety valve for huge payloads: a row group is cut early once its buffered Arrow data reaches this.
 DEFAULT_ROW_GROUP_MAX_BYTES = 512 * 1024 * 1024
+# Flushes cap row groups by their *compressed* size, so that a cold restore reads the footer and one row group
+# (two range requests, well under 1 MB); the first row group of a part has FIRST_ROW_GROUP_ROWS rows, later ones
+# are sized from the bytes per row measured so far. Measured on Hammerwork-shaped jobs: 10k-row groups cost
+# +1 % bytes against 100k-row groups.
+DEFAULT_ROW_GROUP_TARGET_BYTES = 640 * 1024
+FIRST_ROW_GROUP_ROWS = 2048
+MIN_TARGETED_ROW_GROUP_ROWS = 1024
+# Row order inside a row group for flushes: grouping jobs of one status and close creation times lets zstd and
+# delta encoding find more repetition (measured: 97 -> 88 bytes per job on Hammerwork-shaped jobs, no slower).
+FLUSH_SORT_KEYS: tuple[str, ...] = ("status", "created_at")
 DATA_PAGE_SIZE = 1024 * 1024
 
 JOB_LOCATION_SCHEMA = pa.schema(
@@ -232,8 +242,13 @@ class PartWriter:
         target_bytes: int = DEFAULT_TARGET_BYTES,
         row_group_max_bytes: int = DEFAULT_ROW_GROUP_MAX_BYTES,
         extra_metadata: dict[str, str] | None = None,
+        row_group_target_bytes: int | None = None,
+        sort_keys: tuple[str, ...] = (),
     ) -> None:
         self.out_dir = Path(out_dir)
+        self.row_group_target_bytes = row_group_target_bytes
+        self.sort_keys = sort_keys
+        self._bytes_per_row: float | None = None
         self.flush_id = str(flush_id)
         self.part_name_fn = part_name_fn
         self.compression_level = compression_level
@@ -256,20 +271,38 @@ class PartWriter:
         arrow_schema = S.schema_with_provenance(self.flush_id, **meta)
         return _Part(self.out_dir / f"{name}.parquet", name, arrow_schema, self.compression_level)
 
+    def _rows_per_group(self) -> int:
+        """row_group_rows, or fewer when row groups are capped by compressed bytes (estimated from the bytes
+        per row of the row groups written so far)."""
+        if self.row_group_target_bytes is None:
+            return self.row_group_rows
+        if self._bytes_per_row is None:
+            return min(self.row_group_rows, FIRST_ROW_GROUP_ROWS)
+        # 0.7: rows differ from one row group to the next; aim below the cap rather than at it.
+        rows = int(0.7 * self.row_group_target_bytes / max(self._bytes_per_row, 1.0))
+        return min(self.row_group_rows, max(MIN_TARGETED_ROW_GROUP_ROWS, rows))
+
     def _write_row_group(self, table: pa.Table) -> None:
         if self._part is None:
             self._part = self._open_part()
+        if self.sort_keys:
+            table = table.sort_by([(k, "ascending") for k in self.sort_keys])
+        before = self._part.tell()
         self._part.write_row_group(table)
+        if table.num_rows:
+            self._bytes_per_row = (self._part.tell() - before) / table.num_rows
         if self._part.tell() >= self.target_bytes:
             self.parts.append(self._part.finish())
             self._part = None
 
     def _drain(self, final: bool) -> None:
         while self._buffered_rows and (
-            final or self._buffered_rows >= self.row_group_rows or self._buffered_bytes >= self.row_group_max_bytes
+            final
+            or self._buffered_rows >= self._rows_per_group()
+            or self._buffered_bytes >= self.row_group_max_bytes
         ):
             table = pa.Table.from_batches(self._buffer, schema=S.ARCHIVE_SCHEMA)
-            take = min(self.row_group_rows, table.num_rows)
+            take = min(self._rows_per_group(), table.num_rows)
             self._write_row_group(table.slice(0, take).combine_chunks())
             rest = table.slice(take)
             self._buffer = rest.to_batches()
@@ -330,11 +363,15 @@ def write_parts(
     target_bytes: int = DEFAULT_TARGET_BYTES,
     row_group_max_bytes: int = DEFAULT_ROW_GROUP_MAX_BYTES,
     extra_metadata: dict[str, str] | None = None,
+    row_group_target_bytes: int | None = None,
+    sort_keys: tuple[str, ...] = (),
 ) -> list[WrittenPart]:
     """Write batches (archive schema, or staging rows that to_archive_batch converts) as part files.
 
     `part_name_fn(seq)` names part `seq` (0, 1, ...); files are `<out_dir>/<name>.parquet`.
-    Returns [] for empty input. On error the open part file is removed.
+    `row_group_target_bytes` also cuts row groups by (estimated) compressed size; `sort_keys` orders the rows
+    inside each row group (input order is kept otherwise). Returns [] for empty input. On error the open part
+    file is removed.
     """
     writer = PartWriter(
         out_dir,
@@ -345,6 +382,8 @@ def write_parts(
         target_bytes=target_bytes,
         row_group_max_bytes=row_group_max_bytes,
         extra_metadata=extra_metadata,
+        row_group_target_bytes=row_group_target_bytes,
+        sort_keys=sort_keys,
     )
     with writer:
         for batch in batches:

@@ -574,3 +574,30 @@ def test_persistent_5xx_fails_cleanly_and_a_rerun_succeeds(db_url: str, s3_setti
     stats = flush(db_url, target)
     assert stats.jobs_flushed == len(staged_before)
     assert_exactly_once(db_url, target.store, expected)
+
+
+def test_bulk_runs_refresh_planner_statistics(
+    db_url: str, s3_settings_factory: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Archive and flush runs that change many rows ANALYZE what they changed (reltuples -1 = never analysed);
+    small runs leave it to autovacuum. Fewer than 50 rows: autovacuum would not analyse these tables itself."""
+    from tiering.db import planner
+
+    def analysed(table: str) -> bool:
+        with psycopg.connect(db_url) as conn:
+            row = conn.execute("SELECT reltuples FROM pg_class WHERE oid = to_regclass(%s)", (table,)).fetchone()
+        return row is not None and row[0] >= 0
+
+    tables = [planner.HOT, planner.STAGING, planner.JOB_INDEX, planner.MANIFEST]
+    seed(db_url, 40)
+    monkeypatch.setattr(planner, "BULK_ROWS", 1_000)
+    assert archive_all(db_url) > 0
+    assert not any(analysed(t) for t in tables)  # a small run: nothing analysed
+    seed(db_url, 40, start=1000)
+    monkeypatch.setattr(planner, "BULK_ROWS", 5)
+    assert archive_all(db_url) >= 5
+    assert analysed(planner.HOT) and analysed(planner.STAGING)
+    assert not analysed(planner.JOB_INDEX) and not analysed(planner.MANIFEST)
+    target = s3_settings_factory("local")
+    assert flush(db_url, target).jobs_flushed >= 5
+    assert analysed(planner.JOB_INDEX) and analysed(planner.MANIFEST)

@@ -120,6 +120,49 @@ def test_row_group_byte_cap(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     assert parts[0].row_groups == 5
 
 
+def test_sorted_row_groups_keep_locations_true(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(parquet, "MIN_ROW_GROUP_ROWS", 10)
+    batches = [_archive(40, seed=s) for s in range(3)]
+    (part,) = parquet.write_parts(
+        batches, tmp_path, flush_id=FLUSH, part_name_fn=_name, row_group_rows=50, sort_keys=("status", "created_at")
+    )
+    pf = pq.ParquetFile(part.path)
+    assert pf.metadata.num_row_groups == 3
+    for rg in range(pf.metadata.num_row_groups):
+        t = pf.read_row_group(rg, columns=["status", "created_at"])
+        keys = list(zip(t["status"].to_pylist(), t["created_at"].to_pylist(), strict=True))
+        assert keys == sorted(keys)  # ordered inside each row group
+    written = pq.read_table(part.path)
+    assert sorted(written["id"].to_pylist()) == sorted(i for b in batches for i in b["id"].to_pylist())
+    # every job location (row group, row in group) points at that job's row after sorting
+    offsets = [0]
+    for rg in range(pf.metadata.num_row_groups):
+        offsets.append(offsets[-1] + pf.metadata.row_group(rg).num_rows)
+    ids = written["id"].to_pylist()
+    for loc in part.job_locations.to_pylist():
+        assert ids[offsets[loc["row_group"]] + loc["row_in_group"]] == loc["job_id"]
+
+
+def test_row_groups_capped_by_compressed_bytes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(parquet, "FIRST_ROW_GROUP_ROWS", 20)
+    monkeypatch.setattr(parquet, "MIN_TARGETED_ROW_GROUP_ROWS", 5)
+    batches = [_archive(50, seed=s) for s in range(8)]  # 400 rows
+    (plain,) = parquet.write_parts(batches, tmp_path / "plain", flush_id=FLUSH, part_name_fn=_name)
+    target = 8 * 1024
+    (capped,) = parquet.write_parts(
+        batches, tmp_path / "capped", flush_id=FLUSH, part_name_fn=_name, row_group_target_bytes=target
+    )
+    assert plain.row_groups == 1 and plain.rows == capped.rows == 400
+    meta = pq.read_metadata(capped.path)
+    assert meta.num_row_groups == capped.row_groups > 1
+    assert meta.row_group(0).num_rows == 20  # the first row group measures the bytes per row
+    sizes = [
+        sum(meta.row_group(g).column(c).total_compressed_size for c in range(meta.num_columns))
+        for g in range(1, meta.num_row_groups - 1)
+    ]
+    assert sizes and max(sizes) <= target
+
+
 def test_writer_abort_removes_open_part(tmp_path: Path) -> None:
     def boom() -> object:
         yield _archive(10)

@@ -14,7 +14,7 @@ from typing import Any
 import psycopg
 
 from tiering import codec
-from tiering.db import locks, staging
+from tiering.db import locks, planner, staging
 from tiering.db.connection import connect
 from tiering.db.operations import audited
 from tiering.errors import ConfigError
@@ -274,6 +274,9 @@ def archive_jobs(
             if errors:
                 op.counts = stats.to_dict()
                 raise errors[0]
+        if stats.jobs_archived + stats.hot_copies_settled >= planner.BULK_ROWS:
+            with connect(url, autocommit=True) as conn:
+                planner.refresh_statistics(conn, [planner.HOT, planner.STAGING])
         stats.execution_time_s = time.perf_counter() - started
         op.counts = stats.to_dict()
     return stats

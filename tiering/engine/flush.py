@@ -31,6 +31,7 @@ import tiering.parquet as pqio
 from tiering import __version__, layout, lifecycle
 from tiering.db import arrow as arrowdb
 from tiering.db import manifest as mdb
+from tiering.db import planner
 from tiering.db.connection import connect
 from tiering.db.operations import audited
 from tiering.engine.archive import settle_two_places
@@ -237,6 +238,9 @@ def flush_staged(
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
         _settle(url, queue, stats)
+        if stats.jobs_flushed >= planner.BULK_ROWS:
+            with connect(url, autocommit=True) as conn:
+                planner.refresh_statistics(conn, [planner.STAGING, planner.JOB_INDEX, planner.MANIFEST])
         stats.execution_time_s = time.perf_counter() - started
         op.counts = stats.to_dict() | {"keys": len(stats.keys)}
     return stats
@@ -390,6 +394,8 @@ def _flush_round(
                         compression_level=max(1, config.compression_level),
                         row_group_rows=settings.row_group_rows,
                         target_bytes=settings.object_size_target_bytes,
+                        row_group_target_bytes=pqio.DEFAULT_ROW_GROUP_TARGET_BYTES,
+                        sort_keys=pqio.FLUSH_SORT_KEYS,
                     )
                     for written in written_parts:
                         seq += 1

@@ -32,6 +32,7 @@ import psycopg
 from tiering import __version__, layout
 from tiering import parquet as pqio
 from tiering.db import manifest as mdb
+from tiering.db import planner
 from tiering.db import retention as rdb
 from tiering.db.connection import connect
 from tiering.db.manifest import ManifestRow
@@ -583,6 +584,8 @@ def purge_archived_jobs(
                 )
             if not dry_run:
                 _execute(url, store, settings, plan, result)
+                if result.jobs_purged >= planner.BULK_ROWS:
+                    planner.refresh_statistics(lock, [planner.STAGING, planner.JOB_INDEX, planner.MANIFEST])
         finally:
             try:
                 rdb.unlock_retention(lock)

@@ -45,6 +45,7 @@ from tiering.inputs import (
 from tiering.store.base import ARCHIVE_STORAGE_CLASSES, ObjectArchivedError, ObjectStore
 
 SEARCH_THREADS = 8
+RESTORE_TAIL_BYTES = 64 * 1024  # what pyarrow reads first of a footer; one more request only past that
 
 # Input parsing lives in tiering.inputs (shared by the CLI and the API); re-exported here for callers.
 
@@ -352,7 +353,9 @@ def read_cold_rows(
     wanted: dict[int, list[int]] = {}
     for rg, row in wants:
         wanted.setdefault(rg, []).append(row)
-    with store.open_input(key, size=size) as fh:
+    # Footer first (a small tail read; a second one only for a big footer), then the row groups: flushes cap
+    # row groups at ~640 KB compressed, so restoring one job stays within 3 requests and about 1 MB.
+    with store.open_input(key, size=size, tail_prefetch=RESTORE_TAIL_BYTES, readahead=RESTORE_TAIL_BYTES) as fh:
         pf = pq.ParquetFile(fh, pre_buffer=True)
         groups = sorted(wanted)
         table = pf.read_row_groups(groups, columns=columns)
