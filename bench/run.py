@@ -53,6 +53,8 @@ JOBS = int(os.environ.get("BENCH_JOBS", "1000000"))
 BATCH = int(os.environ.get("BENCH_BATCH", "5000"))
 HW_SECONDS = float(os.environ.get("BENCH_HW_SECONDS", "30"))
 RESTORES = int(os.environ.get("BENCH_RESTORES", "50"))
+# Sections a quick iteration may leave out: hammerwork, daily (the 365-day flush and the purges), rss, load.
+SKIP = set(filter(None, os.environ.get("BENCH_SKIP", "").split(",")))
 TOKEN = "bench-token"
 POLICY_DOC = {
     "archive_completed_after": "1d",
@@ -271,6 +273,8 @@ def bench_end_to_end(urls: dict[str, str], policy_file: Path, base: str) -> None
     # Hammerwork's own archiver on another copy of the same database (time-boxed: it is slow)
     from bench.hammerwork_algo import run_for
 
+    if "hammerwork" in SKIP:
+        return
     hw_n, hw_s = run_for(urls["hw"], dataset.AGE, HW_SECONDS)
     hw_rate = hw_n / hw_s if hw_s else 0.0
     say(f"Hammerwork's archiver (per-row gzip, INSERT, UPDATE; batches of 1000): {hw_n:,} jobs in {hw_s:.1f} s = "
@@ -369,12 +373,13 @@ def bench_seaweed(urls: dict[str, str]) -> None:
         say(f"staged jobs archived today: {n:,} jobs, {run['doc'].get('objects_written')} objects in "
             f"{run['seconds']:.1f} s = {n / run['seconds']:,.0f} jobs/s")  # fmt: skip
         daily_env = tiering_env(urls["floor"], "s3://bench-daily/archive", OUT / "home-daily", s3.endpoint)
-        run = run_cli("flush-daily", ["archive", "flush"], daily_env)
-        n = int(run["doc"].get("jobs_flushed", 0))
-        say(f"staged jobs archived over 365 days: {n:,} jobs, {run['doc'].get('objects_written')} objects in "
-            f"{run['seconds']:.1f} s = {n / run['seconds']:,.0f} jobs/s")  # fmt: skip
-        results["flush_s3"] = {"daily_jobs": n, "daily_objects": run["doc"].get("objects_written"),
-                               "daily_seconds": round(run["seconds"], 2)}  # fmt: skip
+        if "daily" not in SKIP:
+            run = run_cli("flush-daily", ["archive", "flush"], daily_env)
+            n = int(run["doc"].get("jobs_flushed", 0))
+            say(f"staged jobs archived over 365 days: {n:,} jobs, {run['doc'].get('objects_written')} objects in "
+                f"{run['seconds']:.1f} s = {n / run['seconds']:,.0f} jobs/s")  # fmt: skip
+            results["flush_s3"] = {"daily_jobs": n, "daily_objects": run["doc"].get("objects_written"),
+                                   "daily_seconds": round(run["seconds"], 2)}  # fmt: skip
 
         from bench.restore_search_bench import run as run_restore_search
 
@@ -385,8 +390,9 @@ def bench_seaweed(urls: dict[str, str]) -> None:
         )  # fmt: skip
         results["restore_search"] = run_restore_search(urls["stage"], stage_settings, s3, say, RESTORES)
 
-        say("\n== purge at scale (the 365-day archive)")
-        results["purge"] = bench_purge(daily_env)
+        if "daily" not in SKIP:
+            say("\n== purge at scale (the 365-day archive)")
+            results["purge"] = bench_purge(daily_env)
 
 
 def bench_purge(env: dict[str, str]) -> dict[str, Any]:
@@ -414,10 +420,14 @@ def bench_purge(env: dict[str, str]) -> dict[str, Any]:
 
 # ----------------------------------------------------------------------------------------------------- summary
 def summary() -> None:
-    e, d, h = results["end_to_end"], results["duckdb"], results["hammerwork"]
-    st, rs, pu = results["staging"], results["restore_search"], results["purge"]
-    small, lr, ld = results["rss_small"], results["list_route"], results["load"]
+    e, d, st, rs, lr = (results[k] for k in ("end_to_end", "duckdb", "staging", "restore_search", "list_route"))
+    skipped = {"jobs": 0, "jobs_per_s": 0, "rss_mb": 0, "whole_seconds": "-", "whole_jobs": 0, "whole_objects": "-",
+               "partial_seconds": "-", "partial_jobs": 0, "partial_rewritten": "-"}  # fmt: skip
+    h = results.get("hammerwork", skipped)
+    pu, small = results.get("purge", skipped), results.get("rss_small", skipped)
+    ld = results.get("load", {"jobs_p50_s": "-", "jobs_p99_s": "-", "errors_other_than_429_503": {}})
     hw_ratio = e["jobs_per_s"] / h["jobs_per_s"] if h["jobs_per_s"] else float("inf")
+    rss_ratio = e["rss_mb"] / small["rss_mb"] if small["rss_mb"] else float("inf")
     rows = [
         ("end to end, hot -> committed objects",
          f"{e['jobs_per_s']:,} jobs/s = {e['jobs_per_s'] / d['rows_per_s']:.2f}x",
@@ -437,7 +447,7 @@ def summary() -> None:
          "-", "~0.5 s"),
         ("purge, partial (rewrites)", f"{pu['partial_seconds']} s: {pu['partial_jobs']:,} jobs, "
          f"{pu['partial_rewritten']} rewritten", "-", "-"),
-        ("peak RSS", f"{e['rss_mb']} MB for {e['jobs']:,} jobs = {e['rss_mb'] / small['rss_mb']:.2f}x",
+        ("peak RSS", f"{e['rss_mb']} MB for {e['jobs']:,} jobs = {rss_ratio:.2f}x",
          f"{small['rss_mb']} MB for {small['jobs']:,}", "<= 1.2x"),
         ("GET /api/archive/jobs after the flush", f"{lr['first_s']:.3f} s (median {lr['fresh_median_s']:.3f})",
          f"after VACUUM ANALYZE {lr['analysed_median_s']:.3f} s", "~ analysed"),
@@ -470,11 +480,13 @@ def main() -> None:
         bench_end_to_end(urls, policy_file, base)
         bench_staging(urls, policy_file)
         bench_seaweed(urls)
-        bench_small_rss(base, policy_file)
-        from bench.load import run_load
+        if "rss" not in SKIP:
+            bench_small_rss(base, policy_file)
+        if "load" not in SKIP:
+            from bench.load import run_load
 
-        say("\n== load: /jobs and /search under 20 clients during an archive run")
-        results["load"] = run_load(base, OUT, db_url, api_server, tiering_env, TOKEN)
+            say("\n== load: /jobs and /search under 20 clients during an archive run")
+            results["load"] = run_load(base, OUT, db_url, api_server, tiering_env, TOKEN)
         summary()
     finally:
         (OUT / "results.json").write_text(json.dumps(results, indent=2, default=str))
