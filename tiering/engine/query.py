@@ -664,9 +664,16 @@ def _check_deadline(deadline: float | None) -> None:
         raise OperationTimeout("search stopped at its deadline")
 
 
+def _footer(store: ObjectStore, m: mdb.ManifestRow) -> pq.FileMetaData:
+    """An object's footer, read once (a 64 KB tail; a second request only for a bigger footer)."""
+    with store.open_input(m.key, size=m.bytes, tail_prefetch=RESTORE_TAIL_BYTES, readahead=RESTORE_TAIL_BYTES) as fh:
+        return pq.ParquetFile(fh).metadata
+
+
 def _scan_row_group(
     store: ObjectStore,
     m: mdb.ManifestRow,
+    meta: pq.FileMetaData,
     rg: int,
     path: Sequence[str],
     matcher: ValueMatcher,
@@ -675,14 +682,15 @@ def _scan_row_group(
     """(matches (row group, row in group, payload), rows scanned, rows after prefilter, unreadable payloads) of
     one row group.
 
-    Only the payload column is read, in small batches; a prefilter in Arrow's C++ leaves few rows for the exact
-    JSON check, and matched rows are mapped to jobs through the job index afterwards. Row groups are scanned
-    in parallel (each opens the object on its own: readers are not shared between threads)."""
+    Only the payload column is read (one range request: the footer is known already), in small batches; a
+    prefilter in Arrow's C++ leaves few rows for the exact JSON check, and matched rows are mapped to jobs
+    through the job index afterwards. Row groups are scanned in parallel (each opens the object on its own:
+    readers are not shared between threads)."""
     found: list[tuple[int, int, Any]] = []
     scanned = kept = offset = bad = 0
     pattern = matcher.key_pattern(path)
-    with store.open_input(m.key, size=m.bytes) as fh:
-        pf = pq.ParquetFile(fh, pre_buffer=True)
+    with store.open_input(m.key, size=m.bytes, tail_prefetch=0, readahead=0) as fh:
+        pf = pq.ParquetFile(fh, metadata=meta, pre_buffer=True)
         for batch in pf.iter_batches(batch_size=SCAN_BATCH_ROWS, row_groups=[rg], columns=["payload"]):
             _check_deadline(deadline)
             payload = batch.column(0)
@@ -765,11 +773,16 @@ def search_archived_jobs(
             readable.append(m)
     if readable:
         cold: list[tuple[tuple[int, int, int], Any]] = []
-        tasks = [(m, rg) for m in readable for rg in range(max(1, m.row_groups))]
+        with ThreadPoolExecutor(max(1, min(threads, len(readable)))) as pool:
+            footers = dict(zip((m.id for m in readable), pool.map(lambda m: _footer(store, m), readable), strict=True))
+        tasks = [(m, rg) for m in readable for rg in range(footers[m.id].num_row_groups)]
         result.objects_scanned = len(readable)
         result.bytes_read = sum(m.bytes for m in readable)
         with ThreadPoolExecutor(max(1, min(threads, len(tasks)))) as pool:
-            scans = pool.map(lambda task: _scan_row_group(store, task[0], task[1], path, matcher, deadline), tasks)
+            scans = pool.map(
+                lambda task: _scan_row_group(store, task[0], footers[task[0].id], task[1], path, matcher, deadline),
+                tasks,
+            )
             for (m, _), (found, scanned, kept, bad) in zip(tasks, scans, strict=True):
                 result.unreadable_payloads += bad
                 result.rows_scanned += scanned
