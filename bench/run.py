@@ -392,7 +392,26 @@ def bench_seaweed(urls: dict[str, str]) -> None:
 
         if "daily" not in SKIP:
             say("\n== purge at scale (the 365-day archive)")
-            results["purge"] = bench_purge(daily_env)
+            head_s = head_everything(urls["floor"], s3)
+            results["purge"] = bench_purge(daily_env) | {"head_all_seconds": head_s}
+
+
+def head_everything(url: str, s3: Any) -> float:
+    """What a purge's plan spends on HEAD requests (Object Lock and storage class of every candidate object),
+    on 8 threads as the purge does: one HEAD per object still listed in the 365-day archive's manifest."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tiering.store import open_store
+
+    store = open_store(Settings(store_url="s3://bench-daily/archive", s3_endpoint_url=s3.endpoint))
+    with psycopg.connect(url) as conn:
+        keys = [r[0] for r in conn.execute("SELECT key FROM tiering_manifest WHERE state = 'committed'")]
+    if not keys:
+        return 0.0
+    with ThreadPoolExecutor(8) as pool:
+        _, seconds = timed(lambda: list(pool.map(store.head, keys)))
+    say(f"(for scale: a HEAD of each of {len(keys):,} objects on 8 threads takes {seconds:.2f} s)")
+    return round(seconds, 2)
 
 
 def bench_purge(env: dict[str, str]) -> dict[str, Any]:
