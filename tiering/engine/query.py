@@ -358,7 +358,7 @@ def read_cold_rows(
     with store.open_input(key, size=size, tail_prefetch=RESTORE_TAIL_BYTES, readahead=RESTORE_TAIL_BYTES) as fh:
         pf = pq.ParquetFile(fh, pre_buffer=True)
         groups = sorted(wanted)
-        table = pf.read_row_groups(groups, columns=columns)
+        table = pf.read_row_groups(groups, columns=columns, use_threads=False)  # one small row group: no pool
     out: dict[str, dict[str, Any]] = {}
     base = 0
     starts: dict[int, int] = {}
