@@ -108,6 +108,11 @@ def _report_problems(data: dict[str, Any]) -> None:
         output.warn(f"not rewritten {u['key']}: {u['reason']}")
     for e in data.get("errors") or []:
         output.warn(f"{e.get('stage', 'error')} {e['key']}: {e['code']}: {e['message']}")
+    for job_id, places in sorted((data.get("remaining_jobs") or {}).items()):
+        output.warn(f"still present after the final check: {job_id} in {', '.join(places)}")
+    for u in data.get("unreadable_payload_jobs") or []:
+        output.warn(f"payload unreadable, not matched: {u['job_id']} ({u['where']}): {u['reason']}; "
+                    "check it and erase it with --job-id")  # fmt: skip
 
 
 def erase(

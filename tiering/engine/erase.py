@@ -328,12 +328,15 @@ def erase_jobs(
             if not dry_run:
                 # no job changes tier from here to the final check (see tiering.db.locks)
                 locks.lock_moves(lock)
-                recover_abandoned(url, store)  # objects of dead flushers hold copies of staged jobs
                 n, calls, errors = retry_leftovers(url, store)
                 result.delete_calls += calls
                 result.errors.extend({**e, "stage": "delete_replaced"} for e in errors)
             for _ in range(MAX_PASSES):
                 result.passes += 1
+                if not dry_run:
+                    # objects of dead flushers hold copies of staged jobs; a flusher that just rolled back
+                    # releases its flush lock a moment after the moves lock, so this runs at every pass
+                    recover_abandoned(url, store)
                 clean = _run(url, store, settings, result, wanted, path, typed, raw)
                 if dry_run:
                     break
