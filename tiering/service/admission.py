@@ -3,20 +3,26 @@ threads, with a bounded queue and a per-request deadline.
 
 A scan reads every object that may hold a match; twenty of them at once would take every core and every
 request thread, and the listing and single-job routes (index lookups of milliseconds) would wait behind them.
+Scans run in worker processes, so their Python work (JSON parsing) never holds the request threads' GIL.
 Here at most `workers` scans run and `queue` wait; one more is refused at once with 429 and Retry-After, and a
 scan that outlives `deadline` seconds is stopped (it checks the deadline between row groups) and answered 503.
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from tiering.errors import OperationTimeout, TieringError
+from tiering.settings import Settings
+
+if TYPE_CHECKING:
+    from tiering.context import Context
 
 T = TypeVar("T")
 
@@ -41,19 +47,22 @@ class DeadlineExceeded(OperationTimeout):
 
 
 class ScanPool:
-    def __init__(self, workers: int, queue: int, deadline: float) -> None:
+    """`run(kind, fn, *args)` calls `fn(stop_at, *args)` on the executor (threads by default; the service uses
+    worker processes, so a scan's Python work never holds the request threads' GIL)."""
+
+    def __init__(self, workers: int, queue: int, deadline: float, executor: Executor | None = None) -> None:
         self.workers, self.queue, self.deadline = max(1, workers), max(0, queue), deadline
-        self._executor = ThreadPoolExecutor(self.workers, thread_name_prefix="tiering-scan")
+        self.in_process = executor is None  # tasks then get the caller's context passed in
+        self._executor = executor or ThreadPoolExecutor(self.workers, thread_name_prefix="tiering-scan")
         self._slots = threading.BoundedSemaphore(self.workers + self.queue)
         self._lock = threading.Lock()
-        self.running = 0
         self.refused = 0
 
     def retry_after(self) -> int:
         return max(1, min(30, int(self.deadline // 4) or 1))
 
-    def run(self, kind: str, fn: Callable[[float], T]) -> T:
-        """Run `fn(deadline)` (a time.monotonic() instant it must stop at) on the pool, or refuse at once."""
+    def run(self, kind: str, fn: Callable[..., T], *args: Any) -> T:
+        """Run `fn(stop_at, *args)` (stop_at: the time.monotonic() instant it must stop at) or refuse at once."""
         if not self._slots.acquire(blocking=False):
             with self._lock:
                 self.refused += 1
@@ -62,9 +71,9 @@ class ScanPool:
                 f"retry in {self.retry_after()} s",
                 self.retry_after(),
             )
-        stop_at = time.monotonic() + self.deadline
+        stop_at = time.monotonic() + self.deadline  # CLOCK_MONOTONIC: the same clock in worker processes
         try:
-            future = self._executor.submit(self._counted, fn, stop_at)
+            future = self._executor.submit(fn, stop_at, *args)
         except BaseException:
             self._slots.release()
             raise
@@ -79,16 +88,56 @@ class ScanPool:
                 self.retry_after(),
             ) from exc
 
-    def _counted(self, fn: Callable[[float], T], stop_at: float) -> T:
-        with self._lock:
-            self.running += 1
-        try:
-            if time.monotonic() > stop_at:
-                raise OperationTimeout("the request's deadline passed while it waited for a worker")
-            return fn(stop_at)
-        finally:
-            with self._lock:
-                self.running -= 1
-
     def shutdown(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+# --- scans as worker-process tasks (module-level: picklable) ---------------------------------------
+
+_worker: dict[str, Any] = {}
+
+
+def init_worker(settings: Settings) -> None:
+    """Each scan process opens its own context (database URL, store) once."""
+    from tiering.context import Context
+
+    _worker["ctx"] = Context(settings)
+
+
+def _ctx(ctx: Context | None) -> Context:
+    return ctx if ctx is not None else _worker["ctx"]
+
+
+def search_task(
+    stop_at: float, key: str, value: str, queue: str | None, limit: int, ctx: Context | None = None
+) -> dict[str, Any]:
+    from tiering.engine.query import search_archived_jobs
+
+    if time.monotonic() > stop_at:
+        raise OperationTimeout("the request's deadline passed while it waited for a worker")
+    c = _ctx(ctx)
+    return search_archived_jobs(
+        c.database_url, c.store, key, value, queue=queue, limit=limit, deadline=stop_at
+    ).to_dict()
+
+
+def verify_task(stop_at: float, who: str, queue: str | None, ctx: Context | None = None) -> dict[str, Any]:
+    from tiering.service import jobs
+
+    if time.monotonic() > stop_at:
+        raise OperationTimeout("the request's deadline passed while it waited for a worker")
+    return dict(jobs.run_verify(_ctx(ctx), initiated_by=who, deep=True, queue=queue))
+
+
+def scan_pool(ctx: Context) -> ScanPool:
+    """The service's pool: worker processes (spawned, each with its own context), except for a memory:// store,
+    which lives in this process only (threads then)."""
+    settings = ctx.settings
+    workers = max(1, settings.search_workers)
+    executor: Executor | None = None
+    if not ctx.settings.resolved_store_url.startswith("memory:"):
+        child = settings.with_overrides(database_url=ctx.database_url)
+        executor = ProcessPoolExecutor(
+            workers, mp_context=multiprocessing.get_context("spawn"), initializer=init_worker, initargs=(child,)
+        )
+    return ScanPool(workers, settings.search_queue, settings.request_deadline, executor)

@@ -18,6 +18,7 @@ from tiering.db.policies import delete_policy_document, get_policy_document, put
 from tiering.errors import ConfigError, NotFoundError
 from tiering.policy import ALL_STATUSES, normalize_status, policy_from_dict, policy_to_dict
 from tiering.service import jobs
+from tiering.service.admission import search_task, verify_task
 from tiering.service.envelope import Envelope, fail, ok
 from tiering.service.models import (
     BulkRestoreRequest,
@@ -174,15 +175,10 @@ def search(
     queue: QueueQ = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> JSONResponse:
-    from tiering.engine.query import search_archived_jobs
-
-    ctx = context(request)
-    result = request.app.state.scans.run(
-        "search",
-        lambda stop: search_archived_jobs(ctx.database_url, ctx.store, key, value, queue=queue, limit=limit,
-                                          deadline=stop),
-    )  # fmt: skip
-    return ok(result.to_dict())
+    scans = request.app.state.scans
+    if scans.in_process:
+        return ok(scans.run("search", search_task, key, value, queue, limit, context(request)))
+    return ok(scans.run("search", search_task, key, value, queue, limit))
 
 
 # ---------------------------------------------------------------- restore
@@ -463,11 +459,10 @@ def verify(request: Request, deep: bool = False, queue: QueueQ = None) -> JSONRe
     if not deep:
         return ok(jobs.run_verify(ctx, initiated_by=who, deep=False, queue=queue))
     # a deep verify reads every object: a scan, admitted like a search
-    return ok(
-        request.app.state.scans.run(
-            "deep verify", lambda stop: jobs.run_verify(ctx, initiated_by=who, deep=True, queue=queue)
-        )
-    )
+    scans = request.app.state.scans
+    if scans.in_process:
+        return ok(scans.run("deep verify", verify_task, who, queue, ctx))
+    return ok(scans.run("deep verify", verify_task, who, queue))
 
 
 # ---------------------------------------------------------------- audit, schedule

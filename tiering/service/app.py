@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from tiering import __version__
 from tiering.context import Context
 from tiering.errors import TieringError
-from tiering.service.admission import ScanPool
+from tiering.service.admission import scan_pool
 from tiering.service.envelope import Envelope, fail
 from tiering.service.metrics import CONTENT_TYPE, Metrics
 from tiering.service.scheduler import Scheduler, default_instance
@@ -114,6 +114,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         _ = ctx.database_url  # migrate before the first request
+        app.state.scans = scan_pool(ctx)  # worker processes start with the first scan
         metrics_server = _start_metrics_server(metrics, metrics_listen) if metrics_listen else None
         if run_scheduler:
             scheduler.start()
@@ -142,8 +143,7 @@ def create_app(
     app.state.scheduler = scheduler
     app.state.runner = TaskRunner(lambda: ctx.database_url, instance, _error_hook(metrics))
     app.state.instance = instance
-    settings = ctx.settings
-    app.state.scans = ScanPool(settings.search_workers, settings.search_queue, settings.request_deadline)
+    app.state.scans = None  # set when the app starts (it needs the database URL)
 
     @app.exception_handler(TieringError)
     async def tiering_error(request: Request, exc: TieringError) -> Response:
