@@ -31,6 +31,7 @@ STORAGE_CLASSES: tuple[str, ...] = (
     "DEEP_ARCHIVE",
     "REDUCED_REDUNDANCY",
 )
+MAX_BATCH_SIZE = 1_000_000  # jobs moved in one transaction; more only holds locks longer
 REASONS: tuple[str, ...] = ("Automatic", "Manual", "Compliance", "Maintenance")
 # How staged payloads are stored: "none" copies them as they are (the fastest move), "gzip" is Hammerwork's own
 # codec. Staging stays readable by Hammerwork's restore either way; "zstd" (the default of earlier tiering builds) is
@@ -183,8 +184,8 @@ class ArchivalPolicy:
         return replace(self, queue_policies={**self.queue_policies, queue: keep_for})
 
     def with_batch_size(self, size: int) -> ArchivalPolicy:
-        if size <= 0:
-            raise ConfigError("batch_size: must be at least 1")
+        if not 1 <= size <= MAX_BATCH_SIZE:
+            raise ConfigError(f"batch_size: must be from 1 to {MAX_BATCH_SIZE}")
         return replace(self, batch_size=size)
 
     def threshold_for(self, status: str) -> timedelta | None:
@@ -371,8 +372,8 @@ def policy_from_dict(data: Any, *, source: str = "policy") -> tuple[ArchivalPoli
             durations[name] = getattr(defaults, name)
 
     batch_size = data.get("batch_size", defaults.batch_size)
-    _require(isinstance(batch_size, int) and not isinstance(batch_size, bool) and batch_size >= 1,
-             "batch_size", f"must be an integer of at least 1 (got {batch_size!r})")  # fmt: skip
+    _require(isinstance(batch_size, int) and not isinstance(batch_size, bool) and 1 <= batch_size <= MAX_BATCH_SIZE,
+             "batch_size", f"must be an integer from 1 to {MAX_BATCH_SIZE} (got {batch_size!r})")  # fmt: skip
 
     queue_policies: dict[str, timedelta] = {}
     raw_queues = data.get("queue_policies", {})

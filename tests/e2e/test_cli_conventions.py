@@ -139,6 +139,8 @@ USAGE_ERRORS = [
     (),
     ("archive", "list", "--offset", str(10**30)),
     ("archive", "purge", "--max-jobs", "many"),
+    ("demo", "seed", "--count", str(10**30)),
+    ("archive", "run", "--batch-size", str(10**30)),
 ]
 
 
@@ -190,6 +192,7 @@ def test_policies_with_nan_infinity_or_huge_numbers_exit_2(archived: dict[str, A
         '{"batch_size": NaN}',
         '{"compression_level": -Infinity}',
         '{"queue_policies": {"q": NaN}}',
+        '{"batch_size": ' + str(10**30) + "}",
     ]
     for i, text in enumerate(texts):
         path = tmp_path / f"p{i}.json"

@@ -60,6 +60,8 @@ def test_database_errors_that_escape_the_engine_exit_8(monkeypatch: pytest.Monke
     translated = translate_error(lost)
     assert isinstance(translated, DatabaseError) and translated.exit_code == 8 and translated.retryable
     assert translate_error(ValueError("x")) is None
+    out_of_range = translate_error(psycopg.errors.NumericValueOutOfRange("bigint out of range"))
+    assert out_of_range is not None and out_of_range.exit_code == 2 and "out of range" in str(out_of_range)
 
     def fail(*args: Any, **kwargs: Any) -> Any:
         raise lost

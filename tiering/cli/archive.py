@@ -19,7 +19,7 @@ from tiering.db.policies import delete_policy_document, get_policy_document, put
 from tiering.engine.archive import count_eligible_jobs
 from tiering.engine.pipeline import run_archival
 from tiering.errors import ConfigError, SafetyAbort
-from tiering.policy import load_policy_file, policy_from_dict, policy_to_dict
+from tiering.policy import MAX_BATCH_SIZE, load_policy_file, policy_from_dict, policy_to_dict
 
 app = typer.Typer(help="Archive, flush, restore, search, purge and inspect archived jobs.", no_args_is_help=True)
 
@@ -34,7 +34,7 @@ def run(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", envvar="TIERING_DRY_RUN", help="Count what would move; change nothing.")
     ] = False,
-    batch_size: Annotated[int | None, typer.Option(envvar="TIERING_BATCH_SIZE", min=1)] = None,
+    batch_size: Annotated[int | None, typer.Option(envvar="TIERING_BATCH_SIZE", min=1, max=MAX_BATCH_SIZE)] = None,
     compression_level: Annotated[int | None, typer.Option(envvar="TIERING_COMPRESSION_LEVEL", min=0, max=22)] = None,
     reason: Annotated[
         str, typer.Option(envvar="TIERING_REASON", help="automatic | manual | compliance | maintenance")

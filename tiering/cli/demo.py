@@ -18,7 +18,7 @@ app = typer.Typer(help="Demo data.", no_args_is_help=True)
 @app.command("seed")
 def seed(
     ctx: typer.Context,
-    count: Annotated[int, typer.Option(min=1, help="How many jobs to insert.")] = 50_000,
+    count: Annotated[int, typer.Option(min=1, max=10_000_000, help="How many jobs to insert.")] = 50_000,
     if_empty: Annotated[bool, typer.Option("--if-empty", help="Only when the hot table is empty.")] = False,
     days: Annotated[int, typer.Option(min=1, help="Spread finish times over this many days.")] = 730,
     history: Annotated[

@@ -15,7 +15,7 @@ from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
-from tiering.errors import ConfigError, DatabaseError
+from tiering.errors import ConfigError, DatabaseError, InvalidInputError, TieringError
 from tiering.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -149,9 +149,12 @@ def with_timeouts(url: str, settings: Settings) -> str:
     return " ".join([url, *(f"{k}='{v}'" for k, v in extra.items())])
 
 
-def translate_error(exc: BaseException) -> DatabaseError | None:
-    """A psycopg error that escaped the engine, as the TieringError a user sees (exit 8): the server went away
-    mid-run, a statement timed out, a connection broke. None for anything that is not the database's."""
+def translate_error(exc: BaseException) -> TieringError | None:
+    """A psycopg error that escaped the engine, as the TieringError a user sees: the server went away mid-run,
+    a statement timed out, a connection broke (exit 8); a value out of the database's range (exit 2). None for
+    anything that is not the database's."""
+    if isinstance(exc, psycopg.DataError):
+        return InvalidInputError(f"a value is out of range for the database: {str(exc).strip()}")
     if isinstance(exc, psycopg.errors.QueryCanceled):
         return DatabaseError(f"a database statement was cancelled or timed out: {str(exc).strip()}")
     if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
