@@ -26,7 +26,9 @@ WORK=$(mktemp -d /tmp/tiering-image.XXXXXX)
 BASE_IMAGE=localhost/tiering-base:bookworm
 IMAGE=localhost/tiering:ci
 ctr=""
+serve_pid=""
 cleanup() {
+  [ -n "$serve_pid" ] && kill "$serve_pid" >/dev/null 2>&1 || true
   [ -n "$ctr" ] && buildah rm "$ctr" >/dev/null 2>&1 || true
   [ -d "$WORK/pg/pg" ] && "$VENV_PY" .ci/pg_loopback.py stop "$WORK/pg" >/dev/null 2>&1 || true
   rm -rf "$WORK"
@@ -91,4 +93,34 @@ prom=$(buildah run --network host "$ctr" -- cat /var/lib/tiering/tiering.prom)
 grep -q 'tiering_last_success_timestamp_seconds{operation="archive"}' <<<"$prom" \
   || { say "FAILED: no metrics textfile written inside the image"; exit 1; }
 [ "$objects" -gt 0 ] || { say "FAILED: no Parquet objects inside the image"; exit 1; }
-say "OK: $objects Parquet objects written by the image's tiering; total $((SECONDS - started)) s"
+
+# `tiering serve` from the image: API behind a token, dashboard, /healthz, /metrics alone on a second port
+ports=$("$VENV_PY" -c 'import socket
+socks = [socket.socket() for _ in range(2)]
+for s in socks: s.bind(("127.0.0.1", 0))
+print(*(s.getsockname()[1] for s in socks))')
+read -r port mport <<<"$ports"
+buildah config --env TIERING_API_TOKEN=ci-image-token "$ctr"
+buildah run --network host "$ctr" -- sh -c "echo \$\$ > /var/lib/tiering/serve.pid; exec tiering serve \
+  --host 127.0.0.1 --port $port --metrics-port $mport --no-scheduler --log-level warning" > "$WORK/serve.log" 2>&1 &
+runner=$!
+for _ in $(seq 120); do
+  curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break
+  kill -0 "$runner" 2>/dev/null || { cat "$WORK/serve.log"; say "FAILED: tiering serve exited"; exit 1; }
+  sleep 0.5
+done
+serve_pid=$(buildah run "$ctr" -- cat /var/lib/tiering/serve.pid)
+code() { curl -s -o /dev/null -w '%{http_code}' "$@"; }
+[ "$(code "http://127.0.0.1:$port/healthz")" = 200 ] || { cat "$WORK/serve.log"; say "FAILED: /healthz"; exit 1; }
+[ "$(code "http://127.0.0.1:$port/api/archive/stats")" = 401 ] || { say "FAILED: the API answered without a token"; exit 1; }
+[ "$(code -H 'Authorization: Bearer ci-image-token' "http://127.0.0.1:$port/api/archive/stats")" = 200 ] \
+  || { say "FAILED: /api/archive/stats with the token"; exit 1; }
+curl -fsS "http://127.0.0.1:$port/archive" | grep -qi "<html" || { say "FAILED: the dashboard is not served"; exit 1; }
+curl -fsS "http://127.0.0.1:$mport/metrics" | grep -q "^tiering_database_up 1" \
+  || { say "FAILED: /metrics on the metrics port"; exit 1; }
+kill "$serve_pid"
+wait "$runner" || true
+serve_pid=""
+say "tiering serve in the image: /healthz, token-protected API, dashboard and /metrics on port $mport answer"
+say "OK in $((SECONDS - started)) s; image $IMAGE: $(buildah images --format '{{.Size}}' "$IMAGE")"
+say "archive run in the image wrote $objects Parquet objects and its metrics textfile"
