@@ -93,6 +93,7 @@ prom=$(buildah run --network host "$ctr" -- cat /var/lib/tiering/tiering.prom)
 grep -q 'tiering_last_success_timestamp_seconds{operation="archive"}' <<<"$prom" \
   || { say "FAILED: no metrics textfile written inside the image"; exit 1; }
 [ "$objects" -gt 0 ] || { say "FAILED: no Parquet objects inside the image"; exit 1; }
+say "archive run in the image wrote $objects Parquet objects and its metrics textfile"
 
 # `tiering serve` from the image: API behind a token, dashboard, /healthz, /metrics alone on a second port
 ports=$("$VENV_PY" -c 'import socket
@@ -123,4 +124,3 @@ wait "$runner" || true
 serve_pid=""
 say "tiering serve in the image: /healthz, token-protected API, dashboard and /metrics on port $mport answer"
 say "OK in $((SECONDS - started)) s; image $IMAGE: $(buildah images --format '{{.Size}}' "$IMAGE")"
-say "archive run in the image wrote $objects Parquet objects and its metrics textfile"
