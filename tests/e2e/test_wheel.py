@@ -111,7 +111,8 @@ def test_installed_serve_serves_the_dashboard(installed: dict[str, Any], db_url:
     port = _free_port()
     env = {**installed["env"], "TIERING_DATABASE_URL": db_url, "TIERING_STORE_URL": (tmp_path / "o").as_uri()}
     server = subprocess.Popen(
-        [str(installed["bin"]), "serve", "--host", "127.0.0.1", "--port", str(port), "--no-scheduler"],
+        [str(installed["bin"]), "serve", "--host", "127.0.0.1", "--port", str(port), "--no-scheduler",
+         "--log-format", "json"],
         cwd=installed["cwd"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
@@ -134,4 +135,6 @@ def test_installed_serve_serves_the_dashboard(installed: dict[str, Any], db_url:
             assert r.status == 200 and len(r.read()) > 1000
     finally:
         server.terminate()
-        server.wait(timeout=30)
+        _, err = server.communicate(timeout=30)
+    lines = [json.loads(line) for line in err.splitlines() if line.strip()]  # stderr: one JSON object a line
+    assert any(ln["logger"] == "uvicorn.access" and "GET /archive " in ln["message"] for ln in lines), err[-2000:]
