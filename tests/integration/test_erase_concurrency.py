@@ -192,3 +192,36 @@ def test_erase_is_linearizable_with_run_flush_purge_restore(db_url: str, tmp_pat
     flush_staged(db_url, store, settings, ARCHIVE_ALL, ArchivalConfig())
     report = verify_archive(db_url, store, settings, deep=True)
     assert report.ok, report.to_dict()
+
+
+def test_a_move_tiering_does_not_order_is_caught_by_the_final_check(
+    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Hammerwork's own archiver takes no tiering lock: it copies a matching hot job into staging while the erase
+    scans the cold tier. The final check reads staging again, finds the copy, and a second pass erases it."""
+    from tests.helpers import hammerwork_archive_copy
+    from tiering.engine import erase as erase_mod
+
+    settings = Settings(home=tmp_path, store_url=(tmp_path / "objects").as_uri(), database_url=db_url)
+    store = open_store(settings)
+    _seed(db_url, store, settings, 0, 4242)
+    with psycopg.connect(db_url) as conn:
+        hot = uuid.UUID(str(insert_job(conn, queue="q0", status="Completed", payload=_payload(4242, 77))))
+        conn.commit()
+    real_scan = erase_mod._scan_object
+    copied: list[bool] = []
+
+    def scan_and_meanwhile_copy(*args: Any, **kwargs: Any) -> list[str]:
+        if not copied:
+            with psycopg.connect(db_url) as conn:  # Hammerwork's archiver, mid-erase
+                hammerwork_archive_copy(conn, hot)
+                conn.commit()
+            copied.append(True)
+        return real_scan(*args, **kwargs)
+
+    monkeypatch.setattr(erase_mod, "_scan_object", scan_and_meanwhile_copy)
+    result = erase_jobs(db_url, store, settings, key="customer.id", value="4242")
+
+    assert copied and result.passes == 2, result.to_dict()
+    assert result.complete and not result.remaining
+    assert _leftovers(db_url, store, 4242) == {"hot": set(), "staging": set(), "cold": set()}
