@@ -16,7 +16,7 @@ from tiering.cli.query import parse_when as cli_parse_when
 from tiering.cli.retention import parse_cutoff as cli_cutoff
 from tiering.errors import InvalidInputError
 from tiering.service.api import Since, parse_older_than
-from tiering.service.models import When
+from tiering.service.models import JobIdValue, When
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 API_WHEN = TypeAdapter(When)
@@ -82,6 +82,15 @@ def test_a_bare_number_is_days_only_in_the_api(n: int, unit: str) -> None:
     with pytest.raises(InvalidInputError, match=rf"needs a unit; write {n}d"):
         cli_cutoff(text, NOW)
     assert cli_cutoff(f"{n}d", NOW) == parse_older_than(f"{n}d", NOW) == NOW - timedelta(days=n)
+
+
+@settings(max_examples=200, deadline=None)
+@given(text=st.one_of(st.uuids().map(str), st.uuids().map(lambda u: u.hex), st.uuids().map(lambda u: f"{{{u}}}"),
+                      st.uuids().map(lambda u: str(u).upper()), st.text(max_size=40)))  # fmt: skip
+def test_cli_and_api_read_the_same_job_ids(text: str) -> None:
+    cli = outcome(inputs.parse_job_id, text)
+    api = outcome(lambda t: TypeAdapter(JobIdValue).validate_python(t), text)
+    assert cli == api, (text, cli, api)
 
 
 def test_examples() -> None:

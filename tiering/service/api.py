@@ -23,6 +23,7 @@ from tiering.service.envelope import Envelope, fail, ok
 from tiering.service.models import (
     BulkRestoreRequest,
     EraseRequest,
+    JobIdValue,
     LifecycleApplyRequest,
     RestoreOne,
     RunRequest,
@@ -48,7 +49,7 @@ QueueQ = Annotated[
 StatusQ = Annotated[
     str | None, Query(max_length=20, description=f"one of {', '.join(ALL_STATUSES)} (case-insensitive)")
 ]
-JobId = Annotated[uuid.UUID, Path(description="the job's UUID")]
+JobId = Annotated[JobIdValue, Path(description="the job's UUID")]
 WhoQ = Annotated[
     str | None, Query(min_length=1, max_length=200, pattern=QUEUE_PATTERN, description="who asks (audit trail)")
 ]
@@ -69,6 +70,11 @@ def principal(request: Request) -> str:
 
 def initiator(request: Request, given: str | None) -> str:
     return given or principal(request)
+
+
+def _statuses(value: str | None) -> list[str] | None:
+    """`Failed` or `failed,Dead`: the forms `tiering archive list --status` reads."""
+    return inputs.parse_statuses(value)
 
 
 def _status(value: str | None) -> str | None:
@@ -136,7 +142,7 @@ def list_jobs(
 
     ctx = context(request)
     page = list_archived_jobs(
-        ctx.database_url, queue=queue, status=_status(status), archived_after=archived_after,
+        ctx.database_url, queue=queue, status=_statuses(status), archived_after=archived_after,
         archived_before=archived_before, limit=limit, offset=offset,
     )  # fmt: skip
     doc = page.to_dict()

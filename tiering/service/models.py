@@ -35,6 +35,8 @@ Reason = Annotated[
 MAX_IDS = 10_000
 # Dates go through the parser the CLI uses, so both accept the same forms (a bad one answers 422).
 When = Annotated[datetime | None, BeforeValidator(inputs.as_value_error(inputs.parse_when))]
+# Job ids: the forms `tiering archive show` reads (dashes or not, braces), a bad one answers 422 naming the field.
+JobIdValue = Annotated[uuid.UUID, BeforeValidator(inputs.as_value_error(inputs.parse_job_id))]
 
 
 def _reason(value: str | None) -> str | None:
@@ -114,7 +116,7 @@ class BulkRestoreRequest(_Body):
 class EraseRequest(_Body):
     """POST /api/archive/erase: remove jobs from every tier (right to erasure), by ids or by a payload match."""
 
-    job_ids: list[uuid.UUID] | None = Field(default=None, min_length=1, max_length=MAX_IDS)
+    job_ids: list[JobIdValue] | None = Field(default=None, min_length=1, max_length=MAX_IDS)
     match: MatchFilter | None = Field(default=None, description="every job whose payload holds value at key")
     dry_run: bool = Field(default=False, description="only report where the jobs are")
     request_ref: Annotated[str, Field(min_length=1, max_length=200, pattern=QUEUE_PATTERN)] | None = Field(
