@@ -4,6 +4,7 @@ usage errors exit 2 with click's usage message, typed input never ends in "unexp
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -232,3 +233,33 @@ def test_global_flags_work_anywhere_and_json_logs_carry_the_operation(archived: 
     assert "no stored policy" in loud.stderr
     bad = tiering("archive", "stats", "--log-format", "yaml", env=env)
     assert bad.returncode == 2 and "--log-format" in bad.stderr
+
+
+def test_postgresql_stopped_mid_run_exits_8_not_unexpected() -> None:
+    """`archive stats --watch` polls the database; stopping the server under it ends the command with the
+    database's exit code (8) and a clear message, never "unexpected ..."."""
+    import shutil
+    import tempfile
+
+    home = Path(tempfile.mkdtemp(prefix="tiering-embedded-")) / "home"  # outside pytest's basetemp (see above)
+    env = clean_env(TIERING_HOME=str(home), TIERING_EMBEDDED="1", TIERING_STORE_URL=(home / "o").as_uri())
+    watcher = subprocess.Popen(
+        [TIERING_BIN, "archive", "stats", "--watch", "--interval", "1s", "--format", "json"],
+        env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert watcher.stdout is not None
+        first = watcher.stdout.readline()  # one JSON document a refresh: the server is up and answering
+        assert first.startswith("{"), first
+        stopped = tiering("db", "stop", "--format", "json", env=env)
+        assert '"stopped": true' in stopped.stdout, stopped.stderr
+        _, err = watcher.communicate(timeout=120)
+        assert watcher.returncode == 8, err
+        assert re.search(r"error: (the database failed|cannot connect to the database)", err), err
+        assert "error: unexpected" not in err and "Traceback" not in err, err
+    finally:
+        if watcher.poll() is None:
+            watcher.kill()
+            watcher.wait()
+        tiering("db", "stop", env=env)
+        shutil.rmtree(home.parent, ignore_errors=True)
