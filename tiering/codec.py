@@ -56,12 +56,19 @@ def _zstd_compressor(level: int) -> zstandard.ZstdCompressor:
 
 
 def decode(data: bytes) -> bytes:
-    """The original JSON bytes of a stored payload, whatever codec wrote it."""
+    """The original JSON bytes of a stored payload, whatever codec wrote it. As lenient as the flush's decoder
+    (schema.decode_payloads): zstd frames without a content size are streamed, gzip members are read by zlib
+    first (trailing bytes ignored), so a payload that flush accepts is readable everywhere else too."""
     codec = detect(data)
     if codec is Codec.ZSTD:
+        if zstandard.frame_content_size(data) < 0:
+            return zstandard.ZstdDecompressor().decompressobj().decompress(data)
         return _zstd_decompressor().decompress(data)
     if codec is Codec.GZIP:
-        return gzip.decompress(data)
+        try:
+            return zlib.decompress(data, 31)
+        except zlib.error:
+            return gzip.decompress(data)
     return data
 
 

@@ -120,3 +120,40 @@ def test_walkers_survive_deep_documents(levels: int) -> None:
     assert _payload_match(_deep(levels), ["a"], ValueMatcher("1")) in (UNREADABLE, None)
     if levels > codec.MAX_DEPTH:
         assert _payload_match(_deep(levels), ["a"], ValueMatcher("1")) is UNREADABLE
+
+
+@settings(max_examples=150, deadline=None)
+@given(rows=st.lists(st.tuples(GZIP_OR_ZSTD, st.binary(max_size=80)), min_size=1, max_size=8))
+def test_flush_decoder_names_exactly_the_undecodable_rows(rows: list[tuple[bytes, bytes]]) -> None:
+    import pyarrow as pa
+
+    from tiering.schema import PayloadDecodeError, decode_payloads
+
+    good = gzip.compress(b'{"ok": 1}')
+    data = [good] + [magic + body for magic, body in rows]
+    expected_bad = set()
+    for i, d in enumerate(data):
+        try:
+            codec.decode_checked(d).decode("utf-8")
+        except (codec.UnreadablePayload, UnicodeDecodeError):
+            expected_bad.add(str(i))
+    try:
+        out = decode_payloads(pa.array(data, pa.binary()))
+    except PayloadDecodeError as exc:
+        assert {b.job_id for b in exc.bad} == expected_bad and expected_bad
+    else:
+        assert not expected_bad and out.to_pylist()[0] == '{"ok": 1}'
+
+
+@settings(max_examples=150, deadline=None)
+@given(magic=GZIP_OR_ZSTD, body=st.binary(max_size=120))
+def test_restore_payload_check_refuses_or_returns_text(magic: bytes, body: bytes) -> None:
+    from tiering.engine.restore import _payload_text
+    from tiering.errors import CorruptPayloadError
+
+    try:
+        text = _payload_text("job-1", magic + body, stored=True)
+    except CorruptPayloadError as exc:
+        assert "job-1" in str(exc)
+    else:
+        assert isinstance(codec.load_json(text), object)
