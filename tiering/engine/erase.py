@@ -341,8 +341,10 @@ def erase_jobs(
                 if dry_run:
                     break
                 result.remaining = _remaining(url, store, result, clean, wanted, path, typed, raw)
-                if not result.remaining:
-                    break  # else: something moved in that tiering does not order (Hammerwork's own archiver)
+                if not set(result.remaining) - _blocked(result):
+                    break  # all gone, or left only where a lock or an error (already reported) keeps them
+                # else: something moved that tiering does not order (Hammerwork's own archiver): another pass
+            result.locked_objects = list({lo.key: lo for lo in result.locked_objects}.values())
             if not dry_run:
                 gone = [j for j in result.locations if j not in result.remaining]
                 with connect(url) as conn:
