@@ -109,6 +109,19 @@ def parse_cutoff(
         raise InvalidInputError(f"{name} {text!r} reaches before year 1") from None
 
 
+def parse_moment(value: str | date | datetime | None, *, name: str = "date") -> datetime | None:
+    """Filters on archived_at (CLI --archived-after/--archived-before, the API's archived_after/archived_before):
+    the forms --since takes, a date, a date-time, or an age back from now (7d); None stays None."""
+    if value is None or isinstance(value, date | datetime):
+        return parse_when(value, name=name)
+    try:
+        return parse_cutoff(value, name=name, bare_number="refuse")
+    except InvalidInputError:
+        raise InvalidInputError(
+            f"{name} {value!r} is neither an ISO date nor an age: use e.g. {DATE_EXAMPLES}, or 7d"
+        ) from None
+
+
 def parse_job_id(value: str | uuid.UUID) -> uuid.UUID:
     """A job id as a UUID (with or without dashes or braces)."""
     if isinstance(value, uuid.UUID):

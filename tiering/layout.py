@@ -190,3 +190,13 @@ def parse_part_name(name: str) -> ParsedPartName:
     if not m:
         raise ValueError(f"not a tiering part name: {name!r}")
     return ParsedPartName(uuid.UUID(m.group("flush")), int(m.group("seq")), m.group("cls"))
+
+
+# Derived objects for analysts (file list, superseded rows, an empty schema file) live here, beside the archive
+# objects but outside the queue=/date= tree: verify ignores them, Athena's projection never reaches them.
+ANALYST_DIR = "_tiering/analyst"
+
+
+def analyst_root(prefix: str) -> str:
+    """`<prefix>/_tiering/analyst/`."""
+    return _join(prefix, ANALYST_DIR + "/")

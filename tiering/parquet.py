@@ -99,6 +99,13 @@ def manifest_fields(part: WrittenPart) -> dict[str, Any]:
     }
 
 
+def table_bytes(table: pa.Table) -> bytes:
+    """A small table as one zstd Parquet file in memory (the analysts' listing objects)."""
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression="zstd")
+    return bytes(sink.getvalue().to_pybytes())
+
+
 def clamp_row_group_rows(rows: int) -> int:
     return max(MIN_ROW_GROUP_ROWS, min(MAX_ROW_GROUP_ROWS, rows))
 

@@ -114,7 +114,12 @@ def test_run_json_is_one_object_on_stdout_and_progress_goes_to_stderr(env: dict[
     assert doc["jobs_archived"] == eligible
     assert sum(doc["by_queue"].values()) == eligible
     assert doc["bytes_original"] > 0 and doc["bytes_stored"] > 0
-    assert doc["compression_ratio"] == pytest.approx(doc["bytes_stored"] / doc["bytes_original"], abs=1e-3)
+    # one definition with `stats`: the flushed objects' bytes / their original payload bytes
+    flushed = doc["flush"]
+    assert doc["compression_ratio"] == pytest.approx(
+        flushed["bytes_written"] / flushed["payload_original_bytes"], abs=1e-3
+    )
+    assert doc["staging_compression_ratio"] == pytest.approx(doc["bytes_stored"] / doc["bytes_original"], abs=1e-3)
     assert doc["flush"]["jobs_flushed"] == eligible
     assert "━".encode() in terminal and f"/{eligible}".encode() in terminal  # progress bars went to the terminal
     assert b"{" not in terminal  # ... and nothing of the JSON did

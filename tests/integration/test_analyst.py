@@ -87,7 +87,8 @@ def test_athena_ddl_has_projection_and_every_column(db_url: str, s3_settings_fac
     target = s3_settings_factory("moto_server")
     _fill(db_url, target)
     ddl = athena_ddl(db_url, target.store, target.settings, database="analytics")
-    assert "CREATE EXTERNAL TABLE IF NOT EXISTS `analytics`.`archived_jobs`" in ddl
+    assert "CREATE EXTERNAL TABLE IF NOT EXISTS `analytics`.`archived_jobs_all`" in ddl  # the raw rows
+    assert 'CREATE OR REPLACE VIEW "analytics"."archived_jobs" AS' in ddl  # each job once
     assert "PARTITIONED BY (`queue` string, `date` date)" in ddl
     assert f"LOCATION 's3://{target.bucket}/archive/'" in ddl
     assert f"'projection.queue.values'='{','.join(sorted(['email', layout.queue_slug(ODD_QUEUE)]))}'" in ddl
@@ -124,3 +125,53 @@ def test_cli_analyst_duckdb_and_athena(db_url: str, tmp_path: Path, s3_settings_
     assert bad.returncode == 2 and "DuckDB" in bad.stderr
     ddl = subprocess.run([tiering, "analyst", "athena-ddl"], env=env, capture_output=True, text=True, timeout=60)
     assert ddl.returncode == 2 and "S3" in ddl.stderr
+
+
+def test_views_show_each_archived_job_once_as_it_is_now(db_url: str, s3_settings_factory: Any) -> None:
+    """Issue 10 item 6: a restored job leaves the views, a job restored and archived again appears once (its newest
+    copy); the raw rows stay reachable for audits in archived_jobs_all. Same answers from the printed SQL."""
+    from tiering.engine.restore import restore_archived_job
+
+    target = s3_settings_factory("moto_server")
+    _fill(db_url, target)
+    with psycopg.connect(db_url) as conn:
+        ids = [str(r[0]) for r in conn.execute("SELECT job_id FROM tiering_job_index ORDER BY job_id LIMIT 2")]
+    restored, rearchived = ids
+    for jid in ids:
+        assert restore_archived_job(db_url, target.store, target.settings, jid).restored
+    with psycopg.connect(db_url) as conn:  # the job ran again and finished: archived a second time
+        conn.execute(
+            "UPDATE hammerwork_jobs SET status = 'Completed', completed_at = now() - interval '3 days' WHERE id = %s",
+            (rearchived,),
+        )
+        conn.commit()
+    archive_jobs(db_url, None, POLICY, ArchivalConfig())
+    flush_staged(db_url, target.store, target.settings, POLICY, ArchivalConfig())
+
+    con = open_duckdb(db_url, target.store, target.settings)
+    assert _arrow(con, "SELECT count(*) AS n, count(DISTINCT id) AS d FROM archived_jobs") == [{"n": 29, "d": 29}]
+    assert _arrow(con, f"SELECT count(*) AS n FROM archived_jobs WHERE id = '{restored}'") == [{"n": 0}]
+    newest = _arrow(con, f"SELECT archived_at FROM archived_jobs_all WHERE id = '{rearchived}' ORDER BY 1 DESC")
+    assert len(newest) == 2  # both copies are still there for audits
+    shown = _arrow(con, f"SELECT archived_at FROM archived_jobs WHERE id = '{rearchived}'")
+    assert shown == newest[:1]
+    assert _arrow(con, "SELECT count(*) AS n FROM archived_jobs_all") == [{"n": 31}]
+    # the printed SQL reads the listing at query time: the same view after another restore and a flush
+    con2 = duckdb.connect()
+    con2.execute(duckdb_sql(db_url, target.store, target.settings, show_secrets=True))
+    assert _arrow(con2, "SELECT count(*) AS n FROM archived_jobs") == [{"n": 29}]
+    with psycopg.connect(db_url) as conn:
+        more = [str(r[0]) for r in conn.execute("SELECT job_id FROM tiering_job_index WHERE restored_at IS NULL "
+                                                 "ORDER BY job_id DESC LIMIT 3")]  # fmt: skip
+    from tiering.engine.restore import restore_archived_jobs
+
+    bulk = restore_archived_jobs(db_url, target.store, target.settings, queue="email", count=3)
+    assert bulk.restored == 3 and more
+    files = target.store.analyst_path(target.store.key("_tiering/analyst/files/files.parquet"))
+    con2.execute(f"SET VARIABLE tiering_files = (SELECT list(location) FROM read_parquet('{files}'))")
+    assert _arrow(con2, "SELECT count(*) AS n FROM archived_jobs") == [{"n": 26}]
+    # and the Athena view does the same with "$path"
+    ddl = athena_ddl(db_url, target.store, target.settings)
+    assert 'CREATE OR REPLACE VIEW "archived_jobs" AS' in ddl and 's.location = a."$path"' in ddl
+    assert "CREATE EXTERNAL TABLE IF NOT EXISTS `archived_jobs_superseded`" in ddl
+    assert f"LOCATION 's3://{target.bucket}/archive/_tiering/analyst/superseded/'" in ddl

@@ -216,7 +216,7 @@ def test_flush_end_to_end(backend: str, db_url: str, s3_settings_factory: Any) -
         assert m["slug"] == r.queue_slug == layout.queue_slug(r.queue_name)
         assert m["date"] == r.partition_date.isoformat()
         # the store's identity: the S3 bucket, or the local store's real root folder (never "")
-        assert r.bucket == (target.bucket or str(Path(target.settings.resolved_store_url[len("file://"):])))
+        assert r.bucket == (target.bucket or str(Path(target.settings.resolved_store_url[len("file://") :])))
         assert r.schema_version == SCHEMA_VERSION
         assert r.storage_class == "STANDARD"
         pf, table = snap.objects[r.id]

@@ -96,9 +96,11 @@ def test_embedded_default_starts_once_and_is_reused(tmp_path: Path) -> None:
         assert shared_buffers == ("1GB",)  # tiering's tuning was applied
         pid = (home / "pg" / "postmaster.pid").read_text().split()[0]
         # a later process (another `tiering` call) finds the running server and reuses it
-        code = "import sys; from pathlib import Path; from tiering.db.connection import resolve_database_url;" \
-            " from tiering.settings import Settings;" \
+        code = (
+            "import sys; from pathlib import Path; from tiering.db.connection import resolve_database_url;"
+            " from tiering.settings import Settings;"
             " print(resolve_database_url(Settings(home=Path(sys.argv[1]), embedded=True)))"
+        )
         out = subprocess.run([sys.executable, "-c", code, str(home)], capture_output=True, text=True, check=True)
         second = out.stdout.strip()
         assert second == first

@@ -360,7 +360,9 @@ def test_cli_list_search_show_restore_json(db_url: str, tmp_path: Path, s3_setti
     assert done["restored"] is True and done["source"] == "cold"
     again = _cli(["archive", "restore", jid], env, check=4)
     assert "hot table" in again.stderr
-    bulk = json.loads(_cli(["archive", "restore", "--queue", "email", "--count", "2", "--format", "json"], env).stdout)
+    bulk = json.loads(
+        _cli(["archive", "restore", "--queue", "email", "--limit", "2", "--yes", "--format", "json"], env).stdout
+    )
     assert bulk["restored"] == 2
     # bad input: clear errors with distinct exit codes, nothing on stdout
     bad = _cli(["archive", "list", "--archived-after", "last tuesday"], env, check=2)

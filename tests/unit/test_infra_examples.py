@@ -78,9 +78,9 @@ def test_kubernetes_examples_run_real_commands_as_the_image_user() -> None:
         assert_command_parses(container["args"])
         mounts = {m["mountPath"] for m in container["volumeMounts"]}
         assert container["securityContext"]["readOnlyRootFilesystem"] and {"/tmp", "/var/lib/tiering"} <= mounts
-    assert objs["CronJob/tiering-archive"]["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0][
-        "args"
-    ][:2] == ["archive", "run"]
+    assert objs["CronJob/tiering-archive"]["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["args"][
+        :2
+    ] == ["archive", "run"]
 
 
 def test_deployment_probes_and_metrics_port_agree_with_the_service() -> None:

@@ -146,5 +146,7 @@ def test_an_unreachable_pushgateway_is_a_problem_not_an_exception() -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    problems = report_run("archive_run", [("archive", RUN_RESULT, 1.0, True)], pushgateway_url=f"http://127.0.0.1:{port}")
+    problems = report_run(
+        "archive_run", [("archive", RUN_RESULT, 1.0, True)], pushgateway_url=f"http://127.0.0.1:{port}"
+    )
     assert len(problems) == 1 and "cannot push metrics" in problems[0]

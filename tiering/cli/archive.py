@@ -10,7 +10,15 @@ from typing import Annotated, Any
 import typer
 
 from tiering.cli import output
-from tiering.cli.common import FormatOption, InitiatedByOption, QueueOption, YesOption, context, default_initiator
+from tiering.cli.common import (
+    FormatOption,
+    InitiatedByOption,
+    QueueOption,
+    YesOption,
+    confirm,
+    context,
+    default_initiator,
+)
 from tiering.cli.output import Format
 from tiering.cli.signals import MetricsFileOption, run_signals
 from tiering.db.connection import connect
@@ -34,8 +42,21 @@ def run(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", envvar="TIERING_DRY_RUN", help="Count what would move; change nothing.")
     ] = False,
-    batch_size: Annotated[int | None, typer.Option(envvar="TIERING_BATCH_SIZE", min=1, max=MAX_BATCH_SIZE)] = None,
-    compression_level: Annotated[int | None, typer.Option(envvar="TIERING_COMPRESSION_LEVEL", min=0, max=22)] = None,
+    batch_size: Annotated[
+        int | None,
+        typer.Option(
+            envvar="TIERING_BATCH_SIZE",
+            min=1,
+            max=MAX_BATCH_SIZE,
+            help="Jobs moved per transaction (default: the policy's).",
+        ),
+    ] = None,
+    compression_level: Annotated[
+        int | None,
+        typer.Option(
+            envvar="TIERING_COMPRESSION_LEVEL", min=0, max=22, help="zstd level of the Parquet objects (0-22)."
+        ),
+    ] = None,
     reason: Annotated[
         str, typer.Option(envvar="TIERING_REASON", help="automatic | manual | compliance | maintenance")
     ] = "manual",
@@ -46,7 +67,12 @@ def run(
     no_purge: Annotated[
         bool, typer.Option("--no-purge", envvar="TIERING_NO_PURGE", help="Skip the automatic purge.")
     ] = False,
-    workers: Annotated[int | None, typer.Option(envvar="TIERING_WORKERS", min=1, max=32)] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            envvar="TIERING_WORKERS", min=1, max=32, help="Parallel flush workers (default: settings.workers)."
+        ),
+    ] = None,
     metrics_file: MetricsFileOption = None,
     fmt: FormatOption = Format.table,
 ) -> None:
@@ -74,8 +100,8 @@ def run(
         signals.done(result)
     if result.get("skipped_reason"):
         output.warn(result["skipped_reason"])
-    if fmt is Format.json:
-        output.print_json(result)
+    if fmt is not Format.table:
+        output.emit(result, fmt)
         return
     _print_run_table(result)
 
@@ -108,8 +134,8 @@ def _print_run_table(result: dict[str, Any]) -> None:
     if not dry:
         headline.update(
             bytes_original=result["bytes_original"],
-            bytes_stored=result["bytes_stored"],
-            compression_ratio=result["compression_ratio"],
+            bytes_staged=result["bytes_stored"],
+            compression_ratio=result["compression_ratio"],  # cold bytes / original, as `stats` computes it
         )
     headline["execution_time_s"] = result["execution_time_s"]
     output.print_kv(headline, title="archive run" + (" (dry run)" if dry else ""))
@@ -118,12 +144,24 @@ def _print_run_table(result: dict[str, Any]) -> None:
     ]
     if rows:
         output.print_table(rows, ["queue", "Completed", "Failed", "Dead", "TimedOut", "total"], title="by queue")
+    behind = [{"status": s, **v} for s, v in (result.get("left_behind") or {}).items()]
+    if behind:
+        title = "finished jobs that stay in hammerwork_jobs" + (" (before this dry run)" if dry else "")
+        output.print_table(behind, ["status", "jobs", "reason"], title=title)
     if "flush" in result:
         f = result["flush"]
         output.print_kv(
             {
                 k: f[k]
-                for k in ("jobs_flushed", "objects_written", "bytes_written", "quarantined", "execution_time_s")
+                for k in (
+                    "jobs_flushed",
+                    "objects_written",
+                    "bytes_written",
+                    "payload_original_bytes",
+                    "compression_ratio",
+                    "quarantined",
+                    "execution_time_s",
+                )  # fmt: skip
                 if k in f
             },
             title="flush",
@@ -156,17 +194,20 @@ def _safe_url(url: str) -> str:
 def flush(
     ctx: typer.Context,
     initiated_by: InitiatedByOption = None,
-    policy_file: Annotated[str | None, typer.Option("--policy", envvar="TIERING_POLICY")] = None,
+    policy_file: Annotated[
+        str | None, typer.Option("--policy", envvar="TIERING_POLICY", help="Policy JSON file (else the stored one).")
+    ] = None,
     metrics_file: MetricsFileOption = None,
     fmt: FormatOption = Format.table,
 ) -> None:
     """Write staged jobs to the object store as Parquet and commit them in the manifest."""
-    from tiering.engine.flush import flush_staged
+    from tiering.engine.flush import count_staged_jobs, flush_staged
 
     c = context(ctx)
     with run_signals("archive_flush", "flush", metrics_file, c.settings.pushgateway_url) as signals:
         policy, config, _ = c.load_policy(policy_file)
-        with output.progress_bar("flushing", None) as advance:
+        total = count_staged_jobs(c.database_url) if sys.stderr.isatty() else None
+        with output.progress_bar("flushing", total) as advance:
             stats = flush_staged(
                 c.database_url, c.store, c.settings, policy, config, initiated_by=default_initiator(initiated_by),
                 progress=advance, crash_hook=fault_hook(),
@@ -219,7 +260,7 @@ def remove_policy(
     if not yes:
         if not sys.stdin.isatty():
             raise SafetyAbort("remove-policy needs --yes when not run from a terminal")
-        typer.confirm("Remove the stored archival policy?", abort=True)
+        confirm("Remove the stored archival policy?")
     c = context(ctx)
     with audited(c.database_url, "policy_remove", initiated_by=default_initiator(initiated_by)) as op:
         with connect(c.database_url) as conn:
@@ -264,8 +305,8 @@ def verify(
         )  # fmt: skip
         doc = report.to_dict()
         signals.done(doc, ok=report.ok)
-    if fmt is Format.json:
-        output.print_json(doc)
+    if fmt is not Format.table:
+        output.emit(doc, fmt)
     else:
         output.print_kv({k: v for k, v in doc.items() if k != "problems"}, title="verify")
         if report.problems:
@@ -280,8 +321,8 @@ app.add_typer(lifecycle_app, name="lifecycle")
 
 def _lifecycle_output(plan: Any, fmt: Format) -> None:
     doc = plan.to_dict()
-    if fmt is Format.json:
-        output.print_json(doc)
+    if fmt is not Format.table:
+        output.emit(doc, fmt)
         return
     for warning in plan.warnings:
         output.warn(warning)
@@ -292,7 +333,9 @@ def _lifecycle_output(plan: Any, fmt: Format) -> None:
 @lifecycle_app.command("plan")
 def lifecycle_plan(
     ctx: typer.Context,
-    policy_file: Annotated[str | None, typer.Option("--policy", envvar="TIERING_POLICY")] = None,
+    policy_file: Annotated[
+        str | None, typer.Option("--policy", envvar="TIERING_POLICY", help="Policy JSON file (else the stored one).")
+    ] = None,
     fmt: FormatOption = Format.table,
 ) -> None:
     """Show the lifecycle rules the policy implies and the diff against the bucket's rules."""
@@ -306,7 +349,9 @@ def lifecycle_plan(
 @lifecycle_app.command("apply")
 def lifecycle_apply(
     ctx: typer.Context,
-    policy_file: Annotated[str | None, typer.Option("--policy", envvar="TIERING_POLICY")] = None,
+    policy_file: Annotated[
+        str | None, typer.Option("--policy", envvar="TIERING_POLICY", help="Policy JSON file (else the stored one).")
+    ] = None,
     yes: YesOption = False,
     initiated_by: InitiatedByOption = None,
     fmt: FormatOption = Format.table,
@@ -323,7 +368,7 @@ def lifecycle_apply(
             return
         if not sys.stdin.isatty():
             raise SafetyAbort("lifecycle apply needs --yes when not run from a terminal")
-        typer.confirm("Apply these lifecycle rules to the bucket?", abort=True)
+        confirm("Apply these lifecycle rules to the bucket?")
     plan = apply_lifecycle(c.database_url, c.store, policy, initiated_by=default_initiator(initiated_by))
     _lifecycle_output(plan, fmt)
     if not plan.supported:

@@ -21,8 +21,8 @@ def stop(ctx: typer.Context, fmt: FormatOption = Format.table) -> None:
     home = context(ctx).settings.home
     stopped = stop_embedded(home)
     doc = {"home": str(home.resolve()), "stopped": stopped}
-    if fmt is Format.json:
-        output.print_json(doc)
+    if fmt is not Format.table:
+        output.emit(doc, fmt)
     else:
         output.info(f"stopped the embedded PostgreSQL under {home / 'pg'}" if stopped
                     else f"no embedded PostgreSQL runs under {home / 'pg'}")  # fmt: skip

@@ -50,53 +50,127 @@ def print_json(data: Any) -> None:
     sys.stdout.flush()
 
 
-def print_table(rows: Sequence[dict[str, Any]], columns: Sequence[str], *, title: str | None = None) -> None:
+def print_table(
+    rows: Sequence[dict[str, Any]], columns: Sequence[str], *, title: str | None = None, human: bool = True
+) -> None:
+    """A table for people: sizes human-readable, exact timestamps, no exponent notation (human=False: values as
+    they are, for query results)."""
     table = Table(title=title, show_lines=False)
     for col in columns:
-        table.add_column(col)
+        table.add_column(col, overflow="fold")
     for row in rows:
-        table.add_row(*(_cell(row.get(col)) for col in columns))
+        table.add_row(*(_cell(row.get(col), col if human else None) for col in columns))
     stdout.print(table)
 
 
 def print_csv(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
+    """CSV for scripts: raw numbers, full timestamps (microseconds, with zone), JSON for nested values."""
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(columns), extrasaction="ignore")
     writer.writeheader()
     for row in rows:
-        writer.writerow({c: _cell(row.get(c)) for c in columns})
+        writer.writerow({c: _raw(row.get(c)) for c in columns})
     sys.stdout.write(buf.getvalue())
 
 
 def print_kv(data: dict[str, Any], *, title: str | None = None) -> None:
     table = Table(title=title, show_header=False)
     table.add_column("key", style="bold")
-    table.add_column("value")
+    table.add_column("value", overflow="fold")
     for key, value in data.items():
-        table.add_row(key, _cell(value))
+        table.add_row(key, _cell(value, key))
     stdout.print(table)
 
 
-def _cell(value: Any) -> str:
+_SIZE_NAMES = frozenset({"storage_freed", "storage_to_free", "size", "stored", "original"})
+
+
+def is_size(key: str | None) -> bool:
+    """Columns that hold a byte count (bytes_written, payload_bytes, storage_freed, ...)."""
+    if not key:
+        return False
+    k = key.lower()
+    return k in _SIZE_NAMES or k.endswith("bytes") or k.startswith("bytes_") or k.endswith("_bytes_to_free")
+
+
+def human_bytes(n: int | float) -> str:
+    """1536 -> '1.5 KiB'; exact bytes below 1 KiB."""
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if abs(value) < 1024 or unit == "PiB":
+            return f"{int(value)} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"  # pragma: no cover
+
+
+def plain_number(value: float) -> str:
+    """A float without exponent notation or lost digits: 707700000.0 -> '707700000', 0.10234 -> '0.10234'."""
+    if value != value or value in (float("inf"), float("-inf")):
+        return str(value)
+    if value.is_integer():
+        return f"{int(value)}"
+    text = f"{value:.6f}".rstrip("0").rstrip(".")
+    return text if text not in ("0", "-0") else f"{value:.3g}"
+
+
+def _raw(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, dict | list):
         return json.dumps(value, default=_default)
     if isinstance(value, datetime):
-        return value.isoformat(timespec="seconds")
+        return value.isoformat(timespec="microseconds")
     if isinstance(value, float):
-        return f"{value:.4g}"
+        return repr(value)
     return str(value)
 
 
+def _cell(value: Any, key: str | None = None) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, dict | list):
+        return json.dumps(value, default=_default)
+    if isinstance(value, datetime):
+        return value.isoformat(timespec="microseconds")
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, int | float) and is_size(key):
+        return human_bytes(value)
+    if isinstance(value, float):
+        return plain_number(value)
+    return str(value)
+
+
+def shorten(value: Any, chars: int) -> str:
+    """Compact JSON of `value`, cut to `chars` characters with an ellipsis (payload columns in tables)."""
+    text = value if isinstance(value, str) else json.dumps(value, default=_default, separators=(",", ":"))
+    return text if len(text) <= chars else text[: chars - 1] + "…"
+
+
+def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"flush": {"jobs": 3}} -> {"flush.jobs": 3}: one CSV row for a nested result."""
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
 def emit(data: Any, fmt: Format, *, rows: Sequence[dict[str, Any]] | None = None, columns: Sequence[str] = ()) -> None:
-    """Print `data` as JSON, or `rows` as a table/CSV (falling back to key/value for a dict)."""
+    """Print `data` as JSON, or `rows` as a table/CSV; a dict without rows is key/value for people and one
+    flattened CSV row (header = dotted keys) for scripts."""
     if fmt is Format.json:
         print_json(data)
     elif rows is not None and fmt is Format.csv:
         print_csv(rows, columns)
     elif rows is not None:
         print_table(rows, columns)
+    elif isinstance(data, dict) and fmt is Format.csv:
+        flat = flatten(data)
+        print_csv([flat], list(flat))
     elif isinstance(data, dict):
         print_kv(data)
     else:
@@ -138,7 +212,8 @@ def phase_progress(totals: dict[str, int | None]) -> Iterator[tuple[Any, Any]]:
             progress.advance(tasks[name], n)
 
         def phase(name: str) -> None:
-            stderr.log(f"{name}...")
+            stderr.print(f"[dim]{datetime.now().astimezone().isoformat(timespec='seconds')}[/dim] {name}...",
+                         highlight=False)  # fmt: skip
 
         yield advance, phase
 

@@ -12,10 +12,18 @@ import typer
 
 from tiering import inputs
 from tiering.cli import output
-from tiering.cli.common import FormatOption, InitiatedByOption, QueueOption, YesOption, context, default_initiator
+from tiering.cli.common import (
+    FormatOption,
+    InitiatedByOption,
+    QueueOption,
+    YesOption,
+    confirm,
+    context,
+    default_initiator,
+)
 from tiering.cli.output import Format
 from tiering.cli.signals import MetricsFileOption, run_signals
-from tiering.errors import InvalidInputError, SafetyAbort
+from tiering.errors import InvalidInputError, NotFoundError, SafetyAbort
 from tiering.policy import parse_duration
 
 
@@ -30,7 +38,7 @@ def _require_consent(what: str, yes: bool, dry_run: bool, show: Any) -> None:
     if not sys.stdin.isatty():
         raise SafetyAbort(f"{what} refuses to run without a terminal: pass --yes to confirm, or --dry-run to preview")
     show()
-    typer.confirm(f"Proceed with the {what}? This cannot be undone", abort=True)
+    confirm(f"Proceed with the {what}? This cannot be undone")
 
 
 def _show_preview(preview: dict[str, Any]) -> None:
@@ -87,8 +95,8 @@ def purge(
         )  # fmt: skip
         data = result.to_dict()
         signals.done(data, ok=result.ok)
-    if fmt is Format.json:
-        output.print_json(data)
+    if fmt is not Format.table:
+        output.emit(data, fmt)
     elif dry_run and result.preview is not None:
         _show_preview(result.preview.to_dict())
     else:
@@ -157,8 +165,8 @@ def erase(
         result = run(dry_run)
         data = result.to_dict()
         signals.done(data, ok=result.complete or dry_run)
-    if fmt is Format.json:
-        output.print_json(data)
+    if fmt is not Format.table:
+        output.emit(data, fmt)
     else:
         keys = ("dry_run", "request_ref", "jobs_found", "jobs_erased", "hot_erased", "staging_erased", "cold_erased",
                 "objects_scanned", "objects_deleted", "objects_rewritten", "complete")  # fmt: skip
@@ -167,6 +175,11 @@ def erase(
         if rows:
             output.print_table(rows, ["job_id", "found_in"])
     _report_problems(data)
+    if job_ids:
+        found = {str(j).lower() for j in data.get("locations", {})}
+        missing = sorted({str(j).strip().lower() for j in job_ids} - found)
+        if missing:
+            raise NotFoundError(f"{len(missing)} job id(s) found in no tier: {', '.join(missing[:20])}")
     if not result.complete and not dry_run:
         raise typer.Exit(7)
 
@@ -204,8 +217,8 @@ def stats(
 
 
 def _render_stats(data: dict[str, Any], fmt: Format, detailed: bool) -> None:
-    if fmt is Format.json:
-        output.print_json(data)
+    if fmt is not Format.table:
+        output.emit(data, fmt)
         return
     cols = ["tier", "jobs", "objects", "original_bytes", "stored_bytes", "compression_ratio", "oldest_archived_at",
             "newest_archived_at"]  # fmt: skip
@@ -262,8 +275,8 @@ def audit(
     with connect(c.database_url) as conn:
         ops = list_operations(conn, since=start, operation=operation, limit=limit)
     data = [asdict(o) for o in ops]
-    if fmt is Format.json:
-        output.print_json(data)
+    if fmt is not Format.table:
+        output.emit(data, fmt)
         return
     rows = []
     for o in data:

@@ -39,7 +39,9 @@ def serve(
     metrics_port: Annotated[
         int | None,
         typer.Option(
-            "--metrics-port", min=0, max=65535,
+            "--metrics-port",
+            min=0,
+            max=65535,
             help="Also serve /metrics on this port, on the same address, without credentials "
             "(TIERING_METRICS_PORT; TIERING_METRICS_OPEN=1 opens /metrics on the main port instead).",
         ),

@@ -153,3 +153,17 @@ def adopt_unnamed_bucket(conn: psycopg.Connection, bucket: str) -> int:
     """Rows written by local stores before they recorded their root (bucket '') now name it; returns how many."""
     cur = conn.execute("UPDATE tiering_manifest SET bucket = %s WHERE bucket = ''", (bucket,))
     return cur.rowcount
+
+
+def superseded_copies(conn: psycopg.Connection) -> list[tuple[str, str, str]]:
+    """(bucket, key, job_id) of rows in committed objects that are not the job's current archived copy:
+    the job was restored (and maybe archived again into a newer object)."""
+    return [
+        (str(b), str(k), str(j))
+        for b, k, j in conn.execute(
+            """SELECT m.bucket, m.key, x.job_id::text
+                 FROM tiering_job_index x JOIN tiering_manifest m ON m.id = x.object_id AND m.state = 'committed'
+                WHERE x.restored_at IS NOT NULL
+                ORDER BY m.key, x.job_id"""
+        ).fetchall()
+    ]

@@ -329,3 +329,26 @@ def partition_date_range(conn: psycopg.Connection) -> tuple[Any, Any]:
         "SELECT min(partition_date), max(partition_date) FROM tiering_manifest WHERE state = 'committed'"
     ).fetchone()
     return (row[0], row[1]) if row else (None, None)
+
+
+def count_staged(conn: psycopg.Connection, queue: str | None = None) -> int:
+    """Staged jobs a flush would write (quarantined ones stay behind): the total of a flush's progress bar."""
+    row = conn.execute(
+        """SELECT count(*) FROM hammerwork_jobs_archive a
+            WHERE (%(q)s::text IS NULL OR a.queue_name = %(q)s)
+              AND NOT EXISTS (SELECT 1 FROM tiering_quarantine x WHERE x.job_id = a.id)""",
+        {"q": queue},
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def finished_hot_counts(conn: psycopg.Connection, queue: str | None = None) -> dict[str, int]:
+    """Finished jobs still in hammerwork_jobs per plain status (what a run left behind)."""
+    rows = conn.execute(
+        """SELECT btrim(status, '"'), count(*) FROM hammerwork_jobs
+            WHERE btrim(status, '"') IN ('Completed', 'Failed', 'Dead', 'TimedOut')
+              AND (%(q)s::text IS NULL OR queue_name = %(q)s)
+            GROUP BY 1""",
+        {"q": queue},
+    ).fetchall()
+    return {str(s): int(n) for s, n in rows}

@@ -12,10 +12,14 @@ from __future__ import annotations
 import importlib.util
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+
+from tiering import layout
 from tiering import schema as S
 from tiering.db import manifest as mdb
 from tiering.db import query as qdb
@@ -56,12 +60,95 @@ def extension_path(name: str) -> Path:
     return sorted(found)[-1]
 
 
+LISTING_DIR = layout.ANALYST_DIR
+FILES_KEY = f"{LISTING_DIR}/files/files.parquet"
+SUPERSEDED_KEY = f"{LISTING_DIR}/superseded/superseded.parquet"
+# Zero rows with the archive's columns, in a hive path of its own: the file list is never empty, so the views
+# bind on a fresh archive too. Athena's projection template (queue=.../date=...) never reaches it.
+EMPTY_KEY = f"{LISTING_DIR}/empty/queue=none/date=1970-01-01/empty.parquet"
+ENUM_KEY = f"{LISTING_DIR}/athena/queue-enum.json"
+RAW_SUFFIX = "_all"
+SUPERSEDED_SUFFIX = "_superseded"
+
+
+@dataclass(frozen=True)
+class Listing:
+    """What the analysts' views read, derived from the manifest: every committed object, and the rows in them
+    that are no longer the job's current copy (restored, or archived again into a newer object)."""
+
+    files: list[str]
+    superseded: list[tuple[str, str]]  # (object location as the engine names it, job id)
+    slugs: list[str]
+
+
 def object_locations(url: str, store: ObjectStore) -> list[str]:
     """Every committed object of this store as DuckDB names it (s3://bucket/key, a local file path, ...)."""
+    return listing(url, store).files
+
+
+def listing(url: str, store: ObjectStore) -> Listing:
+    bucket = store.location.bucket
     with connect(url) as conn:
         rows = mdb.manifest_rows(conn, states=("committed",))
-    bucket = store.location.bucket
-    return [store.analyst_path(r.key) for r in rows if r.bucket == bucket]
+        superseded = mdb.superseded_copies(conn)
+        slugs = [s for s, _ in qdb.queue_slugs(conn)]
+    return Listing(
+        files=[store.analyst_path(r.key) for r in rows if r.bucket == bucket],
+        superseded=[(store.analyst_path(k), j) for b, k, j in superseded if b == bucket],
+        slugs=slugs,
+    )
+
+
+def publish_listing(url: str, store: ObjectStore) -> list[str]:
+    """Write the manifest-derived listing the analysts' SQL reads at query time (after every flush, restore,
+    purge and erase, and before printing SQL). Returns warnings (a stale Athena queue enum)."""
+    from tiering.parquet import table_bytes
+
+    current = listing(url, store)
+    empty = store.key(EMPTY_KEY)
+    files = pa.table({"location": pa.array([store.analyst_path(empty), *current.files], pa.string())})
+    superseded = pa.table(
+        {
+            "location": pa.array([loc for loc, _ in current.superseded], pa.string()),
+            "job_id": pa.array([j for _, j in current.superseded], pa.string()),
+        }
+    )
+    if store.head(empty) is None:
+        store.put_bytes(empty, table_bytes(S.ARCHIVE_SCHEMA.empty_table()), create_only=False)
+    store.put_bytes(store.key(SUPERSEDED_KEY), table_bytes(superseded), create_only=False)
+    store.put_bytes(store.key(FILES_KEY), table_bytes(files), create_only=False)
+    return stale_enum_warnings(store, current.slugs)
+
+
+def publish_listing_quietly(url: str, store: ObjectStore) -> list[str]:
+    """publish_listing for the steps that move jobs, once analysts use the listing (the first `tiering analyst`
+    command writes it; a store nobody analyses gets no extra objects). A failure is a warning, never the step's."""
+    try:
+        if store.head(store.key(FILES_KEY)) is None:
+            return []
+        return publish_listing(url, store)
+    except Exception as exc:  # noqa: BLE001 - the listing is derived data; the next step rewrites it
+        return [f"analyst listing not refreshed ({type(exc).__name__}: {exc}); `tiering analyst duckdb` rewrites it"]
+
+
+def stale_enum_warnings(store: ObjectStore, slugs: list[str]) -> list[str]:
+    """A warning when the queue enum of the last printed Athena DDL lacks queues that now have objects."""
+    import json
+
+    info = store.head(store.key(ENUM_KEY))
+    if info is None:
+        return []
+    try:
+        recorded = json.loads(store.get_bytes(store.key(ENUM_KEY)))
+    except (ValueError, OSError):
+        return []
+    missing = sorted(set(slugs) - set(recorded.get("values", [])))
+    if not missing:
+        return []
+    return [
+        f"Athena's queue enum (table {recorded.get('table')}) lacks {', '.join(missing)}: Athena does not see "
+        "those queues until you run `tiering analyst athena-ddl --refresh` and apply its ALTER TABLE"
+    ]
 
 
 def _secret_sql(store: ObjectStore, env: Mapping[str, str], show_secrets: bool) -> list[str]:
@@ -97,16 +184,23 @@ def duckdb_sql(
     for name in EXTENSIONS:
         lines.append(f"LOAD {sql_literal(str(extension_path(name)))};")
     lines.extend(_secret_sql(store, env, show_secrets))
-    files = object_locations(url, store)
-    if files:
-        listing = ",\n    ".join(sql_literal(f) for f in files)
-        head = f"CREATE OR REPLACE VIEW {view} AS\n  SELECT * FROM read_parquet"  # noqa: S608 - escaped literals
-        lines.append(f"{head}([\n    {listing}\n  ], hive_partitioning = true, hive_types = {HIVE_TYPES});")
-    else:
-        cols = ", ".join(f'NULL::{S.duckdb_type(f.type)} AS "{f.name}"' for f in S.ARCHIVE_SCHEMA)
-        lines.append("-- no committed objects yet: an empty view with the archive's columns")
-        lines.append(f'CREATE OR REPLACE VIEW {view} AS SELECT {cols}, NULL::VARCHAR AS queue, NULL::DATE AS "date" '
-                     "WHERE false;")  # fmt: skip
+    files_uri = sql_literal(store.analyst_path(store.key(FILES_KEY)))
+    superseded_uri = sql_literal(store.analyst_path(store.key(SUPERSEDED_KEY)))
+    raw, superseded = view + RAW_SUFFIX, view + SUPERSEDED_SUFFIX
+    lines += [
+        "-- The object list comes from the listing tiering rewrites after every flush, restore, purge and erase;",
+        "-- run this SET again to see objects written since (the views read it each time they are queried).",
+        f"SET VARIABLE tiering_files = (SELECT list(location) FROM read_parquet({files_uri}));",  # noqa: S608
+        f"-- {raw}: every row of every committed object, restored and re-archived copies included (audits)",
+        f'CREATE OR REPLACE VIEW {raw} AS\n  SELECT * EXCLUDE (queue, "date", object_location), queue, "date", '  # noqa: S608
+        "object_location\n  FROM read_parquet(getvariable('tiering_files'), "
+        f"hive_partitioning = true, hive_types = {HIVE_TYPES}, filename = 'object_location');",
+        f"CREATE OR REPLACE VIEW {superseded} AS\n  SELECT location, job_id FROM read_parquet({superseded_uri});",  # noqa: S608
+        f"-- {view}: each archived job once, as it is now: restored jobs left out, a job archived again shown once",
+        "-- (its newest copy). `date` is the day the job was ARCHIVED, not when it ran or failed.",
+        f"CREATE OR REPLACE VIEW {view} AS\n  SELECT * EXCLUDE (object_location) FROM {raw} a\n"  # noqa: S608
+        f"   WHERE NOT EXISTS (SELECT 1 FROM {superseded} s WHERE s.location = a.object_location AND s.job_id = a.id);",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -120,6 +214,7 @@ def open_duckdb(
     access = store.external_access(os.environ)
     if access.secret_type is None and access.filesystem is not None:
         conn.register_filesystem(access.filesystem)  # a scheme DuckDB cannot read itself (memory://)
+    publish_listing(url, store)
     conn.execute(duckdb_sql(url, store, settings, view=view))
     return conn
 
@@ -133,11 +228,16 @@ def athena_ddl(
     database: str | None = None,
     queue_projection: str = "auto",
     start_date: date | None = None,
+    refresh: bool = False,
 ) -> str:
-    """CREATE EXTERNAL TABLE for the bucket layout with partition projection (no crawler, no MSCK REPAIR).
+    """Athena DDL for the bucket layout with partition projection (no crawler, no MSCK REPAIR): the raw table
+    `<table>_all`, the listing table `<table>_superseded`, and the view `<table>` (each job once, as it is now).
 
     queue_projection: 'enum' (the manifest's slugs), 'injected' (queries must name `queue`), or 'auto'
-    (enum when the manifest knows slugs, else injected)."""
+    (enum when the manifest knows slugs, else injected). refresh=True prints only the ALTER TABLE that brings
+    the enum up to date. The enum printed is recorded in the store; flushes warn when it goes stale."""
+    import json
+
     if not store.external_access({}).athena:
         raise InvalidInputError("athena-ddl needs an S3 store (TIERING_STORE_URL=s3://bucket/prefix); Athena reads S3")
     for ident in (table, database):
@@ -145,6 +245,7 @@ def athena_ddl(
             raise InvalidInputError(f"{ident!r}: Athena names are letters, digits and underscores")
     if queue_projection not in ("auto", "enum", "injected"):
         raise InvalidInputError("queue_projection must be auto, enum or injected")
+    publish_listing(url, store)
     with connect(url) as conn:
         slugs = [s for s, _ in qdb.queue_slugs(conn)]
         first, _last = qdb.partition_date_range(conn)
@@ -152,7 +253,23 @@ def athena_ddl(
     if mode == "enum" and not slugs:
         raise InvalidInputError("no committed objects yet: the queue enum would be empty; use injected")
     location = store.location.url.rstrip("/") + "/"
-    name = f"`{database}`.`{table}`" if database else f"`{table}`"
+
+    def qualified(name: str, quote: str = "`") -> str:
+        """DDL names take backticks, DML (the view) double quotes."""
+        return f"{quote}{database}{quote}.{quote}{name}{quote}" if database else f"{quote}{name}{quote}"
+
+    raw, superseded = table + RAW_SUFFIX, table + SUPERSEDED_SUFFIX
+    if mode == "enum":
+        record = {"table": raw, "values": slugs}
+        store.put_bytes(store.key(ENUM_KEY), json.dumps(record).encode(), create_only=False)
+    if refresh:
+        if mode != "enum":
+            return f"-- tiering: {raw} uses an injected queue projection; nothing to refresh\n"
+        return (
+            f"-- tiering: the queue enum of {raw} as of now ({len(slugs)} queues)\n"
+            f"ALTER TABLE {qualified(raw)} SET TBLPROPERTIES "
+            f"('projection.queue.values'={sql_literal(','.join(slugs))});\n"
+        )
     start = start_date or first or date.today()
     cols = ",\n  ".join(f"`{f.name}` {S.athena_type(f.type)}" for f in S.ARCHIVE_SCHEMA)
     props = {
@@ -169,12 +286,29 @@ def athena_ddl(
     if mode == "enum":
         props["projection.queue.values"] = ",".join(slugs)
     rendered = ",\n  ".join(f"{sql_literal(k)}={sql_literal(v)}" for k, v in props.items())
-    return (
-        "-- tiering: Athena table over the archive objects; `date` is reserved in Athena DDL, hence the backticks\n"
-        '-- (in queries write "date"). `queue` is the path slug; `queue_name` holds the real queue name.\n'
-        f"CREATE EXTERNAL TABLE IF NOT EXISTS {name} (\n  {cols}\n)\n"
+    dq = '"'
+    listing_location = store.location.url.rstrip("/") + "/" + SUPERSEDED_KEY.rsplit("/", 1)[0] + "/"
+    return (  # noqa: S608 - names checked above, values are escaped literals
+        f"-- tiering: Athena tables over the archive objects. Query the view {table} (each archived job once, as it\n"  # noqa: S608
+        f"-- is now); {raw} holds every row of every object (restored and re-archived copies too) for audits.\n"
+        "-- `date` is the day a job was ARCHIVED; `date` is reserved in Athena DDL, hence the backticks (in queries\n"
+        '-- write "date"). `queue` is the path slug; `queue_name` holds the real queue name.\n'
+        + (
+            "-- The queue enum is fixed here: new queues stay invisible until you run\n"
+            "-- `tiering analyst athena-ddl --refresh` and apply its ALTER TABLE (flushes warn when it is stale).\n"
+            if mode == "enum"
+            else ""
+        )
+        + f"CREATE EXTERNAL TABLE IF NOT EXISTS {qualified(raw)} (\n  {cols}\n)\n"  # noqa: S608
         "PARTITIONED BY (`queue` string, `date` date)\n"
         "STORED AS PARQUET\n"
         f"LOCATION {sql_literal(location)}\n"
         f"TBLPROPERTIES (\n  {rendered}\n);\n"
+        f"CREATE EXTERNAL TABLE IF NOT EXISTS {qualified(superseded)} (\n  `location` string,\n  `job_id` string\n)\n"
+        "STORED AS PARQUET\n"
+        f"LOCATION {sql_literal(listing_location)};\n"
+        f"CREATE OR REPLACE VIEW {qualified(table, dq)} AS\n"
+        f"SELECT a.* FROM {qualified(raw, dq)} a\n"
+        f" WHERE NOT EXISTS (SELECT 1 FROM {qualified(superseded, dq)} s\n"
+        '                    WHERE s.location = a."$path" AND s.job_id = a.id);\n'
     )

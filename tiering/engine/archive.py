@@ -305,3 +305,24 @@ def count_eligible_jobs(url: str, queue: str | None, policy: ArchivalPolicy, now
     pred = staging.eligibility_predicate(eligibility_clauses(policy, now or datetime.now(UTC)), queue)
     with connect(url) as conn:
         return sum(n for _, _, n in staging.count_eligible(conn, pred))
+
+
+def left_behind(url: str, queue: str | None, policy: ArchivalPolicy) -> dict[str, dict[str, Any]]:
+    """Finished jobs still hot after a run, per status, with the reason: not yet due (the policy's age for that
+    status, or a queue's override) or a status the policy never archives."""
+    from tiering.db import query as qdb
+    from tiering.policy import format_duration
+
+    with connect(url) as conn:
+        counts = qdb.finished_hot_counts(conn, queue)
+    out: dict[str, dict[str, Any]] = {}
+    for status, n in sorted(counts.items()):
+        after = policy.threshold_for(status)
+        if after is None:
+            reason = "the policy never archives this status"
+        else:
+            reason = f"not yet due: archived {format_duration(after)} after finishing"
+            if policy.queue_policies:
+                reason += " (or its queue's override in queue_policies)"
+        out[status] = {"jobs": n, "reason": reason}
+    return out

@@ -360,6 +360,10 @@ def erase_jobs(
         op.counts = result.counts()
         if not result.complete:
             op.outcome = "partial"
+    if not dry_run:
+        from tiering.engine.analyst import publish_listing_quietly
+
+        publish_listing_quietly(url, store)  # the analysts' file list must not name erased objects
     return result
 
 
@@ -575,6 +579,7 @@ def _run(
         cold_done.update(erase_ids)
         result.cold_erased += len(p.erase_live)
         result.rewritten.append({"old_key": p.row.key, "new_key": outcome.new_key, "jobs_removed": len(erase_ids)})
+
     def drop_index_rows(conn: Any, done: list[_ObjectPlan]) -> None:
         result.index_rows_removed += rdb.delete_index_pairs(conn, [(p.row.id, j) for p in done for j in p.erase_ids])
 

@@ -34,6 +34,7 @@ from tiering.db import manifest as mdb
 from tiering.db import planner
 from tiering.db.connection import connect
 from tiering.db.operations import audited
+from tiering.engine.analyst import publish_listing_quietly
 from tiering.engine.archive import settle_two_places
 from tiering.errors import StoreError, VerificationError
 from tiering.policy import ArchivalConfig, ArchivalPolicy
@@ -53,11 +54,17 @@ DEFAULT_CLAIM_ROWS = 1_000_000
 UPLOAD_THREADS = 8
 
 
+def compression_ratio(stored: int, original: int) -> float | None:
+    """THE compression ratio of tiering (run, flush, stats): bytes stored / original payload bytes."""
+    return round(stored / original, 4) if original else None
+
+
 @dataclass
 class FlushStats:
     jobs_flushed: int = 0
     objects_written: int = 0
     bytes_written: int = 0
+    payload_original_bytes: int = 0  # payload JSON bytes of the flushed jobs before compression
     uncompressed_bytes: int = 0
     rounds: int = 0
     abandoned_cleaned: int = 0
@@ -77,6 +84,9 @@ class FlushStats:
             "jobs_flushed": self.jobs_flushed,
             "objects_written": self.objects_written,
             "bytes_written": self.bytes_written,
+            "payload_original_bytes": self.payload_original_bytes,
+            # the one definition (stats uses it too): bytes stored / original payload bytes, lower is better
+            "compression_ratio": compression_ratio(self.bytes_written, self.payload_original_bytes),
             "uncompressed_bytes": self.uncompressed_bytes,
             "cold_bytes_per_job": round(self.bytes_written / self.jobs_flushed, 2) if self.jobs_flushed else None,
             "rounds": self.rounds,
@@ -158,9 +168,7 @@ def _by_class(reader: pa.RecordBatchReader) -> Iterator[tuple[str, Iterator[pa.R
             pass
 
 
-def _to_archive(
-    batches: Iterator[pa.RecordBatch], quarantined: list[tuple[str, str, str]]
-) -> Iterator[pa.RecordBatch]:
+def _to_archive(batches: Iterator[pa.RecordBatch], quarantined: list[tuple[str, str, str]]) -> Iterator[pa.RecordBatch]:
     """Staging rows -> archive rows. Rows whose payload cannot be decoded are left out (they stay staged) and
     added to `quarantined` as (job id, queue, reason): one corrupt payload does not stop a flush."""
     for batch in batches:
@@ -189,6 +197,14 @@ class _Part:
     storage_class: str
     written: Any  # tiering.parquet.WrittenPart
     upload: Future[PutResult] | None = None
+
+
+def count_staged_jobs(url: str, queue: str | None = None) -> int:
+    """How many staged jobs a flush would write now (progress totals)."""
+    from tiering.db import query as qdb
+
+    with connect(url) as conn:
+        return qdb.count_staged(conn, queue)
 
 
 def flush_staged(
@@ -241,6 +257,8 @@ def flush_staged(
         if stats.jobs_flushed >= planner.BULK_ROWS:
             with connect(url, autocommit=True) as conn:
                 planner.refresh_statistics(conn, [planner.STAGING, planner.JOB_INDEX, planner.MANIFEST])
+        if stats.jobs_flushed:
+            stats.warnings.extend(publish_listing_quietly(url, store))
         stats.execution_time_s = time.perf_counter() - started
         op.counts = stats.to_dict() | {"keys": len(stats.keys)}
     return stats
@@ -469,6 +487,7 @@ def _flush_round(
         for part in parts:
             stats.objects_written += 1
             stats.bytes_written += part.written.bytes
+            stats.payload_original_bytes += part.written.payload_original_bytes
             stats.uncompressed_bytes += part.written.uncompressed_bytes
             stats.by_queue[part.queue] = stats.by_queue.get(part.queue, 0) + part.written.rows
             stats.by_storage_class[part.storage_class] = (

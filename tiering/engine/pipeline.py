@@ -49,12 +49,19 @@ def run_archival(
         progress=lambda n: progress("archived", n),
     )  # fmt: skip
     result: dict[str, Any] = stats.to_dict()
+    from tiering.engine.archive import left_behind
+
+    result["left_behind"] = left_behind(url, queue, policy)  # why finished jobs stayed in hammerwork_jobs
     if flush and not policy.dry_run:
         if phase:
             phase("flush")
         result["flush"] = run_flush(
             ctx, policy, config, queue=queue, initiated_by=initiated_by, progress=progress, crash_hook=crash_hook
         )
+        if result["flush"].get("compression_ratio") is not None:
+            # one definition with `stats`: the flushed objects' bytes / their original payload bytes
+            result["staging_compression_ratio"] = result["compression_ratio"]
+            result["compression_ratio"] = result["flush"]["compression_ratio"]
     if purge and not policy.dry_run and policy.auto_purge and policy.purge_archived_after is not None:
         if phase:
             phase("purge")

@@ -595,6 +595,10 @@ def purge_archived_jobs(
         op.counts = result.audit_counts()
         if result.errors or result.locked_objects or result.unreadable_objects:
             op.outcome = "partial"
+    if not dry_run and (result.objects_deleted or result.objects_rewritten):
+        from tiering.engine.analyst import publish_listing_quietly
+
+        publish_listing_quietly(url, store)  # the analysts' file list must not name deleted objects
     return result
 
 

@@ -402,6 +402,10 @@ def restore_archived_jobs(
         result.object_requests = _requests(store) - before
         result.execution_time_s = _time.perf_counter() - started
         op.counts = {k: v for k, v in result.to_dict(max_jobs=0).items() if k not in ("jobs", "jobs_truncated")}
+    if result.restored and not dry_run:
+        from tiering.engine.analyst import publish_listing_quietly
+
+        publish_listing_quietly(url, store)  # the analysts' views leave restored jobs out
     return result
 
 

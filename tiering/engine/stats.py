@@ -31,7 +31,9 @@ def _iso(value: datetime | None) -> str | None:
 
 
 def _ratio(stored: int, original: int) -> float | None:
-    return round(stored / original, 4) if original else None
+    from tiering.engine.flush import compression_ratio
+
+    return compression_ratio(stored, original)
 
 
 def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:

@@ -87,7 +87,12 @@ def verify_archive(
             committed = {r.key: r for r in rows if r.state == "committed"}
             pending = {r.key: r for r in rows if r.state == "pending"}
             listing_prefix = layout.queue_prefix(store.prefix, layout.queue_slug(queue)) if queue else store.prefix
-            in_store = {info.key: info for info in store.list(listing_prefix) if info.key.endswith(".parquet")}
+            derived = layout.analyst_root(store.prefix)  # the analysts' listing, not archive objects
+            in_store = {
+                info.key: info
+                for info in store.list(listing_prefix)
+                if info.key.endswith(".parquet") and not info.key.startswith(derived)
+            }
             report.objects_in_store = len(in_store)
             grace = timedelta(seconds=settings.pending_grace_seconds)
             now = datetime.now(UTC)

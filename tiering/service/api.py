@@ -133,8 +133,8 @@ def list_jobs(
     request: Request,
     queue: QueueQ = None,
     status: StatusQ = None,
-    archived_after: Annotated[When, Query(description="inclusive: 2024-05-01 or 2024-05-01T13:30:00Z")] = None,
-    archived_before: Annotated[When, Query(description="exclusive: 2024-05-01 or 2024-05-01T13:30:00Z")] = None,
+    archived_after: Annotated[When, Query(description="inclusive: 2024-05-01, 2024-05-01T13:30:00Z or 7d")] = None,
+    archived_before: Annotated[When, Query(description="exclusive: 2024-05-01, 2024-05-01T13:30:00Z or 7d")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     offset: Annotated[int, Query(ge=0, le=inputs.MAX_OFFSET)] = 0,
 ) -> JSONResponse:

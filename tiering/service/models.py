@@ -34,7 +34,7 @@ Reason = Annotated[
 ]
 MAX_IDS = 10_000
 # Dates go through the parser the CLI uses, so both accept the same forms (a bad one answers 422).
-When = Annotated[datetime | None, BeforeValidator(inputs.as_value_error(inputs.parse_when))]
+When = Annotated[datetime | None, BeforeValidator(inputs.as_value_error(inputs.parse_moment))]
 # Job ids: the forms `tiering archive show` reads (dashes or not, braces), a bad one answers 422 naming the field.
 JobIdValue = Annotated[uuid.UUID, BeforeValidator(inputs.as_value_error(inputs.parse_job_id))]
 
