@@ -26,7 +26,7 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "archive show": ("tiering archive show 3f2b8c1e-9a4d-4c7e-8f00-1234567890ab --payload",),
     "archive restore": (
         "tiering archive restore 3f2b8c1e-9a4d-4c7e-8f00-1234567890ab",
-        "tiering archive restore --queue emails --status Failed --count 100 --dry-run",
+        "tiering archive restore --queue emails --status Failed --limit 100 --dry-run",
     ),
     "archive purge": (
         'tiering archive purge --older-than "365 days" --dry-run',
