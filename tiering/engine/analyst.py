@@ -184,6 +184,12 @@ def duckdb_sql(
     for name in EXTENSIONS:
         lines.append(f"LOAD {sql_literal(str(extension_path(name)))};")
     lines.extend(_secret_sql(store, env, show_secrets))
+    lines += [
+        "-- Dates and times in UTC, as Athena has them (CAST(failed_at AS DATE) is the same day in both).",
+        "SET TimeZone = 'UTC';",
+        "-- Athena's name for reading one JSON field, so the cookbook's queries (docs/analysts.md) run in both.",
+        "CREATE OR REPLACE MACRO json_extract_scalar(j, p) AS json_extract_string(j, p);",
+    ]
     files_uri = sql_literal(store.analyst_path(store.key(FILES_KEY)))
     superseded_uri = sql_literal(store.analyst_path(store.key(SUPERSEDED_KEY)))
     raw, superseded = view + RAW_SUFFIX, view + SUPERSEDED_SUFFIX
