@@ -248,6 +248,45 @@ def test_flush_settles_staged_duplicates_and_records_both_copies(hw_url: str, lo
     _assert_one_place(hw_url, set(a) | set(b), "cold")
 
 
+def test_a_duplicate_staged_after_the_flush_settled_is_settled_at_commit(
+    hw_url: str, local: tuple[Any, Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Hammerwork's late INSERT can land between the flush's settling and its claim: the commit refuses that row
+    (the job is live cold), the flush settles it (recorded, not quarantined) and commits the rest."""
+    import tiering.engine.flush as flush_mod
+    from tiering.engine.archive import Settled
+
+    store, settings = local
+    a = _finished_jobs(hw_url, "alpha", 5)
+    with psycopg.connect(hw_url) as hammerwork:
+        candidates = hw.archive_select(hammerwork, HW_AFTER, 1000, None, NOW)
+        archive_jobs(hw_url, None, POLICY, CONFIG, "automatic", "tiering")
+        flush_staged(hw_url, store, settings, POLICY, CONFIG)
+        hw.archive_insert(hammerwork, candidates, archived_by="hammerwork", now=NOW)
+        hammerwork.commit()
+    b = _finished_jobs(hw_url, "alpha", 3, start=40)
+    archive_jobs(hw_url, None, POLICY, CONFIG, "automatic", "tiering")  # beside the 5 duplicates: 3 new jobs
+    with psycopg.connect(hw_url) as conn:  # make them the 5 duplicates again (the run settled them)
+        hw.archive_insert(conn, candidates, archived_by="hammerwork", now=NOW)
+        conn.commit()
+    real = flush_mod.settle_two_places
+    calls = []
+
+    def late(url: str, queue: str | None, batch_size: int = 1000) -> Settled:
+        calls.append(url)
+        return Settled() if len(calls) == 1 else real(url, queue, batch_size)  # the INSERT lands after this
+
+    monkeypatch.setattr(flush_mod, "settle_two_places", late)
+    stats = flush_staged(hw_url, store, settings, POLICY, CONFIG)
+
+    assert stats.jobs_flushed == 3 and stats.quarantined == []
+    assert {d["job_id"] for d in stats.duplicates_settled} == {str(j) for j in a}
+    with psycopg.connect(hw_url) as conn:
+        assert conn.execute("SELECT count(*) FROM tiering_quarantine").fetchone() == (0,)
+    _assert_one_place(hw_url, set(a) | set(b), "cold")
+    assert verify_archive(hw_url, store, settings, deep=True).ok
+
+
 # --- case 2: flush alone settles Hammerwork-marked hot copies ---------------------------------------------------
 
 

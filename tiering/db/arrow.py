@@ -82,9 +82,9 @@ def stream_claimed_group(
 ) -> tuple[Any, pa.RecordBatchReader]:
     """Claim (FOR UPDATE SKIP LOCKED) and read up to `limit` staged rows of one (queue, UTC date) group, with
     `tiering_storage_class`, read as the column registry says (statuses bare); the row locks last until this
-    transaction ends. Staged rows whose job is already live in the cold tier are left alone (settle_cold_duplicates
-    removes them): one such row never fails a flush. Returns (cursor, reader): close the cursor after reading.
-    Sorted by storage class only when rules can give a group several classes."""
+    transaction ends. Returns (cursor, reader): close the cursor after reading. Sorted by storage class only when
+    rules can give a group several classes. (A staged row whose job is already live cold is settled before the
+    flush; one staged in the meantime is refused at commit and settled then, at no cost to every other row.)"""
     case_sql, params = storage_class_case(rules, default_class, 4)
     cols = ", ".join(S.staging_read_exprs())
     order = "ORDER BY tiering_storage_class" if rules else ""
@@ -95,7 +95,6 @@ def stream_claimed_group(
            AND a.archived_at >= ($2::date::timestamp AT TIME ZONE 'UTC')
            AND a.archived_at < (($2::date + 1)::timestamp AT TIME ZONE 'UTC')
            AND NOT EXISTS (SELECT 1 FROM tiering_quarantine q WHERE q.job_id = a.id)
-           AND NOT EXISTS (SELECT 1 FROM tiering_job_index x WHERE x.job_id = a.id AND x.restored_at IS NULL)
          {order}
          LIMIT $3
            FOR UPDATE OF a SKIP LOCKED"""  # noqa: S608 - columns are ours, values are parameters

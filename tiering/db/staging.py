@@ -204,7 +204,9 @@ def settle_hammerwork_hot_copies(conn: psycopg.Connection, queue: str | None, li
     return cur.rowcount
 
 
-def settle_cold_duplicates(conn: psycopg.Connection, queue: str | None, limit: int) -> list[dict[str, Any]]:
+def settle_cold_duplicates(
+    conn: psycopg.Connection, queue: str | None, limit: int, ids: list[str] | None = None
+) -> list[dict[str, Any]]:
     """Delete up to `limit` staged rows whose job is already live in the cold tier (the cold copy wins): what
     Hammerwork's archiver leaves when it commits a job tiering archived and flushed meanwhile. Returns, per
     settled job, the dropped staged copy and the kept cold object, to be recorded."""
@@ -212,6 +214,7 @@ def settle_cold_duplicates(conn: psycopg.Connection, queue: str | None, limit: i
         """WITH dup AS (
                SELECT a.id FROM hammerwork_jobs_archive a
                 WHERE (%(queue)s::text IS NULL OR a.queue_name = %(queue)s)
+                  AND (%(ids)s::uuid[] IS NULL OR a.id = ANY(%(ids)s::uuid[]))
                   AND EXISTS (SELECT 1 FROM tiering_job_index x WHERE x.job_id = a.id AND x.restored_at IS NULL)
                 LIMIT %(limit)s FOR UPDATE OF a SKIP LOCKED
            ), gone AS (
@@ -222,7 +225,7 @@ def settle_cold_duplicates(conn: psycopg.Connection, queue: str | None, limit: i
              FROM gone g
              JOIN tiering_job_index x ON x.job_id = g.id AND x.restored_at IS NULL
              JOIN tiering_manifest m ON m.id = x.object_id""",
-        {"queue": queue, "limit": limit},
+        {"queue": queue, "limit": limit, "ids": ids},
     ).fetchall()
     return [
         {

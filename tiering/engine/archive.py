@@ -83,6 +83,18 @@ class Settled:
     cold_duplicates: list[dict[str, Any]] = field(default_factory=list)
 
 
+def settle_duplicates_of(conn: psycopg.Connection, job_ids: list[str]) -> list[dict[str, Any]]:
+    """Settle these staged jobs if they are already live cold (a flush whose commit they refused); returns the
+    settled ones, to be recorded. `conn` is in autocommit mode."""
+    with conn.transaction():
+        locks.share_moves(conn)
+        dups = staging.settle_cold_duplicates(conn, None, max(1, len(job_ids)), job_ids)
+    for dup in dups:
+        log.warning("job %s was staged again after going cold (kept %s, dropped the staged copy)", dup["job_id"],
+                    dup["kept"])  # fmt: skip
+    return dups
+
+
 def settle_two_places(url: str, queue: str | None, batch_size: int = 1000) -> Settled:
     """Every job in one place, beside Hammerwork's own archiver: a hot row Hammerwork only marked archived goes
     when its archive copy exists (staged or cold), and a staged row whose job is already live in the cold tier

@@ -35,7 +35,7 @@ from tiering.db import planner
 from tiering.db.connection import connect
 from tiering.db.operations import audited
 from tiering.engine.analyst import publish_listing_quietly
-from tiering.engine.archive import settle_two_places
+from tiering.engine.archive import settle_duplicates_of, settle_two_places
 from tiering.errors import StoreError, VerificationError
 from tiering.policy import ArchivalConfig, ArchivalPolicy
 from tiering.schema import (
@@ -451,10 +451,15 @@ def _flush_round(
         try:
             arrowdb.commit_claimed(conn, [p.manifest_id for p in parts], index, claimed)
         except arrowdb.CommitConflict as exc:
-            # quarantine the refused rows, drop this round's objects; the round runs again without them
+            # refused rows whose job is already live cold (Hammerwork's archiver staged it again meanwhile) are
+            # settled, the others quarantined; drop this round's objects; the round runs again without them
             _discard_parts(meta, store, parts)
             parts = []
-            quarantined.extend((j, q, reason) for j, (q, reason) in exc.bad.items())
+            settled = settle_duplicates_of(meta, list(exc.bad))
+            with job.lock:
+                job.stats.duplicates_settled.extend(settled)
+            gone = {d["job_id"] for d in settled}
+            quarantined.extend((j, q, reason) for j, (q, reason) in exc.bad.items() if j not in gone)
             _record_quarantine(meta, job, quarantined)
             retry = True
         else:
