@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import threading
@@ -109,4 +110,6 @@ def test_embedded_default_starts_once_and_is_reused(tmp_path: Path) -> None:
         with psycopg.connect(second) as conn:
             assert conn.execute("SELECT to_regclass('marker') IS NOT NULL").fetchone() == (True,)
     finally:
-        assert stop_embedded(home)
+        stopped = stop_embedded(home)
+        shutil.rmtree(home.parent, ignore_errors=True)
+    assert stopped
