@@ -76,3 +76,24 @@ def test_database_errors_that_escape_the_engine_exit_8(monkeypatch: pytest.Monke
     doc = json.loads(out.out)
     assert doc["error"]["exit_code"] == 8 and "server closed the connection" in doc["error"]["message"]
     assert "error: unexpected" not in out.err and "error: the database failed" in out.err
+
+
+def test_usage_errors_of_either_click_family_exit_2(monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:
+    """typer >= 0.29 raises its vendored click's exceptions, older typer click's own: both end as click's
+    usage message and exit 2, never "unexpected"."""
+    import importlib
+
+    families = [importlib.import_module(m) for m in ("typer._click.exceptions", "click.exceptions")
+                if importlib.util.find_spec(m.partition(".")[0]) is not None]  # fmt: skip
+    assert families
+    for family in families:
+        def refuse(*args: Any, _family: Any = family, **kwargs: Any) -> Any:
+            raise _family.UsageError("no such thing here")
+
+        monkeypatch.setattr("tiering.cli.db.stop_embedded", refuse)
+        with pytest.raises(SystemExit) as done:
+            cli.main(["db", "stop", "--format", "json"])
+        assert done.value.code == 2, family
+        out = capsys.readouterr()
+        assert "no such thing here" in out.err and "unexpected" not in out.err
+        assert json.loads(out.out)["error"]["exit_code"] == 2
