@@ -225,3 +225,31 @@ def test_a_move_tiering_does_not_order_is_caught_by_the_final_check(
     assert copied and result.passes == 2, result.to_dict()
     assert result.complete and not result.remaining
     assert _leftovers(db_url, store, 4242) == {"hot": set(), "staging": set(), "cold": set()}
+
+
+def test_a_match_kept_by_an_object_lock_is_reported_and_keeps_its_index_row(
+    db_url: str, moto_inprocess_store: Any, tmp_path: Path
+) -> None:
+    from datetime import UTC, datetime
+
+    store = moto_inprocess_store
+    bucket = f"lock-{uuid.uuid4().hex[:12]}"
+    store.client.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
+    store.bucket = bucket
+    settings = Settings(home=tmp_path, database_url=db_url, store_url=f"s3://{bucket}/{store.prefix}")
+    locked = make_jobs(db_url, [Spec("locked", "Completed", BASE, _payload(55, 1))], flush=(store, settings))
+    free = make_jobs(db_url, [Spec("free", "Completed", BASE, _payload(55, 2))], flush=(store, settings))
+    locked_key = next(i.key for i in store.list(store.prefix) if "queue=locked/" in i.key)
+    store.client.put_object_retention(
+        Bucket=bucket, Key=locked_key,
+        Retention={"Mode": "GOVERNANCE", "RetainUntilDate": datetime.now(UTC) + timedelta(days=30)},
+    )  # fmt: skip
+
+    result = erase_jobs(db_url, store, settings, key="customer.id", value="55")
+
+    assert not result.complete and result.passes == 1  # explained by the lock: no pointless re-scans
+    assert [lo.key for lo in result.locked_objects] == [locked_key]
+    assert set(result.remaining) == set(locked) and result.jobs_erased == 1
+    with psycopg.connect(db_url) as conn:
+        indexed = {str(r[0]) for r in conn.execute("SELECT job_id FROM tiering_job_index")}
+    assert set(locked) <= indexed and not set(free) & indexed  # the kept job is still findable
