@@ -49,7 +49,7 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
         "tiering analyst duckdb",
         "tiering analyst duckdb -c \"SELECT queue_name, count(*) FROM archived_jobs GROUP BY 1\"",
     ),
-    "analyst athena-ddl": ("tiering analyst athena-ddl --database hammerwork --table archived_jobs",),
+    "analyst athena-ddl": ("tiering analyst athena-ddl --glue-database hammerwork --table archived_jobs",),
 }
 
 

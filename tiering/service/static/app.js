@@ -346,7 +346,11 @@ function hbarChart(items, { color = "#2563eb", format = fmtBytes, extra, width =
   // drawn at the card's width so its 11px text stays readable on a phone
   if (!items.length) return h("div", { class: "empty" }, "No data yet.");
   const W = Math.max(260, Math.floor(width)), narrow = W < 520;
-  const rowH = 30, L = narrow ? 100 : 150, R = narrow ? 112 : 170, H = items.length * rowH + 6;
+  const valueText = (d) => format(d.value) + (extra ? "  " + extra(d) : "");
+  const longest = Math.max(...items.map((d) => valueText(d).length));
+  // room right of the bars for the longest value at 11px, so nothing is cut on a phone
+  const rowH = 30, L = narrow ? 100 : 150, R = Math.min(Math.round(W * 0.45), Math.max(narrow ? 90 : 170, 14 + 6.6 * longest));
+  const H = items.length * rowH + 6;
   const max = Math.max(1, ...items.map((d) => d.value));
   const root = svg("svg", { width: W, height: H, viewBox: `0 0 ${W} ${H}`, role: "img" });
   items.forEach((d, i) => {
@@ -355,7 +359,7 @@ function hbarChart(items, { color = "#2563eb", format = fmtBytes, extra, width =
     root.append(svg("text", { x: L - 8, y: y + 17, "text-anchor": "end" }, narrow && d.short ? d.short : d.label));
     root.append(svg("rect", { x: L, y: y + 5, width: W - L - R, height: 16, fill: "#f1f5f9", rx: 3 }));
     root.append(svg("rect", { x: L, y: y + 5, width: Math.max(d.value ? 2 : 0, w), height: 16, fill: d.color || color, rx: 3 }));
-    root.append(svg("text", { x: W - R + 8, y: y + 17 }, format(d.value) + (extra ? "  " + extra(d) : "")));
+    root.append(svg("text", { x: W - R + 8, y: y + 17 }, valueText(d)));
   });
   return root;
 }
