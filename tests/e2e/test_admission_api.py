@@ -8,7 +8,9 @@ request answers 200, and once the burst is over a search succeeds again.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -70,3 +72,45 @@ def test_searches_beyond_the_pool_get_429_and_listing_still_answers(busy: ApiSer
     with busy.client() as api:
         r = api.get("/api/archive/search", params={"key": "user.id", "value": "u7"})
         assert r.status_code == 200 and r.json()["data"]["count"] == 1
+
+
+def _scan_workers(parent: int) -> set[int]:
+    """Pids of the spawned scan workers whose parent is `parent`."""
+    out = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmdline = (stat.parent / "cmdline").read_bytes()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == parent and b"spawn_main" in cmdline:
+            out.add(int(stat.parent.name))
+    return out
+
+
+def _alive(pids: set[int]) -> set[int]:
+    alive = set()
+    for pid in pids:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z":
+            alive.add(pid)
+    return alive
+
+
+@pytest.mark.parametrize("how", ["terminate", "kill"])
+def test_scan_workers_end_with_the_server(pg_server_url: str, tmp_path: Path, how: str) -> None:
+    with fresh_database(pg_server_url) as url:
+        with start_api_server(url, tmp_path) as srv:
+            with srv.client() as api:
+                assert api.get("/api/archive/search", params={"key": "a", "value": "1"}).status_code == 200
+            workers = _scan_workers(srv.proc.pid)
+            assert workers, "the search ran in a worker process"
+            (srv.proc.terminate if how == "terminate" else srv.proc.kill)()
+            srv.proc.wait(30)
+            deadline = time.monotonic() + 15
+            while _alive(workers) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert not _alive(workers), f"scan workers outlived the server ({how})"

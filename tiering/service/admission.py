@@ -11,6 +11,7 @@ scan that outlives `deadline` seconds is stopped (it checks the deadline between
 from __future__ import annotations
 
 import multiprocessing
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -89,7 +90,8 @@ class ScanPool:
             ) from exc
 
     def shutdown(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        """Cancel what waits and let the workers end (running scans stop at their deadline)."""
+        self._executor.shutdown(wait=True, cancel_futures=True)
 
 
 # --- scans as worker-process tasks (module-level: picklable) ---------------------------------------
@@ -98,10 +100,19 @@ _worker: dict[str, Any] = {}
 
 
 def init_worker(settings: Settings) -> None:
-    """Each scan process opens its own context (database URL, store) once."""
+    """Each scan process opens its own context (database URL, store) once, and ends when the server that started
+    it is gone (a killed server leaves no worker behind)."""
     from tiering.context import Context
 
     _worker["ctx"] = Context(settings)
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="tiering-scan-parent-watch", daemon=True).start()
 
 
 def _ctx(ctx: Context | None) -> Context:
