@@ -424,3 +424,19 @@ def test_run_now_asks_first_and_the_page_follows_the_operation(dash: ApiServer, 
     page.locator("#lc-out .notice").first.wait_for()
     _shot(page, "lifecycle-1400x1000.png")
     page.set_viewport_size({"width": 1440, "height": 900})
+
+
+def test_the_job_list_follows_an_operation_without_a_click(dash: ApiServer, page: Any) -> None:
+    url = dash.env["TIERING_DATABASE_URL"]
+    ids = seed(url, "auto-q", 3)
+    _open(page, dash, "jobs?queue=auto-q")
+    page.locator("#jobs-table .empty").wait_for()
+    with dash.client() as api:  # started elsewhere (another tab, a script): the page notices by itself
+        started = api.post("/api/archive/run", json={"queue": "auto-q", "wait_seconds": 0})
+        assert started.status_code in (200, 202), started.text
+    from playwright.sync_api import expect
+
+    expect(page.locator("#jobs-table tbody tr")).to_have_count(3, timeout=30_000)
+    shown = {page.locator("#jobs-table tbody tr").nth(i).get_attribute("data-id") for i in range(3)}
+    assert shown == {str(i) for i in ids}
+    page.locator("#toast").filter(has_text="Operation finished").wait_for(timeout=30_000)

@@ -473,7 +473,7 @@ $("#run-now").addEventListener("click", async () => {
 
 // ------------------------------------------------------------------ operations: banner and auto-refresh
 
-const watch = { timer: null, running: [], busy: false };
+const watch = { timer: null, running: [], busy: false, seen: null };
 function refreshCurrent() {
   const { tab, params } = parseHash();
   const { job, ...filters } = params;
@@ -498,7 +498,11 @@ async function watchOperations() {
             (p.restored ? ` · restored ${fmtInt(p.restored)}` : "") + ` · started ${fmtDate(o.started_at)} · this page refreshes until it ends`,
             h("div", { class: "progress" }, h("div")));
         }));
-        const finished = watch.running.length && !running.length;
+        // operations started elsewhere (CLI, scheduler, another tab) count too: any new or finished one refreshes
+        const signature = res.data.map((o) => `${o.id}:${o.state}`).join(",");
+        const changed = watch.seen !== null && signature !== watch.seen;
+        watch.seen = signature;
+        const finished = (watch.running.length && !running.length) || (changed && !running.length);
         if (running.length || finished) refreshCurrent();
         if (finished) { loadQueues(); toast("Operation finished"); }
         watch.running = running;
