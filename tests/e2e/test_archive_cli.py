@@ -122,6 +122,8 @@ def test_run_json_is_one_object_on_stdout_and_progress_goes_to_stderr(env: dict[
     assert doc["staging_compression_ratio"] == pytest.approx(doc["bytes_stored"] / doc["bytes_original"], abs=1e-3)
     assert doc["flush"]["jobs_flushed"] == eligible
     assert "━".encode() in terminal and f"/{eligible}".encode() in terminal  # progress bars went to the terminal
+    assert f"{eligible}/{eligible}".encode() in terminal.replace(b" ", b"")  # the flush bar has its total too
+    assert b"/?" not in terminal and b".py:" not in terminal  # no unknown totals, no source locations
     assert b"{" not in terminal  # ... and nothing of the JSON did
     s = state(env)
     assert s["staged"] == 0 and s["committed"] == doc["flush"]["objects_written"] == len(s["objects"])

@@ -92,7 +92,12 @@ def run(
         if workers is not None:
             c.settings = c.settings.with_overrides(workers=workers)
         total = None if policy.dry_run or not sys.stderr.isatty() else count_eligible_jobs(url, queue, policy)
-        with output.phase_progress({"archived": total}) as (advance, phase):
+        totals = {"archived": total}
+        if total is not None and not no_flush:
+            from tiering.engine.flush import count_staged_jobs
+
+            totals["flushed"] = total + count_staged_jobs(url, queue)  # staged before the run, then this run's
+        with output.phase_progress(totals) as (advance, phase):
             result = run_archival(
                 c, queue=queue, policy=policy, config=config, reason=reason, initiated_by=who,
                 flush=not no_flush, purge=not no_purge, progress=advance, phase=phase, crash_hook=fault_hook(),
