@@ -482,3 +482,32 @@ def test_archive_rows_with_migration_defaults_flush(hw_url: str, local: tuple[An
     with psycopg.connect(hw_url) as conn:
         hot = hw.hot_row(conn, jid)
     assert hot is not None and hot["priority"] == 2 and hot["payload"] == {"a": 1}
+
+
+def test_restore_settles_the_hot_copy_hammerwork_only_marked(hw_url: str, local: tuple[Any, Settings]) -> None:
+    """A job Hammerwork's archiver copied (its hot row only marked) restores from its archive copy, staged or
+    cold, in one step: the marked hot copy goes, the job comes back Pending and unmarked, in one place."""
+    from tiering.engine.restore import restore_archived_jobs
+
+    store, settings = local
+    jobs = _finished_jobs(hw_url, "m", 6)
+    assert hw.archive_jobs(hw_url, HW_AFTER, archived_by="hammerwork", now=NOW) == 6
+    first, *rest = list(jobs)
+    assert restore_archived_job(hw_url, store, settings, first).source == "staging"
+    bulk = restore_archived_jobs(hw_url, store, settings, queue="m", count=2)
+    assert bulk.restored == 2 and not bulk.skipped
+    cold_one = next(j for j in rest if j not in {uuid.UUID(x.job_id) for x in bulk.jobs})
+    flush_staged(hw_url, store, settings, POLICY, CONFIG)  # the other 3 go cold (their marked copies settled)
+    with psycopg.connect(hw_url) as conn:  # a marked hot copy beside a cold job, as a Hammerwork run leaves it
+        hw.enqueue(conn, _job("m", 0, id=cold_one, created_at=jobs[cold_one]["created_at"]))
+        conn.execute("UPDATE hammerwork_jobs SET archived_at = %s WHERE id = %s", (NOW, cold_one))
+        conn.commit()
+    assert restore_archived_job(hw_url, store, settings, cold_one).source == "cold"
+    restored = {first, cold_one} | {uuid.UUID(x.job_id) for x in bulk.jobs}
+    with psycopg.connect(hw_url) as conn:
+        for jid in restored:
+            row = hw.hot_row(conn, jid)
+            assert row is not None and row["status"] == "Pending" and row["archived_at"] is None
+            assert row["payload"] == jobs[jid]["payload"]
+    _assert_one_place(hw_url, restored, "hot")
+    _assert_one_place(hw_url, set(jobs) - restored, "cold")

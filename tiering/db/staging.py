@@ -259,3 +259,14 @@ def count_two_places(conn: psycopg.Connection, queue: str | None) -> dict[str, l
         {"queue": queue},
     ).fetchall()
     return {"hot_marked": [str(r[0]) for r in hot], "staged_and_cold": [str(r[0]) for r in staged]}
+
+
+def settle_marked_hot(conn: psycopg.Connection, job_ids: list[Any]) -> int:
+    """Delete the hot copies Hammerwork only marked archived of jobs a restore is about to bring back from their
+    archive copy (locked by the caller): the archive copy wins, as everywhere."""
+    if not job_ids:
+        return 0
+    cur = conn.execute(
+        "DELETE FROM hammerwork_jobs WHERE id = ANY(%s::uuid[]) AND archived_at IS NOT NULL", (list(job_ids),)
+    )
+    return cur.rowcount

@@ -26,7 +26,7 @@ import pyarrow as pa
 
 from tiering import codec
 from tiering import schema as S
-from tiering.db import locks
+from tiering.db import locks, staging
 from tiering.db import query as qdb
 from tiering.db.connection import connect
 from tiering.db.operations import audited
@@ -205,16 +205,19 @@ def restore_archived_job(
     return result
 
 
-def _conflict_if_hot(conn: psycopg.Connection, jid: uuid.UUID) -> None:
+def _conflict_if_hot(conn: psycopg.Connection, jid: uuid.UUID, *, settle: bool = False) -> None:
+    """A job still in the hot table is not restored; a hot copy Hammerwork only marked archived is not a live job:
+    it is ignored on a first look and deleted (`settle`, inside the restore's transaction, the archive copy
+    locked) so the archived copy comes back, as every step that moves jobs settles such copies."""
     hot = qdb.hot_job(conn, jid)
-    if hot is not None:
-        status, archived_at = hot
-        hint = (
-            " (Hammerwork marked this hot copy archived: `tiering archive run` settles it)"
-            if archived_at is not None
-            else ""
-        )
-        raise ConflictError(f"job {jid} is in the hot table (status {status}){hint}; nothing restored")
+    if hot is None:
+        return
+    status, archived_at = hot
+    if archived_at is not None:
+        if settle:
+            staging.settle_marked_hot(conn, [jid])
+        return
+    raise ConflictError(f"job {jid} is in the hot table (status {status}); nothing restored")
 
 
 def _restore_one(url: str, store: ObjectStore, settings: Settings, jid: uuid.UUID, dry_run: bool) -> RestoreResult:
@@ -233,10 +236,10 @@ def _restore_one(url: str, store: ObjectStore, settings: Settings, jid: uuid.UUI
     if staged:
         with connect(url) as conn, conn.transaction():
             locks.share_moves(conn)
-            _conflict_if_hot(conn, jid)
             rows = qdb.staged_rows(conn, [jid], lock=True)
             if not rows:
                 raise ConflictError(f"job {jid} left staging while being restored (flushed or restored); retry")
+            _conflict_if_hot(conn, jid, settle=not dry_run)
             row = rows[0]
             values = _staged_to_hot(row)
             if not dry_run:
@@ -270,10 +273,10 @@ def _restore_one(url: str, store: ObjectStore, settings: Settings, jid: uuid.UUI
     values = _cold_to_hot(cold_row)
     with connect(url) as conn, conn.transaction():
         locks.share_moves(conn)
-        _conflict_if_hot(conn, jid)
         live = qdb.lock_live_index(conn, [(loc["object_id"], str(jid))])
         if str(jid) not in live:
             raise ConflictError(f"job {jid} was restored by someone else meanwhile; nothing restored")
+        _conflict_if_hot(conn, jid, settle=True)
         qdb.insert_hot(conn, [values])
         qdb.mark_restored(conn, [(loc["object_id"], str(jid))])
     return RestoreResult(str(jid), "cold", loc["queue_name"], loc["status"], loc["archived_at"], False, True,
@@ -426,6 +429,7 @@ def _bulk_staging(
             with conn.transaction():
                 locks.share_moves(conn)
                 rows = {str(r["id"]): r for r in qdb.staged_rows(conn, ids, lock=True)}
+                staging.settle_marked_hot(conn, [uuid.UUID(j) for j in rows])
                 hot = qdb.hot_ids(conn, ids)
                 todo: list[dict[str, Any]] = []
                 done: list[ArchivedJob] = []
@@ -494,6 +498,7 @@ def _bulk_cold(
                 with conn.transaction():
                     locks.share_moves(conn)
                     live = qdb.lock_live_index(conn, [(object_id, j.job_id) for j in batch])
+                    staging.settle_marked_hot(conn, [uuid.UUID(j) for j in live])
                     hot = qdb.hot_ids(conn, [uuid.UUID(j.job_id) for j in batch])
                     todo: list[dict[str, Any]] = []
                     done: list[ArchivedJob] = []
