@@ -99,7 +99,7 @@ def adbc_batch(rows: list[dict[str, Any]]) -> pa.RecordBatch:
     embedded PostgreSQL: uuid -> arrow.uuid, uuid[] -> list<arrow.uuid>, jsonb -> arrow.json)."""
     arrays: dict[str, pa.Array] = {}
     for c in S.COLUMNS:
-        values = [r[c.name] for r in rows]
+        values = [r.get(c.name) for r in rows]  # a newly registered column: NULL in these rows
         if c.name in S.UUID_COLUMNS:
             arrays[c.name] = _uuid_ext(values)
         elif c.name in S.UUID_LIST_COLUMNS:
