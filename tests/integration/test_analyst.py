@@ -170,6 +170,13 @@ def test_views_show_each_archived_job_once_as_it_is_now(db_url: str, s3_settings
     files = target.store.analyst_path(target.store.key("_tiering/analyst/files/files.parquet"))
     con2.execute(f"SET VARIABLE tiering_files = (SELECT list(location) FROM read_parquet('{files}'))")
     assert _arrow(con2, "SELECT count(*) AS n FROM archived_jobs") == [{"n": 26}]
+    # a single restore (the dashboard's row button) leaves the view at once: the superseded rows are read per query
+    with psycopg.connect(db_url) as conn:
+        row = conn.execute("SELECT job_id::text FROM tiering_job_index WHERE restored_at IS NULL LIMIT 1").fetchone()
+    assert row is not None
+    assert restore_archived_job(db_url, target.store, target.settings, row[0]).restored
+    assert _arrow(con2, "SELECT count(*) AS n FROM archived_jobs") == [{"n": 25}]
+    assert _arrow(con2, f"SELECT count(*) AS n FROM archived_jobs WHERE id = '{row[0]}'") == [{"n": 0}]
     # and the Athena view does the same with "$path"
     ddl = athena_ddl(db_url, target.store, target.settings)
     assert 'CREATE OR REPLACE VIEW "archived_jobs" AS' in ddl and 's.location = a."$path"' in ddl

@@ -105,6 +105,7 @@ def publish_listing(url: str, store: ObjectStore) -> list[str]:
     from tiering.parquet import table_bytes
 
     current = listing(url, store)
+    _LISTING_SEEN.pop(store.uri(store.key(FILES_KEY)), None)
     empty = store.key(EMPTY_KEY)
     files = pa.table({"location": pa.array([store.analyst_path(empty), *current.files], pa.string())})
     superseded = pa.table(
@@ -129,6 +130,37 @@ def publish_listing_quietly(url: str, store: ObjectStore) -> list[str]:
         return publish_listing(url, store)
     except Exception as exc:  # noqa: BLE001 - the listing is derived data; the next step rewrites it
         return [f"analyst listing not refreshed ({type(exc).__name__}: {exc}); `tiering analyst duckdb` rewrites it"]
+
+
+_LISTING_SEEN: dict[str, float] = {}  # store uri -> when a missing listing was last seen (a HEAD a minute at most)
+
+
+def publish_superseded_quietly(url: str, store: ObjectStore) -> None:
+    """After a single cold restore: rewrite only the superseded rows (one PUT) when analysts use the listing."""
+    import time
+
+    key = store.key(FILES_KEY)
+    uri = store.uri(key)
+    missing_at = _LISTING_SEEN.get(uri)
+    if missing_at is not None and time.monotonic() - missing_at < 60:
+        return
+    try:
+        if store.head(key) is None:
+            _LISTING_SEEN[uri] = time.monotonic()
+            return
+        _LISTING_SEEN.pop(uri, None)
+        from tiering.parquet import table_bytes
+
+        current = listing(url, store)
+        superseded = pa.table(
+            {
+                "location": pa.array([loc for loc, _ in current.superseded], pa.string()),
+                "job_id": pa.array([j for _, j in current.superseded], pa.string()),
+            }
+        )
+        store.put_bytes(store.key(SUPERSEDED_KEY), table_bytes(superseded), create_only=False)
+    except Exception:  # noqa: BLE001 - derived data: the next flush or analyst command rewrites it
+        return
 
 
 def stale_enum_warnings(store: ObjectStore, slugs: list[str]) -> list[str]:

@@ -202,6 +202,10 @@ def restore_archived_job(
                      "object_requests": result.object_requests}  # fmt: skip
         if dry_run:
             op.outcome = "dry_run"
+    if result.restored and result.source == "cold":
+        from tiering.engine.analyst import publish_superseded_quietly
+
+        publish_superseded_quietly(url, store)  # the analysts' views leave the restored job out
     return result
 
 
