@@ -200,3 +200,12 @@ ANALYST_DIR = "_tiering/analyst"
 def analyst_root(prefix: str) -> str:
     """`<prefix>/_tiering/analyst/`."""
     return _join(prefix, ANALYST_DIR + "/")
+
+
+# The Iceberg table's metadata (its data files are the archive objects themselves), also outside queue=/date=.
+ICEBERG_DIR = "_tiering/iceberg"
+
+
+def iceberg_root(prefix: str) -> str:
+    """`<prefix>/_tiering/iceberg`: the warehouse of the Iceberg catalog (metadata JSON and Avro manifests only)."""
+    return _join(prefix, ICEBERG_DIR)

@@ -72,6 +72,8 @@ class Settings:
     search_workers: int = 2
     search_queue: int = 4
     request_deadline: float = 30.0
+    # The cold archive also as an Iceberg table (tiering.engine.iceberg): off unless asked for.
+    iceberg: bool = False
 
     @property
     def resolved_store_url(self) -> str:
@@ -123,6 +125,7 @@ _ENV_NAMES: dict[str, str] = {
     "search_workers": "TIERING_SEARCH_WORKERS",
     "search_queue": "TIERING_SEARCH_QUEUE",
     "request_deadline": "TIERING_REQUEST_DEADLINE",
+    "iceberg": "TIERING_ICEBERG",
 }
 
 
@@ -144,6 +147,11 @@ def _coerce(name: str, raw: Any) -> Any:
         if kind == "bool":
             if isinstance(raw, bool):
                 return raw
+            if name == "iceberg" and isinstance(raw, dict):  # the settings file's {"iceberg": {"enabled": true}}
+                unknown = set(raw) - {"enabled"}
+                if unknown:
+                    raise ValueError(f"unknown keys {sorted(unknown)}")
+                return bool(raw.get("enabled", False))
             return str(raw).strip().lower() in {"1", "true", "yes", "on"}
         if kind.startswith("dict"):
             return dict(raw)

@@ -378,3 +378,69 @@ def lifecycle_apply(
     _lifecycle_output(plan, fmt)
     if not plan.supported:
         raise typer.Exit(7)
+
+
+iceberg_app = typer.Typer(
+    help="The cold archive as an Apache Iceberg table (TIERING_ICEBERG=1): publish, verify, expire snapshots.",
+    no_args_is_help=True,
+)
+app.add_typer(iceberg_app, name="iceberg")
+
+
+def _iceberg_context(ctx: typer.Context) -> Any:
+    c = context(ctx)
+    if not c.settings.iceberg:
+        raise ConfigError('the Iceberg table is not enabled: set TIERING_ICEBERG=1 (or "iceberg": true in settings)')
+    return c
+
+
+@iceberg_app.command("publish")
+def iceberg_publish(ctx: typer.Context, fmt: FormatOption = Format.table) -> None:
+    """Make the table's current snapshot hold exactly the manifest's committed objects (one snapshot)."""
+    from tiering.engine.iceberg import reconcile
+
+    c = _iceberg_context(ctx)
+    doc = reconcile(c.database_url, c.store).to_dict()
+    if fmt is not Format.table:
+        output.emit(doc, fmt)
+    else:
+        output.print_kv(doc, title="iceberg publish")
+
+
+@iceberg_app.command("verify")
+def iceberg_verify(ctx: typer.Context, fmt: FormatOption = Format.table) -> None:
+    """Compare the current snapshot with the manifest; exit 9 when they differ (`publish` brings them in step)."""
+    from tiering.engine.iceberg import check
+
+    c = _iceberg_context(ctx)
+    difference = check(c.database_url, c.store)
+    doc = {"in_step": difference.in_step, "snapshot_id": difference.snapshot_id,
+           "missing": difference.missing, "extra": difference.extra}  # fmt: skip
+    if fmt is not Format.table:
+        output.emit(doc, fmt)
+    else:
+        output.print_kv({"in_step": difference.in_step, "snapshot_id": difference.snapshot_id,
+                         "missing": len(difference.missing), "extra": len(difference.extra)},
+                        title="iceberg verify")  # fmt: skip
+    if not difference.in_step:
+        raise typer.Exit(9)
+
+
+@iceberg_app.command("expire-snapshots")
+def iceberg_expire(
+    ctx: typer.Context,
+    older_than: Annotated[
+        str, typer.Option("--older-than", help="Drop snapshots older than this age (e.g. 7d, 12h, 0s).")
+    ] = "7d",
+    fmt: FormatOption = Format.table,
+) -> None:
+    """Drop old snapshots (never the current one), so purged or erased objects are named by no snapshot."""
+    from tiering.engine.iceberg import expire_snapshots
+    from tiering.inputs import parse_age
+
+    c = _iceberg_context(ctx)
+    doc = {"snapshots_expired": expire_snapshots(c.database_url, c.store, parse_age(older_than, name="--older-than"))}
+    if fmt is not Format.table:
+        output.emit(doc, fmt)
+    else:
+        output.print_kv(doc, title="iceberg expire-snapshots")

@@ -364,6 +364,9 @@ def erase_jobs(
         from tiering.engine.analyst import publish_listing_quietly
 
         publish_listing_quietly(url, store)  # the analysts' file list must not name erased objects
+        from tiering.engine.iceberg import reconcile_quietly
+
+        reconcile_quietly(url, store, settings)  # the table drops deleted and rewritten objects in one snapshot
     return result
 
 

@@ -34,6 +34,7 @@ from tiering.db import manifest as mdb
 from tiering.db import planner
 from tiering.db.connection import connect
 from tiering.db.operations import audited
+from tiering.engine import iceberg
 from tiering.engine.analyst import publish_listing_quietly
 from tiering.engine.archive import settle_duplicates_of, settle_two_places
 from tiering.errors import StoreError, VerificationError
@@ -259,6 +260,7 @@ def flush_staged(
                 planner.refresh_statistics(conn, [planner.STAGING, planner.JOB_INDEX, planner.MANIFEST])
         if stats.jobs_flushed:
             stats.warnings.extend(publish_listing_quietly(url, store))
+        stats.warnings.extend(iceberg.reconcile_quietly(url, store, settings))  # also heals an earlier crash
         stats.execution_time_s = time.perf_counter() - started
         op.counts = stats.to_dict() | {"keys": len(stats.keys)}
     return stats

@@ -135,6 +135,8 @@ def verify_archive(
                         if p.kind == "orphan" and p.key in deleted:
                             p.repaired = True
         _check_two_places(url, queue, repair, report)
+        if settings.iceberg:
+            _check_iceberg(url, store, repair, report)
         op.counts = {"objects_checked": report.objects_checked, "problems": len(report.problems), "ok": report.ok}
         op.outcome = "succeeded" if report.ok else "problems"
     return report
@@ -157,6 +159,29 @@ def _check_two_places(url: str, queue: str | None, repair: bool, report: VerifyR
         still = set(left["hot_marked"]) | set(left["staged_and_cold"])
         for p in problems:
             p.repaired = p.key not in still
+
+
+def _check_iceberg(url: str, store: ObjectStore, repair: bool, report: VerifyReport) -> None:
+    """The Iceberg table's current snapshot must hold exactly the committed objects; `repair` re-publishes."""
+    from tiering.engine import iceberg
+
+    try:
+        difference = iceberg.check(url, store)
+    except Exception as exc:  # noqa: BLE001 - reported, verify goes on
+        report.problems.append(Problem("iceberg_unreadable", iceberg.TABLE_NAME, f"{type(exc).__name__}: {exc}"))
+        return
+    if difference.in_step:
+        return
+    problem = Problem(
+        "iceberg_behind",
+        ".".join(iceberg.IDENTIFIER),
+        f"current snapshot lacks {len(difference.missing)} committed objects and holds {len(difference.extra)} "
+        "that are not committed",
+    )
+    report.problems.append(problem)
+    if repair:
+        iceberg.reconcile(url, store)
+        problem.repaired = iceberg.check(url, store).in_step
 
 
 def _is_ours(store: ObjectStore, key: str) -> bool:

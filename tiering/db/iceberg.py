@@ -1,0 +1,36 @@
+"""The Iceberg SQL catalog in tiering's own PostgreSQL (pyiceberg's SqlCatalog: the JDBC catalog's tables
+`iceberg_tables` and `iceberg_namespace_properties`, so Trino and Spark attach to the same catalog).
+
+Only opened when the Iceberg table is enabled: nothing is created in the database otherwise.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from tiering.errors import ConfigError
+
+if TYPE_CHECKING:
+    from pyiceberg.catalog.sql import SqlCatalog
+
+CATALOG_NAME = "tiering"
+
+
+def sqlalchemy_url(database_url: str) -> str:
+    """The libpq URL as SQLAlchemy's psycopg (3) dialect spells it (no psycopg2 needed)."""
+    for prefix in ("postgresql://", "postgres://"):
+        if database_url.startswith(prefix):
+            return "postgresql+psycopg://" + database_url[len(prefix) :]
+    return database_url
+
+
+def open_catalog(database_url: str, warehouse: str, **properties: Any) -> SqlCatalog:
+    """The catalog named `tiering`; its tables are created on first use (CREATE TABLE IF NOT EXISTS)."""
+    try:
+        from pyiceberg.catalog.sql import SqlCatalog
+    except ImportError as exc:
+        raise ConfigError(f"the Iceberg table needs pyiceberg: pip install 'tiering[iceberg]' ({exc})") from None
+    if not database_url.startswith(("postgresql://", "postgres://")):
+        raise ConfigError("the Iceberg SQL catalog needs a postgresql:// database URL, not a key=value string")
+
+    return SqlCatalog(CATALOG_NAME, uri=sqlalchemy_url(database_url), warehouse=warehouse, **properties)

@@ -1,0 +1,280 @@
+"""The cold archive as an Apache Iceberg table (format v2) over the Parquet objects tiering already writes.
+
+Opt-in (`TIERING_ICEBERG=1`). The manifest stays the source of truth; the table follows it: `reconcile` makes
+the current snapshot's data files exactly the manifest's committed objects of this store (files added without
+copying, files no longer committed removed) in ONE Iceberg snapshot. Flush, purge and erase call it after their
+own manifest commits, so a crash between the two commits is healed by the next reconcile (any later step,
+`tiering archive iceberg publish` or `verify --repair`); `check` reports the difference.
+
+Not yet: jobs restored to the hot table stay visible in the table until their object is rewritten (no Iceberg
+delete files are written); see docs/iceberg.md.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+
+from tiering import layout, schema
+from tiering.db import manifest as mdb
+from tiering.db.connection import connect
+from tiering.errors import ConfigError
+from tiering.settings import Settings
+from tiering.store.base import ObjectStore
+
+if TYPE_CHECKING:
+    from pyiceberg.table import Table
+
+log = logging.getLogger(__name__)
+
+NAMESPACE = "hammerwork"
+TABLE_NAME = "archived_jobs"
+IDENTIFIER = (NAMESPACE, TABLE_NAME)
+FORMAT_VERSION = 2
+COMMIT_ATTEMPTS = 5  # concurrent reconcilers: the loser of an Iceberg commit re-reads and tries again
+PARTITION_FIELD_ID_BASE = 1000
+# The snapshot summary records which manifest state it mirrors.
+SUMMARY_OBJECTS = "tiering.committed-objects"
+
+
+def iceberg_schema() -> Any:
+    """Hammerwork's columns (the registry, in order) with field ids 1..n. Every field is optional: files written
+    before a column joined the registry lack it, and Iceberg reads a missing optional column as null."""
+    from pyiceberg.io.pyarrow import pyarrow_to_schema
+    from pyiceberg.table.name_mapping import NameMapping
+
+    arrow = pa.schema([f.with_nullable(True) for f in schema.ARCHIVE_SCHEMA])
+    fields: list[dict[str, Any]] = []
+    next_id = 1
+    for f in arrow:
+        if pa.types.is_list(f.type):
+            element = {"field-id": next_id + 1, "names": ["element"]}
+            fields.append({"field-id": next_id, "names": [f.name], "fields": [element]})
+            next_id += 2
+        else:
+            fields.append({"field-id": next_id, "names": [f.name]})
+            next_id += 1
+    return pyarrow_to_schema(arrow, name_mapping=NameMapping.model_validate(fields))
+
+
+def partition_spec(iceberg: Any) -> Any:
+    """Queue (identity on the real queue name) and UTC day of archived_at: the same partitions as the object keys
+    (`queue=<slug>/date=<day>`), which hold exactly one queue and one archive day each."""
+    from pyiceberg.partitioning import PartitionField, PartitionSpec
+    from pyiceberg.transforms import DayTransform, IdentityTransform
+
+    return PartitionSpec(
+        PartitionField(
+            source_id=iceberg.find_field("queue_name").field_id,
+            field_id=PARTITION_FIELD_ID_BASE,
+            transform=IdentityTransform(),
+            name="queue_name",
+        ),
+        PartitionField(
+            source_id=iceberg.find_field("archived_at").field_id,
+            field_id=PARTITION_FIELD_ID_BASE + 1,
+            transform=DayTransform(),
+            name="archived_day",
+        ),
+    )
+
+
+def file_uri(store: ObjectStore, key: str) -> str:
+    """The data file path Iceberg records for an object: what pyiceberg's, DuckDB's and Java's FileIO open."""
+    loc = store.location
+    if loc.scheme == "file":
+        return f"file://{loc.bucket.rstrip('/')}/{key}"
+    if loc.scheme == "s3":
+        return f"s3://{loc.bucket}/{key}"
+    raise ConfigError(f"the Iceberg table supports local and S3 stores, not {loc.scheme}://")
+
+
+def _io_properties(store: ObjectStore) -> dict[str, str]:
+    loc = store.location
+    props: dict[str, str] = {}
+    if loc.scheme == "s3":
+        if loc.endpoint_url:
+            props["s3.endpoint"] = loc.endpoint_url
+            props["s3.force-virtual-addressing"] = "false"
+        if loc.region:
+            props["s3.region"] = loc.region
+    return props
+
+
+def open_table(url: str, store: ObjectStore) -> Table:
+    """The table, created (with its namespace and the catalog's tables) on first use."""
+    from pyiceberg.exceptions import NamespaceAlreadyExistsError, NoSuchTableError, TableAlreadyExistsError
+
+    from tiering.db.iceberg import open_catalog
+
+    warehouse = file_uri(store, layout.iceberg_root(store.prefix))
+    catalog = open_catalog(url, warehouse, **_io_properties(store))
+    try:
+        return catalog.load_table(IDENTIFIER)
+    except NoSuchTableError:
+        pass
+    try:
+        catalog.create_namespace(NAMESPACE)
+    except NamespaceAlreadyExistsError:
+        pass
+    iceberg = iceberg_schema()
+    try:
+        return catalog.create_table(
+            IDENTIFIER,
+            schema=iceberg,
+            partition_spec=partition_spec(iceberg),
+            location=f"{warehouse}/{NAMESPACE}/{TABLE_NAME}",
+            properties={
+                "format-version": str(FORMAT_VERSION),
+                # our files carry no Iceberg field ids: readers map columns by name
+                "schema.name-mapping.default": iceberg.name_mapping.model_dump_json(),
+                "write.metadata.delete-after-commit.enabled": "true",
+                "write.metadata.previous-versions-max": "100",
+                # the columns whose Parquet statistics tiering leaves out have none to record
+                **{f"write.metadata.metrics.column.{name}": "none" for name in sorted(schema.NO_STATISTICS_COLUMNS)},
+            },
+        )
+    except TableAlreadyExistsError:  # another process created it meanwhile
+        return catalog.load_table(IDENTIFIER)
+
+
+def _committed_uris(url: str, store: ObjectStore) -> dict[str, mdb.ManifestRow]:
+    with connect(url) as conn:
+        rows = mdb.manifest_rows(conn)
+    bucket = store.location.bucket
+    return {file_uri(store, r.key): r for r in rows if r.bucket == bucket}
+
+
+def _current_files(table: Table) -> dict[str, Any]:
+    """The current snapshot's data files by path."""
+    snapshot = table.current_snapshot()
+    if snapshot is None:
+        return {}
+    files: dict[str, Any] = {}
+    for manifest in snapshot.manifests(table.io):
+        for entry in manifest.fetch_manifest_entry(table.io, discard_deleted=True):
+            files[entry.data_file.file_path] = entry.data_file
+    return files
+
+
+@dataclass
+class Difference:
+    """What the current snapshot lacks (`missing`) and holds beyond the manifest (`extra`), as file paths."""
+
+    missing: list[str] = field(default_factory=list)
+    extra: list[str] = field(default_factory=list)
+    snapshot_id: int | None = None
+
+    @property
+    def in_step(self) -> bool:
+        return not self.missing and not self.extra
+
+
+@dataclass
+class ReconcileResult:
+    files_added: int = 0
+    files_removed: int = 0
+    snapshot_id: int | None = None
+    files_in_table: int = 0
+    execution_time_s: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "files_added": self.files_added,
+            "files_removed": self.files_removed,
+            "snapshot_id": self.snapshot_id,
+            "files_in_table": self.files_in_table,
+            "execution_time_s": round(self.execution_time_s, 3),
+        }
+
+
+def check(url: str, store: ObjectStore) -> Difference:
+    """Compare the current snapshot with the manifest's committed objects (nothing written)."""
+    table = open_table(url, store)
+    wanted = _committed_uris(url, store)
+    current = _current_files(table)
+    snapshot = table.current_snapshot()
+    return Difference(
+        missing=sorted(set(wanted) - set(current)),
+        extra=sorted(set(current) - set(wanted)),
+        snapshot_id=snapshot.snapshot_id if snapshot else None,
+    )
+
+
+def reconcile(url: str, store: ObjectStore) -> ReconcileResult:
+    """Make the current snapshot's data files the manifest's committed objects, in one snapshot (none when they
+    already agree). Idempotent: it heals any earlier step that committed the manifest but not the table."""
+    from pyiceberg.exceptions import CommitFailedException
+    from pyiceberg.io.pyarrow import parquet_file_to_data_file
+
+    started = time.perf_counter()
+    result = ReconcileResult()
+    for attempt in range(COMMIT_ATTEMPTS):
+        table = open_table(url, store)
+        wanted = _committed_uris(url, store)
+        current = _current_files(table)
+        add = sorted(set(wanted) - set(current))
+        remove = [current[p] for p in sorted(set(current) - set(wanted))]
+        result.files_in_table = len(wanted)
+        if not add and not remove:
+            snapshot = table.current_snapshot()
+            result.snapshot_id = snapshot.snapshot_id if snapshot else None
+            break
+        new_files = [parquet_file_to_data_file(table.io, table.metadata, path) for path in add]
+        summary = {SUMMARY_OBJECTS: str(len(wanted))}
+        try:
+            with table.transaction() as tx:
+                if remove:
+                    with tx.update_snapshot(snapshot_properties=summary).overwrite() as producer:
+                        for data_file in remove:
+                            producer.delete_data_file(data_file)
+                        for data_file in new_files:
+                            producer.append_data_file(data_file)
+                else:
+                    with tx.update_snapshot(snapshot_properties=summary).fast_append() as producer:
+                        for data_file in new_files:
+                            producer.append_data_file(data_file)
+        except CommitFailedException:
+            if attempt + 1 == COMMIT_ATTEMPTS:
+                raise
+            continue
+        result.files_added, result.files_removed = len(add), len(remove)
+        snapshot = table.current_snapshot()
+        result.snapshot_id = snapshot.snapshot_id if snapshot else None
+        break
+    result.execution_time_s = time.perf_counter() - started
+    return result
+
+
+def reconcile_quietly(url: str, store: ObjectStore, settings: Settings) -> list[str]:
+    """reconcile for the steps that change the manifest, when the table is enabled. A failure is a warning, never
+    the step's: the manifest committed, and the next reconcile publishes it."""
+    if not settings.iceberg:
+        return []
+    try:
+        reconcile(url, store)
+        return []
+    except Exception as exc:  # noqa: BLE001 - derived data; the next step or `verify --repair` re-publishes
+        message = (f"Iceberg table not updated ({type(exc).__name__}: {exc}); "
+                   "the next step or `tiering archive iceberg publish` publishes it")  # fmt: skip
+        log.warning("%s", message)
+        return [message]
+
+
+def expire_snapshots(url: str, store: ObjectStore, older_than: timedelta) -> int:
+    """Drop snapshots older than `older_than` (never the current one), so files purged or erased from the store
+    are named by no snapshot once the window passes; returns how many were dropped."""
+    table = open_table(url, store)
+    current = table.current_snapshot()
+    cutoff = datetime.now(UTC) - older_than
+    cutoff_ms = cutoff.timestamp() * 1000
+    keep = current.snapshot_id if current is not None else None
+    old = [s.snapshot_id for s in table.snapshots() if s.timestamp_ms < cutoff_ms and s.snapshot_id != keep]
+    if old:
+        table.maintenance.expire_snapshots().by_ids(old).commit()
+    return len(old)
