@@ -1,4 +1,4 @@
-"""Bench data: a database built by Hammerwork's own migrations (001-014, vendored in hammerwork_migrations/),
+"""Bench data: a database built by Hammerwork's own migrations (001-014, read from ../shared/reference/),
 then tiering's, filled with Hammerwork-shaped jobs: every column Hammerwork's migrations create, 8 queues with
 their own payload shapes (mixed JSON, ~150 B - 3 KB), all seven statuses, finish times over `days` days.
 
@@ -16,9 +16,9 @@ from pathlib import Path
 
 import psycopg
 
+from tests.hammerwork_sql import migrations_dir
 from tiering.db.migrations import migrate
 
-MIGRATIONS = Path(__file__).resolve().parent / "hammerwork_migrations"
 QUEUES = [
     "email_queue",
     "payment_queue",
@@ -162,6 +162,17 @@ SELECT id, queue_name, payload, status,
 """
 
 
+def hammerwork_migrations() -> Path:
+    """Hammerwork's own migrations stay in ../shared (its text, not ours); found the way the tests find them."""
+    found = migrations_dir()
+    if found is None:
+        raise SystemExit(
+            "bench needs Hammerwork's migrations: ../shared/reference/hammerwork-migrations/ beside the checkout, "
+            "or TIERING_HAMMERWORK_MIGRATIONS=/path/to/them"
+        )
+    return found
+
+
 def apply_hammerwork_migrations(url: str) -> None:
     """Hammerwork's 001-014 as Hammerwork applies them (each file once, recorded in hammerwork_migrations)."""
     with psycopg.connect(url, autocommit=True) as conn:
@@ -169,7 +180,7 @@ def apply_hammerwork_migrations(url: str) -> None:
             "CREATE TABLE IF NOT EXISTS hammerwork_migrations (migration_id VARCHAR PRIMARY KEY, "
             "executed_at TIMESTAMPTZ NOT NULL DEFAULT now(), execution_time_ms BIGINT NOT NULL DEFAULT 0)"
         )
-        for path in sorted(MIGRATIONS.glob("0*.postgres.sql")):
+        for path in sorted(hammerwork_migrations().glob("0*.postgres.sql")):
             started = time.perf_counter()
             conn.execute(path.read_text().encode())
             conn.execute(
