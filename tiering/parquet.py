@@ -304,9 +304,7 @@ class PartWriter:
 
     def _drain(self, final: bool) -> None:
         while self._buffered_rows and (
-            final
-            or self._buffered_rows >= self._rows_per_group()
-            or self._buffered_bytes >= self.row_group_max_bytes
+            final or self._buffered_rows >= self._rows_per_group() or self._buffered_bytes >= self.row_group_max_bytes
         ):
             table = pa.Table.from_batches(self._buffer, schema=S.ARCHIVE_SCHEMA)
             take = min(self._rows_per_group(), table.num_rows)

@@ -104,8 +104,15 @@ _register()
 # --- the entry point -----------------------------------------------------------------------------------------
 
 # Modules of the optional extras (pyproject.toml), and the extra that brings each.
-OPTIONAL_MODULES = {"fastapi": "service", "starlette": "service", "pydantic": "service", "uvicorn": "service",
-                    "duckdb": "analyst", "duckdb_extension_httpfs": "analyst", "duckdb_extension_json": "analyst"}
+OPTIONAL_MODULES = {
+    "fastapi": "service",
+    "starlette": "service",
+    "pydantic": "service",
+    "uvicorn": "service",
+    "duckdb": "analyst",
+    "duckdb_extension_httpfs": "analyst",
+    "duckdb_extension_json": "analyst",
+}
 _GLOBAL_SWITCHES = {"-v": "verbose", "--verbose": "verbose", "-q": "quiet", "--quiet": "quiet"}
 
 

@@ -47,7 +47,7 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "db status": ("tiering db status --format json",),
     "analyst duckdb": (
         "tiering analyst duckdb",
-        "tiering analyst duckdb -c \"SELECT queue_name, count(*) FROM archived_jobs GROUP BY 1\"",
+        'tiering analyst duckdb -c "SELECT queue_name, count(*) FROM archived_jobs GROUP BY 1"',
     ),
     "analyst athena-ddl": ("tiering analyst athena-ddl --glue-database hammerwork --table archived_jobs",),
 }

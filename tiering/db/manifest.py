@@ -167,3 +167,18 @@ def superseded_copies(conn: psycopg.Connection) -> list[tuple[str, str, str]]:
                 ORDER BY m.key, x.job_id"""
         ).fetchall()
     ]
+
+
+def listing_published(conn: psycopg.Connection, store_uri: str) -> bool:
+    """Whether analysts use the listing of this store (see migration 0005)."""
+    return (
+        conn.execute("SELECT 1 FROM tiering_analyst_listing WHERE store_uri = %s", (store_uri,)).fetchone() is not None
+    )
+
+
+def mark_listing_published(conn: psycopg.Connection, store_uri: str) -> None:
+    conn.execute(
+        """INSERT INTO tiering_analyst_listing (store_uri) VALUES (%s)
+           ON CONFLICT (store_uri) DO UPDATE SET published_at = now()""",
+        (store_uri,),
+    )

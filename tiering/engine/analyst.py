@@ -105,7 +105,6 @@ def publish_listing(url: str, store: ObjectStore) -> list[str]:
     from tiering.parquet import table_bytes
 
     current = listing(url, store)
-    _LISTING_SEEN.pop(store.uri(store.key(FILES_KEY)), None)
     empty = store.key(EMPTY_KEY)
     files = pa.table({"location": pa.array([store.analyst_path(empty), *current.files], pa.string())})
     superseded = pa.table(
@@ -118,6 +117,9 @@ def publish_listing(url: str, store: ObjectStore) -> list[str]:
         store.put_bytes(empty, table_bytes(S.ARCHIVE_SCHEMA.empty_table()), create_only=False)
     store.put_bytes(store.key(SUPERSEDED_KEY), table_bytes(superseded), create_only=False)
     store.put_bytes(store.key(FILES_KEY), table_bytes(files), create_only=False)
+    with connect(url) as conn:
+        mdb.mark_listing_published(conn, store.uri(""))
+        conn.commit()
     return stale_enum_warnings(store, current.slugs)
 
 
@@ -125,30 +127,23 @@ def publish_listing_quietly(url: str, store: ObjectStore) -> list[str]:
     """publish_listing for the steps that move jobs, once analysts use the listing (the first `tiering analyst`
     command writes it; a store nobody analyses gets no extra objects). A failure is a warning, never the step's."""
     try:
-        if store.head(store.key(FILES_KEY)) is None:
+        if not _listing_in_use(url, store):
             return []
         return publish_listing(url, store)
     except Exception as exc:  # noqa: BLE001 - the listing is derived data; the next step rewrites it
         return [f"analyst listing not refreshed ({type(exc).__name__}: {exc}); `tiering analyst duckdb` rewrites it"]
 
 
-_LISTING_SEEN: dict[str, float] = {}  # store uri -> when a missing listing was last seen (a HEAD a minute at most)
+def _listing_in_use(url: str, store: ObjectStore) -> bool:
+    with connect(url) as conn:
+        return mdb.listing_published(conn, store.uri(""))
 
 
 def publish_superseded_quietly(url: str, store: ObjectStore) -> None:
     """After a single cold restore: rewrite only the superseded rows (one PUT) when analysts use the listing."""
-    import time
-
-    key = store.key(FILES_KEY)
-    uri = store.uri(key)
-    missing_at = _LISTING_SEEN.get(uri)
-    if missing_at is not None and time.monotonic() - missing_at < 60:
-        return
     try:
-        if store.head(key) is None:
-            _LISTING_SEEN[uri] = time.monotonic()
+        if not _listing_in_use(url, store):
             return
-        _LISTING_SEEN.pop(uri, None)
         from tiering.parquet import table_bytes
 
         current = listing(url, store)
