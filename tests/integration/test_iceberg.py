@@ -3,6 +3,8 @@ committed the manifest but not the table is healed by the next reconcile; nothin
 
 from __future__ import annotations
 
+import json
+import signal
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -11,6 +13,8 @@ import psycopg
 import pytest
 
 from tests.helpers import count
+from tests.integration.test_flush import archive_all, cli_env, seed, spread_archived_at
+from tests.integration.test_flush_crash import POLICY_DOC, run_cli
 from tests.integration.test_purge import ARCHIVE_ALL, BASE, DAY, Spec, make_jobs
 from tiering.engine import iceberg
 from tiering.engine.erase import erase_jobs
@@ -32,10 +36,12 @@ def local(tmp_path: Path) -> tuple[LocalStore, Settings]:
     return LocalStore(root), Settings(home=tmp_path / "home", store_url=root.as_uri(), iceberg=True)
 
 
-def listed_ids(url: str) -> set[str]:
+def listed_ids(url: str, *, tier: str | None = "cold") -> set[str]:
+    """What `tiering archive list` shows (every job cold unless `tier` is None)."""
     page = list_archived_jobs(url, limit=10_000)
-    assert all(j.tier == "cold" for j in page.items)
     assert page.total == len(page.items)
+    if tier is not None:
+        assert {j.tier for j in page.items} <= {tier}
     return {j.job_id for j in page.items}
 
 
@@ -145,3 +151,64 @@ def test_settings_enable_it(tmp_path: Path) -> None:
     path = tmp_path / "settings.json"
     path.write_text('{"iceberg": {"enabled": true}}')
     assert load_settings({"TIERING_SETTINGS_FILE": str(path)}).iceberg is True
+
+
+# --- real processes: SIGKILL between the manifest commit and the Iceberg commit, and the CLI -----------------
+@pytest.fixture
+def cli_world(db_url: str, s3_settings_factory: Any, tmp_path: Path) -> dict[str, Any]:
+    """A staged backlog over 3 dates (6 queues), a fresh local store, and a `tiering` environment with the table on."""
+    target = s3_settings_factory("local")
+    seed(db_url, 240)
+    archive_all(db_url)
+    spread_archived_at(db_url, 3)
+    policy_file = tmp_path / "policy.json"
+    policy_file.write_text(json.dumps(POLICY_DOC))
+    home = tmp_path / "home"
+    home.mkdir()
+    env = cli_env(target, db_url, home, TIERING_POLICY=str(policy_file), TIERING_ICEBERG="1")
+    return {"url": db_url, "store": target.store, "env": env}
+
+
+@pytest.mark.parametrize("heal", ["archive run", "archive verify --repair"])
+def test_sigkill_after_the_manifest_commit_is_healed(heal: str, cli_world: dict[str, Any]) -> None:
+    url, store, env = cli_world["url"], cli_world["store"], cli_world["env"]
+    killed = run_cli(env, "archive", "run", "--format", "json", fault="committed")  # dies after a round's commit
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    behind = iceberg.check(url, store)
+    assert behind.missing and not behind.extra  # committed in the manifest, not (yet) in the table
+
+    healed = run_cli(env, *heal.split(), "--format", "json")
+
+    assert healed.returncode == 0, healed.stderr[-3000:]
+    if heal.startswith("archive verify"):
+        kinds = [(p["kind"], p["repaired"]) for p in json.loads(healed.stdout)["problems"]]
+        assert ("iceberg_behind", True) in kinds
+    assert iceberg.check(url, store).in_step
+    cold = {j.job_id for j in list_archived_jobs(url, limit=10_000).items if j.tier == "cold"}
+    assert table_ids(url, store) == cold
+    if heal == "archive run":
+        assert cold == listed_ids(url)  # the whole backlog flushed, all of it in the table
+
+
+def test_cli_publish_verify_expire(db_url: str, cli_world: dict[str, Any]) -> None:
+    url, store, env = cli_world["url"], cli_world["store"], cli_world["env"]
+    off = {k: v for k, v in env.items() if k != "TIERING_ICEBERG"}
+    assert run_cli(off, "archive", "run").returncode == 0  # not enabled: nothing published
+    refused = run_cli(off, "archive", "iceberg", "publish")
+    assert refused.returncode == 2 and "TIERING_ICEBERG=1" in refused.stderr
+    with psycopg.connect(url) as conn:
+        assert count(conn, "pg_tables", "tablename LIKE 'iceberg%%'") == 0
+
+    assert run_cli(env, "archive", "iceberg", "verify").returncode == 9  # the table exists now, empty
+    published = run_cli(env, "archive", "iceberg", "publish", "--format", "json")
+    assert published.returncode == 0, published.stderr
+    doc = json.loads(published.stdout)
+    with psycopg.connect(url) as conn:
+        objects = count(conn, "tiering_manifest", "state = 'committed'")
+    assert doc["files_added"] == doc["files_in_table"] == objects and doc["files_removed"] == 0
+    again = json.loads(run_cli(env, "archive", "iceberg", "publish", "--format", "json").stdout)
+    assert again["files_added"] == 0 and again["snapshot_id"] == doc["snapshot_id"]
+    assert run_cli(env, "archive", "iceberg", "verify").returncode == 0
+    expired = run_cli(env, "archive", "iceberg", "expire-snapshots", "--older-than", "0s", "--format", "json")
+    assert json.loads(expired.stdout) == {"snapshots_expired": 0}  # the only snapshot is the current one
+    assert table_ids(url, store) == listed_ids(url)
