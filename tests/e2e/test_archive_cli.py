@@ -130,9 +130,16 @@ def test_run_json_is_one_object_on_stdout_and_progress_goes_to_stderr(env: dict[
 
 
 def test_demo_seed_then_run_logs_on_stderr_only_without_a_terminal(env: dict[str, Any]) -> None:
-    seeded = tiering(env, "demo", "seed", "--count", "100", "--days", "40")
+    plain = tiering(env, "demo", "seed", "--count", "100", "--days", "40", "--no-history")
+    assert plain.returncode == 0, plain.stderr
+    assert state(env)["hot"] == 400 and state(env)["staged"] == 0  # without history: all 100 are hot
+    # with history (the default), the terminal jobs older than 30 days are already in Hammerwork's archive
+    seeded = tiering(env, "demo", "seed", "--count", "100", "--days", "40", "--format", "json")
     assert seeded.returncode == 0, seeded.stderr
-    assert state(env)["hot"] == 400
+    doc = json.loads(seeded.stdout)
+    assert doc["seeded"] == 100 == doc["hot"] + doc["archived"] and doc["existing"] == 400
+    s = state(env)
+    assert doc["archived"] > 0 and s["staged"] == doc["archived"] and s["hot"] == 400 + doc["hot"]
     done = tiering(env, "archive", "run", "--format", "json")
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["jobs_archived"] > 0
