@@ -184,19 +184,24 @@ def archive_queue(api: httpx.Client, queue: str) -> dict[str, Any]:
 
 # ------------------------------------------------------------------ security
 
+# Fixed ids that no test seeds (a fresh database per test): parametrize ids must be the same on every
+# collection, or pytest-xdist's workers disagree about which tests exist.
+UNKNOWN_JOB = uuid.UUID("5f0c2d1e-7a4b-4c3d-9e8f-0a1b2c3d4e5f")
+UNKNOWN_OPERATION = uuid.UUID("9d8c7b6a-5f4e-4d3c-8b2a-1f0e9d8c7b6a")
+
 PROTECTED: list[tuple[str, str, Any]] = [
     ("GET", "/api/archive/stats", None),
     ("GET", "/api/archive/trends", None),
     ("GET", "/api/archive/jobs", None),
-    ("GET", f"/api/archive/jobs/{uuid.uuid4()}", None),
-    ("POST", f"/api/archive/jobs/{uuid.uuid4()}/restore", {}),
+    ("GET", f"/api/archive/jobs/{UNKNOWN_JOB}", None),
+    ("POST", f"/api/archive/jobs/{UNKNOWN_JOB}/restore", {}),
     ("POST", "/api/archive/restore", {"queue": "x", "dry_run": True}),
     ("GET", "/api/archive/search?key=a&value=b", None),
     ("POST", "/api/archive/run", {"dry_run": True}),
     ("GET", "/api/archive/operations", None),
-    ("GET", f"/api/archive/operations/{uuid.uuid4()}", None),
+    ("GET", f"/api/archive/operations/{UNKNOWN_OPERATION}", None),
     ("DELETE", "/api/archive/purge?older_than=365&dry_run=true", None),
-    ("POST", "/api/archive/erase", {"job_ids": [str(uuid.uuid4())], "dry_run": True}),
+    ("POST", "/api/archive/erase", {"job_ids": [str(UNKNOWN_JOB)], "dry_run": True}),
     ("GET", "/api/archive/policy", None),
     ("PUT", "/api/archive/policy", {}),
     ("DELETE", "/api/archive/policy", None),
@@ -313,8 +318,8 @@ def test_open_reads_setting(pg_server_url: str, tmp_path: Path) -> None:
         ("GET", "/api/archive/audit?since=notadate", None, 422, "since"),
         ("GET", "/api/archive/operations/zzz", None, 422, "operation_id"),
         ("GET", "/api/archive/operations/12345", None, 404, "no operation"),
-        ("GET", f"/api/archive/operations/{uuid.uuid4()}", None, 404, "no operation"),
-        ("GET", f"/api/archive/jobs/{uuid.uuid4()}", None, 404, ""),
+        ("GET", f"/api/archive/operations/{UNKNOWN_OPERATION}", None, 404, "no operation"),
+        ("GET", f"/api/archive/jobs/{UNKNOWN_JOB}", None, 404, ""),
         ("GET", "/api/archive/nope", None, 404, "no such route"),
     ],
 )
@@ -407,7 +412,7 @@ def test_restore_one_job(server: ApiServer, api: httpx.Client) -> None:
     again = api.post(f"/api/archive/jobs/{ids[0]}/restore")
     assert again.status_code in (404, 409)
     error(again, again.status_code)
-    error(api.post(f"/api/archive/jobs/{uuid.uuid4()}/restore"), 404)
+    error(api.post(f"/api/archive/jobs/{UNKNOWN_JOB}/restore"), 404)
 
 
 def test_bulk_restore_preview_then_restore(server: ApiServer, api: httpx.Client) -> None:
