@@ -30,6 +30,8 @@ from tiering.store.base import ObjectStore
 
 VIEW_NAME = "archived_jobs"
 EXTENSIONS = ("httpfs", "json")
+ICEBERG_EXTENSIONS = ("avro", "iceberg")  # only when the Iceberg table is enabled
+ICEBERG_SUFFIX = "_iceberg"
 HIVE_TYPES = "{'queue': 'VARCHAR', 'date': 'DATE'}"
 
 
@@ -234,7 +236,24 @@ def duckdb_sql(
         f"CREATE OR REPLACE VIEW {view} AS\n  SELECT * EXCLUDE (object_location) FROM {raw} a\n"  # noqa: S608
         f"   WHERE NOT EXISTS (SELECT 1 FROM {superseded} s WHERE s.location = a.object_location AND s.job_id = a.id);",
     ]
+    if settings.iceberg:
+        lines += _iceberg_sql(url, store, view)
     return "\n".join(lines) + "\n"
+
+
+def _iceberg_sql(url: str, store: ObjectStore, view: str) -> list[str]:
+    """The Iceberg table's current snapshot as `<view>_iceberg` (TIERING_ICEBERG=1): DuckDB's iceberg extension,
+    from its wheel like httpfs, reading the metadata file current when the session starts."""
+    from tiering.engine.iceberg import metadata_location
+
+    lines = [f"LOAD {sql_literal(str(extension_path(name)))};" for name in ICEBERG_EXTENSIONS]
+    lines += [
+        f"-- {view}{ICEBERG_SUFFIX}: the Iceberg table hammerwork.archived_jobs as of now (jobs restored since their",
+        "-- object was written are still in it; open a new session to see later snapshots).",
+        f"CREATE OR REPLACE VIEW {view}{ICEBERG_SUFFIX} AS\n"  # noqa: S608
+        f"  SELECT * FROM iceberg_scan({sql_literal(metadata_location(url, store))});",
+    ]
+    return lines
 
 
 def open_duckdb(

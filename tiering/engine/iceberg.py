@@ -143,6 +143,11 @@ def open_table(url: str, store: ObjectStore) -> Table:
         return catalog.load_table(IDENTIFIER)
 
 
+def metadata_location(url: str, store: ObjectStore) -> str:
+    """The current metadata file: what engines without a catalog (DuckDB's iceberg_scan) read."""
+    return str(open_table(url, store).metadata_location)
+
+
 def _committed_uris(url: str, store: ObjectStore) -> dict[str, mdb.ManifestRow]:
     with connect(url) as conn:
         rows = mdb.manifest_rows(conn)
