@@ -10,12 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import pyarrow as pa
 import pytest
 
 from tests.helpers import count
 from tests.integration.test_flush import archive_all, cli_env, seed, spread_archived_at
 from tests.integration.test_flush_crash import POLICY_DOC, run_cli
 from tests.integration.test_purge import ARCHIVE_ALL, BASE, DAY, Spec, make_jobs
+from tiering import schema as S
 from tiering.engine import iceberg
 from tiering.engine.analyst import open_duckdb
 from tiering.engine.erase import erase_jobs
@@ -90,6 +92,24 @@ def test_table_follows_flush_purge_and_erase(db_url: str, local: tuple[LocalStor
     table = iceberg.open_table(db_url, store)
     assert len(table.snapshots()) == 1
     assert table_ids(db_url, store) == set(new) - set(erased)
+
+
+def test_a_registry_column_joins_the_table_schema(db_url: str, local: tuple[LocalStore, Settings]) -> None:
+    store, settings = local
+    before = make_jobs(db_url, specs(4, ("mail",), BASE - DAY), flush=(store, settings))
+    with psycopg.connect(db_url) as conn:  # Hammerwork's DDL for a column it adds to both tables
+        conn.execute("ALTER TABLE hammerwork_jobs ADD COLUMN tenant_code VARCHAR(32) DEFAULT 'acme'")
+        conn.execute("ALTER TABLE hammerwork_jobs_archive ADD COLUMN tenant_code VARCHAR(32)")
+        conn.commit()
+    tenant = S.Column("tenant_code", pa.string(), True, "varchar(32)", "Tenant of the job.", "job")
+    with S.extra_columns(tenant):
+        after = make_jobs(db_url, specs(3, ("mail",), BASE), flush=(store, settings))
+        table = iceberg.open_table(db_url, store)
+        field = table.schema().find_field("tenant_code")
+        assert field.field_id > max(f.field_id for f in table.schema().fields if f.name != "tenant_code")
+        rows = table.scan(selected_fields=("id", "tenant_code")).to_arrow().to_pylist()
+    assert {r["id"]: r["tenant_code"] for r in rows} == {**dict.fromkeys(before), **dict.fromkeys(after, "acme")}
+    assert iceberg.check(db_url, store).in_step
 
 
 def test_a_failed_publish_is_healed_by_the_next_step(

@@ -115,7 +115,7 @@ def open_table(url: str, store: ObjectStore) -> Table:
     warehouse = file_uri(store, layout.iceberg_root(store.prefix))
     catalog = open_catalog(url, warehouse, **_io_properties(store))
     try:
-        return catalog.load_table(IDENTIFIER)
+        return _with_registry_columns(catalog.load_table(IDENTIFIER))
     except NoSuchTableError:
         pass
     try:
@@ -146,6 +146,18 @@ def open_table(url: str, store: ObjectStore) -> Table:
 def metadata_location(url: str, store: ObjectStore) -> str:
     """The current metadata file: what engines without a catalog (DuckDB's iceberg_scan) read."""
     return str(open_table(url, store).metadata_location)
+
+
+def _with_registry_columns(table: Table) -> Table:
+    """A column that joined the registry (Hammerwork added it) joins the table's schema, with a new field id and a
+    name-mapping entry; older files read it as null."""
+    wanted = iceberg_schema()
+    have = {f.name for f in table.schema().fields}
+    if all(f.name in have for f in wanted.fields):
+        return table
+    with table.update_schema() as update:
+        update.union_by_name(wanted)
+    return table
 
 
 def _committed_uris(url: str, store: ObjectStore) -> dict[str, mdb.ManifestRow]:
