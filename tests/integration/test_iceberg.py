@@ -238,3 +238,16 @@ def test_cli_publish_verify_expire(db_url: str, cli_world: dict[str, Any]) -> No
     expired = run_cli(env, "archive", "iceberg", "expire-snapshots", "--older-than", "0s", "--format", "json")
     assert json.loads(expired.stdout) == {"snapshots_expired": 0}  # the only snapshot is the current one
     assert table_ids(url, store) == listed_ids(url)
+
+
+@pytest.mark.parametrize("backend", ["moto_server", pytest.param("seaweedfs", marks=pytest.mark.seaweedfs)])
+def test_table_on_s3(backend: str, db_url: str, s3_settings_factory: Any) -> None:
+    target = s3_settings_factory(backend, iceberg=True)
+    store, settings = target.store, target.settings
+    old = make_jobs(db_url, specs(9, ("mail", "reports"), BASE - 40 * DAY), flush=(store, settings))
+    new = make_jobs(db_url, specs(6, ("mail",), BASE), flush=(store, settings))
+    assert listed_ids(db_url) == table_ids(db_url, store) == set(old) | set(new)
+    assert iceberg.metadata_location(db_url, store).startswith(f"s3://{target.bucket}/")
+    purge_archived_jobs(db_url, store, settings, BASE - 20 * DAY)
+    assert listed_ids(db_url) == table_ids(db_url, store) == set(new)
+    assert verify_archive(db_url, store, settings).ok
