@@ -74,6 +74,9 @@ class Settings:
     request_deadline: float = 30.0
     # The cold archive also as an Iceberg table (tiering.engine.iceberg): off unless asked for.
     iceberg: bool = False
+    # Purge and erase expire the table's snapshots older than this (seconds), so purged or erased rows are named
+    # by no snapshot once the window passes (time travel within it).
+    iceberg_snapshot_retention: float = 7 * 86400.0
 
     @property
     def resolved_store_url(self) -> str:
@@ -126,6 +129,7 @@ _ENV_NAMES: dict[str, str] = {
     "search_queue": "TIERING_SEARCH_QUEUE",
     "request_deadline": "TIERING_REQUEST_DEADLINE",
     "iceberg": "TIERING_ICEBERG",
+    "iceberg_snapshot_retention": "TIERING_ICEBERG_SNAPSHOT_RETENTION",
 }
 
 

@@ -94,6 +94,18 @@ def test_table_follows_flush_purge_and_erase(db_url: str, local: tuple[LocalStor
     assert table_ids(db_url, store) == set(new) - set(erased)
 
 
+def test_erase_expires_snapshots_past_the_window(db_url: str, local: tuple[LocalStore, Settings]) -> None:
+    store, settings = local
+    short = settings.with_overrides(iceberg_snapshot_retention=0.001)
+    ids = make_jobs(db_url, specs(8, ("mail",), BASE - DAY), flush=(store, short))
+    ids += make_jobs(db_url, specs(4, ("mail",), BASE), flush=(store, short))
+    assert len(iceberg.open_table(db_url, store).snapshots()) == 2  # flushes expire nothing
+    erase_jobs(db_url, store, short, ids=ids[:1])
+    table = iceberg.open_table(db_url, store)
+    assert [s.snapshot_id for s in table.snapshots()] == [table.current_snapshot().snapshot_id]
+    assert table_ids(db_url, store) == set(ids[1:]) == listed_ids(db_url)  # the erased job is in no snapshot
+
+
 def test_a_registry_column_joins_the_table_schema(db_url: str, local: tuple[LocalStore, Settings]) -> None:
     store, settings = local
     before = make_jobs(db_url, specs(4, ("mail",), BASE - DAY), flush=(store, settings))

@@ -366,7 +366,7 @@ def erase_jobs(
         publish_listing_quietly(url, store)  # the analysts' file list must not name erased objects
         from tiering.engine.iceberg import reconcile_quietly
 
-        reconcile_quietly(url, store, settings)  # the table drops deleted and rewritten objects in one snapshot
+        reconcile_quietly(url, store, settings, expire=True)  # drops deleted/rewritten objects, one snapshot
     return result
 
 

@@ -268,17 +268,22 @@ def reconcile(url: str, store: ObjectStore) -> ReconcileResult:
     return result
 
 
-def reconcile_quietly(url: str, store: ObjectStore, settings: Settings) -> list[str]:
-    """reconcile for the steps that change the manifest, when the table is enabled. A failure is a warning, never
-    the step's: the manifest committed, and the next reconcile publishes it."""
+def reconcile_quietly(url: str, store: ObjectStore, settings: Settings, *, expire: bool = False) -> list[str]:
+    """reconcile for the steps that change the manifest, when the table is enabled; `expire` (purge, erase) then
+    drops snapshots older than settings.iceberg_snapshot_retention. A failure is a warning, never the step's: the
+    manifest committed, and the next reconcile publishes it."""
     if not settings.iceberg:
         return []
     try:
         reconcile(url, store)
+        if expire:
+            expire_snapshots(url, store, timedelta(seconds=settings.iceberg_snapshot_retention))
         return []
     except Exception as exc:  # noqa: BLE001 - derived data; the next step or `verify --repair` re-publishes
-        message = (f"Iceberg table not updated ({type(exc).__name__}: {exc}); "
-                   "the next step or `tiering archive iceberg publish` publishes it")  # fmt: skip
+        message = (
+            f"Iceberg table not updated ({type(exc).__name__}: {exc}); "
+            "the next step or `tiering archive iceberg publish` publishes it"
+        )
         log.warning("%s", message)
         return [message]
 

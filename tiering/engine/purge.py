@@ -602,7 +602,7 @@ def purge_archived_jobs(
     if not dry_run:
         from tiering.engine.iceberg import reconcile_quietly
 
-        reconcile_quietly(url, store, settings)  # the table drops deleted and rewritten objects in one snapshot
+        reconcile_quietly(url, store, settings, expire=True)  # drops deleted/rewritten objects, one snapshot
     return result
 
 
