@@ -6,6 +6,8 @@ Only opened when the Iceberg table is enabled: nothing is created in the databas
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from tiering.errors import ConfigError
@@ -34,3 +36,20 @@ def open_catalog(database_url: str, warehouse: str, **properties: Any) -> SqlCat
         raise ConfigError("the Iceberg SQL catalog needs a postgresql:// database URL, not a key=value string")
 
     return SqlCatalog(CATALOG_NAME, uri=sqlalchemy_url(database_url), warehouse=warehouse, **properties)
+
+
+PUBLISH_LOCK_KEY = "tiering:iceberg"
+
+
+@contextmanager
+def publish_lock(database_url: str) -> Iterator[None]:
+    """One tiering process at a time reads the table, computes and commits a snapshot: pyiceberg 0.12's SQL catalog
+    let concurrent appends from one base snapshot all commit (each file added once per writer)."""
+    from tiering.db.connection import connect
+
+    with connect(database_url, autocommit=True) as conn:
+        conn.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (PUBLISH_LOCK_KEY,))
+        try:
+            yield
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (PUBLISH_LOCK_KEY,))

@@ -226,12 +226,21 @@ def check(url: str, store: ObjectStore) -> Difference:
 def reconcile(url: str, store: ObjectStore) -> ReconcileResult:
     """Make the current snapshot's data files the manifest's committed objects, in one snapshot (none when they
     already agree). Idempotent: it heals any earlier step that committed the manifest but not the table."""
+    from tiering.db.iceberg import publish_lock
+
+    started = time.perf_counter()
+    with publish_lock(url):
+        result = _reconcile(url, store)
+    result.execution_time_s = time.perf_counter() - started
+    return result
+
+
+def _reconcile(url: str, store: ObjectStore) -> ReconcileResult:
     from pyiceberg.exceptions import CommitFailedException
     from pyiceberg.io.pyarrow import parquet_file_to_data_file
 
-    started = time.perf_counter()
     result = ReconcileResult()
-    for attempt in range(COMMIT_ATTEMPTS):
+    for attempt in range(COMMIT_ATTEMPTS):  # another writer of the catalog (not tiering) may commit meanwhile
         table = open_table(url, store)
         wanted = _committed_uris(url, store)
         current = _current_files(table)
@@ -264,7 +273,6 @@ def reconcile(url: str, store: ObjectStore) -> ReconcileResult:
         snapshot = table.current_snapshot()
         result.snapshot_id = snapshot.snapshot_id if snapshot else None
         break
-    result.execution_time_s = time.perf_counter() - started
     return result
 
 
@@ -291,6 +299,13 @@ def reconcile_quietly(url: str, store: ObjectStore, settings: Settings, *, expir
 def expire_snapshots(url: str, store: ObjectStore, older_than: timedelta) -> int:
     """Drop snapshots older than `older_than` (never the current one), so files purged or erased from the store
     are named by no snapshot once the window passes; returns how many were dropped."""
+    from tiering.db.iceberg import publish_lock
+
+    with publish_lock(url):
+        return _expire(url, store, older_than)
+
+
+def _expire(url: str, store: ObjectStore, older_than: timedelta) -> int:
     table = open_table(url, store)
     current = table.current_snapshot()
     cutoff = datetime.now(UTC) - older_than
