@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from datetime import date
 from pathlib import Path
@@ -92,7 +93,16 @@ def duckdb_cmd(
             output.warn(warning)
         sys.stdout.write(duckdb_sql(c.database_url, c.store, c.settings, show_secrets=show_secrets))
         return
-    conn = open_duckdb(c.database_url, c.store, c.settings, database=duckdb_file)
+    interactive = execute is None and sys.stdin.isatty()
+    if interactive:
+        # DuckDB's worker threads are created now and inherit this mask: Ctrl-C then always reaches the main
+        # thread, which waits in readline (a SIGINT taken by a worker thread would not wake it up)
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        conn = open_duckdb(c.database_url, c.store, c.settings, database=duckdb_file)
+    finally:
+        if interactive:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     if execute is not None:
         _run(conn, execute, fmt)
         return
