@@ -37,6 +37,12 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
         "tiering archive erase --job-id 3f2b8c1e-9a4d-4c7e-8f00-1234567890ab --request-ref GDPR-42 --yes",
     ),
     "archive stats": ("tiering archive stats --detailed", "tiering archive stats --watch --interval 5s"),
+    "archive iceberg publish": (
+        "TIERING_ICEBERG=1 tiering archive iceberg publish",
+        "TIERING_ICEBERG=1 tiering archive iceberg publish --format json",
+    ),
+    "archive iceberg verify": ("TIERING_ICEBERG=1 tiering archive iceberg verify --format json",),
+    "archive iceberg expire-snapshots": ("TIERING_ICEBERG=1 tiering archive iceberg expire-snapshots --older-than 7d",),
     "archive lifecycle plan": ("tiering archive lifecycle plan", "tiering archive lifecycle plan --format json"),
     "archive lifecycle apply": ("tiering archive lifecycle apply --yes",),
     "audit": ("tiering audit --since 7d", "tiering audit --since 2024-05-01 --operation purge --format json"),
