@@ -14,6 +14,7 @@ import psycopg
 
 from bench.duck import connect as duck_connect
 from bench.proxy import counting_proxy
+from tiering.context import Session
 from tiering.engine.query import search_archived_jobs
 from tiering.engine.restore import restore_archived_job
 from tiering.settings import Settings
@@ -46,7 +47,8 @@ def run(url: str, settings: Settings, s3: Any, say: Callable[[str], None], resto
     found = 0
     for _ in range(3):
         start = time.perf_counter()
-        result = search_archived_jobs(url, store, SEARCH_KEY, SEARCH_VALUE, queue=SEARCH_QUEUE)
+        with Session(settings, database_url=url, store=store) as session:
+            result = search_archived_jobs(session, SEARCH_KEY, SEARCH_VALUE, queue=SEARCH_QUEUE)
         tiering_times.append(time.perf_counter() - start)
         found = len(result.items)
     con = duck_connect("httpfs", "json")
@@ -76,10 +78,11 @@ def run(url: str, settings: Settings, s3: Any, say: Callable[[str], None], resto
     kbytes: list[float] = []
     with counting_proxy(s3.endpoint) as proxy:
         pstore = open_store(replace(settings, s3_endpoint_url=proxy.endpoint))
+        psession = Session(settings, database_url=url, store=pstore)
         for job_id in random.Random(7).sample(ids, min(restores, len(ids))):
             proxy.reset()
             start = time.perf_counter()
-            restore_archived_job(url, pstore, settings, job_id, initiated_by="bench")
+            restore_archived_job(psession, job_id, initiated_by="bench")
             latencies.append(time.perf_counter() - start)
             n, down = proxy.snapshot()
             requests.append(n)

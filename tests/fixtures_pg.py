@@ -11,6 +11,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from tests.helpers import close_sessions
 from tiering.db.migrations import migrate
 
 
@@ -57,7 +58,10 @@ def db_url(pg_server_url: str) -> Iterator[str]:
     name = "t_" + uuid.uuid4().hex[:12]
     with psycopg.connect(pg_server_url, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}" TEMPLATE tiering_template')
-    yield _with_db(pg_server_url, name)
+    try:
+        yield _with_db(pg_server_url, name)
+    finally:
+        close_sessions()  # the pools of tests.helpers.session_for, before the database goes
     with psycopg.connect(pg_server_url, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
@@ -71,3 +75,10 @@ def empty_db_url(pg_server_url: str) -> Iterator[str]:
     yield _with_db(pg_server_url, name)
     with psycopg.connect(pg_server_url, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(autouse=True)
+def _close_test_sessions() -> Iterator[None]:
+    """Sessions a test opened without a db_url fixture (e.g. against a server's database) close after it."""
+    yield
+    close_sessions()

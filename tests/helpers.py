@@ -75,3 +75,28 @@ def count(conn: psycopg.Connection, table: str, where: str = "TRUE", params: Any
     row = conn.execute(f"SELECT count(*) FROM {table} WHERE {where}", params).fetchone()
     assert row is not None
     return int(row[0])
+
+
+# --- archive sessions -------------------------------------------------------------------------------
+
+_SESSIONS: dict[tuple[str, int, int], tuple[Any, Any, Any]] = {}
+
+
+def session_for(url: str, store: Any = None, settings: Any = None) -> Any:
+    """The archive session of (database, store, settings), shared within one test and closed after it
+    (tests.fixtures_pg closes them); `store`/`settings` default to what Settings() opens."""
+    from tiering.context import Session
+    from tiering.settings import Settings
+
+    key = (url, id(store), id(settings))
+    found = _SESSIONS.get(key)
+    if found is None:
+        session = Session(settings or Settings(database_url=url), database_url=url, store=store)
+        found = _SESSIONS[key] = (session, store, settings)  # store/settings kept alive: their ids stay unique
+    return found[0]
+
+
+def close_sessions() -> None:
+    while _SESSIONS:
+        _, (session, _, _) = _SESSIONS.popitem()
+        session.close()

@@ -1,10 +1,21 @@
-"""What an entry point (CLI, service, scheduler) needs: settings, a migrated database, the object store."""
+"""The archive session: settings, a pooled (and migrated) database and the object store, opened once.
+
+Every entry point (CLI, API, scheduler) opens ONE session and hands it to the engine:
+
+    with Session(load_settings()) as session:
+        flush_staged(session, policy, config)
+
+Engine functions take the session (or a connection from `session.connection()`) and never connect from a
+URL. The database is resolved (embedded PostgreSQL only when no URL is configured), migrated and pooled on
+first use, so commands that never touch it (`lifecycle plan`, `--help`) never start it.
+"""
 
 from __future__ import annotations
 
 import threading
-from functools import cached_property
-from typing import TYPE_CHECKING
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
 
 from tiering.db.connection import connect, resolve_database_url, with_timeouts
 from tiering.db.migrations import migrate
@@ -13,43 +24,127 @@ from tiering.policy import ArchivalConfig, ArchivalPolicy, load_policy_file, pol
 from tiering.settings import Settings
 
 if TYPE_CHECKING:
+    import psycopg
+
+    from tiering.db.pool import Pool
     from tiering.store.base import ObjectStore
 
+# Connections one engine call may hold at once besides its worker threads' (audit row, retention lock,
+# work, rewrite's pending row and swap).
+_POOL_HEADROOM = 8
 
-class Context:
-    """Resolved once per process; the database is migrated on first use."""
 
-    def __init__(self, settings: Settings) -> None:
+class Session:
+    """Resolved once per process (or per test); thread-safe; close() releases the pool."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        database_url: str | None = None,
+        store: ObjectStore | None = None,
+        application_name: str = "tiering",
+    ) -> None:
         self.settings = settings
+        self.application_name = application_name
         self._lock = threading.Lock()
+        self._url = None if database_url is None else with_timeouts(database_url, settings)
+        self._migrated = False
+        self._pool: Pool | None = None
+        self._store = store
+        self._closed = False
 
-    @cached_property
+    # --- database -----------------------------------------------------------------------------------
+
+    @property
     def database_url(self) -> str:
+        """The database this session uses, migrated (resolved and started on first use)."""
         with self._lock:
-            url = with_timeouts(resolve_database_url(self.settings), self.settings)
-            with connect(url) as conn:
-                migrate(conn)
-            return url
+            if self._url is None:
+                self._url = with_timeouts(resolve_database_url(self.settings), self.settings)
+            if not self._migrated:
+                with connect(self._url) as conn:  # a direct connection: a bad URL fails now, clearly
+                    migrate(conn)
+                self._migrated = True
+            return self._url
 
-    @cached_property
+    @property
+    def pool(self) -> Pool:
+        url = self.database_url
+        with self._lock:
+            if self._pool is None:
+                from tiering.db.pool import Pool
+
+                self._pool = Pool(
+                    url, max_size=self.settings.workers + _POOL_HEADROOM, application_name=self.application_name
+                )
+            return self._pool
+
+    @contextmanager
+    def connection(self, *, autocommit: bool = False) -> Iterator[psycopg.Connection]:
+        """A pooled connection: committed when the block ends, rolled back if it raises."""
+        with self.pool.connection(autocommit=autocommit) as conn:
+            yield conn
+
+    @contextmanager
+    def arrow_connection(self) -> Iterator[Any]:
+        """An ADBC connection (Arrow in and out of PostgreSQL) for the flush's bulk reads; not pooled."""
+        from tiering.db import arrow as arrowdb
+
+        conn = arrowdb.connect_arrow(self.database_url)
+        try:
+            yield conn
+        finally:
+            conn.close()
+
+    # --- store --------------------------------------------------------------------------------------
+
+    @property
     def store(self) -> ObjectStore:
-        from tiering.db.manifest import adopt_unnamed_bucket
+        """The store given, or the one settings.store_url names (opened on first use)."""
+        with self._lock:
+            if self._store is not None:
+                return self._store
         from tiering.store import open_store
 
         store = open_store(self.settings)
         if store.location.scheme == "file":  # before local stores recorded their root, they wrote ''
-            with connect(self.database_url) as conn:
+            from tiering.db.manifest import adopt_unnamed_bucket
+
+            with self.connection() as conn:
                 adopt_unnamed_bucket(conn, store.location.bucket)
-        return store
+        with self._lock:
+            if self._store is None:
+                self._store = store
+            return self._store
+
+    # --- policy -------------------------------------------------------------------------------------
 
     def load_policy(self, policy_file: str | None = None) -> tuple[ArchivalPolicy, ArchivalConfig, str]:
         """The policy a run uses: a file if given, else the stored policy, else the defaults."""
         if policy_file:
             policy, config = load_policy_file(policy_file)
             return policy, config, f"file:{policy_file}"
-        with connect(self.database_url) as conn:
+        with self.connection() as conn:
             document = get_policy_document(conn)
         if document is not None:
             policy, config = policy_from_dict(document, source="stored policy")
             return policy, config, "stored"
         return ArchivalPolicy(), ArchivalConfig(), "defaults"
+
+    # --- lifetime -----------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close()
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+Context = Session  # the former name, kept while callers move over

@@ -23,8 +23,7 @@ import psycopg
 import pytest
 
 from tests.fixtures_pg import _with_db
-from tests.helpers import count, insert_job
-from tiering.context import Context
+from tests.helpers import count, insert_job, session_for
 from tiering.settings import load_settings
 
 TOKEN = "tok-" + uuid.uuid4().hex
@@ -51,9 +50,11 @@ class ApiServer:
         h.update(headers or {})
         return httpx.Client(base_url=self.base, headers=h, timeout=60)
 
-    def context(self) -> Context:
-        """The engine's view of the same database and bucket, for direct comparisons."""
-        return Context(load_settings(env=self.env))
+    def context(self) -> Any:
+        """The engine's view of the same database and bucket (a session closed after the test)."""
+        settings = load_settings(env=self.env)
+        assert settings.database_url is not None
+        return session_for(settings.database_url, settings=settings)
 
 
 @contextlib.contextmanager
@@ -363,7 +364,7 @@ def test_run_dry_run_then_real_run_and_list_equals_engine(server: ApiServer, api
     assert result["flush"]["jobs_flushed"] == 7
     page = data(api.get("/api/archive/jobs", params={"queue": queue, "limit": 3, "offset": 2}))
     assert page["pagination"] == {"total": 7, "limit": 3, "offset": 2, "has_more": True}
-    engine = list_archived_jobs(server.context().database_url, queue=queue, limit=3, offset=2)
+    engine = list_archived_jobs(session_for(server.context().database_url), queue=queue, limit=3, offset=2)
     assert page["items"] == json.loads(json.dumps(engine.to_dict()["items"]))
     everything = data(api.get("/api/archive/jobs", params={"queue": queue, "status": "completed", "limit": 100}))
     assert sorted(j["job_id"] for j in everything["items"]) == sorted(str(i) for i in ids)
@@ -382,11 +383,11 @@ def test_get_job_with_payload_and_search_equal_engine(server: ApiServer, api: ht
     job = data(api.get(f"/api/archive/jobs/{ids[0]}", params={"payload": "true"}))
     assert job["payload"] == {"order": {"id": 42}, "kind": "refund"}
     ctx = server.context()
-    assert job == json.loads(json.dumps(get_archived_job(ctx.database_url, ctx.store, ids[0]).to_dict()))
+    assert job == json.loads(json.dumps(get_archived_job(session_for(ctx.database_url, ctx.store), ids[0]).to_dict()))
     bare = data(api.get(f"/api/archive/jobs/{ids[0]}"))
     assert "payload" not in bare and bare["job_id"] == str(ids[0])
     found = data(api.get("/api/archive/search", params={"key": "order.id", "value": "42", "queue": queue}))
-    engine = search_archived_jobs(ctx.database_url, ctx.store, "order.id", "42", queue=queue, limit=100)
+    engine = search_archived_jobs(session_for(ctx.database_url, ctx.store), "order.id", "42", queue=queue, limit=100)
     assert found["count"] == 3 == len(engine)
     assert sorted(i["job_id"] for i in found["items"]) == sorted(i.job_id for i in engine.items)
     none = data(api.get("/api/archive/search", params={"key": "order.id", "value": "43", "queue": queue}))
@@ -424,7 +425,7 @@ def test_bulk_restore_preview_then_restore(server: ApiServer, api: httpx.Client)
     seed(url, queue, 2, status="Failed")
     archive_queue(api, queue)
     ctx = server.context()
-    engine = restore_archived_jobs(ctx.database_url, ctx.store, ctx.settings, queue=queue, status="Failed",
+    engine = restore_archived_jobs(session_for(ctx.database_url, ctx.store, ctx.settings), queue=queue, status="Failed",
                                    dry_run=True)  # fmt: skip
     preview = data(api.post("/api/archive/restore", json={"queue": queue, "status": "failed", "dry_run": True}))
     assert preview["state"] == "succeeded"
@@ -485,7 +486,7 @@ def test_purge_preview_equals_engine_then_purge(server: ApiServer, api: httpx.Cl
     future = (datetime.now(UTC) + timedelta(days=1)).date().isoformat()
     preview = data(api.delete("/api/archive/purge", params={"older_than": future, "queue": queue, "dry_run": "true"}))
     ctx = server.context()
-    engine = preview_purge_operation(ctx.database_url, ctx.store, ctx.settings,
+    engine = preview_purge_operation(session_for(ctx.database_url, ctx.store, ctx.settings),
                                      datetime.fromisoformat(future).replace(tzinfo=UTC), queue=queue)  # fmt: skip
     assert preview["jobs_to_purge"] == 6 == engine.jobs_to_purge
     assert preview["objects_to_delete"] == engine.objects_to_delete

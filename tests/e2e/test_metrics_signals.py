@@ -140,7 +140,7 @@ def test_the_scheduler_reports_each_run_like_a_cron_job(db_url: str, tmp_path: P
     """`tiering schedule --metrics-file F`: each scheduled run goes through the same report as a cron run."""
     from datetime import UTC, datetime, timedelta
 
-    from tiering.context import Context
+    from tests.helpers import session_for
     from tiering.metrics import report_run
     from tiering.service.app import build_scheduler
     from tiering.settings import Settings
@@ -149,8 +149,9 @@ def test_the_scheduler_reports_each_run_like_a_cron_job(db_url: str, tmp_path: P
         for _ in range(3):
             insert_job(conn, queue="sched-metrics")
         conn.commit()
-    ctx = Context(Settings(database_url=db_url, home=tmp_path, store_url=(tmp_path / "objects").as_uri(),
-                           workers=1, schedules={"archive": "* * * * *"}))  # fmt: skip
+    ctx = session_for(db_url, settings=Settings(database_url=db_url, home=tmp_path, workers=1,
+                                                store_url=(tmp_path / "objects").as_uri(),
+                                                schedules={"archive": "* * * * *"}))  # fmt: skip
     prom = tmp_path / "schedule.prom"
 
     def report(task: str, result: dict[str, Any] | None, seconds: float, ok: bool) -> None:

@@ -25,7 +25,7 @@ import psycopg
 import pytest
 
 from tests.fixtures_s3 import S3Server
-from tests.helpers import count, insert_job
+from tests.helpers import count, insert_job, session_for
 from tiering.engine.archive import archive_jobs
 from tiering.policy import ArchivalConfig, ArchivalPolicy
 
@@ -237,7 +237,7 @@ def test_unresponsive_s3_endpoint_fails_within_the_deadline(db_url: str, tmp_pat
                                                             command: tuple[str, ...]) -> None:  # fmt: skip
     _hot_jobs(db_url)
     if command[1] == "flush":  # something staged to upload
-        archive_jobs(db_url, None, ArchivalPolicy(), ArchivalConfig())
+        archive_jobs(session_for(db_url), None, ArchivalPolicy(), ArchivalConfig())
     before = _counts(db_url)
     out, _elapsed = tiering(_silent_s3_env(tmp_path, db_url, silent), *command)
     assert out.returncode == 7, out.stderr

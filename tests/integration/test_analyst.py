@@ -14,7 +14,7 @@ import duckdb
 import psycopg
 import pytest
 
-from tests.helpers import insert_job
+from tests.helpers import insert_job, session_for
 from tiering import layout
 from tiering.engine.analyst import athena_ddl, duckdb_sql, open_duckdb
 from tiering.engine.archive import archive_jobs
@@ -38,8 +38,8 @@ def _fill(db_url: str, target: Any) -> dict[str, int]:
             insert_job(conn, queue=q, status="Completed" if i % 3 else "Failed", age=(10 + i % 3) * DAY,
                        payload={"customer": {"id": 500 + i % 5}, "i": i})  # fmt: skip
         conn.commit()
-    archive_jobs(db_url, None, POLICY, ArchivalConfig())
-    flush_staged(db_url, target.store, target.settings, POLICY, ArchivalConfig())
+    archive_jobs(session_for(db_url), None, POLICY, ArchivalConfig())
+    flush_staged(session_for(db_url, target.store, target.settings), POLICY, ArchivalConfig())
     return per_queue
 
 
@@ -54,7 +54,7 @@ def test_duckdb_session_reads_exactly_the_committed_objects(db_url: str, s3_sett
     # an orphan object under the same prefix (no committed manifest row) must stay invisible
     stray = target.store.key(f"queue={layout.queue_slug('email')}/date=2020-01-01/part-stray.parquet")
     target.store.put_bytes(stray, b"not parquet")
-    con = open_duckdb(db_url, target.store, target.settings)
+    con = open_duckdb(session_for(db_url, target.store, target.settings))
     counts = {r["queue_name"]: r["n"] for r in _arrow(con, "SELECT queue_name, count(*) AS n FROM archived_jobs "
                                                            "GROUP BY 1")}  # fmt: skip
     assert counts == per_queue
@@ -67,17 +67,17 @@ def test_duckdb_session_reads_exactly_the_committed_objects(db_url: str, s3_sett
     hits = _arrow(con, "SELECT id FROM archived_jobs WHERE json_extract(payload, '$.customer.id')::INT = 502")
     assert len(hits) == 6
     # the printed SQL sets up the same session; the secret key is masked unless asked for
-    masked = duckdb_sql(db_url, target.store, target.settings, show_secrets=False)
+    masked = duckdb_sql(session_for(db_url, target.store, target.settings), show_secrets=False)
     assert os.environ["AWS_SECRET_ACCESS_KEY"] not in masked and "<AWS_SECRET_ACCESS_KEY>" in masked
     assert "URL_STYLE 'path'" in masked and "USE_SSL false" in masked and "part-stray" not in masked
     con2 = duckdb.connect()
-    con2.execute(duckdb_sql(db_url, target.store, target.settings, show_secrets=True))
+    con2.execute(duckdb_sql(session_for(db_url, target.store, target.settings), show_secrets=True))
     assert _arrow(con2, "SELECT count(*) AS n FROM archived_jobs") == [{"n": 30}]
 
 
 def test_duckdb_session_on_an_empty_archive(db_url: str, s3_settings_factory: Any) -> None:
     target = s3_settings_factory("local")
-    con = open_duckdb(db_url, target.store, target.settings)
+    con = open_duckdb(session_for(db_url, target.store, target.settings))
     assert _arrow(con, "SELECT count(*) AS n FROM archived_jobs") == [{"n": 0}]
     cols = [r["column_name"] for r in _arrow(con, "SELECT column_name FROM (DESCRIBE archived_jobs)")]
     assert cols == [*ARCHIVE_SCHEMA.names, "queue", "date"]
@@ -86,7 +86,7 @@ def test_duckdb_session_on_an_empty_archive(db_url: str, s3_settings_factory: An
 def test_athena_ddl_has_projection_and_every_column(db_url: str, s3_settings_factory: Any) -> None:
     target = s3_settings_factory("moto_server")
     _fill(db_url, target)
-    ddl = athena_ddl(db_url, target.store, target.settings, database="analytics")
+    ddl = athena_ddl(session_for(db_url, target.store, target.settings), database="analytics")
     assert "CREATE EXTERNAL TABLE IF NOT EXISTS `analytics`.`archived_jobs_all`" in ddl  # the raw rows
     assert 'CREATE OR REPLACE VIEW "analytics"."archived_jobs" AS' in ddl  # each job once
     assert "PARTITIONED BY (`queue` string, `date` date)" in ddl
@@ -97,13 +97,13 @@ def test_athena_ddl_has_projection_and_every_column(db_url: str, s3_settings_fac
     for field in ARCHIVE_SCHEMA:
         assert f"`{field.name}` " in ddl
     assert "`depends_on` array<string>" in ddl and "`created_at` timestamp" in ddl
-    injected = athena_ddl(db_url, target.store, target.settings, queue_projection="injected")
+    injected = athena_ddl(session_for(db_url, target.store, target.settings), queue_projection="injected")
     assert "'projection.queue.type'='injected'" in injected and "projection.queue.values" not in injected
     with pytest.raises(InvalidInputError):
-        athena_ddl(db_url, target.store, target.settings, table="x; DROP TABLE y")
+        athena_ddl(session_for(db_url, target.store, target.settings), table="x; DROP TABLE y")
     local = s3_settings_factory("local")
     with pytest.raises(InvalidInputError, match="S3"):
-        athena_ddl(db_url, local.store, local.settings)
+        athena_ddl(session_for(db_url, local.store, local.settings))
 
 
 def test_cli_analyst_duckdb_and_athena(db_url: str, tmp_path: Path, s3_settings_factory: Any) -> None:
@@ -138,17 +138,17 @@ def test_views_show_each_archived_job_once_as_it_is_now(db_url: str, s3_settings
         ids = [str(r[0]) for r in conn.execute("SELECT job_id FROM tiering_job_index ORDER BY job_id LIMIT 2")]
     restored, rearchived = ids
     for jid in ids:
-        assert restore_archived_job(db_url, target.store, target.settings, jid).restored
+        assert restore_archived_job(session_for(db_url, target.store, target.settings), jid).restored
     with psycopg.connect(db_url) as conn:  # the job ran again and finished: archived a second time
         conn.execute(
             "UPDATE hammerwork_jobs SET status = 'Completed', completed_at = now() - interval '3 days' WHERE id = %s",
             (rearchived,),
         )
         conn.commit()
-    archive_jobs(db_url, None, POLICY, ArchivalConfig())
-    flush_staged(db_url, target.store, target.settings, POLICY, ArchivalConfig())
+    archive_jobs(session_for(db_url), None, POLICY, ArchivalConfig())
+    flush_staged(session_for(db_url, target.store, target.settings), POLICY, ArchivalConfig())
 
-    con = open_duckdb(db_url, target.store, target.settings)
+    con = open_duckdb(session_for(db_url, target.store, target.settings))
     assert _arrow(con, "SELECT count(*) AS n, count(DISTINCT id) AS d FROM archived_jobs") == [{"n": 29, "d": 29}]
     assert _arrow(con, f"SELECT count(*) AS n FROM archived_jobs WHERE id = '{restored}'") == [{"n": 0}]
     newest = _arrow(con, f"SELECT archived_at FROM archived_jobs_all WHERE id = '{rearchived}' ORDER BY 1 DESC")
@@ -158,14 +158,14 @@ def test_views_show_each_archived_job_once_as_it_is_now(db_url: str, s3_settings
     assert _arrow(con, "SELECT count(*) AS n FROM archived_jobs_all") == [{"n": 31}]
     # the printed SQL reads the listing at query time: the same view after another restore and a flush
     con2 = duckdb.connect()
-    con2.execute(duckdb_sql(db_url, target.store, target.settings, show_secrets=True))
+    con2.execute(duckdb_sql(session_for(db_url, target.store, target.settings), show_secrets=True))
     assert _arrow(con2, "SELECT count(*) AS n FROM archived_jobs") == [{"n": 29}]
     with psycopg.connect(db_url) as conn:
         more = [str(r[0]) for r in conn.execute("SELECT job_id FROM tiering_job_index WHERE restored_at IS NULL "
                                                  "ORDER BY job_id DESC LIMIT 3")]  # fmt: skip
     from tiering.engine.restore import restore_archived_jobs
 
-    bulk = restore_archived_jobs(db_url, target.store, target.settings, queue="email", count=3)
+    bulk = restore_archived_jobs(session_for(db_url, target.store, target.settings), queue="email", count=3)
     assert bulk.restored == 3 and more
     files = target.store.analyst_path(target.store.key("_tiering/analyst/files/files.parquet"))
     con2.execute(f"SET VARIABLE tiering_files = (SELECT list(location) FROM read_parquet('{files}'))")
@@ -174,11 +174,11 @@ def test_views_show_each_archived_job_once_as_it_is_now(db_url: str, s3_settings
     with psycopg.connect(db_url) as conn:
         row = conn.execute("SELECT job_id::text FROM tiering_job_index WHERE restored_at IS NULL LIMIT 1").fetchone()
     assert row is not None
-    assert restore_archived_job(db_url, target.store, target.settings, row[0]).restored
+    assert restore_archived_job(session_for(db_url, target.store, target.settings), row[0]).restored
     assert _arrow(con2, "SELECT count(*) AS n FROM archived_jobs") == [{"n": 25}]
     assert _arrow(con2, f"SELECT count(*) AS n FROM archived_jobs WHERE id = '{row[0]}'") == [{"n": 0}]
     # and the Athena view does the same with "$path"
-    ddl = athena_ddl(db_url, target.store, target.settings)
+    ddl = athena_ddl(session_for(db_url, target.store, target.settings))
     assert 'CREATE OR REPLACE VIEW "archived_jobs" AS' in ddl and 's.location = a."$path"' in ddl
     assert "CREATE EXTERNAL TABLE IF NOT EXISTS `archived_jobs_superseded`" in ddl
     assert f"LOCATION 's3://{target.bucket}/archive/_tiering/analyst/superseded/'" in ddl

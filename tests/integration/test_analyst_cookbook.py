@@ -14,7 +14,7 @@ import pytest
 import sqlglot
 from sqlglot.errors import ErrorLevel
 
-from tests.helpers import insert_job
+from tests.helpers import insert_job, session_for
 from tiering.engine.analyst import open_duckdb
 from tiering.engine.archive import archive_jobs
 from tiering.engine.flush import flush_staged
@@ -59,9 +59,9 @@ def test_every_query_answers_in_duckdb(db_url: str, s3_settings_factory: Any) ->
             )
         )
         conn.commit()
-    assert archive_jobs(db_url, None, POLICY, ArchivalConfig()).jobs_archived == 10
-    flush_staged(db_url, target.store, target.settings, POLICY, ArchivalConfig())
-    con = open_duckdb(db_url, target.store, target.settings)
+    assert archive_jobs(session_for(db_url), None, POLICY, ArchivalConfig()).jobs_archived == 10
+    flush_staged(session_for(db_url, target.store, target.settings), POLICY, ArchivalConfig())
+    con = open_duckdb(session_for(db_url, target.store, target.settings))
     q = cookbook()
 
     def rows(name: str) -> list[dict[str, Any]]:

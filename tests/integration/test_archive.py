@@ -10,7 +10,7 @@ from datetime import timedelta
 import psycopg
 import pytest
 
-from tests.helpers import count, hammerwork_archive_copy, insert_job
+from tests.helpers import count, hammerwork_archive_copy, insert_job, session_for
 from tiering import codec
 from tiering.demo import seed_demo_jobs
 from tiering.engine.archive import archive_jobs
@@ -38,7 +38,7 @@ def test_moves_only_terminal_jobs_older_than_their_status_threshold(db_url: str)
         live = [insert_job(conn, status=s, age=400 * DAY) for s in ("Pending", "Running", "Retrying")]
         conn.commit()
 
-    stats = archive_jobs(db_url, None, policy, ArchivalConfig(), "manual", "tester")
+    stats = archive_jobs(session_for(db_url), None, policy, ArchivalConfig(), "manual", "tester")
 
     assert stats.jobs_archived == 4
     assert stats.by_status == {"Completed": 1, "Failed": 1, "Dead": 1, "TimedOut": 1}
@@ -55,7 +55,7 @@ def test_finish_timestamp_follows_status(db_url: str) -> None:
         job = insert_job(conn, status="Failed", age=DAY)
         conn.execute("UPDATE hammerwork_jobs SET completed_at = now() - interval '400 days' WHERE id = %s", (job,))
         conn.commit()
-    stats = archive_jobs(db_url, None, ArchivalPolicy(archive_failed_after=7 * DAY), ArchivalConfig())
+    stats = archive_jobs(session_for(db_url), None, ArchivalPolicy(archive_failed_after=7 * DAY), ArchivalConfig())
     assert stats.jobs_archived == 0
 
 
@@ -68,7 +68,7 @@ def test_queue_override_keeps_that_queue_whatever_the_status(db_url: str) -> Non
         moved = [insert_job(conn, queue="critical_queue", status=s, age=200 * DAY) for s in ("Completed", "Dead")]
         other = insert_job(conn, queue="email_queue", status="Completed", age=10 * DAY)
         conn.commit()
-    stats = archive_jobs(db_url, None, policy, ArchivalConfig())
+    stats = archive_jobs(session_for(db_url), None, policy, ArchivalConfig())
     assert stats.jobs_archived == 3
     assert stats.by_queue == {"critical_queue": 2, "email_queue": 1}
     with psycopg.connect(db_url) as conn:
@@ -82,7 +82,7 @@ def test_queue_filter_limits_the_run(db_url: str) -> None:
         insert_job(conn, queue="a")
         insert_job(conn, queue="b")
         conn.commit()
-    stats = archive_jobs(db_url, "a", ArchivalPolicy(), ArchivalConfig())
+    stats = archive_jobs(session_for(db_url), "a", ArchivalPolicy(), ArchivalConfig())
     assert stats.by_queue == {"a": 1}
     with psycopg.connect(db_url) as conn:
         assert count(conn, "hammerwork_jobs", "queue_name = 'b'") == 1
@@ -93,7 +93,7 @@ def test_legacy_quoted_statuses_are_archived_like_plain_ones(db_url: str) -> Non
         ids = [insert_job(conn, status=f'"{s}"', age=90 * DAY) for s in ("Completed", "Failed", "Dead", "TimedOut")]
         pending = insert_job(conn, status='"Pending"', age=90 * DAY)
         conn.commit()
-    stats = archive_jobs(db_url, None, ArchivalPolicy(), ArchivalConfig())
+    stats = archive_jobs(session_for(db_url), None, ArchivalPolicy(), ArchivalConfig())
     assert stats.jobs_archived == 4
     assert stats.by_status == {"Completed": 1, "Failed": 1, "Dead": 1, "TimedOut": 1}
     with psycopg.connect(db_url) as conn:
@@ -111,11 +111,11 @@ def test_hammerwork_archived_database_is_settled(db_url: str) -> None:
         compact = [hammerwork_archive_copy(conn, j) for j in marked]
         fresh = insert_job(conn, age=90 * DAY)
         conn.commit()
-    dry = archive_jobs(db_url, None, ArchivalPolicy(dry_run=True), ArchivalConfig())
+    dry = archive_jobs(session_for(db_url), None, ArchivalPolicy(dry_run=True), ArchivalConfig())
     assert dry.hot_copies_settled == 5
     assert dry.jobs_that_would_be_archived == 1
 
-    stats = archive_jobs(db_url, None, ArchivalPolicy(), ArchivalConfig())
+    stats = archive_jobs(session_for(db_url), None, ArchivalPolicy(), ArchivalConfig())
 
     assert stats.hot_copies_settled == 5
     assert stats.jobs_archived == 1
@@ -140,9 +140,9 @@ def test_payloads_stored_raw_by_default_and_gzip_when_configured_never_zstd(db_u
         old_big = insert_job(conn, queue="old", payload=big)
         g_big = insert_job(conn, queue="g", payload=big)
         conn.commit()
-    archive_jobs(db_url, "z", ArchivalPolicy(), ArchivalConfig(min_payload_size_for_compression=64))
-    archive_jobs(db_url, "old", ArchivalPolicy(), ArchivalConfig(payload_codec="zstd"))
-    archive_jobs(db_url, "g", ArchivalPolicy(), ArchivalConfig(payload_codec="gzip", compression_level=6))
+    archive_jobs(session_for(db_url), "z", ArchivalPolicy(), ArchivalConfig(min_payload_size_for_compression=64))
+    archive_jobs(session_for(db_url), "old", ArchivalPolicy(), ArchivalConfig(payload_codec="zstd"))
+    archive_jobs(session_for(db_url), "g", ArchivalPolicy(), ArchivalConfig(payload_codec="gzip", compression_level=6))
     with psycopg.connect(db_url) as conn:
         rows = {
             r[0]: (bytes(r[1]), r[2], r[3])
@@ -171,7 +171,7 @@ def test_hammerwork_columns_are_filled(db_url: str) -> None:
             depends_on=[],
         )
         conn.commit()
-    archive_jobs(db_url, None, ArchivalPolicy(), ArchivalConfig(), "compliance", "auditor")
+    archive_jobs(session_for(db_url), None, ArchivalPolicy(), ArchivalConfig(), "compliance", "auditor")
     with psycopg.connect(db_url) as conn:
         row = conn.execute(
             """SELECT priority, priority_weight, result, result_config, trace_id, archival_reason, archived_by,
@@ -195,7 +195,7 @@ def test_every_run_is_audited(db_url: str) -> None:
     with psycopg.connect(db_url) as conn:
         insert_job(conn)
         conn.commit()
-    stats = archive_jobs(db_url, None, ArchivalPolicy(), ArchivalConfig(), "maintenance", "ops")
+    stats = archive_jobs(session_for(db_url), None, ArchivalPolicy(), ArchivalConfig(), "maintenance", "ops")
     with psycopg.connect(db_url) as conn:
         row = conn.execute(
             "SELECT operation, initiated_by, reason, outcome, counts->>'jobs_archived', finished_at IS NOT NULL "
@@ -207,7 +207,7 @@ def test_every_run_is_audited(db_url: str) -> None:
 
 def test_bad_reason_is_refused(db_url: str) -> None:
     with pytest.raises(ConfigError, match="reason"):
-        archive_jobs(db_url, None, ArchivalPolicy(), ArchivalConfig(), "because")
+        archive_jobs(session_for(db_url), None, ArchivalPolicy(), ArchivalConfig(), "because")
 
 
 def test_dry_run_counts_equal_the_real_run(db_url: str) -> None:
@@ -216,11 +216,12 @@ def test_dry_run_counts_equal_the_real_run(db_url: str) -> None:
         conn.commit()
         hot_before = count(conn, "hammerwork_jobs")
     policy = ArchivalPolicy(batch_size=700).with_queue_specific_policy("critical_queue", 60 * DAY)
-    dry = archive_jobs(db_url, None, ArchivalPolicy(**{**policy.__dict__, "dry_run": True}), ArchivalConfig())
+    dry_policy = ArchivalPolicy(**{**policy.__dict__, "dry_run": True})
+    dry = archive_jobs(session_for(db_url), None, dry_policy, ArchivalConfig())
     with psycopg.connect(db_url) as conn:
         assert count(conn, "hammerwork_jobs") == hot_before
         assert count(conn, "hammerwork_jobs_archive") == 0
-    real = archive_jobs(db_url, None, policy, ArchivalConfig())
+    real = archive_jobs(session_for(db_url), None, policy, ArchivalConfig())
     assert dry.jobs_that_would_be_archived == real.jobs_archived > 0
     assert dry.by_queue == real.by_queue
     assert dry.by_queue_status == real.by_queue_status
@@ -233,13 +234,14 @@ def test_two_concurrent_runs_archive_each_job_exactly_once(db_url: str) -> None:
         conn.commit()
         total = count(conn, "hammerwork_jobs")
     policy = ArchivalPolicy(batch_size=1000)
-    eligible = archive_jobs(db_url, None, ArchivalPolicy(dry_run=True), ArchivalConfig()).jobs_that_would_be_archived
+    dry = archive_jobs(session_for(db_url), None, ArchivalPolicy(dry_run=True), ArchivalConfig())
+    eligible = dry.jobs_that_would_be_archived
     results: list[int] = []
     errors: list[BaseException] = []
 
     def run() -> None:
         try:
-            results.append(archive_jobs(db_url, None, policy, ArchivalConfig(), workers=2).jobs_archived)
+            results.append(archive_jobs(session_for(db_url), None, policy, ArchivalConfig(), workers=2).jobs_archived)
         except BaseException as exc:  # noqa: BLE001
             errors.append(exc)
 

@@ -9,7 +9,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.helpers import insert_job
+from tests.helpers import insert_job, session_for
 from tests.integration.test_purge import BASE, DAY, Spec, committed_keys, duck_rows, live_index, make_jobs, object_keys
 from tiering.db.operations import list_operations
 from tiering.engine.archive import archive_jobs
@@ -71,12 +71,13 @@ def test_erase_by_payload_match_leaves_no_trace(target: Any, db_url: str, tmp_pa
     erased = {w["cold"][0], w["cold"][2], w["cold"][3], w["staged"][0], w["hot"][0]}
     everyone = set(w["cold"]) | set(w["staged"]) | set(w["hot"])
 
-    dry = erase_jobs(db_url, store, settings, key="customer.id", value="42", dry_run=True, request_ref="REQ-1")
+    session = session_for(db_url, store, settings)
+    dry = erase_jobs(session, key="customer.id", value="42", dry_run=True, request_ref="REQ-1")
     assert set(dry.locations) == erased and dry.jobs_erased == 5
     assert (dry.objects_deleted, dry.objects_rewritten) == (1, 1)
     assert _everywhere(db_url, store, tmp_path)["cold"] == set(w["cold"])  # dry run changed nothing
 
-    result = erase_jobs(db_url, store, settings, key="customer.id", value="42", initiated_by="dpo", request_ref="REQ-1")
+    result = erase_jobs(session, key="customer.id", value="42", initiated_by="dpo", request_ref="REQ-1")
     assert result.complete and result.jobs_erased == 5
     assert (result.hot_erased, result.staging_erased, result.cold_erased) == (1, 1, 3)
     assert (result.objects_deleted, result.objects_rewritten) == (1, 1)
@@ -102,16 +103,16 @@ def test_erase_by_id_everywhere_and_other_jobs_survive(target: Any, db_url: str,
     w = _world(db_url, store, settings)
     targets = [w["cold"][1], w["cold"][5], w["staged"][1], w["hot"][1]]
     before = _everywhere(db_url, store, tmp_path)
-    result = erase_jobs(db_url, store, settings, ids=targets, request_ref="REQ-2")
+    result = erase_jobs(session_for(db_url, store, settings), ids=targets, request_ref="REQ-2")
     assert result.jobs_erased == 4 and result.objects_rewritten == 2 and result.objects_deleted == 0
     after = _everywhere(db_url, store, tmp_path)
     for tier in after:
         assert after[tier] == before[tier] - set(targets), tier
     assert set(live_index(db_url)) == set(w["cold"]) - set(targets)
     # unknown ids are fine; bad ones are refused
-    assert erase_jobs(db_url, store, settings, ids=[targets[0]]).jobs_erased == 0
+    assert erase_jobs(session_for(db_url, store, settings), ids=[targets[0]]).jobs_erased == 0
     with pytest.raises(InvalidInputError):
-        erase_jobs(db_url, store, settings, ids=["not-a-uuid"])
+        erase_jobs(session_for(db_url, store, settings), ids=["not-a-uuid"])
 
 
 def test_erase_counts_jobs_per_queue_for_the_stats(db_url: str, tmp_path: Path) -> None:
@@ -126,16 +127,16 @@ def test_erase_counts_jobs_per_queue_for_the_stats(db_url: str, tmp_path: Path) 
         conn.commit()
     settings = Settings(home=tmp_path, store_url=(tmp_path / "objects").as_uri())
     store = open_store(settings)
-    archive_jobs(db_url, "a", ArchivalPolicy(), ArchivalConfig())
-    flush_staged(db_url, store, settings, ArchivalPolicy(), ArchivalConfig())  # queue a cold, queue b hot
+    archive_jobs(session_for(db_url), "a", ArchivalPolicy(), ArchivalConfig())
+    flush_staged(session_for(db_url, store, settings), ArchivalPolicy(), ArchivalConfig())  # queue a cold, queue b hot
     with psycopg.connect(db_url) as conn:
         insert_job(conn, queue="b", status="Pending", payload={"customer": {"id": "c-9"}})
         conn.commit()
 
-    result = erase_jobs(db_url, store, settings, key="customer.id", value="c-9", initiated_by="dpo")
+    result = erase_jobs(session_for(db_url, store, settings), key="customer.id", value="c-9", initiated_by="dpo")
 
     assert result.jobs_by_queue == {"a": 3, "b": 4}
-    stats = get_archival_stats(db_url, settings)
+    stats = get_archival_stats(session_for(db_url, settings=settings))
     by_queue = stats["queues"]
     assert by_queue["a"]["jobs_erased_to_date"] == 3
     assert by_queue["b"]["jobs_erased_to_date"] == 4

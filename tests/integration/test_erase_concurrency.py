@@ -22,7 +22,7 @@ import psycopg
 import pyarrow.parquet as pq
 import pytest
 
-from tests.helpers import insert_job
+from tests.helpers import insert_job, session_for
 from tests.integration.test_purge import ARCHIVE_ALL, BASE, DAY, Spec, make_jobs
 from tiering import codec
 from tiering.engine.archive import archive_jobs
@@ -134,14 +134,14 @@ def _interleave(db_url: str, store: ObjectStore, settings: Settings, i: int, rng
     def other(hook: Any = None) -> None:
         try:
             if kind == "flush":
-                flush_staged(db_url, store, settings, ARCHIVE_ALL, config, claim_rows=3, crash_hook=hook)
+                flush_staged(session_for(db_url, store, settings), ARCHIVE_ALL, config, claim_rows=3, crash_hook=hook)
             elif kind == "run":
-                archive_jobs(db_url, None, ARCHIVE_ALL, config, "Automatic", "run", workers=2)
-                flush_staged(db_url, store, settings, ARCHIVE_ALL, config, claim_rows=3)
+                archive_jobs(session_for(db_url), None, ARCHIVE_ALL, config, "Automatic", "run", workers=2)
+                flush_staged(session_for(db_url, store, settings), ARCHIVE_ALL, config, claim_rows=3)
             elif kind == "purge":
-                purge_archived_jobs(db_url, store, settings, timedelta(days=699), initiated_by="purge")
+                purge_archived_jobs(session_for(db_url, store, settings), timedelta(days=699), initiated_by="purge")
             else:
-                restore_archived_jobs(db_url, store, settings, queue=f"q{i % 3}", initiated_by="restore")
+                restore_archived_jobs(session_for(db_url, store, settings), queue=f"q{i % 3}", initiated_by="restore")
         except RuntimeError as exc:
             if "injected crash" not in str(exc):
                 errors.append(exc)
@@ -150,7 +150,7 @@ def _interleave(db_url: str, store: ObjectStore, settings: Settings, i: int, rng
 
     def erase() -> None:
         try:
-            result.append(erase_jobs(db_url, store, settings, key="customer.id", value=str(customer)))
+            result.append(erase_jobs(session_for(db_url, store, settings), key="customer.id", value=str(customer)))
         except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 
@@ -189,8 +189,8 @@ def test_erase_is_linearizable_with_run_flush_purge_restore(db_url: str, tmp_pat
         _index_covers_committed(db_url, store)
     print("interleavings:", outcomes)
     # a final clean flush; then the archive is consistent: every object matches the manifest and the index
-    flush_staged(db_url, store, settings, ARCHIVE_ALL, ArchivalConfig())
-    report = verify_archive(db_url, store, settings, deep=True)
+    flush_staged(session_for(db_url, store, settings), ARCHIVE_ALL, ArchivalConfig())
+    report = verify_archive(session_for(db_url, store, settings), deep=True)
     assert report.ok, report.to_dict()
 
 
@@ -220,7 +220,7 @@ def test_a_move_tiering_does_not_order_is_caught_by_the_final_check(
         return real_scan(*args, **kwargs)
 
     monkeypatch.setattr(erase_mod, "_scan_object", scan_and_meanwhile_copy)
-    result = erase_jobs(db_url, store, settings, key="customer.id", value="4242")
+    result = erase_jobs(session_for(db_url, store, settings), key="customer.id", value="4242")
 
     assert copied and result.passes == 2, result.to_dict()
     assert result.complete and not result.remaining
@@ -245,7 +245,7 @@ def test_a_match_kept_by_an_object_lock_is_reported_and_keeps_its_index_row(
         Retention={"Mode": "GOVERNANCE", "RetainUntilDate": datetime.now(UTC) + timedelta(days=30)},
     )  # fmt: skip
 
-    result = erase_jobs(db_url, store, settings, key="customer.id", value="55")
+    result = erase_jobs(session_for(db_url, store, settings), key="customer.id", value="55")
 
     assert not result.complete and result.passes == 1  # explained by the lock: no pointless re-scans
     assert [lo.key for lo in result.locked_objects] == [locked_key]

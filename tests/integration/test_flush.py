@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import tiering.parquet as pqio
-from tests.helpers import count, insert_job
+from tests.helpers import count, insert_job, session_for
 from tiering import __version__, layout
 from tiering.db import manifest as mdb
 from tiering.demo import seed_demo_jobs
@@ -73,7 +73,7 @@ def all_job_ids(url: str) -> set[str]:
 
 
 def archive_all(url: str, policy: ArchivalPolicy = ALL_TERMINAL) -> int:
-    return archive_jobs(url, None, policy, CONFIG, "manual", "tester").jobs_archived
+    return archive_jobs(session_for(url), None, policy, CONFIG, "manual", "tester").jobs_archived
 
 
 def spread_archived_at(url: str, days: int = 3) -> None:
@@ -175,7 +175,8 @@ def cli_env(target: Any, url: str, home: Path, **extra: str) -> dict[str, str]:
 
 
 def flush(url: str, target: Any, policy: ArchivalPolicy = ALL_TERMINAL, store: ObjectStore | None = None, **kw: Any):
-    return flush_staged(url, store or target.store, target.settings, policy, CONFIG, initiated_by="tester", **kw)
+    session = session_for(url, store or target.store, target.settings)
+    return flush_staged(session, policy, CONFIG, initiated_by="tester", **kw)
 
 
 # --- end to end --------------------------------------------------------------------------------
@@ -245,7 +246,7 @@ def test_flush_end_to_end(backend: str, db_url: str, s3_settings_factory: Any) -
         assert r.max_archived_at == max(table.column("archived_at").to_pylist())
         assert sorted(r.statuses) == sorted(set(table.column("status").to_pylist()))
 
-    report = verify_archive(db_url, store, target.settings, deep=True)
+    report = verify_archive(session_for(db_url, store, target.settings), deep=True)
     assert report.ok and not report.problems, report.to_dict()
     assert report.objects_checked == report.deep_checked == len(snap.committed)
 
@@ -330,12 +331,12 @@ def test_sse_is_recorded_and_verified(db_url: str, s3_settings_factory: Any) -> 
     for r in snap.committed:
         assert r.encryption == "AES256"
         assert target.store.head(r.key).encryption == "AES256"
-    assert verify_archive(db_url, target.store, target.settings).ok
+    assert verify_archive(session_for(db_url, target.store, target.settings)).ok
     # verify notices an object recorded without the encryption the settings require
     with psycopg.connect(db_url) as conn:
         conn.execute("UPDATE tiering_manifest SET encryption = NULL WHERE id = %s", (snap.committed[0].id,))
         conn.commit()
-    report = verify_archive(db_url, target.store, target.settings)
+    report = verify_archive(session_for(db_url, target.store, target.settings))
     assert not report.ok
     assert [(p.kind, p.key) for p in report.problems] == [("encryption_mismatch", snap.committed[0].key)]
 
@@ -364,7 +365,7 @@ def test_verify_reports_missing_and_orphans_and_repairs(
     unrelated = (store.prefix + "/" if store.prefix else "") + "README.txt"
     store.put_bytes(unrelated, b"someone else's file")
 
-    report = verify_archive(db_url, store, target.settings)
+    report = verify_archive(session_for(db_url, store, target.settings))
     kinds = {(p.kind, p.key) for p in report.problems}
     assert kinds == {("missing", victim.key), ("orphan", orphan)}, report.to_dict()
     assert not report.ok
@@ -376,14 +377,14 @@ def test_verify_reports_missing_and_orphans_and_repairs(
     assert doc["ok"] is False
     assert {(p["kind"], p["key"]) for p in doc["problems"]} == kinds
 
-    repaired = verify_archive(db_url, store, target.settings, repair=True)
+    repaired = verify_archive(session_for(db_url, store, target.settings), repair=True)
     assert {(p.kind, p.key, p.repaired) for p in repaired.problems} == {
         ("missing", victim.key, False),
         ("orphan", orphan, True),
     }
     assert store.head(orphan) is None
     assert store.head(unrelated) is not None  # not tiering's: never touched
-    after = verify_archive(db_url, store, target.settings)
+    after = verify_archive(session_for(db_url, store, target.settings))
     assert [(p.kind, p.key) for p in after.problems] == [("missing", victim.key)]
 
 
@@ -398,7 +399,7 @@ def test_deep_verify_reports_a_replaced_object(db_url: str, s3_settings_factory:
     # overwrite a's object with b's bytes: size/checksum/rows/index all disagree with a's manifest row
     target.store.delete(a.key)
     target.store.put_bytes(a.key, target.store.get_bytes(b.key))
-    report = verify_archive(db_url, target.store, target.settings, deep=True)
+    report = verify_archive(session_for(db_url, target.store, target.settings), deep=True)
     kinds = {p.kind for p in report.problems if p.key == a.key}
     assert "checksum_mismatch" in kinds and "index_mismatch" in kinds, report.to_dict()
     assert not report.ok
@@ -447,7 +448,7 @@ def test_awkward_queue_names_round_trip(db_url: str, s3_settings_factory: Any) -
         assert set(table.column("queue_name").to_pylist()) == {r.queue_name}
         assert sorted(table.column("id").to_pylist()) == sorted(str(i) for i in ids[r.queue_name])
         assert {json.loads(p)["q"] for p in table.column("payload").to_pylist()} == {r.queue_name}
-    assert verify_archive(db_url, target.store, target.settings, deep=True).ok
+    assert verify_archive(session_for(db_url, target.store, target.settings), deep=True).ok
 
 
 def _closed_port() -> int:

@@ -21,7 +21,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.helpers import count
+from tests.helpers import count, session_for
 from tests.integration.test_flush import (
     CONFIG,
     TIERING_BIN,
@@ -187,7 +187,9 @@ def test_three_concurrent_flusher_threads_share_the_work(world: dict[str, Any]) 
         barrier.wait()
         try:
             results.append(
-                flush_staged(url, store, target.settings, policy, CONFIG, claim_rows=40, workers=1, initiated_by="w")
+                flush_staged(
+                    session_for(url, store, target.settings), policy, CONFIG, claim_rows=40, workers=1, initiated_by="w"
+                )
             )
         except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import psycopg
 
-from tests.helpers import count, insert_job
+from tests.helpers import count, insert_job, session_for
 from tiering.engine.archive import archive_jobs
 from tiering.engine.flush import flush_staged
 from tiering.engine.verify import verify_archive
@@ -21,7 +21,7 @@ def test_corrupt_payloads_are_quarantined_and_the_rest_is_flushed(db_url: str, t
         bad_gzip = insert_job(conn, queue="q")
         bad_utf8 = insert_job(conn, queue="q")
         conn.commit()
-    archive_jobs(db_url, None, ArchivalPolicy(), ArchivalConfig())
+    archive_jobs(session_for(db_url), None, ArchivalPolicy(), ArchivalConfig())
     with psycopg.connect(db_url) as conn:
         # what a damaged Hammerwork archive row looks like: gzip magic with garbage, and bytes that are not UTF-8
         conn.execute(
@@ -32,7 +32,7 @@ def test_corrupt_payloads_are_quarantined_and_the_rest_is_flushed(db_url: str, t
     settings = Settings(home=tmp_path, store_url=(tmp_path / "objects").as_uri())
     store = open_store(settings)
 
-    stats = flush_staged(db_url, store, settings, ArchivalPolicy(), ArchivalConfig())
+    stats = flush_staged(session_for(db_url, store, settings), ArchivalPolicy(), ArchivalConfig())
 
     assert stats.jobs_flushed == len(good)
     assert {q["job_id"] for q in stats.quarantined} == {str(bad_gzip), str(bad_utf8)}
@@ -45,9 +45,9 @@ def test_corrupt_payloads_are_quarantined_and_the_rest_is_flushed(db_url: str, t
     assert staged == quarantined == {bad_gzip, bad_utf8}  # kept, not lost
     assert indexed == set(good)
 
-    again = flush_staged(db_url, store, settings, ArchivalPolicy(), ArchivalConfig())
+    again = flush_staged(session_for(db_url, store, settings), ArchivalPolicy(), ArchivalConfig())
     assert again.jobs_flushed == 0 and again.quarantined == []  # skipped, not retried forever
-    assert verify_archive(db_url, store, settings, deep=True).ok
+    assert verify_archive(session_for(db_url, store, settings), deep=True).ok
 
 
 def test_a_row_the_database_refuses_is_quarantined_and_its_group_goes_on(db_url: str, tmp_path: Path) -> None:
@@ -58,11 +58,11 @@ def test_a_row_the_database_refuses_is_quarantined_and_its_group_goes_on(db_url:
         refused = [insert_job(conn, queue="q", payload={"n": 100 + i, "big": "z" * 6000}) for i in range(2)]
         conn.execute("ALTER TABLE tiering_job_index ADD CONSTRAINT test_small_payloads CHECK (payload_bytes < 5000)")
         conn.commit()
-    archive_jobs(db_url, None, ArchivalPolicy(), ArchivalConfig())
+    archive_jobs(session_for(db_url), None, ArchivalPolicy(), ArchivalConfig())
     settings = Settings(home=tmp_path, store_url=(tmp_path / "objects").as_uri())
     store = open_store(settings)
 
-    stats = flush_staged(db_url, store, settings, ArchivalPolicy(), ArchivalConfig())
+    stats = flush_staged(session_for(db_url, store, settings), ArchivalPolicy(), ArchivalConfig())
 
     assert stats.jobs_flushed == len(good)
     assert {q["job_id"] for q in stats.quarantined} == {str(j) for j in refused}
@@ -76,4 +76,4 @@ def test_a_row_the_database_refuses_is_quarantined_and_its_group_goes_on(db_url:
     assert indexed == set(good)
     assert manifest == [("committed", 1)]  # the refused round's object and pending row are gone
     assert {o.key for o in store.list(store.prefix)} == set(stats.keys)  # no object of the refused round left
-    assert verify_archive(db_url, store, settings, deep=True).ok
+    assert verify_archive(session_for(db_url, store, settings), deep=True).ok

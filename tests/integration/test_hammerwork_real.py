@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests import hammerwork_sql as hw
+from tests.helpers import session_for
 from tiering import schema as S
 from tiering.db.migrations import migrate
 from tiering.engine.archive import archive_jobs
@@ -203,8 +204,8 @@ def test_both_archivers_interleaved_never_wedge(hw_url: str, local: tuple[Any, S
     try:
         candidates = hw.archive_select(hammerwork, HW_AFTER, 1000, "alpha", NOW)  # Hammerwork's tx, no locks
         assert {r["id"] for r in candidates} == set(a)
-        archive_jobs(hw_url, "alpha", POLICY, CONFIG, "automatic", "tiering")
-        first = flush_staged(hw_url, store, settings, POLICY, CONFIG)
+        archive_jobs(session_for(hw_url), "alpha", POLICY, CONFIG, "automatic", "tiering")
+        first = flush_staged(session_for(hw_url, store, settings), POLICY, CONFIG)
         assert first.jobs_flushed == 12
         hw.archive_insert(hammerwork, candidates, archived_by="hammerwork", now=NOW)  # the late INSERTs
         hammerwork.commit()
@@ -212,11 +213,12 @@ def test_both_archivers_interleaved_never_wedge(hw_url: str, local: tuple[Any, S
         hammerwork.close()
     assert {tuple(sorted(p)) for p in _places(hw_url).values()} == {("hot",), ("cold", "staging")}
 
-    archive_jobs(hw_url, None, POLICY, CONFIG, "automatic", "tiering")  # beta goes to staging; dups settled
-    flushed = flush_staged(hw_url, store, settings, POLICY, CONFIG)
+    # beta goes to staging; dups settled
+    archive_jobs(session_for(hw_url), None, POLICY, CONFIG, "automatic", "tiering")
+    flushed = flush_staged(session_for(hw_url, store, settings), POLICY, CONFIG)
     assert flushed.jobs_flushed == 8
     _assert_one_place(hw_url, set(a) | set(b), "cold")
-    report = verify_archive(hw_url, store, settings, deep=True)
+    report = verify_archive(session_for(hw_url, store, settings), deep=True)
     assert report.ok, report.to_dict()
 
 
@@ -227,14 +229,15 @@ def test_flush_settles_staged_duplicates_and_records_both_copies(hw_url: str, lo
     a = _finished_jobs(hw_url, "alpha", 6)
     with psycopg.connect(hw_url) as hammerwork:
         candidates = hw.archive_select(hammerwork, HW_AFTER, 1000, None, NOW)
-        archive_jobs(hw_url, None, POLICY, CONFIG, "automatic", "tiering")
-        flush_staged(hw_url, store, settings, POLICY, CONFIG)
+        archive_jobs(session_for(hw_url), None, POLICY, CONFIG, "automatic", "tiering")
+        flush_staged(session_for(hw_url, store, settings), POLICY, CONFIG)
         hw.archive_insert(hammerwork, candidates, archived_by="hammerwork", now=NOW)
         hammerwork.commit()
     b = _finished_jobs(hw_url, "beta", 4, start=50)
-    archive_jobs(hw_url, "beta", POLICY, CONFIG, "automatic", "tiering")  # other queue staged beside the dups
+    # other queue staged beside the dups
+    archive_jobs(session_for(hw_url), "beta", POLICY, CONFIG, "automatic", "tiering")
 
-    stats = flush_staged(hw_url, store, settings, POLICY, CONFIG)
+    stats = flush_staged(session_for(hw_url, store, settings), POLICY, CONFIG)
 
     assert stats.jobs_flushed == 4
     assert {d["job_id"] for d in stats.duplicates_settled} == {str(j) for j in a}
@@ -260,12 +263,13 @@ def test_a_duplicate_staged_after_the_flush_settled_is_settled_at_commit(
     a = _finished_jobs(hw_url, "alpha", 5)
     with psycopg.connect(hw_url) as hammerwork:
         candidates = hw.archive_select(hammerwork, HW_AFTER, 1000, None, NOW)
-        archive_jobs(hw_url, None, POLICY, CONFIG, "automatic", "tiering")
-        flush_staged(hw_url, store, settings, POLICY, CONFIG)
+        archive_jobs(session_for(hw_url), None, POLICY, CONFIG, "automatic", "tiering")
+        flush_staged(session_for(hw_url, store, settings), POLICY, CONFIG)
         hw.archive_insert(hammerwork, candidates, archived_by="hammerwork", now=NOW)
         hammerwork.commit()
     b = _finished_jobs(hw_url, "alpha", 3, start=40)
-    archive_jobs(hw_url, None, POLICY, CONFIG, "automatic", "tiering")  # beside the 5 duplicates: 3 new jobs
+    # beside the 5 duplicates: 3 new jobs
+    archive_jobs(session_for(hw_url), None, POLICY, CONFIG, "automatic", "tiering")
     with psycopg.connect(hw_url) as conn:  # make them the 5 duplicates again (the run settled them)
         hw.archive_insert(conn, candidates, archived_by="hammerwork", now=NOW)
         conn.commit()
@@ -277,14 +281,14 @@ def test_a_duplicate_staged_after_the_flush_settled_is_settled_at_commit(
         return Settled() if len(calls) == 1 else real(url, queue, batch_size)  # the INSERT lands after this
 
     monkeypatch.setattr(flush_mod, "settle_two_places", late)
-    stats = flush_staged(hw_url, store, settings, POLICY, CONFIG)
+    stats = flush_staged(session_for(hw_url, store, settings), POLICY, CONFIG)
 
     assert stats.jobs_flushed == 3 and stats.quarantined == []
     assert {d["job_id"] for d in stats.duplicates_settled} == {str(j) for j in a}
     with psycopg.connect(hw_url) as conn:
         assert conn.execute("SELECT count(*) FROM tiering_quarantine").fetchone() == (0,)
     _assert_one_place(hw_url, set(a) | set(b), "cold")
-    assert verify_archive(hw_url, store, settings, deep=True).ok
+    assert verify_archive(session_for(hw_url, store, settings), deep=True).ok
 
 
 # --- case 2: flush alone settles Hammerwork-marked hot copies ---------------------------------------------------
@@ -296,11 +300,11 @@ def test_flush_alone_settles_hammerwork_marked_hot_copies(hw_url: str, local: tu
     assert hw.archive_jobs(hw_url, HW_AFTER, archived_by="hammerwork", now=NOW) == 10  # copies + marks
     assert {tuple(p) for p in _places(hw_url).values()} == {("hot-marked", "staging")}
 
-    stats = flush_staged(hw_url, store, settings, POLICY, CONFIG)  # the scheduler's flush window, alone
+    stats = flush_staged(session_for(hw_url, store, settings), POLICY, CONFIG)  # the scheduler's flush window, alone
 
     _assert_one_place(hw_url, set(jobs), "cold")
     assert stats.jobs_flushed == 10 and stats.hot_copies_settled == 10
-    assert verify_archive(hw_url, store, settings, deep=True).ok
+    assert verify_archive(session_for(hw_url, store, settings), deep=True).ok
 
 
 def test_verify_reports_and_repairs_jobs_in_two_places(hw_url: str, local: tuple[Any, Settings]) -> None:
@@ -308,8 +312,8 @@ def test_verify_reports_and_repairs_jobs_in_two_places(hw_url: str, local: tuple
     each job, --repair settles them (the cold copy wins), and a second verify is clean."""
     store, settings = local
     jobs = _finished_jobs(hw_url, "q", 6)
-    archive_jobs(hw_url, None, POLICY, CONFIG, "automatic", "tiering")
-    flush_staged(hw_url, store, settings, POLICY, CONFIG)
+    archive_jobs(session_for(hw_url), None, POLICY, CONFIG, "automatic", "tiering")
+    flush_staged(session_for(hw_url, store, settings), POLICY, CONFIG)
     hot_dup, staged_dup = list(jobs)[:2], list(jobs)[2:4]
     with psycopg.connect(hw_url) as conn:
         for jid in hot_dup:  # Hammerwork's hot copy, left marked by its archiver
@@ -320,14 +324,14 @@ def test_verify_reports_and_repairs_jobs_in_two_places(hw_url: str, local: tuple
         hw.archive_insert(conn, [jobs[j] for j in staged_dup], archived_by="hammerwork", now=NOW)  # late INSERTs
         conn.commit()
 
-    report = verify_archive(hw_url, store, settings)
+    report = verify_archive(session_for(hw_url, store, settings))
     kinds = {(p.kind, p.key) for p in report.problems}
     assert not report.ok
     assert kinds == {("hot_and_cold", str(j)) for j in hot_dup} | {("staged_and_cold", str(j)) for j in staged_dup}
 
-    repaired = verify_archive(hw_url, store, settings, repair=True)
+    repaired = verify_archive(session_for(hw_url, store, settings), repair=True)
     assert repaired.ok and all(p.repaired for p in repaired.problems) and len(repaired.problems) == 4
-    assert verify_archive(hw_url, store, settings, deep=True).problems == []
+    assert verify_archive(session_for(hw_url, store, settings), deep=True).problems == []
     _assert_one_place(hw_url, set(jobs), "cold")
 
 
@@ -346,8 +350,8 @@ def test_legacy_quoted_statuses_reach_the_cold_tier_bare(hw_url: str, local: tup
         conn.commit()
         quoted = conn.execute("SELECT count(*) FROM hammerwork_jobs_archive WHERE status LIKE '\"%%'").fetchone()
     assert quoted == (8,)
-    archive_jobs(hw_url, None, POLICY, CONFIG, "automatic", "tiering")
-    flush_staged(hw_url, store, settings, POLICY, CONFIG)
+    archive_jobs(session_for(hw_url), None, POLICY, CONFIG, "automatic", "tiering")
+    flush_staged(session_for(hw_url, store, settings), POLICY, CONFIG)
 
     statuses = _cold_statuses(store, hw_url)
     assert len(statuses) == 16 and set(statuses) == {"Completed", "Failed", "Dead", "TimedOut"}
@@ -355,15 +359,16 @@ def test_legacy_quoted_statuses_reach_the_cold_tier_bare(hw_url: str, local: tup
         indexed = {r[0] for r in conn.execute("SELECT DISTINCT status FROM tiering_job_index")}
         manifest = {s for r in conn.execute("SELECT statuses FROM tiering_manifest") for s in r[0]}
     assert indexed == manifest == {"Completed", "Failed", "Dead", "TimedOut"}
-    listed = list_archived_jobs(hw_url, status="Completed", limit=100).total
-    preview = preview_purge_operation(hw_url, store, settings, NOW + DAY, status="Completed")
+    listed = list_archived_jobs(session_for(hw_url), status="Completed", limit=100).total
+    preview = preview_purge_operation(session_for(hw_url, store, settings), NOW + DAY, status="Completed")
     assert listed == preview.jobs_to_purge == 4
     with psycopg.connect(hw_url) as conn:  # what objects flushed by earlier tiering builds left in the index
         conn.execute("""UPDATE tiering_job_index SET status = '"' || status || '"'
                          WHERE job_id = ANY(%s) AND status = 'Completed'""", (list(legacy_staged),))  # fmt: skip
         conn.commit()
-    page = list_archived_jobs(hw_url, status="Completed", limit=100)
-    assert page.total == preview_purge_operation(hw_url, store, settings, NOW + DAY, status="Completed").jobs_to_purge
+    page = list_archived_jobs(session_for(hw_url), status="Completed", limit=100)
+    preview = preview_purge_operation(session_for(hw_url, store, settings), NOW + DAY, status="Completed")
+    assert page.total == preview.jobs_to_purge
     assert page.total == 4 and {j.status for j in page.items} == {"Completed"}
     _assert_one_place(hw_url, set(legacy_hot) | set(legacy_staged), "cold")
 
@@ -374,8 +379,8 @@ def test_legacy_quoted_statuses_reach_the_cold_tier_bare(hw_url: str, local: tup
 @pytest.mark.parametrize("codec", ["none", "gzip", "zstd"])
 def test_staged_rows_are_readable_by_hammerworks_restore(hw_url: str, codec: str) -> None:
     originals = _finished_jobs(hw_url, "q", 12)
-    archive_jobs(hw_url, None, POLICY, ArchivalConfig(payload_codec=codec, min_payload_size_for_compression=16),
-                 "automatic", "tiering")  # fmt: skip
+    config = ArchivalConfig(payload_codec=codec, min_payload_size_for_compression=16)
+    archive_jobs(session_for(hw_url), None, POLICY, config, "automatic", "tiering")
     with psycopg.connect(hw_url) as conn:
         flags = {r[0] for r in conn.execute("SELECT payload_compressed FROM hammerwork_jobs_archive")}
         configs = [r[0] for r in conn.execute("SELECT result_config FROM hammerwork_jobs_archive")]
@@ -405,11 +410,11 @@ def test_restored_jobs_run_again_and_keep_their_columns(
         conn.commit()
         originals = {j: hw.hot_row(conn, j) for j in originals}  # type: ignore[misc]
     assert {r["dependency_status"] for r in originals.values()} == {"failed"}
-    archive_jobs(hw_url, None, POLICY, CONFIG, "automatic", "tiering")
+    archive_jobs(session_for(hw_url), None, POLICY, CONFIG, "automatic", "tiering")
     if tier == "cold":
-        assert flush_staged(hw_url, store, settings, POLICY, CONFIG).jobs_flushed == 8
+        assert flush_staged(session_for(hw_url, store, settings), POLICY, CONFIG).jobs_flushed == 8
     for jid in originals:
-        assert restore_archived_job(hw_url, store, settings, jid).source == tier
+        assert restore_archived_job(session_for(hw_url, store, settings), jid).source == tier
     with psycopg.connect(hw_url) as conn:
         for jid, original in originals.items():
             row = hw.hot_row(conn, jid)
@@ -441,11 +446,11 @@ def test_a_new_hammerwork_column_flows_hot_staging_parquet_restore(hw_url: str, 
     expected = {str(j): f"tenant-{i}" for i, j in enumerate(jobs)}
     tenant = S.Column("tenant_code", pa.string(), True, "varchar(32)", "Tenant of the job.", "job")  # one line
     with S.extra_columns(tenant):
-        archive_jobs(hw_url, None, POLICY, CONFIG, "automatic", "tiering")
+        archive_jobs(session_for(hw_url), None, POLICY, CONFIG, "automatic", "tiering")
         with psycopg.connect(hw_url) as conn:
             staged = {str(r[0]): r[1] for r in conn.execute("SELECT id, tenant_code FROM hammerwork_jobs_archive")}
         assert staged == expected
-        flush_staged(hw_url, store, settings, POLICY, CONFIG)
+        flush_staged(session_for(hw_url, store, settings), POLICY, CONFIG)
         with psycopg.connect(hw_url) as conn:
             key = conn.execute("SELECT key FROM tiering_manifest WHERE state = 'committed'").fetchone()[0]
         table = pq.read_table(pa.BufferReader(store.get_bytes(key)))
@@ -453,7 +458,7 @@ def test_a_new_hammerwork_column_flows_hot_staging_parquet_restore(hw_url: str, 
         cold = dict(zip(table.column("id").to_pylist(), table.column("tenant_code").to_pylist(), strict=True))
         assert cold == expected
         jid = next(iter(jobs))
-        restore_archived_job(hw_url, store, settings, jid)
+        restore_archived_job(session_for(hw_url, store, settings), jid)
         with psycopg.connect(hw_url) as conn:
             row = hw.hot_row(conn, jid)
         assert row is not None and row["tenant_code"] == expected[str(jid)]
@@ -473,12 +478,12 @@ def test_archive_rows_with_migration_defaults_flush(hw_url: str, local: tuple[An
             (jid, b'{"a":1}', OLD, OLD, OLD),
         )
         conn.commit()
-    assert flush_staged(hw_url, store, settings, POLICY, CONFIG).jobs_flushed == 1
+    assert flush_staged(session_for(hw_url, store, settings), POLICY, CONFIG).jobs_flushed == 1
     with psycopg.connect(hw_url) as conn:
         key = conn.execute("SELECT key FROM tiering_manifest WHERE state = 'committed'").fetchone()[0]
     row = pq.read_table(pa.BufferReader(store.get_bytes(key))).to_pylist()[0]
     assert (row["id"], row["priority"], row["priority_weight"], row["payload"]) == (str(jid), "normal", 5, '{"a":1}')
-    restore_archived_job(hw_url, store, settings, jid)
+    restore_archived_job(session_for(hw_url, store, settings), jid)
     with psycopg.connect(hw_url) as conn:
         hot = hw.hot_row(conn, jid)
     assert hot is not None and hot["priority"] == 2 and hot["payload"] == {"a": 1}
@@ -493,16 +498,17 @@ def test_restore_settles_the_hot_copy_hammerwork_only_marked(hw_url: str, local:
     jobs = _finished_jobs(hw_url, "m", 6)
     assert hw.archive_jobs(hw_url, HW_AFTER, archived_by="hammerwork", now=NOW) == 6
     first, *rest = list(jobs)
-    assert restore_archived_job(hw_url, store, settings, first).source == "staging"
-    bulk = restore_archived_jobs(hw_url, store, settings, queue="m", count=2)
+    assert restore_archived_job(session_for(hw_url, store, settings), first).source == "staging"
+    bulk = restore_archived_jobs(session_for(hw_url, store, settings), queue="m", count=2)
     assert bulk.restored == 2 and not bulk.skipped
     cold_one = next(j for j in rest if j not in {uuid.UUID(x.job_id) for x in bulk.jobs})
-    flush_staged(hw_url, store, settings, POLICY, CONFIG)  # the other 3 go cold (their marked copies settled)
+    # the other 3 go cold (their marked copies settled)
+    flush_staged(session_for(hw_url, store, settings), POLICY, CONFIG)
     with psycopg.connect(hw_url) as conn:  # a marked hot copy beside a cold job, as a Hammerwork run leaves it
         hw.enqueue(conn, _job("m", 0, id=cold_one, created_at=jobs[cold_one]["created_at"]))
         conn.execute("UPDATE hammerwork_jobs SET archived_at = %s WHERE id = %s", (NOW, cold_one))
         conn.commit()
-    assert restore_archived_job(hw_url, store, settings, cold_one).source == "cold"
+    assert restore_archived_job(session_for(hw_url, store, settings), cold_one).source == "cold"
     restored = {first, cold_one} | {uuid.UUID(x.job_id) for x in bulk.jobs}
     with psycopg.connect(hw_url) as conn:
         for jid in restored:

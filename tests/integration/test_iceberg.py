@@ -42,7 +42,7 @@ def local(tmp_path: Path) -> tuple[LocalStore, Settings]:
 
 def listed_ids(url: str, *, tier: str | None = "cold") -> set[str]:
     """What `tiering archive list` shows (every job cold unless `tier` is None)."""
-    page = list_archived_jobs(url, limit=10_000)
+    page = list_archived_jobs(session_for(url), limit=10_000)
     assert page.total == len(page.items)
     if tier is not None:
         assert {j.tier for j in page.items} <= {tier}
@@ -51,7 +51,7 @@ def listed_ids(url: str, *, tier: str | None = "cold") -> set[str]:
 
 def table_ids(url: str, store: Any) -> set[str]:
     """pyiceberg's scan of the current snapshot."""
-    table = iceberg.open_table(url, store)
+    table = iceberg.open_table(session_for(url, store))
     ids = table.scan(selected_fields=("id",)).to_arrow().column("id").to_pylist()
     assert len(ids) == len(set(ids)), "a job is in the table twice"
     return set(ids)
@@ -67,30 +67,30 @@ def test_table_follows_flush_purge_and_erase(db_url: str, local: tuple[LocalStor
     old = make_jobs(db_url, specs(30, ("mail", "billing/eu ü"), BASE - 40 * DAY), flush=(store, settings))
     new = make_jobs(db_url, specs(20, ("mail", "reports"), BASE), flush=(store, settings))
     assert listed_ids(db_url) == table_ids(db_url, store) == set(old) | set(new)
-    table = iceberg.open_table(db_url, store)
+    table = iceberg.open_table(session_for(db_url, store))
     assert len(table.snapshots()) == 2  # one per flush
     partitions = {(r["queue_name"], r["archived_day"]) for r in
                   table.inspect.partitions().column("partition").to_pylist()}  # fmt: skip
     assert partitions == {("mail", (BASE - 40 * DAY).date()), ("billing/eu ü", (BASE - 40 * DAY).date()),
                           ("mail", BASE.date()), ("reports", BASE.date())}  # fmt: skip
 
-    result = purge_archived_jobs(db_url, store, settings, BASE - 20 * DAY)
+    result = purge_archived_jobs(session_for(db_url, store, settings), BASE - 20 * DAY)
     assert result.jobs_purged == 30
     assert listed_ids(db_url) == table_ids(db_url, store) == set(new)
-    assert len(iceberg.open_table(db_url, store).snapshots()) == 3
+    assert len(iceberg.open_table(session_for(db_url, store)).snapshots()) == 3
 
     erased = new[:3]  # their objects are rewritten without them
-    erase_jobs(db_url, store, settings, ids=erased)
+    erase_jobs(session_for(db_url, store, settings), ids=erased)
     assert listed_ids(db_url) == table_ids(db_url, store) == set(new) - set(erased)
-    with open_duckdb(db_url, store, settings) as duck:  # DuckDB's iceberg_scan sees the same jobs
+    with open_duckdb(session_for(db_url, store, settings)) as duck:  # DuckDB's iceberg_scan sees the same jobs
         scanned = [r[0] for r in duck.execute("SELECT id FROM archived_jobs_iceberg").fetchall()]
     assert len(scanned) == len(set(scanned)) and set(scanned) == set(new) - set(erased)
-    assert iceberg.check(db_url, store).in_step
-    assert verify_archive(db_url, store, settings).ok
+    assert iceberg.check(session_for(db_url, store)).in_step
+    assert verify_archive(session_for(db_url, store, settings)).ok
 
     # erased rows survive only in old snapshots, which expire-snapshots drops (the current one stays)
-    assert iceberg.expire_snapshots(db_url, store, timedelta(0)) == 3
-    table = iceberg.open_table(db_url, store)
+    assert iceberg.expire_snapshots(session_for(db_url, store), timedelta(0)) == 3
+    table = iceberg.open_table(session_for(db_url, store))
     assert len(table.snapshots()) == 1
     assert table_ids(db_url, store) == set(new) - set(erased)
 
@@ -101,7 +101,7 @@ def test_erase_expires_snapshots_past_the_window(db_url: str, local: tuple[Local
     ids = make_jobs(db_url, specs(8, ("mail",), BASE - DAY), flush=(store, short))
     ids += make_jobs(db_url, specs(4, ("mail",), BASE), flush=(store, short))
     assert len(iceberg.open_table(db_url, store).snapshots()) == 2  # flushes expire nothing
-    erase_jobs(db_url, store, short, ids=ids[:1])
+    erase_jobs(session_for(db_url, store, short), ids=ids[:1])
     table = iceberg.open_table(db_url, store)
     assert [s.snapshot_id for s in table.snapshots()] == [table.current_snapshot().snapshot_id]
     assert table_ids(db_url, store) == set(ids[1:]) == listed_ids(db_url)  # the erased job is in no snapshot
@@ -117,12 +117,12 @@ def test_a_registry_column_joins_the_table_schema(db_url: str, local: tuple[Loca
     tenant = S.Column("tenant_code", pa.string(), True, "varchar(32)", "Tenant of the job.", "job")
     with S.extra_columns(tenant):
         after = make_jobs(db_url, specs(3, ("mail",), BASE), flush=(store, settings))
-        table = iceberg.open_table(db_url, store)
+        table = iceberg.open_table(session_for(db_url, store))
         field = table.schema().find_field("tenant_code")
         assert field.field_id > max(f.field_id for f in table.schema().fields if f.name != "tenant_code")
         rows = table.scan(selected_fields=("id", "tenant_code")).to_arrow().to_pylist()
     assert {r["id"]: r["tenant_code"] for r in rows} == {**dict.fromkeys(before), **dict.fromkeys(after, "acme")}
-    assert iceberg.check(db_url, store).in_step
+    assert iceberg.check(session_for(db_url, store)).in_step
 
 
 def test_a_failed_publish_is_healed_by_the_next_step(
@@ -136,33 +136,33 @@ def test_a_failed_publish_is_healed_by_the_next_step(
 
     monkeypatch.setattr(iceberg, "reconcile", crash)
     second = make_jobs(db_url, specs(8, ("mail", "reports"), BASE))
-    stats = flush_staged(db_url, store, settings, ARCHIVE_ALL, ArchivalConfig())
+    stats = flush_staged(session_for(db_url, store, settings), ARCHIVE_ALL, ArchivalConfig())
     assert stats.jobs_flushed == 8  # the manifest committed; the table did not follow
     assert any("Iceberg table not updated" in w for w in stats.warnings)
     monkeypatch.undo()
 
-    difference = iceberg.check(db_url, store)
+    difference = iceberg.check(session_for(db_url, store))
     assert len(difference.missing) == len({s.queue for s in specs(8, ("mail", "reports"), BASE)})
     assert not difference.extra
-    report = verify_archive(db_url, store, settings)
+    report = verify_archive(session_for(db_url, store, settings))
     assert [p.kind for p in report.problems] == ["iceberg_behind"]
     assert table_ids(db_url, store) == set(first)
 
-    repaired = verify_archive(db_url, store, settings, repair=True)
+    repaired = verify_archive(session_for(db_url, store, settings), repair=True)
     assert [(p.kind, p.repaired) for p in repaired.problems] == [("iceberg_behind", True)]
     assert table_ids(db_url, store) == listed_ids(db_url) == set(first) | set(second)
-    assert verify_archive(db_url, store, settings).ok
+    assert verify_archive(session_for(db_url, store, settings)).ok
 
 
 def test_reconcile_is_one_snapshot_and_idempotent(db_url: str, local: tuple[LocalStore, Settings]) -> None:
     store, settings = local
     plain = Settings(home=settings.home, store_url=settings.store_url)  # not enabled: flushes publish nothing
     ids = make_jobs(db_url, specs(10, ("a", "b", "c"), BASE), flush=(store, plain))
-    result = iceberg.reconcile(db_url, store)
+    result = iceberg.reconcile(session_for(db_url, store))
     assert (result.files_added, result.files_removed, result.files_in_table) == (3, 0, 3)
-    again = iceberg.reconcile(db_url, store)
+    again = iceberg.reconcile(session_for(db_url, store))
     assert (again.files_added, again.files_removed, again.snapshot_id) == (0, 0, result.snapshot_id)
-    assert len(iceberg.open_table(db_url, store).snapshots()) == 1
+    assert len(iceberg.open_table(session_for(db_url, store)).snapshots()) == 1
     assert table_ids(db_url, store) == set(ids)
 
 
@@ -184,10 +184,10 @@ def test_nothing_is_created_when_not_enabled(db_url: str, tmp_path: Path) -> Non
     store = LocalStore(root)
     settings = Settings(home=tmp_path / "home", store_url=root.as_uri())
     ids = make_jobs(db_url, specs(6, ("mail",), BASE), flush=(store, settings))
-    purge_archived_jobs(db_url, store, settings, BASE + DAY)
-    erase_jobs(db_url, store, settings, ids=ids[:1])
-    assert verify_archive(db_url, store, settings).ok
-    with open_duckdb(db_url, store, settings) as duck:
+    purge_archived_jobs(session_for(db_url, store, settings), BASE + DAY)
+    erase_jobs(session_for(db_url, store, settings), ids=ids[:1])
+    assert verify_archive(session_for(db_url, store, settings)).ok
+    with open_duckdb(session_for(db_url, store, settings)) as duck:
         views = {r[0] for r in duck.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()}
     assert "archived_jobs" in views and not any("iceberg" in v for v in views)
     with psycopg.connect(db_url) as conn:
@@ -226,7 +226,7 @@ def test_sigkill_after_the_manifest_commit_is_healed(heal: str, cli_world: dict[
     url, store, env = cli_world["url"], cli_world["store"], cli_world["env"]
     killed = run_cli(env, "archive", "run", "--format", "json", fault="committed")  # dies after a round's commit
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
-    behind = iceberg.check(url, store)
+    behind = iceberg.check(session_for(url, store))
     assert behind.missing and not behind.extra  # committed in the manifest, not (yet) in the table
 
     healed = run_cli(env, *heal.split(), "--format", "json")
@@ -235,8 +235,8 @@ def test_sigkill_after_the_manifest_commit_is_healed(heal: str, cli_world: dict[
     if heal.startswith("archive verify"):
         kinds = [(p["kind"], p["repaired"]) for p in json.loads(healed.stdout)["problems"]]
         assert ("iceberg_behind", True) in kinds
-    assert iceberg.check(url, store).in_step
-    cold = {j.job_id for j in list_archived_jobs(url, limit=10_000).items if j.tier == "cold"}
+    assert iceberg.check(session_for(url, store)).in_step
+    cold = {j.job_id for j in list_archived_jobs(session_for(url), limit=10_000).items if j.tier == "cold"}
     assert table_ids(url, store) == cold
     if heal == "archive run":
         assert cold == listed_ids(url)  # the whole backlog flushed, all of it in the table
@@ -246,7 +246,7 @@ def test_cli_publish_verify_expire(db_url: str, cli_world: dict[str, Any]) -> No
     url, store, env = cli_world["url"], cli_world["store"], cli_world["env"]
     off = {k: v for k, v in env.items() if k != "TIERING_ICEBERG"}
     plain = Settings(home=Path(env["TIERING_HOME"]), store_url=env["TIERING_STORE_URL"])
-    flush_staged(url, store, plain, ARCHIVE_ALL, ArchivalConfig())  # not enabled: nothing published
+    flush_staged(session_for(url, store, plain), ARCHIVE_ALL, ArchivalConfig())  # not enabled: nothing published
     refused = run_cli(off, "archive", "iceberg", "publish")
     assert refused.returncode == 2 and "TIERING_ICEBERG=1" in refused.stderr
     with psycopg.connect(url) as conn:
@@ -259,7 +259,7 @@ def test_cli_publish_verify_expire(db_url: str, cli_world: dict[str, Any]) -> No
     with psycopg.connect(url) as conn:
         objects = count(conn, "tiering_manifest", "state = 'committed'")
     assert doc["files_added"] == doc["files_in_table"] == objects and doc["files_removed"] == 0
-    assert iceberg.check(url, store).in_step
+    assert iceberg.check(session_for(url, store)).in_step
     expired = run_cli(env, "archive", "iceberg", "expire-snapshots", "--older-than", "0s", "--format", "json")
     assert json.loads(expired.stdout) == {"snapshots_expired": 0}  # the only snapshot is the current one
     assert table_ids(url, store) == listed_ids(url)
@@ -273,6 +273,6 @@ def test_table_on_s3(backend: str, db_url: str, s3_settings_factory: Any) -> Non
     new = make_jobs(db_url, specs(6, ("mail",), BASE), flush=(store, settings))
     assert listed_ids(db_url) == table_ids(db_url, store) == set(old) | set(new)
     assert iceberg.metadata_location(db_url, store).startswith(f"s3://{target.bucket}/")
-    purge_archived_jobs(db_url, store, settings, BASE - 20 * DAY)
+    purge_archived_jobs(session_for(db_url, store, settings), BASE - 20 * DAY)
     assert listed_ids(db_url) == table_ids(db_url, store) == set(new)
-    assert verify_archive(db_url, store, settings).ok
+    assert verify_archive(session_for(db_url, store, settings)).ok

@@ -18,7 +18,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.helpers import insert_job
+from tests.helpers import insert_job, session_for
 from tiering.engine.archive import archive_jobs
 from tiering.engine.erase import erase_jobs
 from tiering.engine.flush import flush_staged
@@ -65,14 +65,14 @@ def world(db_url: str, tmp_path: Path) -> dict[str, Any]:
     # cold: good jobs of customers 42 and 7, and two that flush cannot refuse (valid UTF-8) but nobody can parse
     cold_good = _insert(db_url, 3, 42) + _insert(db_url, 3, 7)
     cold_bad = _insert(db_url, 2, 0)
-    archive_jobs(db_url, None, policy, config)
+    archive_jobs(session_for(db_url), None, policy, config)
     _damage(db_url, cold_bad[0], DEEP.encode(), False)
     _damage(db_url, cold_bad[1], NAN.encode(), False)
-    flush_staged(db_url, store, settings, policy, config)
+    flush_staged(session_for(db_url, store, settings), policy, config)
     # staging: good jobs, and one of every kind of damage
     staged_good = _insert(db_url, 2, 42) + _insert(db_url, 2, 7)
     staged_bad = dict(zip(STAGED_DAMAGE, _insert(db_url, len(STAGED_DAMAGE), 0), strict=True))
-    archive_jobs(db_url, None, policy, config)
+    archive_jobs(session_for(db_url), None, policy, config)
     for name, (data, compressed) in STAGED_DAMAGE.items():
         _damage(db_url, staged_bad[name], data, compressed)
     with psycopg.connect(db_url) as conn:
@@ -89,38 +89,38 @@ def test_erase_matches_what_it_can_and_names_the_unreadable(world: dict[str, Any
     wanted = set(world["cold_good"][:3]) | set(world["staged_good"][:2])
     unreadable = set(world["cold_bad"]) | set(world["staged_bad"].values())
 
-    dry = erase_jobs(url, store, settings, key="customer.id", value="42", dry_run=True)
+    dry = erase_jobs(session_for(url, store, settings), key="customer.id", value="42", dry_run=True)
     assert set(dry.locations) == wanted
     assert set(dry.unreadable_payloads) == unreadable
     assert not dry.complete  # a match among the unreadable cannot be ruled out
 
-    real = erase_jobs(url, store, settings, key="customer.id", value="42")
+    real = erase_jobs(session_for(url, store, settings), key="customer.id", value="42")
     assert set(real.locations) == wanted and real.jobs_erased == len(wanted)
     assert set(real.unreadable_payloads) == unreadable and not real.complete
     doc = real.to_dict()
     assert {u["job_id"] for u in doc["unreadable_payload_jobs"]} == unreadable
     assert all(u["reason"] for u in doc["unreadable_payload_jobs"])
-    after = search_archived_jobs(url, store, "customer.id", "42")
+    after = search_archived_jobs(session_for(url, store), "customer.id", "42")
     assert after.items == []
 
-    by_id = erase_jobs(url, store, settings, ids=sorted(unreadable))  # unreadable payloads still go by id
+    by_id = erase_jobs(session_for(url, store, settings), ids=sorted(unreadable))  # unreadable payloads still go by id
     assert by_id.complete and by_id.jobs_erased == len(unreadable)
     with psycopg.connect(url) as conn:
         left = {str(r[0]) for r in conn.execute("SELECT id FROM hammerwork_jobs_archive")}
         left |= {str(r[0]) for r in conn.execute("SELECT job_id FROM tiering_job_index")}
     assert not left & unreadable
-    assert erase_jobs(url, store, settings, key="customer.id", value="7", dry_run=True).complete
+    assert erase_jobs(session_for(url, store, settings), key="customer.id", value="7", dry_run=True).complete
 
 
 def test_search_skips_and_counts_unreadable_payloads(world: dict[str, Any]) -> None:
     url, store = world["url"], world["store"]
-    found = search_archived_jobs(url, store, "customer.id", "42")
+    found = search_archived_jobs(session_for(url, store), "customer.id", "42")
     assert {i.job_id for i in found.items} == set(world["cold_good"][:3]) | set(world["staged_good"][:2])
     # every damaged row holds the prefilter's text (or cannot be decompressed to check it): all are counted
     assert found.unreadable_payloads == len(world["cold_bad"]) + len(world["staged_bad"])
     assert found.to_dict()["stats"]["unreadable_payloads"] == found.unreadable_payloads
     # another key: the rows its prefilter keeps are parsed; the unreadable among them are counted, not raised
-    every = search_archived_jobs(url, store, "n", "1")
+    every = search_archived_jobs(session_for(url, store), "n", "1")
     assert {i.job_id for i in every.items} >= {world["cold_good"][1], world["staged_good"][1]}
     assert every.unreadable_payloads >= 3  # the deep rows (they hold "1") and the undecompressable ones
 
@@ -129,11 +129,11 @@ def test_show_and_restore_refuse_one_job_clearly(world: dict[str, Any]) -> None:
     url, store, settings = world["url"], world["store"], world["settings"]
     for job_id in [*world["cold_bad"], *world["staged_bad"].values()]:
         with pytest.raises(CorruptPayloadError, match=job_id):
-            get_archived_job(url, store, job_id, with_payload=True)
-        assert get_archived_job(url, None, job_id, with_payload=False).job_id == job_id  # metadata still reads
+            get_archived_job(session_for(url, store), job_id, with_payload=True)
+        assert get_archived_job(session_for(url), job_id, with_payload=False).job_id == job_id  # metadata still reads
         with pytest.raises(CorruptPayloadError, match=job_id):
-            restore_archived_job(url, store, settings, job_id)
-    bulk = restore_archived_jobs(url, store, settings, queue="q")
+            restore_archived_job(session_for(url, store, settings), job_id)
+    bulk = restore_archived_jobs(session_for(url, store, settings), queue="q")
     skipped = {s["job_id"] for s in bulk.skipped}
     assert skipped == set(world["cold_bad"]) | set(world["staged_bad"].values())
     assert bulk.restored == len(world["cold_good"]) + len(world["staged_good"])

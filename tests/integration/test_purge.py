@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tests.helpers import count, insert_job
+from tests.helpers import count, insert_job, session_for
 from tiering.db.operations import list_operations
 from tiering.engine.archive import archive_jobs
 from tiering.engine.flush import flush_staged
@@ -60,7 +60,7 @@ def make_jobs(db_url: str, specs: Sequence[Spec], *, flush: tuple[ObjectStore, S
             payload = s.payload if s.payload is not None else {"n": i, "queue": s.queue, "pad": "x" * 40}
             ids.append(str(insert_job(conn, queue=s.queue, status=s.status, payload=payload, age=DAY)))
         conn.commit()
-    archive_jobs(db_url, None, ARCHIVE_ALL, ArchivalConfig(), "manual", "tester")
+    archive_jobs(session_for(db_url), None, ARCHIVE_ALL, ArchivalConfig(), "manual", "tester")
     with psycopg.connect(db_url) as conn:
         conn.execute(
             """UPDATE hammerwork_jobs_archive a SET archived_at = u.at
@@ -70,7 +70,7 @@ def make_jobs(db_url: str, specs: Sequence[Spec], *, flush: tuple[ObjectStore, S
         conn.commit()
     if flush is not None:
         store, settings = flush
-        flush_staged(db_url, store, settings, ARCHIVE_ALL, ArchivalConfig())
+        flush_staged(session_for(db_url, store, settings), ARCHIVE_ALL, ArchivalConfig())
     return ids
 
 
@@ -147,8 +147,8 @@ def test_preview_equals_purge_by_age_with_whole_and_straddling_objects(target: A
     payload_before = duck_rows(store, before, tmp_path)
     cutoff = BASE  # straddling object: 2 before, 2 after
 
-    preview = preview_purge_operation(db_url, store, settings, cutoff)
-    result = purge_archived_jobs(db_url, store, settings, cutoff, initiated_by="tester")
+    preview = preview_purge_operation(session_for(db_url, store, settings), cutoff)
+    result = purge_archived_jobs(session_for(db_url, store, settings), cutoff, initiated_by="tester")
 
     expected_gone = {i for i, s in zip(ids, specs, strict=True) if s.archived_at < cutoff} | {staged[0]}
     assert preview.jobs_to_purge == result.jobs_purged == len(expected_gone) == 16
@@ -198,15 +198,15 @@ def test_preview_equals_purge_by_queue_and_by_status(target: Any, db_url: str) -
     ids = make_jobs(db_url, specs, flush=(store, settings))
     cutoff = NOW - 30 * DAY
 
-    p_queue = preview_purge_operation(db_url, store, settings, cutoff, queue="q1")
-    r_queue = purge_archived_jobs_by_queue(db_url, store, settings, "q1", cutoff)
+    p_queue = preview_purge_operation(session_for(db_url, store, settings), cutoff, queue="q1")
+    r_queue = purge_archived_jobs_by_queue(session_for(db_url, store, settings), "q1", cutoff)
     assert (p_queue.jobs_to_purge, p_queue.objects_to_delete, p_queue.objects_to_rewrite) == (12, 3, 0)
     assert (r_queue.jobs_purged, r_queue.objects_deleted, r_queue.objects_rewritten) == (12, 3, 0)
     assert p_queue.storage_to_free == r_queue.storage_freed and not p_queue.storage_estimated
     assert any(p.endswith("queue=q1/") for p in r_queue.prefixes_purged)
 
-    p_status = preview_purge_operation(db_url, store, settings, cutoff, status="Failed")
-    r_status = purge_archived_jobs_by_status(db_url, store, settings, "failed", cutoff)
+    p_status = preview_purge_operation(session_for(db_url, store, settings), cutoff, status="Failed")
+    r_status = purge_archived_jobs_by_status(session_for(db_url, store, settings), "failed", cutoff)
     assert (p_status.jobs_to_purge, p_status.objects_to_delete, p_status.objects_to_rewrite) == (2, 0, 1)
     assert (r_status.jobs_purged, r_status.objects_deleted, r_status.objects_rewritten) == (2, 0, 1)
     q2_left = {i for i, s in zip(ids, specs, strict=True) if s.queue == "q2" and s.status != "Failed"}
@@ -223,7 +223,7 @@ def test_max_jobs_aborts_with_nothing_deleted(target: Any, db_url: str) -> None:
     make_jobs(db_url, _mixed_specs(), flush=(store, settings))
     before = object_keys(store)
     with pytest.raises(SafetyAbort):
-        purge_archived_jobs(db_url, store, settings, NOW, max_jobs=5)
+        purge_archived_jobs(session_for(db_url, store, settings), NOW, max_jobs=5)
     assert object_keys(store) == before == committed_keys(db_url)
     assert len(live_index(db_url)) == 20
     ops = list_operations(psycopg.connect(db_url), operation="purge")
@@ -234,7 +234,7 @@ def test_dry_run_changes_nothing(target: Any, db_url: str) -> None:
     store, settings = target.store, target.settings
     make_jobs(db_url, _mixed_specs(), flush=(store, settings))
     before = object_keys(store)
-    result = purge_archived_jobs(db_url, store, settings, NOW - 30 * DAY, dry_run=True)
+    result = purge_archived_jobs(session_for(db_url, store, settings), NOW - 30 * DAY, dry_run=True)
     assert result.preview is not None and result.preview.jobs_to_purge == 17 and result.jobs_purged == 0
     assert object_keys(store) == before and len(live_index(db_url)) == 20
 
@@ -274,7 +274,7 @@ def test_delete_objects_partial_failure_is_reported_and_manifest_stays_true(targ
     specs = [Spec(q, "Completed", BASE - d * DAY) for q in ("q1", "q2") for d in (3, 4)]
     ids = make_jobs(db_url, specs, flush=(store, settings))
     failing = FailingDeletes(store, "queue=q2/")
-    result = purge_archived_jobs(db_url, failing, settings, NOW - 30 * DAY)
+    result = purge_archived_jobs(session_for(db_url, failing, settings), NOW - 30 * DAY)
     assert result.objects_deleted == 2 and result.jobs_purged == 2
     assert len(result.errors) == 2 and {e["code"] for e in result.errors} == {"AccessDenied"}
     assert all("queue=q2/" in e["key"] for e in result.errors)
@@ -285,7 +285,7 @@ def test_delete_objects_partial_failure_is_reported_and_manifest_stays_true(targ
     ops = list_operations(psycopg.connect(db_url), operation="purge")
     assert ops[0].outcome == "partial" and ops[0].counts["errors"][0]["code"] == "AccessDenied"
     # a later run (errors gone) finishes the job
-    again = purge_archived_jobs(db_url, store, settings, NOW - 30 * DAY)
+    again = purge_archived_jobs(session_for(db_url, store, settings), NOW - 30 * DAY)
     assert again.jobs_purged == 2 and object_keys(store) == set() == committed_keys(db_url)
 
 
@@ -303,9 +303,9 @@ def test_object_lock_is_reported_not_skipped(db_url: str, moto_inprocess_store: 
         Bucket=bucket, Key=locked_key,
         Retention={"Mode": "GOVERNANCE", "RetainUntilDate": NOW + 30 * DAY},
     )  # fmt: skip
-    preview = preview_purge_operation(db_url, store, settings, NOW - 30 * DAY)
+    preview = preview_purge_operation(session_for(db_url, store, settings), NOW - 30 * DAY)
     assert preview.jobs_to_purge == 1 and [lo.key for lo in preview.locked_objects] == [locked_key]
-    result = purge_archived_jobs(db_url, store, settings, NOW - 30 * DAY)
+    result = purge_archived_jobs(session_for(db_url, store, settings), NOW - 30 * DAY)
     assert result.jobs_purged == 1 and result.objects_deleted == 1
     assert [lo.key for lo in result.locked_objects] == [locked_key]
     assert result.locked_objects[0].mode == "GOVERNANCE"
@@ -318,8 +318,8 @@ def test_auto_purge_uses_policy_threshold(target: Any, db_url: str) -> None:
     store, settings = target.store, target.settings
     make_jobs(db_url, _mixed_specs(), flush=(store, settings))
     policy = ArchivalPolicy(purge_archived_after=30 * DAY)
-    result = auto_purge(db_url, store, settings, policy, initiated_by="scheduler")
+    result = auto_purge(session_for(db_url, store, settings), policy, initiated_by="scheduler")
     assert result.jobs_purged == 17 and result.to_dict()["jobs_purged"] == 17
     assert set(live_index(db_url)) and all("q3" in k for k in live_index(db_url).values())
-    off = auto_purge(db_url, store, settings, ArchivalPolicy(purge_archived_after=None))
+    off = auto_purge(session_for(db_url, store, settings), ArchivalPolicy(purge_archived_after=None))
     assert off.skipped_reason and off.jobs_purged == 0

@@ -17,7 +17,7 @@ import pytest
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from tests.helpers import count, hammerwork_archive_copy, insert_job
+from tests.helpers import count, hammerwork_archive_copy, insert_job, session_for
 from tiering.engine.analyst import open_duckdb
 from tiering.engine.archive import archive_jobs
 from tiering.engine.flush import flush_staged
@@ -58,11 +58,11 @@ def _seed(conn: psycopg.Connection, n: int, *, start: int = 0) -> dict[uuid.UUID
 
 
 def _archive(db_url: str) -> None:
-    archive_jobs(db_url, None, POLICY, CONFIG, "manual", "tester")
+    archive_jobs(session_for(db_url), None, POLICY, CONFIG, "manual", "tester")
 
 
 def _flush(db_url: str, target: Any, policy: ArchivalPolicy = POLICY) -> Any:
-    return flush_staged(db_url, target.store, target.settings, policy, CONFIG)
+    return flush_staged(session_for(db_url, target.store, target.settings), policy, CONFIG)
 
 
 @pytest.fixture
@@ -89,7 +89,7 @@ def mixed(db_url: str, s3_settings_factory: Any) -> dict[str, Any]:
 
 
 def _duckdb_rows(db_url: str, target: Any, where: str = "TRUE") -> list[dict[str, Any]]:
-    con = open_duckdb(db_url, target.store, target.settings)
+    con = open_duckdb(session_for(db_url, target.store, target.settings))
     sql = f"SELECT id, queue_name, status, archived_at, payload, queue FROM archived_jobs WHERE {where}"
     rows: list[dict[str, Any]] = con.execute(sql).to_arrow_table().to_pylist()
     return rows
@@ -114,7 +114,7 @@ def test_list_query_and_search_equal_duckdb_plus_staging(db_url: str, mixed: dic
     everything = {r["id"]: r for r in duck + staging}
     expected_order = sorted(everything.values(), key=lambda r: (-r["archived_at"].timestamp(), r["id"]))
 
-    page = list_archived_jobs(db_url, limit=1000)
+    page = list_archived_jobs(session_for(db_url), limit=1000)
     assert page.total == 85
     assert [i.job_id for i in page.items] == [r["id"] for r in expected_order]
     assert {i.tier for i in page.items if i.job_id in {str(k) for k in mixed["cold"]}} == {"cold"}
@@ -123,44 +123,45 @@ def test_list_query_and_search_equal_duckdb_plus_staging(db_url: str, mixed: dic
     # stable pagination: pages of 7 concatenate to the whole list
     paged: list[str] = []
     for offset in range(0, 85, 7):
-        p = list_archived_jobs(db_url, limit=7, offset=offset)
+        p = list_archived_jobs(session_for(db_url), limit=7, offset=offset)
         assert p.total == 85
         paged.extend(i.job_id for i in p.items)
     assert paged == [i.job_id for i in page.items]
 
     # filters: queue + status, archived window
-    billing_failed = list_archived_jobs(db_url, queue="billing", status="Failed", limit=1000)
+    billing_failed = list_archived_jobs(session_for(db_url), queue="billing", status="Failed", limit=1000)
     want = {k for k, r in everything.items() if r["queue_name"] == "billing" and r["status"] == "Failed"}
     assert {i.job_id for i in billing_failed.items} == want and billing_failed.total == len(want)
-    assert list_archived_jobs(db_url, queue="no-such-queue").total == 0
+    assert list_archived_jobs(session_for(db_url), queue="no-such-queue").total == 0
 
     # builder with payloads: equal, job for job, to what DuckDB and staging hold
-    q = query_archived_jobs(db_url, target.store).queue("billing").with_payload().limit(1000).execute()
+    q = query_archived_jobs(session_for(db_url, target.store)).queue("billing").with_payload().limit(1000).execute()
     want_billing = {k: r for k, r in everything.items() if r["queue_name"] == "billing"}
     assert {i.job_id for i in q.items} == set(want_billing)
     for item in q.items:
         assert item.payload == json.loads(want_billing[item.job_id]["payload"])
     # created window via the builder
     first_created = min(i.created_at for i in page.items)
-    later = query_archived_jobs(db_url, target.store).created_after(first_created + timedelta(seconds=1)).limit(1000)
+    later = query_archived_jobs(session_for(db_url, target.store))
+    later = later.created_after(first_created + timedelta(seconds=1)).limit(1000)
     assert all(i.created_at > first_created for i in later.execute().items)
 
     # search: number typed as text matches the number and the string, nested key, one queue
-    con = open_duckdb(db_url, target.store, target.settings)
+    con = open_duckdb(session_for(db_url, target.store, target.settings))
     duck_hits = {r[0] for r in con.execute(
         "SELECT id FROM archived_jobs WHERE queue_name = 'billing' AND "
         "json_extract_string(payload, '$.customer.id') = '12345'").fetchall()}  # fmt: skip
     stage_hits = {r["id"] for r in staging if r["queue_name"] == "billing"
                   and str(json.loads(r["payload"])["customer"]["id"]) == "12345"}  # fmt: skip
-    found = search_archived_jobs(db_url, target.store, "customer.id", "12345", queue="billing")
+    found = search_archived_jobs(session_for(db_url, target.store), "customer.id", "12345", queue="billing")
     assert {i.job_id for i in found.items} == duck_hits | stage_hits
     assert duck_hits and stage_hits
     assert found.objects_scanned >= 1 and found.rows_prefiltered < found.rows_scanned
     types = {type(i.payload["customer"]["id"]) for i in found.items}
     assert types == {int, str}
     # limit keeps the newest
-    top = search_archived_jobs(db_url, target.store, "customer.id", "12345", limit=2)
-    all_hits = search_archived_jobs(db_url, target.store, "customer.id", "12345")
+    top = search_archived_jobs(session_for(db_url, target.store), "customer.id", "12345", limit=2)
+    all_hits = search_archived_jobs(session_for(db_url, target.store), "customer.id", "12345")
     assert [i.job_id for i in top.items] == [i.job_id for i in all_hits.items][:2] and top.truncated
 
 
@@ -169,40 +170,40 @@ def test_search_metacharacters_and_bad_input(db_url: str, mixed: dict[str, Any])
     tricky = "a\"b %_ '; DROP TABLE x; --"
     want = {str(k) for k, p in mixed["all"].items() if p.get("note") == tricky}
     assert want
-    assert {i.job_id for i in search_archived_jobs(db_url, store, "note", tricky).items} == want
+    assert {i.job_id for i in search_archived_jobs(session_for(db_url, store), "note", tricky).items} == want
     for value in ("'; DROP TABLE x; --", 'a"b', "%", "_", "\\", "\x7f", "ü"):
-        assert search_archived_jobs(db_url, store, "note", value).items == []
-    assert search_archived_jobs(db_url, store, "'; DROP TABLE x; --", "1").items == []
-    assert search_archived_jobs(db_url, store, 'a"b', "x").items == []
-    assert search_archived_jobs(db_url, store, "customer.id", "12345", queue="no-such-queue").items == []
+        assert search_archived_jobs(session_for(db_url, store), "note", value).items == []
+    assert search_archived_jobs(session_for(db_url, store), "'; DROP TABLE x; --", "1").items == []
+    assert search_archived_jobs(session_for(db_url, store), 'a"b', "x").items == []
+    assert search_archived_jobs(session_for(db_url, store), "customer.id", "12345", queue="no-such-queue").items == []
     # list elements and decimals
     t3 = {str(k) for k, p in mixed["all"].items() if "t3" in p.get("tags", [])}
-    assert {i.job_id for i in search_archived_jobs(db_url, store, "tags", "t3").items} == t3
+    assert {i.job_id for i in search_archived_jobs(session_for(db_url, store), "tags", "t3").items} == t3
     quarter = {str(k) for k, p in mixed["all"].items() if p.get("amount") == 2.5}
-    assert {i.job_id for i in search_archived_jobs(db_url, store, "amount", "2.50").items} == quarter
+    assert {i.job_id for i in search_archived_jobs(session_for(db_url, store), "amount", "2.50").items} == quarter
     with psycopg.connect(db_url) as conn:
         assert count(conn, "hammerwork_jobs_archive") == 25  # nothing dropped
     for key in ("", ".", "a..b", "customer."):
         with pytest.raises(InvalidInputError):
-            search_archived_jobs(db_url, store, key, "1")
+            search_archived_jobs(session_for(db_url, store), key, "1")
     for bad in ("yesterday", "2024-13-01", "2024-02-30T99:00"):
         with pytest.raises(InvalidInputError, match="ISO date"):
-            search_archived_jobs(db_url, store, "n", "1", archived_after=bad)
+            search_archived_jobs(session_for(db_url, store), "n", "1", archived_after=bad)
         with pytest.raises(InvalidInputError, match="ISO date"):
-            list_archived_jobs(db_url, archived_before=bad)
+            list_archived_jobs(session_for(db_url), archived_before=bad)
     with pytest.raises(InvalidInputError, match="status"):
-        list_archived_jobs(db_url, status="Bogus")
+        list_archived_jobs(session_for(db_url), status="Bogus")
     with pytest.raises(InvalidInputError):
-        list_archived_jobs(db_url, archived_after="2024-02-01", archived_before="2024-01-01")
+        list_archived_jobs(session_for(db_url), archived_after="2024-02-01", archived_before="2024-01-01")
     with pytest.raises(InvalidInputError):
-        list_archived_jobs(db_url, limit=-1)
+        list_archived_jobs(session_for(db_url), limit=-1)
     for bad_id in ("not-a-uuid", "'; DROP TABLE x; --", "1234", ""):
         with pytest.raises(InvalidInputError):
-            restore_archived_job(db_url, store, mixed["target"].settings, bad_id)
+            restore_archived_job(session_for(db_url, store, mixed["target"].settings), bad_id)
         with pytest.raises(InvalidInputError):
-            get_archived_job(db_url, store, bad_id)
+            get_archived_job(session_for(db_url, store), bad_id)
     with pytest.raises(NotFoundError):
-        restore_archived_job(db_url, store, mixed["target"].settings, uuid.uuid4())
+        restore_archived_job(session_for(db_url, store, mixed["target"].settings), uuid.uuid4())
 
 
 def _hot(db_url: str, job_id: Any) -> dict[str, Any]:
@@ -238,13 +239,13 @@ def test_restore_from_staging_and_cold_keeps_fields_and_costs_at_most_3_requests
     cold_id, cold_payload = next((k, p) for k, p in mixed["cold"].items() if p["n"] == 14)
     staged_id, staged_payload = next((k, p) for k, p in mixed["staged"].items() if p.get("n") == 63)
 
-    r = restore_archived_job(db_url, store, settings, str(staged_id), initiated_by="alice")
+    r = restore_archived_job(session_for(db_url, store, settings), str(staged_id), initiated_by="alice")
     assert r.source == "staging" and r.restored
     _check_restored(_hot(db_url, staged_id), staged_payload, 63)
     assert _hot(db_url, staged_id)["created_at"] == created[staged_id]
 
     store.request_count = 0
-    r = restore_archived_job(db_url, store, settings, cold_id, initiated_by="alice")
+    r = restore_archived_job(session_for(db_url, store, settings), cold_id, initiated_by="alice")
     assert r.source == "cold" and r.restored and r.object_key
     assert store.request_count <= 3 and r.object_requests == store.request_count
     _check_restored(_hot(db_url, cold_id), cold_payload, 14)
@@ -256,23 +257,23 @@ def test_restore_from_staging_and_cold_keeps_fields_and_costs_at_most_3_requests
                            "WHERE operation = 'restore' ORDER BY id").fetchall()  # fmt: skip
     assert ops == [("alice", "succeeded", str(staged_id)), ("alice", "succeeded", str(cold_id))]
     # the restored jobs leave the archive's views
-    listed = {i.job_id for i in list_archived_jobs(db_url, limit=1000).items}
+    listed = {i.job_id for i in list_archived_jobs(session_for(db_url), limit=1000).items}
     assert str(cold_id) not in listed and str(staged_id) not in listed
-    assert list_archived_jobs(db_url).total == 83
-    hits = search_archived_jobs(db_url, store, "n", "14")
+    assert list_archived_jobs(session_for(db_url)).total == 83
+    hits = search_archived_jobs(session_for(db_url, store), "n", "14")
     assert str(cold_id) not in {i.job_id for i in hits.items}
     # twice, or while in the hot table: clear conflict, nothing changes
     for jid in (cold_id, staged_id):
         with pytest.raises(ConflictError, match="hot table"):
-            restore_archived_job(db_url, store, settings, jid)
+            restore_archived_job(session_for(db_url, store, settings), jid)
     with psycopg.connect(db_url) as conn:
         conn.execute("DELETE FROM hammerwork_jobs WHERE id = %s", (cold_id,))
         conn.commit()
     with pytest.raises(ConflictError, match="already restored"):
-        restore_archived_job(db_url, store, settings, cold_id)
+        restore_archived_job(session_for(db_url, store, settings), cold_id)
     # get / show
     other = next(k for k, p in mixed["cold"].items() if p["n"] == 20)
-    job = get_archived_job(db_url, store, other)
+    job = get_archived_job(session_for(db_url, store), other)
     assert job.tier == "cold" and job.payload == mixed["cold"][other] and job.record is not None
     assert job.record["trace_id"] == "trace-20"
 
@@ -280,7 +281,7 @@ def test_restore_from_staging_and_cold_keeps_fields_and_costs_at_most_3_requests
 def test_bulk_restore_dry_run_then_real(db_url: str, mixed: dict[str, Any]) -> None:
     target = mixed["target"]
     store, settings = target.store, target.settings
-    dry = restore_archived_jobs(db_url, store, settings, queue="billing", status="Failed", dry_run=True)
+    dry = restore_archived_jobs(session_for(db_url, store, settings), queue="billing", status="Failed", dry_run=True)
     want = {str(k) for k, p in mixed["all"].items() if p.get("n", -1) % 3 and p.get("n", -1) % 4 == 1}
     assert {j.job_id for j in dry.jobs} == want and dry.restored == 0
     assert set(dry.by_source) == {"cold", "staging"}
@@ -290,7 +291,7 @@ def test_bulk_restore_dry_run_then_real(db_url: str, mixed: dict[str, Any]) -> N
             "dry_run",
         )
     store.request_count = 0
-    done = restore_archived_jobs(db_url, store, settings, queue="billing", status="Failed", batch_size=3)
+    done = restore_archived_jobs(session_for(db_url, store, settings), queue="billing", status="Failed", batch_size=3)
     assert done.restored == len(want) and not done.skipped
     cold_objects = {j.object_key for j in dry.jobs if j.tier == "cold"}
     assert done.object_reads == len(cold_objects)
@@ -298,7 +299,7 @@ def test_bulk_restore_dry_run_then_real(db_url: str, mixed: dict[str, Any]) -> N
         assert {str(r[0]) for r in conn.execute("SELECT id FROM hammerwork_jobs")} == want
         assert count(conn, "hammerwork_jobs", "status <> 'Pending'") == 0
     # match + count: the newest 2 jobs whose customer.id is 12345
-    matched = restore_archived_jobs(db_url, store, settings, match=("customer.id", "12345"), count=2)
+    matched = restore_archived_jobs(session_for(db_url, store, settings), match=("customer.id", "12345"), count=2)
     assert matched.restored == 2
     for j in matched.jobs:
         assert str(_hot(db_url, j.job_id)["payload"]["customer"]["id"]) == "12345"
@@ -316,14 +317,14 @@ def test_glacier_restore_goes_through_in_progress_to_success(db_url: str, s3_set
     with psycopg.connect(db_url) as conn:
         assert conn.execute("SELECT storage_class FROM tiering_manifest").fetchone() == ("GLACIER",)
     with pytest.raises(RestoreInProgressError, match="1-5 minutes") as info:
-        restore_archived_job(db_url, store, target.settings, jid)
+        restore_archived_job(session_for(db_url, store, target.settings), jid)
     assert info.value.exit_code == 5 and info.value.started
     with psycopg.connect(db_url) as conn:
         assert conn.execute("SELECT restore_requested_at IS NOT NULL FROM tiering_manifest").fetchone() == (True,)
         assert count(conn, "hammerwork_jobs") == 0
         assert count(conn, "tiering_job_index", "restored_at IS NULL") == 1
     # moto finishes the restore at once: the next call completes it
-    result = restore_archived_job(db_url, store, target.settings, jid)
+    result = restore_archived_job(session_for(db_url, store, target.settings), jid)
     assert result.restored and _hot(db_url, jid)["payload"] == {"customer": {"id": 7}}
 
 

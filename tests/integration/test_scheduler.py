@@ -15,8 +15,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.helpers import count, insert_job
-from tiering.context import Context
+from tests.helpers import count, insert_job, session_for
 from tiering.db.policies import put_policy_document
 from tiering.service.app import build_scheduler
 from tiering.service.scheduler import Scheduler, TickResult, next_window, previous_window
@@ -82,8 +81,8 @@ def test_windows() -> None:
 def test_two_schedulers_run_a_due_window_exactly_once(db_url: str) -> None:
     work = Recorder()
     sched = _schedules(verify="*/5 * * * *", flush="0 * * * *")
-    a = Scheduler(db_url, sched, work, instance="a")
-    b = Scheduler(db_url, sched, work, instance="b")
+    a = Scheduler(session_for(db_url), sched, work, instance="a")
+    b = Scheduler(session_for(db_url), sched, work, instance="b")
     first = _tick_together([a, b], T0 - timedelta(hours=1))  # schedules first seen: baseline, nothing runs
     assert sorted(r.outcome for r in first if r.outcome == "baseline") == ["baseline", "baseline"]
     assert work.calls == []
@@ -110,7 +109,7 @@ def test_two_schedulers_run_a_due_window_exactly_once(db_url: str) -> None:
 def test_many_schedulers_one_run(db_url: str) -> None:
     work = Recorder(0.2)
     sched = _schedules(archive="* * * * *")
-    schedulers = [Scheduler(db_url, sched, work, instance=f"i{i}") for i in range(5)]
+    schedulers = [Scheduler(session_for(db_url), sched, work, instance=f"i{i}") for i in range(5)]
     assert [r.outcome for r in _tick_together(schedulers, T0 - timedelta(minutes=3))].count("baseline") == 1
     results = _tick_together(schedulers, T0)
     assert work.calls == ["archive"]
@@ -120,7 +119,7 @@ def test_many_schedulers_one_run(db_url: str) -> None:
 
 def test_missed_window_runs_once(db_url: str) -> None:
     work = Recorder(0)
-    s = Scheduler(db_url, _schedules(purge="*/5 * * * *"), work, instance="solo")
+    s = Scheduler(session_for(db_url), _schedules(purge="*/5 * * * *"), work, instance="solo")
     assert [r.outcome for r in s.tick(T0 - timedelta(minutes=5))] == ["baseline"]
     assert [r.outcome for r in s.tick(T0)] == ["succeeded"]
     # down for hours: 30 windows were missed; the next tick runs the latest one once
@@ -134,7 +133,7 @@ def test_missed_window_runs_once(db_url: str) -> None:
 def test_a_new_or_changed_schedule_starts_with_the_next_window(db_url: str) -> None:
     work = Recorder(0)
     crons = {"flush": "0 2 * * *"}
-    s = Scheduler(db_url, lambda: {t: (c, "policy") for t, c in crons.items()}, work)
+    s = Scheduler(session_for(db_url), lambda: {t: (c, "policy") for t, c in crons.items()}, work)
     # configured at 10:07: today's 02:00 window began before the schedule existed, so it does not run now
     assert [r.outcome for r in s.tick(T0)] == ["baseline"]
     assert [r.outcome for r in s.tick(T0 + timedelta(hours=16))] == ["succeeded"]  # 02:00 next day
@@ -153,7 +152,7 @@ def test_a_failing_task_is_recorded_and_the_next_window_runs(db_url: str) -> Non
             raise RuntimeError("bucket unreachable")
         return {}
 
-    s = Scheduler(db_url, _schedules(verify="*/5 * * * *"), boom, instance="x")
+    s = Scheduler(session_for(db_url), _schedules(verify="*/5 * * * *"), boom, instance="x")
     s.tick(T0 - timedelta(minutes=5))
     (first,) = s.tick(T0)
     assert first.outcome == "failed" and "bucket unreachable" in (first.error or "")
@@ -167,16 +166,16 @@ def test_a_failing_task_is_recorded_and_the_next_window_runs(db_url: str) -> Non
 
 def test_invalid_cron_is_reported_not_run(db_url: str) -> None:
     work = Recorder(0)
-    s = Scheduler(db_url, _schedules(flush="every day"), work)
+    s = Scheduler(session_for(db_url), _schedules(flush="every day"), work)
     assert s.tick(T0) == []
     (entry,) = s.status(T0)["schedules"]
     assert entry["valid"] is False and entry["next_run"] is None
     assert work.calls == []
 
 
-def _ctx(db_url: str, tmp_path: Path, **settings: Any) -> Context:
-    return Context(Settings(database_url=db_url, home=tmp_path, store_url=(tmp_path / "objects").as_uri(),
-                            workers=1, **settings))  # fmt: skip
+def _ctx(db_url: str, tmp_path: Path, **settings: Any) -> Any:
+    return session_for(db_url, settings=Settings(database_url=db_url, home=tmp_path, workers=1,
+                                                 store_url=(tmp_path / "objects").as_uri(), **settings))  # fmt: skip
 
 
 def test_real_archive_schedule_from_the_stored_policy_runs_once(db_url: str, tmp_path: Path) -> None:

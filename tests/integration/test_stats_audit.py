@@ -12,6 +12,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
+from tests.helpers import session_for
 from tests.integration.test_purge import ARCHIVE_ALL, BASE, DAY, NOW, Spec, make_jobs
 from tiering.db.operations import list_operations
 from tiering.engine.erase import erase_jobs
@@ -39,13 +40,14 @@ def test_stats_equal_independent_counts_and_every_operation_is_audited(target: A
     ids += make_jobs(db_url, q2_specs)
     # q2 goes to STANDARD_IA (the policy's default class for this flush)
     policy = replace(ARCHIVE_ALL, default_storage_class="STANDARD_IA")
-    flush_staged(db_url, store, settings, policy, ArchivalConfig(), initiated_by="tester")
+    flush_staged(session_for(db_url, store, settings), policy, ArchivalConfig(), initiated_by="tester")
     make_jobs(db_url, [Spec("q1", "Completed", NOW - DAY), Spec("q3", "Dead", NOW - DAY)])  # stays staged
-    purged = purge_archived_jobs(db_url, store, settings, BASE - 2.5 * DAY, initiated_by="tester")  # q1 d3, q2 d5
+    session = session_for(db_url, store, settings)
+    purged = purge_archived_jobs(session, BASE - 2.5 * DAY, initiated_by="tester")  # q1 d3, q2 d5
     assert purged.jobs_purged == 2
-    erase_jobs(db_url, store, settings, ids=[ids[0]], request_ref="REQ-9")  # rewrites q1 day -1 (now empty: delete)
+    erase_jobs(session, ids=[ids[0]], request_ref="REQ-9")  # rewrites q1 day -1 (now empty: delete)
 
-    stats = json.loads(json.dumps(get_archival_stats(db_url, settings)))  # JSON-ready
+    stats = json.loads(json.dumps(get_archival_stats(session_for(db_url, settings=settings))))  # JSON-ready
 
     # independent: the bucket and the objects' rows
     objects = list(store.list(store.prefix))
@@ -89,7 +91,7 @@ def test_stats_equal_independent_counts_and_every_operation_is_audited(target: A
     assert stats["total"]["jobs_purged_to_date"] == 2 and stats["total"]["jobs_erased_to_date"] == 1
     assert stats["queues"]["q1"]["jobs_erased_to_date"] == 1  # the erase of ids[0] (a q1 job)
     assert stats["queues"]["q2"]["jobs_purged_to_date"] == 1
-    only_q2 = get_archival_stats(db_url, settings, queue="q2")
+    only_q2 = get_archival_stats(session_for(db_url, settings=settings), queue="q2")
     assert list(only_q2["queues"]) == ["q2"] and only_q2["tiers"]["cold"]["jobs"] == 2
     # last runs with durations, from the audit trail
     for op in ("archive", "flush", "purge", "erase"):

@@ -19,8 +19,7 @@ import pytest
 
 import tests.integration.test_store_contract as contract
 from tests.fixtures_s3 import StoreTarget
-from tests.helpers import count, insert_job
-from tiering.context import Context
+from tests.helpers import count, insert_job, session_for
 from tiering.engine.analyst import object_locations, open_duckdb
 from tiering.engine.archive import archive_jobs
 from tiering.engine.flush import flush_staged
@@ -238,8 +237,8 @@ def test_registered_backend_works_through_the_engine(
         ids = [insert_job(conn, queue="mail" if i % 2 else "sms", age=(5 + i % 3) * DAY, payload={"i": i})
                for i in range(12)]  # fmt: skip
         conn.commit()
-    archive_jobs(db_url, None, POLICY, ArchivalConfig())
-    stats = flush_staged(db_url, store, settings, POLICY, ArchivalConfig())
+    archive_jobs(session_for(db_url), None, POLICY, ArchivalConfig())
+    stats = flush_staged(session_for(db_url, store, settings), POLICY, ArchivalConfig())
     assert stats.jobs_flushed == 12
     keys = [o.key for o in store.list(store.prefix + "/")]
     assert keys and all(k.startswith("archive/queue=") and k.endswith(".parquet") for k in keys)
@@ -247,21 +246,22 @@ def test_registered_backend_works_through_the_engine(
         buckets = {r[0] for r in conn.execute("SELECT DISTINCT bucket FROM tiering_manifest")}
         assert count(conn, "hammerwork_jobs_archive") == 0
     assert buckets == {store.location.bucket}  # the manifest records the backend's own identity
-    assert sorted(object_locations(db_url, store)) == sorted(f"{backend}://{store.location.bucket}/{k}" for k in keys)
-    assert verify_archive(db_url, store, settings, deep=True).ok
+    located = object_locations(session_for(db_url, store))
+    assert sorted(located) == sorted(f"{backend}://{store.location.bucket}/{k}" for k in keys)
+    assert verify_archive(session_for(db_url, store, settings), deep=True).ok
     if backend == "memory":  # DuckDB cannot read memory:// itself: the store's fsspec filesystem is registered
-        con = open_duckdb(db_url, store, settings)
+        con = open_duckdb(session_for(db_url, store, settings))
         assert con.execute("SELECT count(*), count(DISTINCT queue_name) FROM archived_jobs").fetchone() == (12, 2)
 
-    restored = restore_archived_job(db_url, store, settings, ids[3])
+    restored = restore_archived_job(session_for(db_url, store, settings), ids[3])
     assert restored.source == "cold" and restored.object_requests > 0
     with psycopg.connect(db_url) as conn:
         assert count(conn, "hammerwork_jobs", "id = %s AND status = 'Pending'", (ids[3],)) == 1
 
-    purged = purge_archived_jobs(db_url, store, settings, timedelta(0))
+    purged = purge_archived_jobs(session_for(db_url, store, settings), timedelta(0))
     assert purged.jobs_purged == 11
     assert list(store.list(store.prefix + "/")) == []
-    assert verify_archive(db_url, store, settings).ok
+    assert verify_archive(session_for(db_url, store, settings)).ok
 
 
 def test_local_rows_recorded_without_a_bucket_are_adopted(db_url: str, s3_settings_factory: Any) -> None:
@@ -273,14 +273,14 @@ def test_local_rows_recorded_without_a_bucket_are_adopted(db_url: str, s3_settin
         for i in range(4):
             insert_job(conn, queue="q", age=5 * DAY, payload={"i": i})
         conn.commit()
-    archive_jobs(db_url, None, POLICY, ArchivalConfig())
-    flush_staged(db_url, target.store, settings, POLICY, ArchivalConfig())
+    archive_jobs(session_for(db_url), None, POLICY, ArchivalConfig())
+    flush_staged(session_for(db_url, target.store, settings), POLICY, ArchivalConfig())
     with psycopg.connect(db_url) as conn:
         conn.execute("UPDATE tiering_manifest SET bucket = ''")  # what an older tiering wrote
-    assert object_locations(db_url, target.store) == []  # unseen while unnamed
-    store = Context(settings).store
+    assert object_locations(session_for(db_url, target.store)) == []  # unseen while unnamed
+    store = session_for(db_url, settings=settings).store
     assert store.location.bucket == str(target.store.location.bucket) != ""
     with psycopg.connect(db_url) as conn:
         assert {r[0] for r in conn.execute("SELECT DISTINCT bucket FROM tiering_manifest")} == {store.location.bucket}
-    assert len(object_locations(db_url, store)) == 1
-    assert verify_archive(db_url, store, settings, deep=True).ok
+    assert len(object_locations(session_for(db_url, store))) == 1
+    assert verify_archive(session_for(db_url, store, settings), deep=True).ok

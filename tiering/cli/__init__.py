@@ -17,7 +17,7 @@ import typer
 from tiering import __version__, logs
 from tiering.cli import output
 from tiering.cli.examples import attach_examples, groups
-from tiering.context import Context
+from tiering.context import Session
 from tiering.db.connection import translate_error
 from tiering.errors import TieringError
 from tiering.settings import load_settings
@@ -79,7 +79,9 @@ def root(
         output.set_quiet(quiet)
         output.set_json_logs(log_format == "json")
     settings = load_settings(database_url=database_url, store_url=store_url, home=home, embedded=embedded or None)
-    ctx.obj = Context(settings)
+    session = Session(settings)
+    ctx.obj = session
+    ctx.call_on_close(session.close)
 
 
 def _register() -> None:

@@ -89,9 +89,9 @@ def duckdb_cmd(
         output.warn("--database is deprecated here: use --duckdb-file (athena-ddl's --glue-database is the other)")
         duckdb_file = old_database
     if print_sql:
-        for warning in publish_listing(c.database_url, c.store):
+        for warning in publish_listing(c):
             output.warn(warning)
-        sys.stdout.write(duckdb_sql(c.database_url, c.store, c.settings, show_secrets=show_secrets))
+        sys.stdout.write(duckdb_sql(c, show_secrets=show_secrets))
         return
     interactive = execute is None and sys.stdin.isatty()
     if interactive:
@@ -99,7 +99,7 @@ def duckdb_cmd(
         # thread, which waits in readline (a SIGINT taken by a worker thread would not wake it up)
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
-        conn = open_duckdb(c.database_url, c.store, c.settings, database=duckdb_file)
+        conn = open_duckdb(c, database=duckdb_file)
     finally:
         if interactive:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
@@ -194,7 +194,7 @@ def athena_ddl_cmd(
         except ValueError:
             raise InvalidInputError(f"--start-date {start_date!r} is not an ISO date (yyyy-mm-dd)") from None
     c = context(ctx)
-    ddl = athena_ddl(c.database_url, c.store, c.settings, table=table, database=glue_database,
+    ddl = athena_ddl(c, table=table, database=glue_database,
                      queue_projection=queue_projection, start_date=start, refresh=refresh)  # fmt: skip
     if fmt is not Format.table:
         output.emit({"table": table, "database": glue_database, "ddl": ddl}, fmt)

@@ -21,9 +21,7 @@ from tiering.cli.common import (
 )
 from tiering.cli.output import Format
 from tiering.cli.signals import MetricsFileOption, run_signals
-from tiering.db.connection import connect
-from tiering.db.operations import audited
-from tiering.db.policies import delete_policy_document, get_policy_document, put_policy_document
+from tiering.engine import policies
 from tiering.engine.archive import count_eligible_jobs
 from tiering.engine.pipeline import run_archival
 from tiering.errors import ConfigError, SafetyAbort
@@ -91,12 +89,12 @@ def run(
         output.info(f"policy: {source}; database: {_safe_url(url)}")
         if workers is not None:
             c.settings = c.settings.with_overrides(workers=workers)
-        total = None if policy.dry_run or not sys.stderr.isatty() else count_eligible_jobs(url, queue, policy)
+        total = None if policy.dry_run or not sys.stderr.isatty() else count_eligible_jobs(c, queue, policy)
         totals = {"archived": total}
         if total is not None and not no_flush:
             from tiering.engine.flush import count_staged_jobs
 
-            totals["flushed"] = total + count_staged_jobs(url, queue)  # staged before the run, then this run's
+            totals["flushed"] = total + count_staged_jobs(c, queue)  # staged before the run, then this run's
         with output.phase_progress(totals) as (advance, phase):
             result = run_archival(
                 c, queue=queue, policy=policy, config=config, reason=reason, initiated_by=who,
@@ -211,10 +209,10 @@ def flush(
     c = context(ctx)
     with run_signals("archive_flush", "flush", metrics_file, c.settings.pushgateway_url) as signals:
         policy, config, _ = c.load_policy(policy_file)
-        total = count_staged_jobs(c.database_url) if sys.stderr.isatty() else None
+        total = count_staged_jobs(c) if sys.stderr.isatty() else None
         with output.progress_bar("flushing", total) as advance:
             stats = flush_staged(
-                c.database_url, c.store, c.settings, policy, config, initiated_by=default_initiator(initiated_by),
+                c, policy, config, initiated_by=default_initiator(initiated_by),
                 progress=advance, crash_hook=fault_hook(),
             )  # fmt: skip
         signals.done(stats.to_dict())
@@ -224,14 +222,10 @@ def flush(
 @app.command("get-policy")
 def get_policy(ctx: typer.Context, fmt: FormatOption = Format.json) -> None:
     """Show the stored policy (or the defaults when none is stored)."""
-    c = context(ctx)
-    with connect(c.database_url) as conn:
-        document = get_policy_document(conn)
-    if document is None:
+    found = policies.get_stored_policy(context(ctx))
+    if not found.stored:
         output.info("no stored policy: showing the defaults")
-        policy, config, _ = c.load_policy()
-        document = policy_to_dict(policy, config)
-    output.emit(document, fmt)
+    output.emit(found.document, fmt)
 
 
 @app.command("set-policy")
@@ -244,13 +238,10 @@ def set_policy(
     """Validate a policy file and store it as the policy `archive run` uses."""
     policy, config = load_policy_file(file)
     document = policy_to_dict(policy, config)
-    c = context(ctx)
     who = default_initiator(initiated_by)
-    with audited(c.database_url, "policy_set", initiated_by=who, parameters={"file": file}) as op:
-        with connect(c.database_url) as conn:
-            put_policy_document(conn, document, updated_by=who)
-            conn.commit()
-        op.counts = {"policy": document}
+    policies.set_policy(
+        context(ctx), document, initiated_by=who, source=f"policy file {file}", parameters={"file": file}
+    )
     if fmt is Format.json:
         output.print_json({"stored": True, "file": file, "policy": document})
     else:
@@ -266,12 +257,7 @@ def remove_policy(
         if not sys.stdin.isatty():
             raise SafetyAbort("remove-policy needs --yes when not run from a terminal")
         confirm("Remove the stored archival policy?")
-    c = context(ctx)
-    with audited(c.database_url, "policy_remove", initiated_by=default_initiator(initiated_by)) as op:
-        with connect(c.database_url) as conn:
-            removed = delete_policy_document(conn)
-            conn.commit()
-        op.counts = {"removed": removed}
+    removed = policies.remove_policy(context(ctx), initiated_by=default_initiator(initiated_by))
     if fmt is Format.json:
         output.print_json({"removed": removed})
     else:
@@ -305,7 +291,7 @@ def verify(
     c = context(ctx)
     with run_signals("archive_verify", "verify", metrics_file, c.settings.pushgateway_url) as signals:
         report = verify_archive(
-            c.database_url, c.store, c.settings, queue=queue, deep=deep, repair=repair,
+            c, queue=queue, deep=deep, repair=repair,
             initiated_by=default_initiator(initiated_by),
         )  # fmt: skip
         doc = report.to_dict()
@@ -374,7 +360,7 @@ def lifecycle_apply(
         if not sys.stdin.isatty():
             raise SafetyAbort("lifecycle apply needs --yes when not run from a terminal")
         confirm("Apply these lifecycle rules to the bucket?")
-    plan = apply_lifecycle(c.database_url, c.store, policy, initiated_by=default_initiator(initiated_by))
+    plan = apply_lifecycle(c, policy, initiated_by=default_initiator(initiated_by))
     _lifecycle_output(plan, fmt)
     if not plan.supported:
         raise typer.Exit(7)
@@ -400,7 +386,7 @@ def iceberg_publish(ctx: typer.Context, fmt: FormatOption = Format.table) -> Non
     from tiering.engine.iceberg import reconcile
 
     c = _iceberg_context(ctx)
-    doc = reconcile(c.database_url, c.store).to_dict()
+    doc = reconcile(c).to_dict()
     if fmt is not Format.table:
         output.emit(doc, fmt)
     else:
@@ -413,7 +399,7 @@ def iceberg_verify(ctx: typer.Context, fmt: FormatOption = Format.table) -> None
     from tiering.engine.iceberg import check
 
     c = _iceberg_context(ctx)
-    difference = check(c.database_url, c.store)
+    difference = check(c)
     doc = {"in_step": difference.in_step, "snapshot_id": difference.snapshot_id,
            "missing": difference.missing, "extra": difference.extra}  # fmt: skip
     if fmt is not Format.table:
@@ -439,7 +425,7 @@ def iceberg_expire(
     from tiering.inputs import parse_age
 
     c = _iceberg_context(ctx)
-    doc = {"snapshots_expired": expire_snapshots(c.database_url, c.store, parse_age(older_than, name="--older-than"))}
+    doc = {"snapshots_expired": expire_snapshots(c, parse_age(older_than, name="--older-than"))}
     if fmt is not Format.table:
         output.emit(doc, fmt)
     else:

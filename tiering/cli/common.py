@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from tiering.cli.output import Format
-from tiering.context import Context
+from tiering.context import Session
 
 FormatOption = Annotated[
     Format,
@@ -20,9 +20,10 @@ InitiatedByOption = Annotated[
 YesOption = Annotated[bool, typer.Option("--yes", "-y", help="Do it without asking.")]
 
 
-def context(ctx: typer.Context) -> Context:
+def context(ctx: typer.Context) -> Session:
+    """The archive session the root command opened (one per process)."""
     obj = ctx.find_root().obj
-    assert isinstance(obj, Context)
+    assert isinstance(obj, Session)
     return obj
 
 

@@ -9,7 +9,6 @@ import typer
 from tiering.cli import output
 from tiering.cli.common import FormatOption, context
 from tiering.cli.output import Format
-from tiering.db.connection import connect
 from tiering.demo import hot_job_count, seed_demo_jobs, staged_job_count
 
 app = typer.Typer(help="Demo data.", no_args_is_help=True)
@@ -36,7 +35,7 @@ def seed(
     Example: tiering --embedded demo seed --count 20000
     """
     c = context(ctx)
-    with connect(c.database_url) as conn:
+    with c.connection() as conn:
         existing = hot_job_count(conn)
         if if_empty and existing:
             if fmt is Format.json:

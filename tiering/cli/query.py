@@ -77,7 +77,7 @@ def list_cmd(
     after_at, before_at = _dates(archived_after, archived_before)
     parse_statuses(status)
     c = context(ctx)
-    page = list_archived_jobs(c.database_url, queue=queue, status=status, archived_after=after_at,
+    page = list_archived_jobs(c, queue=queue, status=status, archived_after=after_at,
                               archived_before=before_at, limit=limit, offset=offset)  # fmt: skip
     rows = [i.to_dict() for i in page.items]
     if fmt is Format.table:
@@ -101,7 +101,7 @@ def search_cmd(
     parse_key_path(key)
     after_at, before_at = _dates(archived_after, archived_before)
     c = context(ctx)
-    result = search_archived_jobs(c.database_url, c.store, key, value, queue=queue, limit=limit,
+    result = search_archived_jobs(c, key, value, queue=queue, limit=limit,
                                   archived_after=after_at, archived_before=before_at)  # fmt: skip
     if result.objects_skipped:
         output.warn(f"{len(result.objects_skipped)} object(s) in GLACIER/DEEP_ARCHIVE were not searched")
@@ -129,7 +129,7 @@ def show_cmd(
     """One archived job: where it lies, and with --payload its payload and columns."""
     parse_job_id(job_id)
     c = context(ctx)
-    job = get_archived_job(c.database_url, c.store if payload else None, job_id, with_payload=payload)
+    job = get_archived_job(c, job_id, with_payload=payload)
     data = job.to_dict()
     if fmt is not Format.table:
         output.emit(data, fmt)
@@ -183,7 +183,7 @@ def restore_cmd(
         c = context(ctx)
         with run_signals("archive_restore", "restore", metrics_file, c.settings.pushgateway_url) as signals:
             result = restore_archived_job(
-                c.database_url, c.store, c.settings, job_id, dry_run=dry_run, initiated_by=who
+                c, job_id, dry_run=dry_run, initiated_by=who
             )
             signals.done(result.to_dict())
         if fmt is Format.table:
@@ -202,7 +202,7 @@ def restore_cmd(
         if not sys.stdin.isatty():
             raise SafetyAbort("a bulk restore needs --yes when not run from a terminal (--dry-run lists the jobs)")
         preview = restore_archived_jobs(
-            c.database_url, c.store, c.settings, queue=queue, status=status, archived_after=after_at,
+            c, queue=queue, status=status, archived_after=after_at,
             archived_before=before_at, match=pair, count=count, dry_run=True, initiated_by=who,
         )  # fmt: skip
         _print_jobs(preview.jobs, f"{len(preview.jobs)} job(s) would be restored")
@@ -212,7 +212,7 @@ def restore_cmd(
     with run_signals("archive_restore", "restore", metrics_file, c.settings.pushgateway_url) as signals:
         with output.progress_bar("restoring", count) as advance:
             bulk_result = restore_archived_jobs(
-                c.database_url, c.store, c.settings, queue=queue, status=status, archived_after=after_at,
+                c, queue=queue, status=status, archived_after=after_at,
                 archived_before=before_at, match=pair, count=count, dry_run=dry_run, initiated_by=who,
                 progress=advance,
             )  # fmt: skip

@@ -83,14 +83,13 @@ def purge(
             cutoff = datetime.now(UTC) - policy.purge_archived_after
         else:
             cutoff = parse_cutoff(older_than)
-        url, store, settings = c.database_url, c.store, c.settings
 
         def show() -> None:
-            _show_preview(preview_purge_operation(url, store, settings, cutoff, queue=queue, status=status).to_dict())
+            _show_preview(preview_purge_operation(c, cutoff, queue=queue, status=status).to_dict())
 
         _require_consent("purge", yes, dry_run, show)
         result = purge_archived_jobs(
-            url, store, settings, cutoff, queue=queue, status=status, dry_run=dry_run, max_jobs=max_jobs,
+            c, cutoff, queue=queue, status=status, dry_run=dry_run, max_jobs=max_jobs,
             initiated_by=default_initiator(initiated_by),
         )  # fmt: skip
         data = result.to_dict()
@@ -149,11 +148,10 @@ def erase(
 
     c = context(ctx)
     with run_signals("archive_erase", "erase", metrics_file, c.settings.pushgateway_url) as signals:
-        url, store, settings = c.database_url, c.store, c.settings
         who = default_initiator(initiated_by)
 
         def run(dry: bool) -> Any:
-            return erase_jobs(url, store, settings, ids=job_ids or None, key=key, value=value, dry_run=dry,
+            return erase_jobs(c, ids=job_ids or None, key=key, value=value, dry_run=dry,
                               initiated_by=who, request_ref=request_ref)  # fmt: skip
 
         def show() -> None:
@@ -197,13 +195,12 @@ def stats(
 
     c = context(ctx)
     seconds = max(0.2, parse_duration(interval, field_name="--interval").total_seconds())
-    url, settings = c.database_url, c.settings
     if not watch:
-        _render_stats(get_archival_stats(url, settings, queue), fmt, detailed)
+        _render_stats(get_archival_stats(c, queue), fmt, detailed)
         return
     try:
         while True:
-            data = get_archival_stats(url, settings, queue)
+            data = get_archival_stats(c, queue)
             if fmt is Format.json:
                 sys.stdout.write(json.dumps(data, default=str) + "\n")
                 sys.stdout.flush()
@@ -267,13 +264,11 @@ def audit(
     """The audit trail: every archive, flush, restore, purge, erase, policy change and lifecycle apply."""
     from dataclasses import asdict
 
-    from tiering.db.connection import connect
-    from tiering.db.operations import list_operations
+    from tiering.engine.audit import list_audit
 
     c = context(ctx)
     start = parse_cutoff(since, name="--since") if since else None
-    with connect(c.database_url) as conn:
-        ops = list_operations(conn, since=start, operation=operation, limit=limit)
+    ops = list_audit(c, since=start, operation=operation, limit=limit)
     data = [asdict(o) for o in ops]
     if fmt is not Format.table:
         output.emit(data, fmt)

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+from tiering.db.operations import Connections
 from tiering.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -42,12 +43,10 @@ PUBLISH_LOCK_KEY = "tiering:iceberg"
 
 
 @contextmanager
-def publish_lock(database_url: str) -> Iterator[None]:
+def publish_lock(db: Connections) -> Iterator[None]:
     """One tiering process at a time reads the table, computes and commits a snapshot: pyiceberg 0.12's SQL catalog
     let concurrent appends from one base snapshot all commit (each file added once per writer)."""
-    from tiering.db.connection import connect
-
-    with connect(database_url, autocommit=True) as conn:
+    with db.connection(autocommit=True) as conn:
         conn.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (PUBLISH_LOCK_KEY,))
         try:
             yield

@@ -5,15 +5,19 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import psycopg
 from psycopg.types.json import Jsonb
 
-from tiering.db.connection import connect
+
+class Connections(Protocol):
+    """Where engine code gets connections from (the archive session)."""
+
+    def connection(self, *, autocommit: bool = False) -> AbstractContextManager[psycopg.Connection]: ...
 
 log = logging.getLogger("tiering.operations")
 # operation id -> (operation, queue), so the line logged when an operation ends names what its start named
@@ -72,28 +76,49 @@ def finish_operation(
 
 @contextmanager
 def audited(
-    url: str,
+    db: Connections | psycopg.Connection,
     operation: str,
     *,
     initiated_by: str | None,
     reason: str | None = None,
     parameters: dict[str, Any] | None = None,
 ) -> Iterator[Operation]:
-    """Record an operation on its own autocommit connection, so a failed run still leaves its row."""
-    conn = connect(url, autocommit=True)
+    """Record an operation; its start and its end commit on their own, so a failed run still leaves its row.
+
+    `db` is the session (the row gets its own autocommit connection, for work spread over threads) or the one
+    idle connection the whole operation uses (its work then commits or rolls back its own transactions)."""
+    if isinstance(db, psycopg.Connection):
+        yield from _audited_on(db, operation, initiated_by=initiated_by, reason=reason, parameters=parameters)
+        return
+    with db.connection(autocommit=True) as conn:
+        yield from _audited_on(conn, operation, initiated_by=initiated_by, reason=reason, parameters=parameters)
+
+
+def _audited_on(
+    conn: psycopg.Connection,
+    operation: str,
+    *,
+    initiated_by: str | None,
+    reason: str | None,
+    parameters: dict[str, Any] | None,
+) -> Iterator[Operation]:
+    op = Operation(
+        start_operation(conn, operation, initiated_by=initiated_by, reason=reason, parameters=parameters), operation
+    )
+    if not conn.autocommit:
+        conn.commit()
     try:
-        op = Operation(
-            start_operation(conn, operation, initiated_by=initiated_by, reason=reason, parameters=parameters),
-            operation,
-        )
-        try:
-            yield op
-        except BaseException as exc:
-            finish_operation(conn, op.id, counts=op.counts, outcome="failed", error=f"{type(exc).__name__}: {exc}")
-            raise
-        finish_operation(conn, op.id, counts=op.counts, outcome=op.outcome)
-    finally:
-        conn.close()
+        yield op
+    except BaseException as exc:
+        if not conn.autocommit and not conn.closed:
+            conn.rollback()
+        finish_operation(conn, op.id, counts=op.counts, outcome="failed", error=f"{type(exc).__name__}: {exc}")
+        if not conn.autocommit:
+            conn.commit()
+        raise
+    finish_operation(conn, op.id, counts=op.counts, outcome=op.outcome)
+    if not conn.autocommit:
+        conn.commit()
 
 
 @dataclass(frozen=True)

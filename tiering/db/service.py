@@ -13,15 +13,14 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from tiering.db.connection import connect
+from tiering.db.operations import Connections
+from tiering.jsonable import to_jsonable
 
 # pg_try_advisory_lock(classid, objid): classid namespaces tiering's scheduler locks.
 SCHEDULE_LOCK_CLASS = 0x74696572  # "tier"
 
 
 def json_param(value: Any) -> Jsonb:
-    from tiering.service.envelope import to_jsonable
-
     return Jsonb(to_jsonable(value))
 
 
@@ -97,16 +96,16 @@ def schedule_history(conn: psycopg.Connection, limit: int) -> list[dict[str, Any
 # ------------------------------------------------------------------ background tasks
 
 
-def insert_task(url: str, task_id: uuid.UUID, kind: str, request: Any, instance: str) -> None:
-    with connect(url, autocommit=True) as conn:
+def insert_task(db: Connections, task_id: uuid.UUID, kind: str, request: Any, instance: str) -> None:
+    with db.connection(autocommit=True) as conn:
         conn.execute(
             "INSERT INTO tiering_service_tasks (id, kind, request, instance) VALUES (%s, %s, %s, %s)",
             (task_id, kind, json_param(request), instance),
         )
 
 
-def update_task_progress(url: str, task_id: uuid.UUID, progress: Any) -> None:
-    with connect(url, autocommit=True) as conn:
+def update_task_progress(db: Connections, task_id: uuid.UUID, progress: Any) -> None:
+    with db.connection(autocommit=True) as conn:
         conn.execute(
             """UPDATE tiering_service_tasks SET progress = %s, updated_at = clock_timestamp()
                 WHERE id = %s AND state = 'running'""",
@@ -115,7 +114,7 @@ def update_task_progress(url: str, task_id: uuid.UUID, progress: Any) -> None:
 
 
 def finish_task(
-    url: str,
+    db: Connections,
     task_id: uuid.UUID,
     *,
     state: str,
@@ -124,7 +123,7 @@ def finish_task(
     error: str | None = None,
     error_status: int | None = None,
 ) -> None:
-    with connect(url, autocommit=True) as conn:
+    with db.connection(autocommit=True) as conn:
         conn.execute(
             """UPDATE tiering_service_tasks
                   SET state = %s, progress = %s, result = %s, error = %s, error_status = %s,
@@ -135,8 +134,8 @@ def finish_task(
         )  # fmt: skip
 
 
-def get_task(url: str, task_id: uuid.UUID) -> dict[str, Any] | None:
-    with connect(url) as conn, conn.cursor(row_factory=dict_row) as cur:
+def get_task(db: Connections, task_id: uuid.UUID) -> dict[str, Any] | None:
+    with db.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
         return cur.execute(
             """SELECT id, kind, request, state, progress, result, error, error_status, instance, started_at,
                       updated_at, finished_at
@@ -145,8 +144,8 @@ def get_task(url: str, task_id: uuid.UUID) -> dict[str, Any] | None:
         ).fetchone()
 
 
-def recent_tasks(url: str, limit: int) -> list[dict[str, Any]]:
-    with connect(url) as conn, conn.cursor(row_factory=dict_row) as cur:
+def recent_tasks(db: Connections, limit: int) -> list[dict[str, Any]]:
+    with db.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
         return cur.execute(
             """SELECT id, kind, state, progress, error, instance, started_at, finished_at
                  FROM tiering_service_tasks ORDER BY started_at DESC LIMIT %s""",

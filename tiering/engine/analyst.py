@@ -21,11 +21,10 @@ import pyarrow as pa
 
 from tiering import layout
 from tiering import schema as S
+from tiering.context import Session
 from tiering.db import manifest as mdb
 from tiering.db import query as qdb
-from tiering.db.connection import connect
 from tiering.errors import ConfigError, InvalidInputError
-from tiering.settings import Settings
 from tiering.store.base import ObjectStore
 
 VIEW_NAME = "archived_jobs"
@@ -83,14 +82,15 @@ class Listing:
     slugs: list[str]
 
 
-def object_locations(url: str, store: ObjectStore) -> list[str]:
+def object_locations(session: Session) -> list[str]:
     """Every committed object of this store as DuckDB names it (s3://bucket/key, a local file path, ...)."""
-    return listing(url, store).files
+    return listing(session).files
 
 
-def listing(url: str, store: ObjectStore) -> Listing:
+def listing(session: Session) -> Listing:
+    store = session.store
     bucket = store.location.bucket
-    with connect(url) as conn:
+    with session.connection() as conn:
         rows = mdb.manifest_rows(conn, states=("committed",))
         superseded = mdb.superseded_copies(conn)
         slugs = [s for s, _ in qdb.queue_slugs(conn)]
@@ -101,12 +101,13 @@ def listing(url: str, store: ObjectStore) -> Listing:
     )
 
 
-def publish_listing(url: str, store: ObjectStore) -> list[str]:
+def publish_listing(session: Session) -> list[str]:
     """Write the manifest-derived listing the analysts' SQL reads at query time (after every flush, restore,
     purge and erase, and before printing SQL). Returns warnings (a stale Athena queue enum)."""
     from tiering.parquet import table_bytes
 
-    current = listing(url, store)
+    store = session.store
+    current = listing(session)
     empty = store.key(EMPTY_KEY)
     files = pa.table({"location": pa.array([store.analyst_path(empty), *current.files], pa.string())})
     superseded = pa.table(
@@ -119,36 +120,37 @@ def publish_listing(url: str, store: ObjectStore) -> list[str]:
         store.put_bytes(empty, table_bytes(S.ARCHIVE_SCHEMA.empty_table()), create_only=False)
     store.put_bytes(store.key(SUPERSEDED_KEY), table_bytes(superseded), create_only=False)
     store.put_bytes(store.key(FILES_KEY), table_bytes(files), create_only=False)
-    with connect(url) as conn:
+    with session.connection() as conn:
         mdb.mark_listing_published(conn, store.uri(""))
         conn.commit()
     return stale_enum_warnings(store, current.slugs)
 
 
-def publish_listing_quietly(url: str, store: ObjectStore) -> list[str]:
+def publish_listing_quietly(session: Session) -> list[str]:
     """publish_listing for the steps that move jobs, once analysts use the listing (the first `tiering analyst`
     command writes it; a store nobody analyses gets no extra objects). A failure is a warning, never the step's."""
     try:
-        if not _listing_in_use(url, store):
+        if not _listing_in_use(session):
             return []
-        return publish_listing(url, store)
+        return publish_listing(session)
     except Exception as exc:  # noqa: BLE001 - the listing is derived data; the next step rewrites it
         return [f"analyst listing not refreshed ({type(exc).__name__}: {exc}); `tiering analyst duckdb` rewrites it"]
 
 
-def _listing_in_use(url: str, store: ObjectStore) -> bool:
-    with connect(url) as conn:
-        return mdb.listing_published(conn, store.uri(""))
+def _listing_in_use(session: Session) -> bool:
+    with session.connection() as conn:
+        return mdb.listing_published(conn, session.store.uri(""))
 
 
-def publish_superseded_quietly(url: str, store: ObjectStore) -> None:
+def publish_superseded_quietly(session: Session) -> None:
     """After a single cold restore: rewrite only the superseded rows (one PUT) when analysts use the listing."""
     try:
-        if not _listing_in_use(url, store):
+        if not _listing_in_use(session):
             return
         from tiering.parquet import table_bytes
 
-        current = listing(url, store)
+        store = session.store
+        current = listing(session)
         superseded = pa.table(
             {
                 "location": pa.array([loc for loc, _ in current.superseded], pa.string()),
@@ -197,9 +199,7 @@ def _secret_sql(store: ObjectStore, env: Mapping[str, str], show_secrets: bool) 
 
 
 def duckdb_sql(
-    url: str,
-    store: ObjectStore,
-    settings: Settings,
+    session: Session,
     *,
     view: str = VIEW_NAME,
     env: Mapping[str, str] | None = None,
@@ -207,6 +207,7 @@ def duckdb_sql(
 ) -> str:
     """The SQL that sets a DuckDB session up: extensions, S3 secret, and the `archived_jobs` view."""
     env = os.environ if env is None else env
+    store = session.store
     if not view.isidentifier():
         raise InvalidInputError(f"view name {view!r} must be a plain identifier")
     lines = ["-- tiering: DuckDB session over the committed archive objects (file list from the manifest)"]
@@ -237,11 +238,11 @@ def duckdb_sql(
         f"   WHERE NOT EXISTS (SELECT 1 FROM {superseded} s WHERE s.location = a.object_location AND s.job_id = a.id);",
     ]
     if settings.iceberg:
-        lines += _iceberg_sql(url, store, view)
+        lines += _iceberg_sql(session, view)
     return "\n".join(lines) + "\n"
 
 
-def _iceberg_sql(url: str, store: ObjectStore, view: str) -> list[str]:
+def _iceberg_sql(session: Session, view: str) -> list[str]:
     """The Iceberg table's current snapshot as `<view>_iceberg` (TIERING_ICEBERG=1): DuckDB's iceberg extension,
     from its wheel like httpfs, reading the metadata file current when the session starts."""
     from tiering.engine.iceberg import metadata_location
@@ -251,30 +252,26 @@ def _iceberg_sql(url: str, store: ObjectStore, view: str) -> list[str]:
         f"-- {view}{ICEBERG_SUFFIX}: the Iceberg table hammerwork.archived_jobs as of now (jobs restored since their",
         "-- object was written are still in it; open a new session to see later snapshots).",
         f"CREATE OR REPLACE VIEW {view}{ICEBERG_SUFFIX} AS\n"  # noqa: S608
-        f"  SELECT * FROM iceberg_scan({sql_literal(metadata_location(url, store))});",
+        f"  SELECT * FROM iceberg_scan({sql_literal(metadata_location(session))});",
     ]
     return lines
 
 
-def open_duckdb(
-    url: str, store: ObjectStore, settings: Settings, *, database: str = ":memory:", view: str = VIEW_NAME
-) -> Any:
+def open_duckdb(session: Session, *, database: str = ":memory:", view: str = VIEW_NAME) -> Any:
     """A DuckDB connection with the session of duckdb_sql() already set up."""
     import duckdb
 
     conn = duckdb.connect(database, config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
-    access = store.external_access(os.environ)
+    access = session.store.external_access(os.environ)
     if access.secret_type is None and access.filesystem is not None:
         conn.register_filesystem(access.filesystem)  # a scheme DuckDB cannot read itself (memory://)
-    publish_listing(url, store)
-    conn.execute(duckdb_sql(url, store, settings, view=view))
+    publish_listing(session)
+    conn.execute(duckdb_sql(session, view=view))
     return conn
 
 
 def athena_ddl(
-    url: str,
-    store: ObjectStore,
-    settings: Settings,
+    session: Session,
     *,
     table: str = VIEW_NAME,
     database: str | None = None,
@@ -290,6 +287,7 @@ def athena_ddl(
     the enum up to date. The enum printed is recorded in the store; flushes warn when it goes stale."""
     import json
 
+    store = session.store
     if not store.external_access({}).athena:
         raise InvalidInputError("athena-ddl needs an S3 store (TIERING_STORE_URL=s3://bucket/prefix); Athena reads S3")
     for ident in (table, database):
@@ -297,8 +295,8 @@ def athena_ddl(
             raise InvalidInputError(f"{ident!r}: Athena names are letters, digits and underscores")
     if queue_projection not in ("auto", "enum", "injected"):
         raise InvalidInputError("queue_projection must be auto, enum or injected")
-    publish_listing(url, store)
-    with connect(url) as conn:
+    publish_listing(session)
+    with session.connection() as conn:
         slugs = [s for s, _ in qdb.queue_slugs(conn)]
         first, _last = qdb.partition_date_range(conn)
     mode = queue_projection if queue_projection != "auto" else ("enum" if slugs else "injected")

@@ -14,8 +14,8 @@ from typing import Any
 import psycopg
 
 from tiering import codec
+from tiering.context import Session
 from tiering.db import locks, planner, staging
-from tiering.db.connection import connect
 from tiering.db.operations import audited
 from tiering.errors import ConfigError
 from tiering.policy import REASONS, ArchivalConfig, ArchivalPolicy, eligibility_clauses, normalize_status
@@ -95,12 +95,12 @@ def settle_duplicates_of(conn: psycopg.Connection, job_ids: list[str]) -> list[d
     return dups
 
 
-def settle_two_places(url: str, queue: str | None, batch_size: int = 1000) -> Settled:
+def settle_two_places(session: Session, queue: str | None, batch_size: int = 1000) -> Settled:
     """Every job in one place, beside Hammerwork's own archiver: a hot row Hammerwork only marked archived goes
     when its archive copy exists (staged or cold), and a staged row whose job is already live in the cold tier
     goes (the cold copy wins; each is returned so the caller records both copies). Batched transactions."""
     settled = Settled()
-    with connect(url) as conn:
+    with session.connection() as conn:
         while True:
             with conn.transaction():
                 locks.share_moves(conn)
@@ -160,7 +160,7 @@ def _plain_status(value: str) -> str:
 
 
 def _worker(
-    url: str,
+    session: Session,
     pred: staging.Predicate,
     policy: ArchivalPolicy,
     config: ArchivalConfig,
@@ -171,7 +171,7 @@ def _worker(
 ) -> None:
     gzip = staging_codec(policy, config) is codec.Codec.GZIP
     try:
-        with connect(url) as conn:
+        with session.connection() as conn:
             while not errors:
                 with conn.transaction():
                     locks.share_moves(conn)  # first in the transaction: an erase waits for the commit
@@ -231,7 +231,7 @@ def _move_gzipped(
 
 
 def archive_jobs(
-    url: str,
+    session: Session,
     queue: str | None,
     policy: ArchivalPolicy,
     config: ArchivalConfig,
@@ -254,16 +254,16 @@ def archive_jobs(
     pred = staging.eligibility_predicate(eligibility_clauses(policy, now), queue)
     params = {"queue": queue, "dry_run": policy.dry_run, "batch_size": policy.batch_size,
               "compression_level": config.compression_level, "payload_codec": config.payload_codec}  # fmt: skip
-    with audited(url, "archive", initiated_by=initiated_by, reason=reason, parameters=params) as op:
+    with audited(session, "archive", initiated_by=initiated_by, reason=reason, parameters=params) as op:
         stats.operation_id = op.id
         if not policy.enabled and reason == "Automatic":
             stats.skipped_reason = "the archival policy is disabled (enabled: false)"
             op.outcome = "skipped"
         elif policy.dry_run:
-            with connect(url) as conn:
+            with session.connection() as conn:
                 _dry_run(conn, pred, queue, stats)
         else:
-            settled = settle_two_places(url, queue, policy.batch_size)
+            settled = settle_two_places(session, queue, policy.batch_size)
             stats.hot_copies_settled += settled.hot_copies
             stats.duplicates_settled.extend(settled.cold_duplicates)
             acc = _Accumulator(progress)
@@ -271,7 +271,7 @@ def archive_jobs(
             threads = [
                 threading.Thread(
                     target=_worker,
-                    args=(url, pred, policy, config, reason, initiated_by, acc, errors),
+                    args=(session, pred, policy, config, reason, initiated_by, acc, errors),
                     name=f"tiering-archive-{i}",
                     daemon=True,
                 )
@@ -287,7 +287,7 @@ def archive_jobs(
                 op.counts = stats.to_dict()
                 raise errors[0]
         if stats.jobs_archived + stats.hot_copies_settled >= planner.BULK_ROWS:
-            with connect(url, autocommit=True) as conn:
+            with session.connection(autocommit=True) as conn:
                 planner.refresh_statistics(conn, [planner.HOT, planner.STAGING])
         stats.execution_time_s = time.perf_counter() - started
         op.counts = stats.to_dict()
@@ -312,20 +312,22 @@ def _dry_run(conn: psycopg.Connection, pred: staging.Predicate, queue: str | Non
     stats.hot_copies_settled = staging.count_hammerwork_hot_copies(conn, queue)
 
 
-def count_eligible_jobs(url: str, queue: str | None, policy: ArchivalPolicy, now: datetime | None = None) -> int:
+def count_eligible_jobs(
+    session: Session, queue: str | None, policy: ArchivalPolicy, now: datetime | None = None
+) -> int:
     """How many jobs a run would move now (for progress bars)."""
     pred = staging.eligibility_predicate(eligibility_clauses(policy, now or datetime.now(UTC)), queue)
-    with connect(url) as conn:
+    with session.connection() as conn:
         return sum(n for _, _, n in staging.count_eligible(conn, pred))
 
 
-def left_behind(url: str, queue: str | None, policy: ArchivalPolicy) -> dict[str, dict[str, Any]]:
+def left_behind(session: Session, queue: str | None, policy: ArchivalPolicy) -> dict[str, dict[str, Any]]:
     """Finished jobs still hot after a run, per status, with the reason: not yet due (the policy's age for that
     status, or a queue's override) or a status the policy never archives."""
     from tiering.db import query as qdb
     from tiering.policy import format_duration
 
-    with connect(url) as conn:
+    with session.connection() as conn:
         counts = qdb.finished_hot_counts(conn, queue)
     out: dict[str, dict[str, Any]] = {}
     for status, n in sorted(counts.items()):

@@ -25,10 +25,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from tiering import codec
+from tiering.context import Session
 from tiering.db import locks
 from tiering.db import manifest as mdb
 from tiering.db import retention as rdb
-from tiering.db.connection import connect
 from tiering.db.manifest import ManifestRow
 from tiering.db.operations import audited
 from tiering.engine.flush import recover_abandoned
@@ -43,7 +43,6 @@ from tiering.engine.purge import (
 )
 from tiering.engine.query import ValueMatcher, path_matches
 from tiering.errors import InvalidInputError
-from tiering.settings import Settings
 from tiering.store.base import ObjectStore
 
 _MISSING = object()
@@ -288,9 +287,7 @@ class _ObjectPlan:
 
 
 def erase_jobs(
-    url: str,
-    store: ObjectStore,
-    settings: Settings,
+    session: Session,
     *,
     ids: Sequence[str] | None = None,
     key: str | None = None,
@@ -303,6 +300,7 @@ def erase_jobs(
     started = time.perf_counter()
     if (ids is None) == (key is None):
         raise InvalidInputError("erase: give job ids, or a payload key and value (not both)")
+    store = session.store
     mode = "ids" if ids is not None else "match"
     result = EraseResult(dry_run=dry_run, request_ref=request_ref, mode=mode)
     wanted: list[str] = []
@@ -320,42 +318,42 @@ def erase_jobs(
     params = {"mode": mode, "request_ref": request_ref, "dry_run": dry_run, "store": store.describe(),
               "ids_requested": len(wanted) if ids is not None else None,
               "match_key": key, "match_value": "<not recorded>" if key is not None else None}  # fmt: skip
-    with audited(url, "erase", initiated_by=initiated_by, reason="Compliance", parameters=params) as op:
+    with audited(session, "erase", initiated_by=initiated_by, reason="Compliance", parameters=params) as op:
         result.operation_id = op.id
-        lock = connect(url, autocommit=True)
-        try:
+        # The lock connection goes back to the pool with its advisory locks released (the pool's reset).
+        with session.connection(autocommit=True) as lock:
             rdb.lock_retention(lock)
-            if not dry_run:
-                # no job changes tier from here to the final check (see tiering.db.locks)
-                locks.lock_moves(lock)
-                n, calls, errors = retry_leftovers(url, store)
-                result.delete_calls += calls
-                result.errors.extend({**e, "stage": "delete_replaced"} for e in errors)
-            for _ in range(MAX_PASSES):
-                result.passes += 1
-                if not dry_run:
-                    # objects of dead flushers hold copies of staged jobs; a flusher that just rolled back
-                    # releases its flush lock a moment after the moves lock, so this runs at every pass
-                    recover_abandoned(url, store)
-                clean = _run(url, store, settings, result, wanted, path, typed, raw)
-                if dry_run:
-                    break
-                result.remaining = _remaining(url, store, result, clean, wanted, path, typed, raw)
-                if not set(result.remaining) - _blocked(result):
-                    break  # all gone, or left only where a lock or an error (already reported) keeps them
-                # else: something moved that tiering does not order (Hammerwork's own archiver): another pass
-            result.locked_objects = list({lo.key: lo for lo in result.locked_objects}.values())
-            if not dry_run:
-                gone = [j for j in result.locations if j not in result.remaining]
-                with connect(url) as conn:
-                    result.index_rows_removed += rdb.delete_index_rows_of_gone_objects(conn, gone)
-                    conn.commit()
-                result._erased = len([j for j in gone if j not in _blocked(result)])
-        finally:
             try:
-                rdb.unlock_retention(lock)
+                if not dry_run:
+                    # no job changes tier from here to the final check (see tiering.db.locks)
+                    locks.lock_moves(lock)
+                    n, calls, errors = retry_leftovers(session)
+                    result.delete_calls += calls
+                    result.errors.extend({**e, "stage": "delete_replaced"} for e in errors)
+                for _ in range(MAX_PASSES):
+                    result.passes += 1
+                    if not dry_run:
+                        # objects of dead flushers hold copies of staged jobs; a flusher that just rolled back
+                        # releases its flush lock a moment after the moves lock, so this runs at every pass
+                        recover_abandoned(session)
+                    clean = _run(session, result, wanted, path, typed, raw)
+                    if dry_run:
+                        break
+                    result.remaining = _remaining(session, result, clean, wanted, path, typed, raw)
+                    if not set(result.remaining) - _blocked(result):
+                        break  # all gone, or left only where a lock or an error (already reported) keeps them
+                    # else: something moved that tiering does not order (Hammerwork's own archiver): another pass
+                result.locked_objects = list({lo.key: lo for lo in result.locked_objects}.values())
+                if not dry_run:
+                    gone = [j for j in result.locations if j not in result.remaining]
+                    with session.connection() as conn:
+                        result.index_rows_removed += rdb.delete_index_rows_of_gone_objects(conn, gone)
+                        conn.commit()
+                    result._erased = len([j for j in gone if j not in _blocked(result)])
             finally:
-                lock.close()  # ends the session: releases the moves lock too
+                if not dry_run:
+                    locks.unlock_moves(lock)
+                rdb.unlock_retention(lock)
         result.execution_time_s = time.perf_counter() - started
         op.counts = result.counts()
         if not result.complete:
@@ -363,10 +361,10 @@ def erase_jobs(
     if not dry_run:
         from tiering.engine.analyst import publish_listing_quietly
 
-        publish_listing_quietly(url, store)  # the analysts' file list must not name erased objects
+        publish_listing_quietly(session)  # the analysts' file list must not name erased objects
         from tiering.engine.iceberg import reconcile_quietly
 
-        reconcile_quietly(url, store, settings, expire=True)  # drops deleted/rewritten objects, one snapshot
+        reconcile_quietly(session, expire=True)  # drops deleted/rewritten objects, one snapshot
     return result
 
 
@@ -380,8 +378,7 @@ def _blocked(result: EraseResult) -> set[str]:
 
 
 def _remaining(
-    url: str,
-    store: ObjectStore,
+    session: Session,
     result: EraseResult,
     clean: set[int],
     wanted: list[str],
@@ -397,8 +394,9 @@ def _remaining(
     copies, objects that held matches, and any pending or replaced object still in the bucket).
     """
     out: dict[str, list[str]] = {}
+    store = session.store
     bucket = bucket_of(store)
-    with connect(url) as conn:
+    with session.connection() as conn:
         rows = rdb.manifest_rows_in(conn, bucket, ("committed", "pending"))
         if result.mode == "ids":
             hot, staged = rdb.hot_ids(conn, wanted), rdb.staging_ids(conn, wanted)
@@ -472,9 +470,7 @@ def _where(result: EraseResult, job_id: str, place: str) -> None:
 
 
 def _run(
-    url: str,
-    store: ObjectStore,
-    settings: Settings,
+    session: Session,
     result: EraseResult,
     wanted: list[str],
     path: list[str],
@@ -483,8 +479,9 @@ def _run(
 ) -> set[int]:
     """One pass: find the jobs in every tier and erase them; returns the ids of objects read and found clean."""
     clean: set[int] = set()
+    store = session.store
     by_object: dict[int, set[str]] = {}
-    with connect(url) as conn:
+    with session.connection() as conn:
         if result.mode == "ids":
             hot = rdb.hot_ids(conn, wanted)
             staged = rdb.staging_ids(conn, wanted)
@@ -522,7 +519,7 @@ def _run(
         _where(result, j, "staging")
     plans: list[_ObjectPlan] = []
     all_cold = sorted({j for s in by_object.values() for j in s})
-    with connect(url) as conn:
+    with session.connection() as conn:
         hits = rdb.index_hits(conn, all_cold) if all_cold else []
         for object_id, job_ids in sorted(by_object.items()):
             row = rows[object_id]
@@ -546,7 +543,7 @@ def _run(
         result.objects_rewritten = sum(1 for p in plans if not p.whole and p.row.state == "committed")
         return clean
     # hot and staging: one transaction
-    with connect(url) as conn:
+    with session.connection() as conn:
         result.hot_erased = rdb.delete_hot(conn, hot)
         result.staging_erased = rdb.delete_staged(conn, staged)
         conn.commit()
@@ -571,7 +568,7 @@ def _run(
             rdb.delete_index_pairs(conn, _pairs)
 
         outcome = rewrite_object(
-            url, store, settings, p.row, p.erase_live, p.erase_stale + p.other_stale, in_swap=in_swap
+            session, p.row, p.erase_live, p.erase_stale + p.other_stale, in_swap=in_swap
         )
         result.delete_calls += outcome.delete_calls
         if outcome.error:
@@ -586,7 +583,7 @@ def _run(
     def drop_index_rows(conn: Any, done: list[_ObjectPlan]) -> None:
         result.index_rows_removed += rdb.delete_index_pairs(conn, [(p.row.id, j) for p in done for j in p.erase_ids])
 
-    for gone, done in delete_whole_objects(url, store, deletes, lambda p: p.row, drop_index_rows):
+    for gone, done in delete_whole_objects(session, deletes, lambda p: p.row, drop_index_rows):
         result.delete_calls += gone.calls
         result.errors.extend({**e, "stage": "delete"} for e in gone.errors)
         for p in done:

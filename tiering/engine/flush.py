@@ -16,7 +16,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
@@ -29,10 +29,10 @@ import pyarrow.parquet as pq
 
 import tiering.parquet as pqio
 from tiering import __version__, layout, lifecycle
+from tiering.context import Session
 from tiering.db import arrow as arrowdb
 from tiering.db import manifest as mdb
 from tiering.db import planner
-from tiering.db.connection import connect
 from tiering.db.operations import audited
 from tiering.engine import iceberg
 from tiering.engine.analyst import publish_listing_quietly
@@ -110,10 +110,11 @@ def _bucket(store: ObjectStore) -> str:
     return store.location.bucket
 
 
-def recover_abandoned(url: str, store: ObjectStore) -> int:
+def recover_abandoned(session: Session) -> int:
     """Delete objects (and pending rows) left by flushers that died between 'pending' and 'committed'."""
     cleaned = 0
-    with connect(url, autocommit=True) as conn:
+    store = session.store
+    with session.connection(autocommit=True) as conn:
         for row in mdb.abandoned_pending(conn):
             if row.bucket != _bucket(store):
                 continue  # another store's leftovers: only that store's flusher can clean them
@@ -200,18 +201,16 @@ class _Part:
     upload: Future[PutResult] | None = None
 
 
-def count_staged_jobs(url: str, queue: str | None = None) -> int:
+def count_staged_jobs(session: Session, queue: str | None = None) -> int:
     """How many staged jobs a flush would write now (progress totals)."""
     from tiering.db import query as qdb
 
-    with connect(url) as conn:
+    with session.connection() as conn:
         return qdb.count_staged(conn, queue)
 
 
 def flush_staged(
-    url: str,
-    store: ObjectStore,
-    settings: Settings,
+    session: Session,
     policy: ArchivalPolicy,
     config: ArchivalConfig,
     *,
@@ -230,44 +229,44 @@ def flush_staged(
     """
     started = time.perf_counter()
     stats = FlushStats()
+    store, settings = session.store, session.settings
     params = {"queue": queue, "store": store.describe(), "compression_level": config.compression_level}
-    with audited(url, "flush", initiated_by=initiated_by, reason="Automatic", parameters=params) as op:
+    with audited(session, "flush", initiated_by=initiated_by, reason="Automatic", parameters=params) as op:
         stats.operation_id = op.id
-        stats.abandoned_cleaned = recover_abandoned(url, store)
-        if settings.sse and not store.capabilities.encrypts:
-            stats.warnings.append(
-                f"{store.describe()} does not encrypt: sse={settings.sse} has no effect there "
-                "(use an S3 store for server-side encryption)"
-            )
-        _settle(url, queue, stats)  # beside Hammerwork's archiver: one place per job before and after the flush
+        stats.abandoned_cleaned = recover_abandoned(session)
+        stats.warnings.extend(flush_warnings(session))
+        _settle(session, queue, stats)  # beside Hammerwork's archiver: one place per job before and after the flush
         job = _FlushJob(store, settings, policy, config, stats, crash_hook or (lambda point: None), progress)
         workdir = Path(tempfile.mkdtemp(prefix="tiering-flush-", dir=_tmp_root(settings)))
         try:
             with ThreadPoolExecutor(UPLOAD_THREADS, thread_name_prefix="tiering-upload") as uploads:
                 job.uploads = uploads
                 while True:
-                    rounds = _plan_rounds(url, queue, claim_rows, workers or settings.workers)
+                    with session.arrow_connection() as arrow_conn:
+                        groups = arrowdb.plan_groups(arrow_conn, queue)
+                        arrow_conn.rollback()
+                    rounds = plan_rounds(session, groups, claim_rows, workers)
                     if not rounds:
                         break
-                    claimed = _run_rounds(url, job, rounds, claim_rows, workdir, workers or settings.workers)
+                    claimed = _run_rounds(session, job, rounds, claim_rows, workdir, workers or settings.workers)
                     if not claimed:
                         break  # what is left is held by other flushers
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
-        _settle(url, queue, stats)
+        _settle(session, queue, stats)
         if stats.jobs_flushed >= planner.BULK_ROWS:
-            with connect(url, autocommit=True) as conn:
+            with session.connection(autocommit=True) as conn:
                 planner.refresh_statistics(conn, [planner.STAGING, planner.JOB_INDEX, planner.MANIFEST])
         if stats.jobs_flushed:
-            stats.warnings.extend(publish_listing_quietly(url, store))
-        stats.warnings.extend(iceberg.reconcile_quietly(url, store, settings))  # also heals an earlier crash
+            stats.warnings.extend(publish_listing_quietly(session))
+        stats.warnings.extend(iceberg.reconcile_quietly(session))  # also heals an earlier crash
         stats.execution_time_s = time.perf_counter() - started
         op.counts = stats.to_dict() | {"keys": len(stats.keys)}
     return stats
 
 
-def _settle(url: str, queue: str | None, stats: FlushStats) -> None:
-    settled = settle_two_places(url, queue)
+def _settle(session: Session, queue: str | None, stats: FlushStats) -> None:
+    settled = settle_two_places(session, queue)
     stats.hot_copies_settled += settled.hot_copies
     stats.duplicates_settled.extend(settled.cold_duplicates)
 
@@ -285,15 +284,24 @@ class _FlushJob:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-def _plan_rounds(url: str, queue: str | None, claim_rows: int, workers: int) -> list[list[tuple[str, str]]]:
-    """Pack (queue, date) groups into rounds of at most `claim_rows` rows (and small enough that every
-    worker gets one); a group never spans two rounds unless it alone exceeds `claim_rows`."""
-    conn = arrowdb.connect_arrow(url)
-    try:
-        groups = arrowdb.plan_groups(conn, queue)
-        conn.rollback()
-    finally:
-        conn.close()
+def flush_warnings(session: Session) -> list[str]:
+    """What a flush with these settings into this store should tell its user before it starts."""
+    store, settings = session.store, session.settings
+    if settings.sse and not store.capabilities.encrypts:
+        return [
+            f"{store.describe()} does not encrypt: sse={settings.sse} has no effect there "
+            "(use an S3 store for server-side encryption)"
+        ]
+    return []
+
+
+def plan_rounds(
+    session: Session, groups: Sequence[tuple[str, str, int]], claim_rows: int, workers: int | None = None
+) -> list[list[tuple[str, str]]]:
+    """Pack (queue, date, staged rows) groups into rounds of at most `claim_rows` rows (and small enough that
+    every one of `workers` (default: settings.workers) gets one); a group never spans two rounds unless it
+    alone exceeds `claim_rows`."""
+    workers = workers or session.settings.workers
     total = sum(n for _, _, n in groups)
     claim_rows = max(1, min(claim_rows, -(-total // max(1, workers))))
     rounds: list[list[tuple[str, str]]] = []
@@ -314,7 +322,7 @@ def _plan_rounds(url: str, queue: str | None, claim_rows: int, workers: int) -> 
 
 
 def _run_rounds(
-    url: str, job: _FlushJob, rounds: list[list[tuple[str, str]]], claim_rows: int, workdir: Path, workers: int
+    session: Session, job: _FlushJob, rounds: list[list[tuple[str, str]]], claim_rows: int, workdir: Path, workers: int
 ) -> int:
     """Run the rounds on `workers` threads; a round over a big group repeats until it claims nothing."""
     todo: queue_mod.Queue[list[tuple[str, str]]] = queue_mod.Queue()
@@ -328,14 +336,14 @@ def _run_rounds(
         wd = workdir / f"w{n}"
         wd.mkdir(exist_ok=True)
         try:
-            with connect(url, autocommit=True) as meta:
+            with session.connection(autocommit=True) as meta:
                 while not errors:
                     try:
                         groups = todo.get_nowait()
                     except queue_mod.Empty:
                         return
                     while not errors:
-                        claimed = _flush_round(url, job, groups, claim_rows, meta, wd)
+                        claimed = _flush_round(session, job, groups, claim_rows, meta, wd)
                         with job.lock:
                             total += claimed
                         if claimed < claim_rows:
@@ -363,10 +371,19 @@ def _tmp_root(settings: Settings) -> str | None:
 
 
 def _flush_round(
-    url: str, job: _FlushJob, groups: list[tuple[str, str]], claim_rows: int, meta: Any, workdir: Path
+    session: Session, job: _FlushJob, groups: list[tuple[str, str]], claim_rows: int, meta: Any, workdir: Path
 ) -> int:
+    while True:
+        with session.arrow_connection() as conn:
+            claimed = _flush_round_on(conn, job, groups, claim_rows, meta, workdir)
+        if claimed is not None:
+            return claimed  # else the database refused rows: they are quarantined, the round runs again
+
+
+def _flush_round_on(
+    conn: Any, job: _FlushJob, groups: list[tuple[str, str]], claim_rows: int, meta: Any, workdir: Path
+) -> int | None:
     store, settings, policy, config = job.store, job.settings, job.policy, job.config
-    conn = arrowdb.connect_arrow(url)
     flush_id = uuid.uuid4()
     parts: list[_Part] = []
     locked = False
@@ -478,13 +495,12 @@ def _flush_round(
                 part.upload.cancel()
         raise
     finally:
-        conn.close()
         if locked:
             mdb.unlock_flush(meta, flush_id)
         for child in workdir.iterdir():
             shutil.rmtree(child, ignore_errors=True)
     if retry:
-        return _flush_round(url, job, groups, claim_rows, meta, workdir)
+        return None
     with job.lock:
         stats = job.stats
         stats.rounds += 1

@@ -21,10 +21,9 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from tiering import layout, schema
+from tiering.context import Session
 from tiering.db import manifest as mdb
-from tiering.db.connection import connect
 from tiering.errors import ConfigError
-from tiering.settings import Settings
 from tiering.store.base import ObjectStore
 
 if TYPE_CHECKING:
@@ -106,14 +105,15 @@ def _io_properties(store: ObjectStore) -> dict[str, str]:
     return props
 
 
-def open_table(url: str, store: ObjectStore) -> Table:
+def open_table(session: Session) -> Table:
     """The table, created (with its namespace and the catalog's tables) on first use."""
     from pyiceberg.exceptions import NamespaceAlreadyExistsError, NoSuchTableError, TableAlreadyExistsError
 
     from tiering.db.iceberg import open_catalog
 
+    store = session.store
     warehouse = file_uri(store, layout.iceberg_root(store.prefix))
-    catalog = open_catalog(url, warehouse, **_io_properties(store))
+    catalog = open_catalog(session.database_url, warehouse, **_io_properties(store))
     try:
         return _with_registry_columns(catalog.load_table(IDENTIFIER))
     except NoSuchTableError:
@@ -143,9 +143,9 @@ def open_table(url: str, store: ObjectStore) -> Table:
         return catalog.load_table(IDENTIFIER)
 
 
-def metadata_location(url: str, store: ObjectStore) -> str:
+def metadata_location(session: Session) -> str:
     """The current metadata file: what engines without a catalog (DuckDB's iceberg_scan) read."""
-    return str(open_table(url, store).metadata_location)
+    return str(open_table(session).metadata_location)
 
 
 def _with_registry_columns(table: Table) -> Table:
@@ -160,8 +160,9 @@ def _with_registry_columns(table: Table) -> Table:
     return table
 
 
-def _committed_uris(url: str, store: ObjectStore) -> dict[str, mdb.ManifestRow]:
-    with connect(url) as conn:
+def _committed_uris(session: Session) -> dict[str, mdb.ManifestRow]:
+    store = session.store
+    with session.connection() as conn:
         rows = mdb.manifest_rows(conn)
     bucket = store.location.bucket
     return {file_uri(store, r.key): r for r in rows if r.bucket == bucket}
@@ -210,10 +211,10 @@ class ReconcileResult:
         }
 
 
-def check(url: str, store: ObjectStore) -> Difference:
+def check(session: Session) -> Difference:
     """Compare the current snapshot with the manifest's committed objects (nothing written)."""
-    table = open_table(url, store)
-    wanted = _committed_uris(url, store)
+    table = open_table(session)
+    wanted = _committed_uris(session)
     current = _current_files(table)
     snapshot = table.current_snapshot()
     return Difference(
@@ -223,26 +224,26 @@ def check(url: str, store: ObjectStore) -> Difference:
     )
 
 
-def reconcile(url: str, store: ObjectStore) -> ReconcileResult:
+def reconcile(session: Session) -> ReconcileResult:
     """Make the current snapshot's data files the manifest's committed objects, in one snapshot (none when they
     already agree). Idempotent: it heals any earlier step that committed the manifest but not the table."""
     from tiering.db.iceberg import publish_lock
 
     started = time.perf_counter()
-    with publish_lock(url):
-        result = _reconcile(url, store)
+    with publish_lock(session):
+        result = _reconcile(session)
     result.execution_time_s = time.perf_counter() - started
     return result
 
 
-def _reconcile(url: str, store: ObjectStore) -> ReconcileResult:
+def _reconcile(session: Session) -> ReconcileResult:
     from pyiceberg.exceptions import CommitFailedException
     from pyiceberg.io.pyarrow import parquet_file_to_data_file
 
     result = ReconcileResult()
     for attempt in range(COMMIT_ATTEMPTS):  # another writer of the catalog (not tiering) may commit meanwhile
-        table = open_table(url, store)
-        wanted = _committed_uris(url, store)
+        table = open_table(session)
+        wanted = _committed_uris(session)
         current = _current_files(table)
         add = sorted(set(wanted) - set(current))
         remove = [current[p] for p in sorted(set(current) - set(wanted))]
@@ -276,16 +277,17 @@ def _reconcile(url: str, store: ObjectStore) -> ReconcileResult:
     return result
 
 
-def reconcile_quietly(url: str, store: ObjectStore, settings: Settings, *, expire: bool = False) -> list[str]:
+def reconcile_quietly(session: Session, *, expire: bool = False) -> list[str]:
     """reconcile for the steps that change the manifest, when the table is enabled; `expire` (purge, erase) then
     drops snapshots older than settings.iceberg_snapshot_retention. A failure is a warning, never the step's: the
     manifest committed, and the next reconcile publishes it."""
+    settings = session.settings
     if not settings.iceberg:
         return []
     try:
-        reconcile(url, store)
+        reconcile(session)
         if expire:
-            expire_snapshots(url, store, timedelta(seconds=settings.iceberg_snapshot_retention))
+            expire_snapshots(session, timedelta(seconds=settings.iceberg_snapshot_retention))
         return []
     except Exception as exc:  # noqa: BLE001 - derived data; the next step or `verify --repair` re-publishes
         message = (
@@ -296,17 +298,17 @@ def reconcile_quietly(url: str, store: ObjectStore, settings: Settings, *, expir
         return [message]
 
 
-def expire_snapshots(url: str, store: ObjectStore, older_than: timedelta) -> int:
+def expire_snapshots(session: Session, older_than: timedelta) -> int:
     """Drop snapshots older than `older_than` (never the current one), so files purged or erased from the store
     are named by no snapshot once the window passes; returns how many were dropped."""
     from tiering.db.iceberg import publish_lock
 
-    with publish_lock(url):
-        return _expire(url, store, older_than)
+    with publish_lock(session):
+        return _expire(session, older_than)
 
 
-def _expire(url: str, store: ObjectStore, older_than: timedelta) -> int:
-    table = open_table(url, store)
+def _expire(session: Session, older_than: timedelta) -> int:
+    table = open_table(session)
     current = table.current_snapshot()
     cutoff = datetime.now(UTC) - older_than
     cutoff_ms = cutoff.timestamp() * 1000

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tiering import layout, lifecycle
+from tiering.context import Session
 from tiering.db.operations import audited
 from tiering.policy import ArchivalPolicy
 from tiering.store.base import LifecycleUnsupportedError, ObjectStore
@@ -84,11 +85,10 @@ def plan_lifecycle(store: ObjectStore, policy: ArchivalPolicy) -> LifecyclePlan:
     return plan
 
 
-def apply_lifecycle(
-    url: str, store: ObjectStore, policy: ArchivalPolicy, *, initiated_by: str | None = None
-) -> LifecyclePlan:
+def apply_lifecycle(session: Session, policy: ArchivalPolicy, *, initiated_by: str | None = None) -> LifecyclePlan:
     """Write the merged configuration (rules tiering does not own are kept)."""
-    with audited(url, "lifecycle_apply", initiated_by=initiated_by, reason="Manual") as op:
+    store = session.store
+    with audited(session, "lifecycle_apply", initiated_by=initiated_by, reason="Manual") as op:
         plan = plan_lifecycle(store, policy)
         if plan.supported and plan.diff is not None and plan.diff.has_changes:
             try:

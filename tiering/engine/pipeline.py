@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from tiering.context import Context
+from tiering.context import Session
 from tiering.policy import ArchivalConfig, ArchivalPolicy
 
 Counter = Callable[[str, int], None]
@@ -18,7 +18,7 @@ def _noop(name: str, n: int) -> None:
 
 
 def run_archival(
-    ctx: Context,
+    session: Session,
     *,
     queue: str | None,
     policy: ArchivalPolicy,
@@ -36,27 +36,26 @@ def run_archival(
 
     if dry_run:
         policy = replace(policy, dry_run=True)
-    url = ctx.database_url
     if not policy.dry_run and (flush or purge):
         # Before any job moves: a store that cannot take the objects stops the run here, with nothing moved.
         if phase:
             phase("preflight")
-        ctx.store.preflight()
+        session.store.preflight()
     if phase:
         phase("archive")
     stats = archive_jobs(
-        url, queue, policy, config, reason, initiated_by, workers=ctx.settings.workers,
+        session, queue, policy, config, reason, initiated_by, workers=session.settings.workers,
         progress=lambda n: progress("archived", n),
     )  # fmt: skip
     result: dict[str, Any] = stats.to_dict()
     from tiering.engine.archive import left_behind
 
-    result["left_behind"] = left_behind(url, queue, policy)  # why finished jobs stayed in hammerwork_jobs
+    result["left_behind"] = left_behind(session, queue, policy)  # why finished jobs stayed in hammerwork_jobs
     if flush and not policy.dry_run:
         if phase:
             phase("flush")
         result["flush"] = run_flush(
-            ctx, policy, config, queue=queue, initiated_by=initiated_by, progress=progress, crash_hook=crash_hook
+            session, policy, config, queue=queue, initiated_by=initiated_by, progress=progress, crash_hook=crash_hook
         )
         if result["flush"].get("compression_ratio") is not None:
             # one definition with `stats`: the flushed objects' bytes / their original payload bytes
@@ -65,12 +64,12 @@ def run_archival(
     if purge and not policy.dry_run and policy.auto_purge and policy.purge_archived_after is not None:
         if phase:
             phase("purge")
-        result["purge"] = run_auto_purge(ctx, policy, initiated_by=initiated_by)
+        result["purge"] = run_auto_purge(session, policy, initiated_by=initiated_by)
     return result
 
 
 def run_flush(
-    ctx: Context,
+    session: Session,
     policy: ArchivalPolicy,
     config: ArchivalConfig,
     *,
@@ -82,23 +81,21 @@ def run_flush(
     from tiering.engine.flush import flush_staged
 
     stats = flush_staged(
-        ctx.database_url, ctx.store, ctx.settings, policy, config, queue=queue, initiated_by=initiated_by,
+        session, policy, config, queue=queue, initiated_by=initiated_by,
         progress=lambda n: progress("flushed", n), crash_hook=crash_hook,
     )  # fmt: skip
     return stats.to_dict()
 
 
-def run_auto_purge(ctx: Context, policy: ArchivalPolicy, *, initiated_by: str) -> dict[str, Any]:
+def run_auto_purge(session: Session, policy: ArchivalPolicy, *, initiated_by: str) -> dict[str, Any]:
     from tiering.engine.purge import auto_purge
 
-    result = auto_purge(ctx.database_url, ctx.store, ctx.settings, policy, initiated_by=initiated_by)
+    result = auto_purge(session, policy, initiated_by=initiated_by)
     return dict(result.to_dict())
 
 
-def run_verify(ctx: Context, *, initiated_by: str, deep: bool = False, queue: str | None = None) -> dict[str, Any]:
+def run_verify(session: Session, *, initiated_by: str, deep: bool = False, queue: str | None = None) -> dict[str, Any]:
     from tiering.engine.verify import verify_archive
 
-    report = verify_archive(
-        ctx.database_url, ctx.store, ctx.settings, queue=queue, deep=deep, initiated_by=initiated_by
-    )
+    report = verify_archive(session, queue=queue, deep=deep, initiated_by=initiated_by)
     return report.to_dict()

@@ -31,10 +31,10 @@ import psycopg
 
 from tiering import __version__, layout
 from tiering import parquet as pqio
+from tiering.context import Session
 from tiering.db import manifest as mdb
 from tiering.db import planner
 from tiering.db import retention as rdb
-from tiering.db.connection import connect
 from tiering.db.manifest import ManifestRow
 from tiering.db.operations import audited
 from tiering.errors import InvalidInputError, SafetyAbort
@@ -144,8 +144,7 @@ def delete_keys(store: ObjectStore, keys: Sequence[str]) -> DeleteOutcome:
 
 
 def delete_whole_objects(
-    url: str,
-    store: ObjectStore,
+    session: Session,
     items: Sequence[T],
     row_of: Callable[[T], ManifestRow],
     also: Callable[[Any, list[T]], None] | None = None,
@@ -156,9 +155,9 @@ def delete_whole_objects(
     by_key = {row_of(item).key: item for item in items}
     keys = list(by_key)
     for i in range(0, len(keys), DELETE_BATCH):
-        gone = delete_keys(store, keys[i : i + DELETE_BATCH])
+        gone = delete_keys(session.store, keys[i : i + DELETE_BATCH])
         done = [by_key[k] for k in gone.deleted]
-        with connect(url) as conn:
+        with session.connection() as conn:
             rdb.mark_objects_purged(conn, [row_of(item).id for item in done])
             if also is not None:
                 also(conn, done)
@@ -179,9 +178,7 @@ class RewriteOutcome:
 
 
 def rewrite_object(
-    url: str,
-    store: ObjectStore,
-    settings: Settings,
+    session: Session,
     row: ManifestRow,
     drop_live: Sequence[str],
     drop_stale: Sequence[str],
@@ -195,12 +192,14 @@ def rewrite_object(
     leave the old object committed unless the swap happened.
     """
     out = RewriteOutcome(row)
+    store = session.store
     flush_id = uuid.uuid4()
     name = layout.part_name(flush_id, 0, row.storage_class)
     prefix = layout.parse_key(row.key).prefix
     key = layout.object_key(prefix, row.queue_slug, row.partition_date, name)
-    work = tmp_dir(settings)
-    meta = connect(url, autocommit=True)
+    work = tmp_dir(session.settings)
+    meta_cm = session.connection(autocommit=True)
+    meta = meta_cm.__enter__()
     pending_id: int | None = None
     uploaded = False
     stage = "read"
@@ -257,7 +256,7 @@ def rewrite_object(
             meta, pending_id, {"etag": put.etag, "encryption": put.encryption, "kms_key_id": put.kms_key_id}
         )
         stage = "swap"
-        with connect(url) as conn:
+        with session.connection() as conn:
             with conn.transaction():
                 rdb.swap_object(conn, row.id, pending_id, list(drop_live), moves)
                 if in_swap is not None:
@@ -273,8 +272,10 @@ def rewrite_object(
             mdb.delete_pending(meta, pending_id)
         return out
     finally:
-        mdb.unlock_flush(meta, flush_id)
-        meta.close()
+        try:
+            mdb.unlock_flush(meta, flush_id)
+        finally:
+            meta_cm.__exit__(None, None, None)
         shutil.rmtree(work, ignore_errors=True)
     # The new object is committed: now the old one goes.
     gone = delete_keys(store, [row.key])
@@ -284,21 +285,22 @@ def rewrite_object(
         out.error = {"key": row.key, "stage": "delete_replaced", "code": err["code"], "message": err["message"]}
     else:
         out.old_deleted = True
-        with connect(url) as conn:
+        with session.connection() as conn:
             rdb.mark_deleted(conn, [row.id])
             conn.commit()
     return out
 
 
-def retry_leftovers(url: str, store: ObjectStore) -> tuple[int, int, list[dict[str, str]]]:
+def retry_leftovers(session: Session) -> tuple[int, int, list[dict[str, str]]]:
     """Delete replaced objects whose deletion failed earlier; (deleted, DeleteObjects calls, errors)."""
-    with connect(url) as conn:
+    store = session.store
+    with session.connection() as conn:
         rows = rdb.leftover_objects(conn, bucket_of(store))
     if not rows:
         return 0, 0, []
     gone = delete_keys(store, [r.key for r in rows])
     ok = set(gone.deleted)
-    with connect(url) as conn:
+    with session.connection() as conn:
         rdb.mark_deleted(conn, [r.id for r in rows if r.key in ok])
         conn.commit()
     return len(ok), gone.calls, gone.errors
@@ -400,14 +402,30 @@ def estimated_saving(row: ManifestRow, dropped: int) -> int:
     return round(row.bytes * dropped / row.row_count) if row.row_count else 0
 
 
-def _plan(
-    url: str, store: ObjectStore, cutoff: datetime, queue: str | None, status: str | None, now: datetime
-) -> _Plan:
-    with connect(url) as conn:
+def _plan(session: Session, cutoff: datetime, queue: str | None, status: str | None, now: datetime) -> _Plan:
+    store = session.store
+    with session.connection() as conn:
         staging = rdb.staging_purge_summary(conn, cutoff, queue, status)
         candidates = rdb.purge_candidates(conn, cutoff, queue, status)
         conn.rollback()
-    infos = head_all(store, [c.row.key for c in candidates])
+    deletes, rewrites, locked, unreadable = classify_candidates(session, candidates, now)
+    under: list[tuple[int, str, Any]] = []
+    if deletes:
+        with session.connection() as conn:
+            under = rdb.manifest_ids_under(conn, bucket_of(store), [c.row.queue_slug for c in deletes])
+    prefixes = purged_prefixes(deletes, under)
+    return _Plan(cutoff, queue, status, staging, deletes, rewrites, locked, unreadable, prefixes)
+
+
+def classify_candidates(
+    session: Session, candidates: Sequence[rdb.ObjectCandidate], now: datetime
+) -> tuple[list[rdb.ObjectCandidate], list[rdb.ObjectCandidate], list[LockedObject], list[dict[str, str]]]:
+    """The purge's rule per object, from its HEAD in the session's store: (deletes, rewrites, locked, unreadable).
+
+    Object Lock wins over everything (reported, never touched); an object all of whose jobs qualify is deleted
+    whole (even when archived in GLACIER: deleting needs no read); a partial one is rewritten only when it can
+    be read (present, not archived)."""
+    infos = head_all(session.store, [c.row.key for c in candidates])
     deletes: list[rdb.ObjectCandidate] = []
     rewrites: list[rdb.ObjectCandidate] = []
     locked: list[LockedObject] = []
@@ -427,16 +445,15 @@ def _plan(
             )
         else:
             rewrites.append(c)
-    return _Plan(cutoff, queue, status, staging, deletes, rewrites, locked, unreadable, _prefixes(url, store, deletes))
+    return deletes, rewrites, locked, unreadable
 
 
-def _prefixes(url: str, store: ObjectStore, deletes: Sequence[rdb.ObjectCandidate]) -> list[str]:
-    """queue=/date= prefixes (and whole queue= prefixes) all of whose objects are deleted."""
+def purged_prefixes(deletes: Sequence[rdb.ObjectCandidate], under: Sequence[tuple[int, str, Any]]) -> list[str]:
+    """queue=/date= prefixes (and whole queue= prefixes) all of whose objects are deleted; `under` is every
+    committed (object id, queue slug, date) under the slugs of `deletes`."""
     if not deletes:
         return []
     going = {c.row.id for c in deletes}
-    with connect(url) as conn:
-        under = rdb.manifest_ids_under(conn, bucket_of(store), [c.row.queue_slug for c in deletes])
     by_date: dict[tuple[str, Any], set[int]] = {}
     by_slug: dict[str, set[int]] = {}
     for object_id, slug, day in under:
@@ -455,9 +472,7 @@ def _prefixes(url: str, store: ObjectStore, deletes: Sequence[rdb.ObjectCandidat
 
 
 def preview_purge_operation(
-    url: str,
-    store: ObjectStore,
-    settings: Settings,
+    session: Session,
     older_than: datetime | timedelta,
     *,
     queue: str | None = None,
@@ -465,7 +480,7 @@ def preview_purge_operation(
 ) -> PurgePreview:
     """What purge_archived_jobs with the same filters would do (nothing is changed)."""
     now = datetime.now(UTC)
-    return _plan(url, store, utc_cutoff(older_than, now), queue, clean_status(status), now).preview()
+    return _plan(session, utc_cutoff(older_than, now), queue, clean_status(status), now).preview()
 
 
 # --- purge ---------------------------------------------------------------------------------------
@@ -546,9 +561,7 @@ def _add(counter: dict[str, int], key: str, n: int) -> None:
 
 
 def purge_archived_jobs(
-    url: str,
-    store: ObjectStore,
-    settings: Settings,
+    session: Session,
     older_than: datetime | timedelta,
     *,
     queue: str | None = None,
@@ -564,33 +577,31 @@ def purge_archived_jobs(
     now = datetime.now(UTC)
     cutoff = utc_cutoff(older_than, now)
     status = clean_status(status)
+    store = session.store
     result = PurgeResult(dry_run=dry_run, cutoff=cutoff, queue=queue, status=status)
     params = {"older_than": cutoff, "queue": queue, "status": status, "dry_run": dry_run, "max_jobs": max_jobs,
               "store": store.describe()}  # fmt: skip
-    with audited(url, "purge", initiated_by=initiated_by, reason=reason, parameters=params) as op:
+    with audited(session, "purge", initiated_by=initiated_by, reason=reason, parameters=params) as op:
         result.operation_id = op.id
-        lock = connect(url, autocommit=True)
-        try:
+        with session.connection(autocommit=True) as lock:
             rdb.lock_retention(lock)
-            plan = _plan(url, store, cutoff, queue, status, now)
-            preview = plan.preview()
-            result.preview = preview
-            result.locked_objects = list(plan.locked)
-            result.unreadable_objects = list(plan.unreadable)
-            if max_jobs is not None and preview.jobs_to_purge > max_jobs:
-                raise SafetyAbort(
-                    f"purge would remove {preview.jobs_to_purge} jobs, more than --max-jobs {max_jobs}; "
-                    "nothing was deleted"
-                )
-            if not dry_run:
-                _execute(url, store, settings, plan, result)
-                if result.jobs_purged >= planner.BULK_ROWS:
-                    planner.refresh_statistics(lock, [planner.STAGING, planner.JOB_INDEX, planner.MANIFEST])
-        finally:
             try:
-                rdb.unlock_retention(lock)
+                plan = _plan(session, cutoff, queue, status, now)
+                preview = plan.preview()
+                result.preview = preview
+                result.locked_objects = list(plan.locked)
+                result.unreadable_objects = list(plan.unreadable)
+                if max_jobs is not None and preview.jobs_to_purge > max_jobs:
+                    raise SafetyAbort(
+                        f"purge would remove {preview.jobs_to_purge} jobs, more than --max-jobs {max_jobs}; "
+                        "nothing was deleted"
+                    )
+                if not dry_run:
+                    _execute(session, plan, result)
+                    if result.jobs_purged >= planner.BULK_ROWS:
+                        planner.refresh_statistics(lock, [planner.STAGING, planner.JOB_INDEX, planner.MANIFEST])
             finally:
-                lock.close()
+                rdb.unlock_retention(lock)
         result.execution_time_s = time.perf_counter() - started
         op.counts = result.audit_counts()
         if result.errors or result.locked_objects or result.unreadable_objects:
@@ -598,20 +609,20 @@ def purge_archived_jobs(
     if not dry_run and (result.objects_deleted or result.objects_rewritten):
         from tiering.engine.analyst import publish_listing_quietly
 
-        publish_listing_quietly(url, store)  # the analysts' file list must not name deleted objects
+        publish_listing_quietly(session)  # the analysts' file list must not name deleted objects
     if not dry_run:
         from tiering.engine.iceberg import reconcile_quietly
 
-        reconcile_quietly(url, store, settings, expire=True)  # drops deleted/rewritten objects, one snapshot
+        reconcile_quietly(session, expire=True)  # drops deleted/rewritten objects, one snapshot
     return result
 
 
-def _execute(url: str, store: ObjectStore, settings: Settings, plan: _Plan, result: PurgeResult) -> None:
-    result.leftovers_deleted, calls, errors = retry_leftovers(url, store)
+def _execute(session: Session, plan: _Plan, result: PurgeResult) -> None:
+    result.leftovers_deleted, calls, errors = retry_leftovers(session)
     result.delete_calls += calls
     result.errors.extend({**e, "stage": "delete_replaced"} for e in errors)
     # 1. staging
-    with connect(url) as conn:
+    with session.connection() as conn:
         staged = rdb.delete_staging(conn, plan.cutoff, plan.queue, plan.status)
         conn.commit()
     for q, n in staged.items():
@@ -619,7 +630,7 @@ def _execute(url: str, store: ObjectStore, settings: Settings, plan: _Plan, resu
     result.staging_jobs_purged = sum(staged.values())
     result.storage_freed += sum(s.bytes for s in plan.staging)  # stored payload bytes of the staged rows
     # 2. whole objects: delete first, then the manifest (an object that could not be deleted stays committed)
-    for gone, done in delete_whole_objects(url, store, plan.deletes, lambda c: c.row):
+    for gone, done in delete_whole_objects(session, plan.deletes, lambda c: c.row):
         result.delete_calls += gone.calls
         result.errors.extend({**e, "stage": "delete"} for e in gone.errors)
         for c in done:
@@ -632,11 +643,11 @@ def _execute(url: str, store: ObjectStore, settings: Settings, plan: _Plan, resu
     result.prefixes_purged = [p for p in plan.prefixes if not any(k.startswith(p) for k in failed)]
     # 3. partial objects: rewrite, swap, delete the old one
     for c in plan.rewrites:
-        with connect(url) as conn:
+        with session.connection() as conn:
             hits = rdb.purge_hit_ids(conn, c.row.id, plan.cutoff, plan.status)
             stale = rdb.restored_ids(conn, c.row.id)
             conn.rollback()
-        outcome = rewrite_object(url, store, settings, c.row, hits, stale)
+        outcome = rewrite_object(session, c.row, hits, stale)
         result.delete_calls += outcome.delete_calls
         if outcome.new_id is None:
             if outcome.error:
@@ -657,23 +668,19 @@ def _execute(url: str, store: ObjectStore, settings: Settings, plan: _Plan, resu
 
 
 def purge_archived_jobs_by_queue(
-    url: str, store: ObjectStore, settings: Settings, queue: str, older_than: datetime | timedelta, **kwargs: Any
+    session: Session, queue: str, older_than: datetime | timedelta, **kwargs: Any
 ) -> PurgeResult:
-    return purge_archived_jobs(url, store, settings, older_than, queue=queue, **kwargs)
+    return purge_archived_jobs(session, older_than, queue=queue, **kwargs)
 
 
 def purge_archived_jobs_by_status(
-    url: str, store: ObjectStore, settings: Settings, status: str, older_than: datetime | timedelta, **kwargs: Any
+    session: Session, status: str, older_than: datetime | timedelta, **kwargs: Any
 ) -> PurgeResult:
-    return purge_archived_jobs(url, store, settings, older_than, status=status, **kwargs)
+    return purge_archived_jobs(session, older_than, status=status, **kwargs)
 
 
-def auto_purge(
-    url: str, store: ObjectStore, settings: Settings, policy: ArchivalPolicy, initiated_by: str | None = None
-) -> PurgeResult:
+def auto_purge(session: Session, policy: ArchivalPolicy, initiated_by: str | None = None) -> PurgeResult:
     """The purge `tiering archive run` does: everything archived longer ago than policy.purge_archived_after."""
     if policy.purge_archived_after is None or not policy.auto_purge:
         return PurgeResult(skipped_reason="the policy sets no purge_archived_after (or auto_purge is off)")
-    return purge_archived_jobs(
-        url, store, settings, policy.purge_archived_after, initiated_by=initiated_by, reason="Automatic"
-    )
+    return purge_archived_jobs(session, policy.purge_archived_after, initiated_by=initiated_by, reason="Automatic")

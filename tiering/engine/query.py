@@ -2,7 +2,7 @@
 
 - `list_archived_jobs`: a page (newest archived first, stable) plus a total count, answered by the staging
   table and the job index alone; no object is read.
-- `query_archived_jobs(url, store)`: a builder with the same filters plus created_at bounds; with
+- `query_archived_jobs(session)`: a builder with the same filters plus created_at bounds; with
   `.with_payload(True)` it reads, for the page's cold jobs, only the row groups that hold them.
 - `search_archived_jobs`: payload `key` (dotted path) equal to a value typed by a user; staging rows are
   streamed with a server-side cursor and decoded in Python, cold objects (pruned by the manifest) are read in
@@ -30,9 +30,9 @@ import pyarrow.parquet as pq
 
 from tiering import codec
 from tiering import schema as S
+from tiering.context import Session
 from tiering.db import manifest as mdb
 from tiering.db import query as qdb
-from tiering.db.connection import connect
 from tiering.errors import CorruptPayloadError, InvalidInputError, NotFoundError, OperationTimeout, StoreError
 from tiering.inputs import (
     check_limit,
@@ -181,7 +181,7 @@ class ArchivedJobPage:
 
 
 def list_archived_jobs(
-    url: str,
+    session: Session,
     *,
     queue: str | None = None,
     status: str | Sequence[str] | None = None,
@@ -193,18 +193,17 @@ def list_archived_jobs(
     """Archived jobs (staging + cold), newest archived first (ties by id), with the total count; no object reads."""
     filters = make_filters(queue=queue, status=status, archived_after=archived_after, archived_before=archived_before)
     _check_page(limit, offset)
-    with connect(url) as conn:
+    with session.connection() as conn:
         rows = qdb.list_page(conn, filters, limit=limit, offset=offset)
         total = qdb.count_jobs(conn, filters)
     return ArchivedJobPage([ArchivedJob.from_row(r) for r in rows], total, limit, offset)
 
 
 class ArchiveQuery:
-    """`query_archived_jobs(url, store).queue("q").status("Failed").limit(10).with_payload().execute()`."""
+    """`query_archived_jobs(session).queue("q").status("Failed").limit(10).with_payload().execute()`."""
 
-    def __init__(self, url: str, store: ObjectStore | None) -> None:
-        self._url = url
-        self._store = store
+    def __init__(self, session: Session) -> None:
+        self._session = session
         self._queue: str | None = None
         self._statuses: list[str] | None = None
         self._when: dict[str, Any] = {}
@@ -255,7 +254,7 @@ class ArchiveQuery:
 
     def execute(self) -> ArchivedJobPage:
         filters = self.filters()
-        with connect(self._url) as conn:
+        with self._session.connection() as conn:
             # Prune by the manifest's min/max columns first: only these objects can hold matching jobs.
             objects = mdb.committed_objects(
                 conn,
@@ -271,26 +270,24 @@ class ArchiveQuery:
             total = qdb.count_jobs(conn, filters, object_ids=object_ids)
         page = ArchivedJobPage([ArchivedJob.from_row(r) for r in rows], total, self._limit, self._offset)
         if self._with_payload:
-            if self._store is None:
-                raise InvalidInputError("with_payload needs an object store")
             by_id = {m.id: m for m in objects}
-            page.warnings = attach_payloads(self._url, self._store, page.items, by_id)
+            page.warnings = attach_payloads(self._session, page.items, by_id)
         return page
 
 
-def query_archived_jobs(url: str, store: ObjectStore | None = None) -> ArchiveQuery:
-    return ArchiveQuery(url, store)
+def query_archived_jobs(session: Session) -> ArchiveQuery:
+    return ArchiveQuery(session)
 
 
 def attach_payloads(
-    url: str, store: ObjectStore, items: list[ArchivedJob], manifests: dict[int, mdb.ManifestRow] | None = None
+    session: Session, items: list[ArchivedJob], manifests: dict[int, mdb.ManifestRow] | None = None
 ) -> list[str]:
     """Fill `payload` of each item: staging rows decoded from their codec, cold ones from their row group."""
     warnings: list[str] = []
     staged = [uuid.UUID(i.job_id) for i in items if i.tier == "staging"]
     cold = [i for i in items if i.tier == "cold"]
     if staged:
-        with connect(url) as conn:
+        with session.connection() as conn:
             rows = conn.execute(
                 "SELECT id, payload FROM hammerwork_jobs_archive WHERE id = ANY(%s::uuid[])", (staged,)
             ).fetchall()
@@ -302,7 +299,7 @@ def attach_payloads(
         manifests = dict(manifests or {})
         missing = [i.object_id for i in cold if i.object_id is not None and i.object_id not in manifests]
         if missing:
-            with connect(url) as conn:
+            with session.connection() as conn:
                 manifests.update(qdb.manifest_by_ids(conn, [m for m in missing if m is not None]))
         groups: dict[int, list[ArchivedJob]] = {}
         for item in cold:
@@ -313,7 +310,7 @@ def attach_payloads(
             m = manifests[object_id]
             wants = [(i.row_group or 0, i.row_in_group or 0) for i in groups[object_id]]
             try:
-                return object_id, read_cold_rows(store, m.key, m.bytes, wants, columns=["id", "payload"])
+                return object_id, read_cold_rows(session.store, m.key, m.bytes, wants, columns=["id", "payload"])
             except ObjectArchivedError:
                 return object_id, f"{m.key} is in {m.storage_class}: restore the job (or the object) to read it"
 
@@ -375,12 +372,10 @@ def read_cold_rows(
 # --- get one --------------------------------------------------------------------------------------------
 
 
-def get_archived_job(
-    url: str, store: ObjectStore | None, job_id: str | uuid.UUID, with_payload: bool = True
-) -> ArchivedJob:
+def get_archived_job(session: Session, job_id: str | uuid.UUID, with_payload: bool = True) -> ArchivedJob:
     """One archived job; with_payload adds the payload and every archive column (`record`)."""
     jid = parse_job_id(job_id)
-    with connect(url) as conn:
+    with session.connection() as conn:
         staged = qdb.staged_rows(conn, [jid], lock=False)
         loc = None if staged else qdb.cold_location(conn, jid, lock=False)
         hot = qdb.hot_job(conn, jid) if not staged and loc is None else None
@@ -415,11 +410,9 @@ def get_archived_job(
         raise NotFoundError(f"no archived job with id {jid} (neither in staging nor in the job index)")
     job = ArchivedJob.from_row({**loc, "tier": "cold"})
     if with_payload:
-        if store is None:
-            raise InvalidInputError("reading a cold job's payload needs an object store")
         try:
             rows = read_cold_rows(
-                store, loc["object_key"], loc["object_bytes"], [(loc["row_group"], loc["row_in_group"])]
+                session.store, loc["object_key"], loc["object_bytes"], [(loc["row_group"], loc["row_in_group"])]
             )
         except ObjectArchivedError:
             job.warning = (
@@ -709,8 +702,7 @@ def _scan_row_group(
 
 
 def search_archived_jobs(
-    url: str,
-    store: ObjectStore,
+    session: Session,
     key: str,
     value: str | int | float | bool | None,
     queue: str | None = None,
@@ -732,7 +724,8 @@ def search_archived_jobs(
     result = SearchResult([], key, matcher.text)
     items: list[ArchivedJob] = []
     needle_bytes = matcher.needles[0].encode("utf-8") if matcher.needles and len(matcher.needles) == 1 else None
-    with connect(url) as conn:
+    store = session.store
+    with session.connection() as conn:
         objects = mdb.committed_objects(
             conn,
             queue=filters.queue,
@@ -741,7 +734,7 @@ def search_archived_jobs(
             statuses=list(filters.statuses) if filters.statuses else None,
         )
     if include_staging:
-        with connect(url) as conn, conn.transaction():
+        with session.connection() as conn, conn.transaction():
             for jid, qname, st, created, archived, payload, size in qdb.staging_payload_stream(
                 conn, filters, needle_bytes
             ):
@@ -789,7 +782,7 @@ def search_archived_jobs(
                 result.rows_prefiltered += kept
                 cold.extend(((m.id, rg, row), doc) for rg, row, doc in found)
         if cold:
-            with connect(url) as conn:
+            with session.connection() as conn:
                 live = qdb.live_index_rows_at(conn, [position for position, _ in cold])
             for position, doc in cold:
                 row = live.get(position)

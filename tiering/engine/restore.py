@@ -26,9 +26,9 @@ import pyarrow as pa
 
 from tiering import codec
 from tiering import schema as S
+from tiering.context import Session
 from tiering.db import locks, staging
 from tiering.db import query as qdb
-from tiering.db.connection import connect
 from tiering.db.operations import audited
 from tiering.engine.query import (
     ArchivedJob,
@@ -157,7 +157,13 @@ def _requests(store: ObjectStore) -> int:
 
 
 def _ensure_readable(
-    url: str, store: ObjectStore, settings: Settings, object_id: int, key: str, storage_class: str, job_ids: list[str]
+    conn: psycopg.Connection,
+    store: ObjectStore,
+    settings: Settings,
+    object_id: int,
+    key: str,
+    storage_class: str,
+    job_ids: list[str],
 ) -> None:
     """For GLACIER/DEEP_ARCHIVE objects: start (or wait for) RestoreObject; return once readable."""
     if storage_class not in ARCHIVE_STORAGE_CLASSES:
@@ -174,8 +180,8 @@ def _ensure_readable(
         started = outcome == "started"
         if outcome in ("already_restored", "not_archived"):
             return
-    with connect(url, autocommit=True) as conn:
-        if started:
+    if started:
+        with conn.transaction():
             qdb.set_restore_requested(conn, object_id)
     raise RestoreInProgressError(job_ids, key, storage_class, tier, started)
 
@@ -184,19 +190,21 @@ def _ensure_readable(
 
 
 def restore_archived_job(
-    url: str,
-    store: ObjectStore,
-    settings: Settings,
+    session: Session,
     job_id: str | uuid.UUID,
     *,
     dry_run: bool = False,
     initiated_by: str | None = None,
 ) -> RestoreResult:
-    """Put one archived job back into hammerwork_jobs as Pending (see the module docstring)."""
+    """Put one archived job back into hammerwork_jobs as Pending (see the module docstring). The audit rows and
+    the restore share one pooled connection."""
     jid = parse_job_id(job_id)
     params = {"job_id": str(jid), "dry_run": dry_run, "bulk": False}
-    with audited(url, "restore", initiated_by=initiated_by, reason="Manual", parameters=params) as op:
-        result = _restore_one(url, store, settings, jid, dry_run)
+    with (
+        session.connection() as conn,
+        audited(conn, "restore", initiated_by=initiated_by, reason="Manual", parameters=params) as op,
+    ):
+        result = _restore_one(conn, session.store, session.settings, jid, dry_run)
         result.operation_id = op.id
         op.counts = {"restored": 0 if dry_run else 1, "would_restore": 1 if dry_run else 0, "source": result.source,
                      "object_requests": result.object_requests}  # fmt: skip
@@ -205,7 +213,7 @@ def restore_archived_job(
     if result.restored and result.source == "cold":
         from tiering.engine.analyst import publish_superseded_quietly
 
-        publish_superseded_quietly(url, store)  # the analysts' views leave the restored job out
+        publish_superseded_quietly(session)  # the analysts' views leave the restored job out
     return result
 
 
@@ -224,9 +232,11 @@ def _conflict_if_hot(conn: psycopg.Connection, jid: uuid.UUID, *, settle: bool =
     raise ConflictError(f"job {jid} is in the hot table (status {status}); nothing restored")
 
 
-def _restore_one(url: str, store: ObjectStore, settings: Settings, jid: uuid.UUID, dry_run: bool) -> RestoreResult:
+def _restore_one(
+    conn: psycopg.Connection, store: ObjectStore, settings: Settings, jid: uuid.UUID, dry_run: bool
+) -> RestoreResult:
     before = _requests(store)
-    with connect(url) as conn:
+    with conn.transaction():
         # A first look without locks: where is it, and does its object need a GLACIER restore?
         _conflict_if_hot(conn, jid)
         staged = qdb.staged_rows(conn, [jid], lock=False)
@@ -236,9 +246,8 @@ def _restore_one(url: str, store: ObjectStore, settings: Settings, jid: uuid.UUI
             if restored is not None:
                 raise ConflictError(f"job {jid} was already restored (at {restored.isoformat()}); nothing restored")
             raise NotFoundError(f"no archived job with id {jid} (neither in staging nor in the job index)")
-        conn.rollback()
     if staged:
-        with connect(url) as conn, conn.transaction():
+        with conn.transaction():
             locks.share_moves(conn)
             rows = qdb.staged_rows(conn, [jid], lock=True)
             if not rows:
@@ -255,7 +264,7 @@ def _restore_one(url: str, store: ObjectStore, settings: Settings, jid: uuid.UUI
     if dry_run:
         return RestoreResult(str(jid), "cold", loc["queue_name"], loc["status"], loc["archived_at"], True, False,
                              loc["object_key"], loc["row_group"], _requests(store) - before)  # fmt: skip
-    _ensure_readable(url, store, settings, loc["object_id"], loc["object_key"], loc["storage_class"], [str(jid)])
+    _ensure_readable(conn, store, settings, loc["object_id"], loc["object_key"], loc["storage_class"], [str(jid)])
     try:
         rows_by_id = read_cold_rows(
             store, loc["object_key"], loc["object_bytes"], [(loc["row_group"], loc["row_in_group"])]
@@ -275,7 +284,7 @@ def _restore_one(url: str, store: ObjectStore, settings: Settings, jid: uuid.UUI
             "the object does not match the job index (run `tiering archive verify`); nothing restored"
         )
     values = _cold_to_hot(cold_row)
-    with connect(url) as conn, conn.transaction():
+    with conn.transaction():
         locks.share_moves(conn)
         live = qdb.lock_live_index(conn, [(loc["object_id"], str(jid))])
         if str(jid) not in live:
@@ -324,8 +333,7 @@ class BulkRestoreResult:
 
 
 def _select(
-    url: str,
-    store: ObjectStore,
+    session: Session,
     *,
     queue: str | None,
     status: Any,
@@ -337,7 +345,7 @@ def _select(
     if match is not None:
         key, value = match
         found = search_archived_jobs(
-            url, store, key, value, queue=queue, limit=count, archived_after=archived_after,
+            session, key, value, queue=queue, limit=count, archived_after=archived_after,
             archived_before=archived_before, status=status,
         )  # fmt: skip
         return found.items
@@ -345,7 +353,7 @@ def _select(
     page_size = 10_000
     while count is None or len(selected) < count:
         want = page_size if count is None else min(page_size, count - len(selected))
-        page = list_archived_jobs(url, queue=queue, status=status, archived_after=archived_after,
+        page = list_archived_jobs(session, queue=queue, status=status, archived_after=archived_after,
                                   archived_before=archived_before, limit=want, offset=len(selected))  # fmt: skip
         selected.extend(page.items)
         if len(page.items) < want:
@@ -354,9 +362,7 @@ def _select(
 
 
 def restore_archived_jobs(
-    url: str,
-    store: ObjectStore,
-    settings: Settings,
+    session: Session,
     *,
     queue: str | None = None,
     status: str | Sequence[str] | None = None,
@@ -386,10 +392,14 @@ def restore_archived_jobs(
     params = {"queue": queue, "status": status, "archived_after": archived_after, "archived_before": archived_before,
               "match": list(match) if match else None, "count": count, "dry_run": dry_run, "bulk": True}  # fmt: skip
     result = BulkRestoreResult(dry_run)
-    with audited(url, "restore", initiated_by=initiated_by, reason="Manual", parameters=params) as op:
+    store, settings = session.store, session.settings
+    with (
+        session.connection() as conn,
+        audited(conn, "restore", initiated_by=initiated_by, reason="Manual", parameters=params) as op,
+    ):
         result.operation_id = op.id
         before = _requests(store)
-        jobs = _select(url, store, queue=queue, status=status, archived_after=archived_after,
+        jobs = _select(session, queue=queue, status=status, archived_after=archived_after,
                        archived_before=archived_before, match=match, count=count)  # fmt: skip
         result.selected = len(jobs)
         if dry_run:
@@ -404,15 +414,15 @@ def restore_archived_jobs(
                     result.pending.append({"object_key": key, "storage_class": sclass, "jobs": n, "note": note})
             op.outcome = "dry_run"
         else:
-            _bulk_staging(url, [j for j in jobs if j.tier == "staging"], result, progress, batch_size)
-            _bulk_cold(url, store, settings, [j for j in jobs if j.tier == "cold"], result, progress, batch_size)
+            _bulk_staging(conn, [j for j in jobs if j.tier == "staging"], result, progress, batch_size)
+            _bulk_cold(conn, store, settings, [j for j in jobs if j.tier == "cold"], result, progress, batch_size)
         result.object_requests = _requests(store) - before
         result.execution_time_s = _time.perf_counter() - started
         op.counts = {k: v for k, v in result.to_dict(max_jobs=0).items() if k not in ("jobs", "jobs_truncated")}
     if result.restored and not dry_run:
         from tiering.engine.analyst import publish_listing_quietly
 
-        publish_listing_quietly(url, store)  # the analysts' views leave restored jobs out
+        publish_listing_quietly(session)  # the analysts' views leave restored jobs out
     return result
 
 
@@ -424,41 +434,44 @@ def _record(result: BulkRestoreResult, job: ArchivedJob) -> None:
 
 
 def _bulk_staging(
-    url: str, jobs: list[ArchivedJob], result: BulkRestoreResult, progress: ProgressFn | None, batch_size: int
+    conn: psycopg.Connection,
+    jobs: list[ArchivedJob],
+    result: BulkRestoreResult,
+    progress: ProgressFn | None,
+    batch_size: int,
 ) -> None:
-    with connect(url) as conn:
-        for start in range(0, len(jobs), batch_size):
-            batch = jobs[start : start + batch_size]
-            ids = [uuid.UUID(j.job_id) for j in batch]
-            with conn.transaction():
-                locks.share_moves(conn)
-                rows = {str(r["id"]): r for r in qdb.staged_rows(conn, ids, lock=True)}
-                staging.settle_marked_hot(conn, [uuid.UUID(j) for j in rows])
-                hot = qdb.hot_ids(conn, ids)
-                todo: list[dict[str, Any]] = []
-                done: list[ArchivedJob] = []
-                for job in batch:
-                    if job.job_id in hot:
-                        result.skipped.append({"job_id": job.job_id, "reason": "in the hot table"})
-                    elif job.job_id not in rows:
-                        result.skipped.append({"job_id": job.job_id, "reason": "left staging meanwhile"})
-                    else:
-                        try:
-                            todo.append(_staged_to_hot(rows[job.job_id]))
-                        except CorruptPayloadError as exc:
-                            result.skipped.append({"job_id": job.job_id, "reason": str(exc)})
-                            continue
-                        done.append(job)
-                qdb.insert_hot(conn, todo)
-                qdb.delete_staged(conn, [v["id"] for v in todo])
-            for job in done:
-                _record(result, job)
-            if progress:
-                progress(len(batch))
+    for start in range(0, len(jobs), batch_size):
+        batch = jobs[start : start + batch_size]
+        ids = [uuid.UUID(j.job_id) for j in batch]
+        with conn.transaction():
+            locks.share_moves(conn)
+            rows = {str(r["id"]): r for r in qdb.staged_rows(conn, ids, lock=True)}
+            staging.settle_marked_hot(conn, [uuid.UUID(j) for j in rows])
+            hot = qdb.hot_ids(conn, ids)
+            todo: list[dict[str, Any]] = []
+            done: list[ArchivedJob] = []
+            for job in batch:
+                if job.job_id in hot:
+                    result.skipped.append({"job_id": job.job_id, "reason": "in the hot table"})
+                elif job.job_id not in rows:
+                    result.skipped.append({"job_id": job.job_id, "reason": "left staging meanwhile"})
+                else:
+                    try:
+                        todo.append(_staged_to_hot(rows[job.job_id]))
+                    except CorruptPayloadError as exc:
+                        result.skipped.append({"job_id": job.job_id, "reason": str(exc)})
+                        continue
+                    done.append(job)
+            qdb.insert_hot(conn, todo)
+            qdb.delete_staged(conn, [v["id"] for v in todo])
+        for job in done:
+            _record(result, job)
+        if progress:
+            progress(len(batch))
 
 
 def _bulk_cold(
-    url: str,
+    conn: psycopg.Connection,
     store: ObjectStore,
     settings: Settings,
     jobs: list[ArchivedJob],
@@ -472,12 +485,12 @@ def _bulk_cold(
         by_object.setdefault(job.object_id, []).append(job)
     if not by_object:
         return
-    with connect(url) as conn:
+    with conn.transaction():
         manifests = qdb.manifest_by_ids(conn, list(by_object))
     for object_id, group in by_object.items():
         m = manifests[object_id]
         try:
-            _ensure_readable(url, store, settings, object_id, m.key, m.storage_class, [j.job_id for j in group])
+            _ensure_readable(conn, store, settings, object_id, m.key, m.storage_class, [j.job_id for j in group])
             rows = read_cold_rows(store, m.key, m.bytes, [(j.row_group or 0, j.row_in_group or 0) for j in group])
         except (RestoreInProgressError, ObjectArchivedError) as exc:
             tier = settings.glacier_restore_tier
@@ -496,39 +509,38 @@ def _bulk_cold(
                 progress(len(group))
             continue
         result.object_reads += 1
-        with connect(url) as conn:
-            for start in range(0, len(group), batch_size):
-                batch = group[start : start + batch_size]
-                with conn.transaction():
-                    locks.share_moves(conn)
-                    live = qdb.lock_live_index(conn, [(object_id, j.job_id) for j in batch])
-                    staging.settle_marked_hot(conn, [uuid.UUID(j) for j in live])
-                    hot = qdb.hot_ids(conn, [uuid.UUID(j.job_id) for j in batch])
-                    todo: list[dict[str, Any]] = []
-                    done: list[ArchivedJob] = []
-                    for job in batch:
-                        row = rows.get(job.job_id)
-                        if job.job_id in hot:
-                            result.skipped.append({"job_id": job.job_id, "reason": "in the hot table"})
-                        elif job.job_id not in live:
-                            result.skipped.append({"job_id": job.job_id, "reason": "restored meanwhile"})
-                        elif row is None:
-                            result.skipped.append(
-                                {"job_id": job.job_id, "reason": f"not found in {m.key} at its indexed row"}
-                            )
-                        else:
-                            try:
-                                todo.append(_cold_to_hot(row))
-                            except CorruptPayloadError as exc:
-                                result.skipped.append({"job_id": job.job_id, "reason": str(exc)})
-                                continue
-                            done.append(job)
-                    qdb.insert_hot(conn, todo)
-                    qdb.mark_restored(conn, [(object_id, j.job_id) for j in done])
-                for job in done:
-                    _record(result, job)
-                if progress:
-                    progress(len(batch))
+        for start in range(0, len(group), batch_size):
+            batch = group[start : start + batch_size]
+            with conn.transaction():
+                locks.share_moves(conn)
+                live = qdb.lock_live_index(conn, [(object_id, j.job_id) for j in batch])
+                staging.settle_marked_hot(conn, [uuid.UUID(j) for j in live])
+                hot = qdb.hot_ids(conn, [uuid.UUID(j.job_id) for j in batch])
+                todo: list[dict[str, Any]] = []
+                done: list[ArchivedJob] = []
+                for job in batch:
+                    row = rows.get(job.job_id)
+                    if job.job_id in hot:
+                        result.skipped.append({"job_id": job.job_id, "reason": "in the hot table"})
+                    elif job.job_id not in live:
+                        result.skipped.append({"job_id": job.job_id, "reason": "restored meanwhile"})
+                    elif row is None:
+                        result.skipped.append(
+                            {"job_id": job.job_id, "reason": f"not found in {m.key} at its indexed row"}
+                        )
+                    else:
+                        try:
+                            todo.append(_cold_to_hot(row))
+                        except CorruptPayloadError as exc:
+                            result.skipped.append({"job_id": job.job_id, "reason": str(exc)})
+                            continue
+                        done.append(job)
+                qdb.insert_hot(conn, todo)
+                qdb.mark_restored(conn, [(object_id, j.job_id) for j in done])
+            for job in done:
+                _record(result, job)
+            if progress:
+                progress(len(batch))
 
 
 __all__ = [

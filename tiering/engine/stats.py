@@ -14,9 +14,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from tiering.context import Session
 from tiering.db import retention as rdb
-from tiering.db.connection import connect
-from tiering.settings import Settings
 
 GB = 1024**3
 RUN_OPERATIONS = ("archive", "flush", "purge", "erase", "restore", "verify", "lifecycle_apply")
@@ -55,9 +54,10 @@ def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def get_archival_stats(url: str, settings: Settings, queue: str | None = None) -> dict[str, Any]:
+def get_archival_stats(session: Session, queue: str | None = None) -> dict[str, Any]:
     """JSON-ready statistics of the archive (of one queue when `queue` is given)."""
-    with connect(url) as conn:
+    settings = session.settings
+    with session.connection() as conn:
         staging = rdb.staging_stats(conn, queue)
         cold = rdb.cold_stats(conn, queue)
         restored = rdb.restored_by_queue(conn, queue)

@@ -12,13 +12,12 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from tiering import layout
+from tiering.context import Session
 from tiering.db import manifest as mdb
 from tiering.db import staging
-from tiering.db.connection import connect
 from tiering.db.operations import audited
 from tiering.engine.archive import settle_two_places
 from tiering.engine.flush import recover_abandoned
-from tiering.settings import Settings
 from tiering.store.base import ObjectStore
 
 
@@ -58,9 +57,7 @@ class VerifyReport:
 
 
 def verify_archive(
-    url: str,
-    store: ObjectStore,
-    settings: Settings,
+    session: Session,
     *,
     queue: str | None = None,
     deep: bool = False,
@@ -70,17 +67,18 @@ def verify_archive(
     """Compare manifest and bucket. `deep` (implied by `queue`) reads every object of the scope: checksum,
     footer row count, and that each indexed job is in its object."""
     report = VerifyReport()
+    store, settings = session.store, session.settings
     deep = deep or queue is not None
     params = {"queue": queue, "deep": deep, "repair": repair}
-    with audited(url, "verify", initiated_by=initiated_by, reason="Maintenance", parameters=params) as op:
+    with audited(session, "verify", initiated_by=initiated_by, reason="Maintenance", parameters=params) as op:
         report.operation_id = op.id
         if repair:
-            cleaned = recover_abandoned(url, store)
+            cleaned = recover_abandoned(session)
             if cleaned:
                 report.problems.append(
                     Problem("abandoned_pending", "", f"{cleaned} objects of dead flushers removed", True)
                 )
-        with connect(url) as conn:
+        with session.connection() as conn:
             rows = mdb.manifest_rows(conn, states=("committed", "pending"))
             bucket = store.location.bucket
             rows = [r for r in rows if r.bucket == bucket and (queue is None or r.queue_name == queue)]
@@ -134,18 +132,18 @@ def verify_archive(
                     for p in report.problems:
                         if p.kind == "orphan" and p.key in deleted:
                             p.repaired = True
-        _check_two_places(url, queue, repair, report)
+        _check_two_places(session, queue, repair, report)
         if settings.iceberg:
-            _check_iceberg(url, store, repair, report)
+            _check_iceberg(session, repair, report)
         op.counts = {"objects_checked": report.objects_checked, "problems": len(report.problems), "ok": report.ok}
         op.outcome = "succeeded" if report.ok else "problems"
     return report
 
 
-def _check_two_places(url: str, queue: str | None, repair: bool, report: VerifyReport) -> None:
+def _check_two_places(session: Session, queue: str | None, repair: bool, report: VerifyReport) -> None:
     """A job must be in one place: a hot copy Hammerwork marked archived, or a staged row, beside the job's live
     cold copy is reported (one problem per job); `repair` settles them (the cold copy wins)."""
-    with connect(url) as conn:
+    with session.connection() as conn:
         found = staging.count_two_places(conn, queue)
     problems = [Problem("hot_and_cold", job_id, "Hammerwork marked this hot copy archived; its job is also cold")
                 for job_id in found["hot_marked"]]  # fmt: skip
@@ -153,20 +151,20 @@ def _check_two_places(url: str, queue: str | None, repair: bool, report: VerifyR
                  for job_id in found["staged_and_cold"]]  # fmt: skip
     report.problems.extend(problems)
     if repair and problems:
-        settle_two_places(url, queue)
-        with connect(url) as conn:
+        settle_two_places(session, queue)
+        with session.connection() as conn:
             left = staging.count_two_places(conn, queue)
         still = set(left["hot_marked"]) | set(left["staged_and_cold"])
         for p in problems:
             p.repaired = p.key not in still
 
 
-def _check_iceberg(url: str, store: ObjectStore, repair: bool, report: VerifyReport) -> None:
+def _check_iceberg(session: Session, repair: bool, report: VerifyReport) -> None:
     """The Iceberg table's current snapshot must hold exactly the committed objects; `repair` re-publishes."""
     from tiering.engine import iceberg
 
     try:
-        difference = iceberg.check(url, store)
+        difference = iceberg.check(session)
     except Exception as exc:  # noqa: BLE001 - reported, verify goes on
         report.problems.append(Problem("iceberg_unreadable", iceberg.TABLE_NAME, f"{type(exc).__name__}: {exc}"))
         return
@@ -180,8 +178,8 @@ def _check_iceberg(url: str, store: ObjectStore, repair: bool, report: VerifyRep
     )
     report.problems.append(problem)
     if repair:
-        iceberg.reconcile(url, store)
-        problem.repaired = iceberg.check(url, store).in_step
+        iceberg.reconcile(session)
+        problem.repaired = iceberg.check(session).in_step
 
 
 def _is_ours(store: ObjectStore, key: str) -> bool:

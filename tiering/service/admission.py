@@ -23,7 +23,7 @@ from tiering.errors import OperationTimeout, TieringError
 from tiering.settings import Settings
 
 if TYPE_CHECKING:
-    from tiering.context import Context
+    from tiering.context import Session
 
 T = TypeVar("T")
 
@@ -102,9 +102,9 @@ _worker: dict[str, Any] = {}
 def init_worker(settings: Settings) -> None:
     """Each scan process opens its own context (database URL, store) once, and ends when the server that started
     it is gone (a killed server leaves no worker behind)."""
-    from tiering.context import Context
+    from tiering.context import Session
 
-    _worker["ctx"] = Context(settings)
+    _worker["session"] = Session(settings)
     parent = os.getppid()
 
     def watch() -> None:
@@ -115,39 +115,37 @@ def init_worker(settings: Settings) -> None:
     threading.Thread(target=watch, name="tiering-scan-parent-watch", daemon=True).start()
 
 
-def _ctx(ctx: Context | None) -> Context:
-    return ctx if ctx is not None else _worker["ctx"]
+def _session(session: Session | None) -> Session:
+    return session if session is not None else _worker["session"]
 
 
 def search_task(
-    stop_at: float, key: str, value: str, queue: str | None, limit: int, ctx: Context | None = None
+    stop_at: float, key: str, value: str, queue: str | None, limit: int, session: Session | None = None
 ) -> dict[str, Any]:
     from tiering.engine.query import search_archived_jobs
 
     if time.monotonic() > stop_at:
         raise OperationTimeout("the request's deadline passed while it waited for a worker")
-    c = _ctx(ctx)
-    return search_archived_jobs(
-        c.database_url, c.store, key, value, queue=queue, limit=limit, deadline=stop_at
-    ).to_dict()
+    c = _session(session)
+    return search_archived_jobs(c, key, value, queue=queue, limit=limit, deadline=stop_at).to_dict()
 
 
-def verify_task(stop_at: float, who: str, queue: str | None, ctx: Context | None = None) -> dict[str, Any]:
+def verify_task(stop_at: float, who: str, queue: str | None, session: Session | None = None) -> dict[str, Any]:
     from tiering.service import jobs
 
     if time.monotonic() > stop_at:
         raise OperationTimeout("the request's deadline passed while it waited for a worker")
-    return dict(jobs.run_verify(_ctx(ctx), initiated_by=who, deep=True, queue=queue))
+    return dict(jobs.run_verify(_session(session), initiated_by=who, deep=True, queue=queue))
 
 
-def scan_pool(ctx: Context) -> ScanPool:
+def scan_pool(session: Session) -> ScanPool:
     """The service's pool: worker processes (spawned, each with its own context), except for a memory:// store,
     which lives in this process only (threads then)."""
-    settings = ctx.settings
+    settings = session.settings
     workers = max(1, settings.search_workers)
     executor: Executor | None = None
-    if not ctx.settings.resolved_store_url.startswith("memory:"):
-        child = settings.with_overrides(database_url=ctx.database_url)
+    if not session.settings.resolved_store_url.startswith("memory:"):
+        child = settings.with_overrides(database_url=session.database_url)
         executor = ProcessPoolExecutor(
             workers, mp_context=multiprocessing.get_context("spawn"), initializer=init_worker, initargs=(child,)
         )

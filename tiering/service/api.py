@@ -11,12 +11,11 @@ from fastapi.responses import JSONResponse
 from pydantic import BeforeValidator
 
 from tiering import inputs
-from tiering.context import Context
-from tiering.db.connection import connect
-from tiering.db.operations import audited, get_operation, list_operations
-from tiering.db.policies import delete_policy_document, get_policy_document, put_policy_document
+from tiering.context import Session
+from tiering.engine.audit import daily_trends, database_reachable, get_audit_entry, list_audit
+from tiering.engine.policies import get_stored_policy, remove_policy, set_policy
 from tiering.errors import ConfigError, NotFoundError
-from tiering.policy import ALL_STATUSES, normalize_status, policy_from_dict, policy_to_dict
+from tiering.policy import ALL_STATUSES, normalize_status, policy_from_dict
 from tiering.service import jobs
 from tiering.service.admission import search_task, verify_task
 from tiering.service.envelope import Envelope, fail, ok
@@ -58,10 +57,10 @@ WhoQ = Annotated[
 # ---------------------------------------------------------------- helpers
 
 
-def context(request: Request) -> Context:
-    ctx = request.app.state.ctx
-    assert isinstance(ctx, Context)
-    return ctx
+def session_of(request: Request) -> Session:
+    session = request.app.state.session
+    assert isinstance(session, Session)
+    return session
 
 
 def principal(request: Request) -> str:
@@ -112,17 +111,14 @@ Since = Annotated[datetime | None, BeforeValidator(inputs.as_value_error(parse_s
 def stats(request: Request, queue: QueueQ = None) -> JSONResponse:
     from tiering.engine.stats import get_archival_stats
 
-    ctx = context(request)
-    result = get_archival_stats(ctx.database_url, ctx.settings, queue=queue)
+    session = session_of(request)
+    result = get_archival_stats(session, queue=queue)
     return ok(result)
 
 
 @router.get("/trends", summary="Jobs archived, flushed, restored, purged and erased per day (audit trail)")
 def trends(request: Request, days: Annotated[int, Query(ge=1, le=366)] = 30) -> JSONResponse:
-    from tiering.db import service as sql
-
-    with connect(context(request).database_url) as conn:
-        return ok({"days": days, "series": sql.daily_trends(conn, days)})
+    return ok({"days": days, "series": daily_trends(session_of(request), days)})
 
 
 # ---------------------------------------------------------------- browse, search, get
@@ -140,9 +136,9 @@ def list_jobs(
 ) -> JSONResponse:
     from tiering.engine.query import list_archived_jobs
 
-    ctx = context(request)
+    session = session_of(request)
     page = list_archived_jobs(
-        ctx.database_url, queue=queue, status=_statuses(status), archived_after=archived_after,
+        session, queue=queue, status=_statuses(status), archived_after=archived_after,
         archived_before=archived_before, limit=limit, offset=offset,
     )  # fmt: skip
     doc = page.to_dict()
@@ -159,8 +155,8 @@ def list_jobs(
 def get_job(request: Request, job_id: JobId, payload: bool = False) -> JSONResponse:
     from tiering.engine.query import get_archived_job
 
-    ctx = context(request)
-    job = get_archived_job(ctx.database_url, ctx.store, job_id, with_payload=payload)
+    session = session_of(request)
+    job = get_archived_job(session, job_id, with_payload=payload)
     return ok(job.to_dict())
 
 
@@ -183,7 +179,7 @@ def search(
 ) -> JSONResponse:
     scans = request.app.state.scans
     if scans.in_process:
-        return ok(scans.run("search", search_task, key, value, queue, limit, context(request)))
+        return ok(scans.run("search", search_task, key, value, queue, limit, session_of(request)))
     return ok(scans.run("search", search_task, key, value, queue, limit))
 
 
@@ -194,10 +190,10 @@ def search(
 def restore_job(request: Request, job_id: JobId, body: Annotated[RestoreOne | None, Body()] = None) -> JSONResponse:
     from tiering.engine.restore import restore_archived_job
 
-    ctx = context(request)
+    session = session_of(request)
     body = body or RestoreOne()
     result = restore_archived_job(
-        ctx.database_url, ctx.store, ctx.settings, job_id, dry_run=body.dry_run,
+        session, job_id, dry_run=body.dry_run,
         initiated_by=initiator(request, body.initiated_by),
     )  # fmt: skip
     if result.restored:
@@ -209,14 +205,14 @@ def restore_job(request: Request, job_id: JobId, body: Annotated[RestoreOne | No
 def restore_bulk(request: Request, body: BulkRestoreRequest) -> JSONResponse:
     from tiering.engine.restore import restore_archived_jobs
 
-    ctx = context(request)
+    session = session_of(request)
     who = initiator(request, body.initiated_by)
     if not (body.queue or body.status or body.archived_after or body.archived_before or body.match):
         raise ConfigError("restore: give at least one filter (queue, status, archived_after/before, match)")
 
     def work(progress: Progress) -> Any:
         result = restore_archived_jobs(
-            ctx.database_url, ctx.store, ctx.settings, queue=body.queue, status=body.status,
+            session, queue=body.queue, status=body.status,
             archived_after=body.archived_after, archived_before=body.archived_before,
             match=(body.match.key, body.match.value) if body.match else None, count=body.count,
             dry_run=body.dry_run, initiated_by=who, progress=lambda n: progress.add("restored", n),
@@ -233,11 +229,11 @@ def restore_bulk(request: Request, body: BulkRestoreRequest) -> JSONResponse:
 
 @router.post("/run", summary="Archive eligible jobs, flush them to the object store, purge by policy")
 def run(request: Request, body: Annotated[RunRequest, Body()]) -> JSONResponse:
-    ctx = context(request)
+    session = session_of(request)
     if body.policy is not None:
         policy, config = policy_from_dict(body.policy, source="policy override")
     else:
-        policy, config, _ = ctx.load_policy()
+        policy, config, _ = session.load_policy()
     who = initiator(request, body.initiated_by)
 
     def work(progress: Progress) -> Any:
@@ -245,7 +241,7 @@ def run(request: Request, body: Annotated[RunRequest, Body()]) -> JSONResponse:
 
         started = time.perf_counter()
         result = jobs.run_archival(
-            ctx, queue=body.queue, policy=policy, config=config, reason=body.reason, initiated_by=who,
+            session, queue=body.queue, policy=policy, config=config, reason=body.reason, initiated_by=who,
             dry_run=body.dry_run, flush=body.flush, purge=body.purge, progress=progress.add,
             phase=lambda name: progress.set(phase=name),
         )  # fmt: skip
@@ -286,9 +282,7 @@ def _task_response(row: dict[str, Any] | None, finished_status: int = 200) -> JS
 
 @router.get("/operations", summary="Recent background operations started through the API")
 def recent_operations(request: Request, limit: Annotated[int, Query(ge=1, le=200)] = 20) -> JSONResponse:
-    from tiering.db import service as sql
-
-    return ok(sql.recent_tasks(context(request).database_url, limit))
+    return ok(request.app.state.runner.recent(limit))
 
 
 @router.get("/operations/{operation_id}", summary="A background operation's progress (UUID) or an audit entry (id)")
@@ -296,12 +290,11 @@ def operation(
     request: Request,
     operation_id: Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[0-9a-fA-F-]+$")],
 ) -> JSONResponse:
-    ctx = context(request)
+    session = session_of(request)
     if operation_id.isdigit():
         if len(operation_id) > 18:
             raise NotFoundError(f"no operation {operation_id}")
-        with connect(ctx.database_url) as conn:
-            row = get_operation(conn, int(operation_id))
+        row = get_audit_entry(session, int(operation_id))
         if row is None:
             raise NotFoundError(f"no operation {operation_id}")
         return ok(row.__dict__)
@@ -344,15 +337,15 @@ def purge(
 ) -> JSONResponse:
     from tiering.engine.purge import preview_purge_operation, purge_archived_jobs
 
-    ctx = context(request)
+    session = session_of(request)
     cutoff = parse_older_than(older_than)
     status_n = _status(status)
     if dry_run:
-        preview = preview_purge_operation(ctx.database_url, ctx.store, ctx.settings, cutoff, queue=queue,
+        preview = preview_purge_operation(session, cutoff, queue=queue,
                                           status=status_n)  # fmt: skip
         return ok(preview.to_dict() | {"dry_run": True})
     result = purge_archived_jobs(
-        ctx.database_url, ctx.store, ctx.settings, cutoff, queue=queue, status=status_n,
+        session, cutoff, queue=queue, status=status_n,
         initiated_by=initiator(request, initiated_by), reason="Manual",
     )  # fmt: skip
     doc = result.to_dict()
@@ -364,11 +357,11 @@ def purge(
 def erase(request: Request, body: EraseRequest) -> JSONResponse:
     from tiering.engine.erase import erase_jobs
 
-    ctx = context(request)
+    session = session_of(request)
     if (body.job_ids is None) == (body.match is None):
         raise ConfigError("erase: give job_ids or match (a payload key and value), not both")
     result = erase_jobs(
-        ctx.database_url, ctx.store, ctx.settings,
+        session,
         ids=[str(i) for i in body.job_ids] if body.job_ids is not None else None,
         key=body.match.key if body.match else None, value=body.match.value if body.match else None,
         dry_run=body.dry_run, initiated_by=initiator(request, body.initiated_by), request_ref=body.request_ref,
@@ -383,14 +376,8 @@ def erase(request: Request, body: EraseRequest) -> JSONResponse:
 
 @router.get("/policy", summary="The stored policy (or the defaults, with `stored: false`)")
 def get_policy(request: Request) -> JSONResponse:
-    ctx = context(request)
-    with connect(ctx.database_url) as conn:
-        document = get_policy_document(conn)
-    stored = document is not None
-    if document is None:
-        policy, config, _ = ctx.load_policy()
-        document = policy_to_dict(policy, config)
-    return ok({"stored": stored, "policy": document})
+    found = get_stored_policy(session_of(request))
+    return ok({"stored": found.stored, "policy": found.document})
 
 
 @router.put("/policy", summary="Validate and store the policy (schemas/policy.schema.json)")
@@ -399,35 +386,14 @@ def put_policy(
     document: Annotated[dict[str, Any], Body(description="a policy document")],
     initiated_by: WhoQ = None,
 ) -> JSONResponse:
-    ctx = context(request)
-    policy, config = policy_from_dict(document, source="policy")
-    _check_schedules(policy.schedules)
-    normalized = policy_to_dict(policy, config)
     who = initiator(request, initiated_by)
-    with audited(ctx.database_url, "policy_set", initiated_by=who, parameters={"via": "api"}) as op:
-        with connect(ctx.database_url) as conn:
-            put_policy_document(conn, normalized, updated_by=who)
-            conn.commit()
-        op.counts = {"policy": normalized}
+    normalized = set_policy(session_of(request), document, initiated_by=who, parameters={"via": "api"})
     return ok({"stored": True, "policy": normalized})
-
-
-def _check_schedules(schedules: dict[str, str]) -> None:
-    from tiering.service.scheduler import cron_valid
-
-    for task, expr in schedules.items():
-        if not cron_valid(expr):
-            raise ConfigError(f'schedules.{task}: {expr!r} is not a valid cron expression (e.g. "0 2 * * *")')
 
 
 @router.delete("/policy", summary="Remove the stored policy (runs fall back to the defaults)")
 def delete_policy(request: Request, initiated_by: WhoQ = None) -> JSONResponse:
-    ctx = context(request)
-    with audited(ctx.database_url, "policy_remove", initiated_by=initiator(request, initiated_by)) as op:
-        with connect(ctx.database_url) as conn:
-            removed = delete_policy_document(conn)
-            conn.commit()
-        op.counts = {"removed": removed}
+    removed = remove_policy(session_of(request), initiated_by=initiator(request, initiated_by))
     return ok({"removed": removed})
 
 
@@ -438,21 +404,21 @@ def delete_policy(request: Request, initiated_by: WhoQ = None) -> JSONResponse:
 def lifecycle_plan(request: Request) -> JSONResponse:
     from tiering.engine.lifecycle_plan import plan_lifecycle
 
-    ctx = context(request)
-    policy, _, _ = ctx.load_policy()
-    return ok(plan_lifecycle(ctx.store, policy).to_dict())
+    session = session_of(request)
+    policy, _, _ = session.load_policy()
+    return ok(plan_lifecycle(session.store, policy).to_dict())
 
 
 @router.post("/lifecycle/apply", summary="Merge the policy's lifecycle rules into the bucket's configuration")
 def lifecycle_apply(request: Request, body: Annotated[LifecycleApplyRequest | None, Body()] = None) -> JSONResponse:
     from tiering.engine.lifecycle_plan import apply_lifecycle, plan_lifecycle
 
-    ctx = context(request)
+    session = session_of(request)
     body = body or LifecycleApplyRequest()
-    policy, _, _ = ctx.load_policy()
+    policy, _, _ = session.load_policy()
     if body.dry_run:
-        return ok(plan_lifecycle(ctx.store, policy).to_dict())
-    plan = apply_lifecycle(ctx.database_url, ctx.store, policy, initiated_by=initiator(request, body.initiated_by))
+        return ok(plan_lifecycle(session.store, policy).to_dict())
+    plan = apply_lifecycle(session, policy, initiated_by=initiator(request, body.initiated_by))
     return ok(plan.to_dict())
 
 
@@ -460,14 +426,14 @@ def lifecycle_apply(request: Request, body: Annotated[LifecycleApplyRequest | No
     "/verify", summary="Compare the manifest with the bucket (deep reads every object)", responses=SCAN_RESPONSES
 )
 def verify(request: Request, deep: bool = False, queue: QueueQ = None) -> JSONResponse:
-    ctx = context(request)
+    session = session_of(request)
     who = principal(request)
     if not deep:
-        return ok(jobs.run_verify(ctx, initiated_by=who, deep=False, queue=queue))
+        return ok(jobs.run_verify(session, initiated_by=who, deep=False, queue=queue))
     # a deep verify reads every object: a scan, admitted like a search
     scans = request.app.state.scans
     if scans.in_process:
-        return ok(scans.run("deep verify", verify_task, who, queue, ctx))
+        return ok(scans.run("deep verify", verify_task, who, queue, session))
     return ok(scans.run("deep verify", verify_task, who, queue))
 
 
@@ -482,9 +448,8 @@ def audit(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=inputs.MAX_OFFSET)] = 0,
 ) -> JSONResponse:
-    ctx = context(request)
-    with connect(ctx.database_url) as conn:
-        rows = list_operations(conn, since=since, operation=operation, limit=limit, offset=offset)
+    session = session_of(request)
+    rows = list_audit(session, since=since, operation=operation, limit=limit, offset=offset)
     return ok({"items": [r.__dict__ for r in rows], "limit": limit, "offset": offset})
 
 
@@ -498,10 +463,9 @@ def schedule(request: Request) -> JSONResponse:
 
 @system_router.get("/healthz", summary="Liveness and database reachability (no credential needed)")
 def healthz(request: Request) -> JSONResponse:
-    ctx = context(request)
+    session = session_of(request)
     try:
-        with connect(ctx.database_url) as conn:
-            conn.execute("SELECT 1")
+        database_reachable(session)
         database = "ok"
     except Exception as exc:  # noqa: BLE001 - reported, never raised
         return fail(503, f"database unreachable: {type(exc).__name__}", data={"status": "degraded"})

@@ -15,7 +15,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tiering import __version__
-from tiering.context import Context
+from tiering.context import Session
 from tiering.errors import TieringError
 from tiering.service.admission import scan_pool
 from tiering.service.envelope import Envelope, fail
@@ -53,12 +53,12 @@ def _validation_message(exc: RequestValidationError) -> str:
     return "invalid request: " + "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
 
 
-def schedules_from(ctx: Context) -> Callable[[], dict[str, tuple[str, str]]]:
+def schedules_from(session: Session) -> Callable[[], dict[str, tuple[str, str]]]:
     """settings.schedules, overridden per task by the stored policy's schedules (read at each tick)."""
 
     def read() -> dict[str, tuple[str, str]]:
-        out = {task: (cron, "settings") for task, cron in ctx.settings.schedules.items()}
-        policy, _, source = ctx.load_policy()
+        out = {task: (cron, "settings") for task, cron in session.settings.schedules.items()}
+        policy, _, source = session.load_policy()
         for task, cron in policy.schedules.items():
             out[task] = (cron, "policy" if source == "stored" else source)
         return out
@@ -67,7 +67,7 @@ def schedules_from(ctx: Context) -> Callable[[], dict[str, tuple[str, str]]]:
 
 
 def build_scheduler(
-    ctx: Context,
+    session: Session,
     metrics: Metrics | None = None,
     *,
     report: Callable[[str, dict[str, Any] | None, float, bool], None] | None = None,
@@ -86,16 +86,16 @@ def build_scheduler(
             report(tick.task, tick.result, seconds, not failed)
 
     return Scheduler(
-        lambda: ctx.database_url,
-        schedules_from(ctx),
-        lambda task: scheduled_task(ctx, task),
+        session,
+        schedules_from(session),
+        lambda task: scheduled_task(session, task),
         on_result=on_result,
         **kwargs,
     )
 
 
 def create_app(
-    ctx: Context,
+    session: Session,
     *,
     run_scheduler: bool = False,
     instance: str | None = None,
@@ -107,14 +107,14 @@ def create_app(
     """`metrics_listen` (host, port): also serve /metrics there, without credentials, for Prometheus.
     `bind_host`: the address served, answered as a Host besides loopback names and settings.allowed_hosts."""
     instance = instance or default_instance()
-    creds = Credentials.from_settings(ctx.settings)
-    metrics = Metrics(lambda: ctx.database_url)
-    scheduler = build_scheduler(ctx, metrics, instance=instance, poll_seconds=scheduler_poll_seconds)
+    creds = Credentials.from_settings(session.settings)
+    metrics = Metrics(session)
+    scheduler = build_scheduler(session, metrics, instance=instance, poll_seconds=scheduler_poll_seconds)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        _ = ctx.database_url  # migrate before the first request
-        app.state.scans = scan_pool(ctx)  # worker processes start with the first scan
+        _ = session.database_url  # migrate before the first request
+        app.state.scans = scan_pool(session)  # worker processes start with the first scan
         metrics_server = _start_metrics_server(metrics, metrics_listen) if metrics_listen else None
         if run_scheduler:
             scheduler.start()
@@ -127,6 +127,7 @@ def create_app(
             if metrics_server is not None:
                 metrics_server.shutdown()
                 metrics_server.server_close()
+            session.close()  # the pool; a later use reopens it
 
     app = FastAPI(
         title="tiering",
@@ -137,11 +138,11 @@ def create_app(
         openapi_url=None,
         lifespan=lifespan,
     )
-    app.state.ctx = ctx
+    app.state.session = session
     app.state.credentials = creds
     app.state.metrics = metrics
     app.state.scheduler = scheduler
-    app.state.runner = TaskRunner(lambda: ctx.database_url, instance, _error_hook(metrics))
+    app.state.runner = TaskRunner(session, instance, _error_hook(metrics))
     app.state.instance = instance
     app.state.scans = None  # set when the app starts (it needs the database URL)
 
@@ -227,9 +228,9 @@ def create_app(
 
     app.openapi = openapi  # type: ignore[method-assign]
     app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
-    open_paths = ("/metrics",) if ctx.settings.metrics_open else ()
+    open_paths = ("/metrics",) if session.settings.metrics_open else ()
     app.add_middleware(AuthGate, credentials=creds, open_paths=open_paths)  # credentials before routing
-    allowed = parse_allowed_hosts(ctx.settings.allowed_hosts, bind_host)
+    allowed = parse_allowed_hosts(session.settings.allowed_hosts, bind_host)
     app.add_middleware(CrossSiteGuard, allowed_hosts=allowed)  # outermost: Host and same-origin checks first
     return app
 

@@ -11,7 +11,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from tiering.db import service as sql
-from tiering.db.connection import connect
+from tiering.db.operations import Connections
 from tiering.metrics import RunSignals, operation_name
 
 log = logging.getLogger(__name__)
@@ -23,13 +23,13 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 class _DatabaseCollector(Collector):
     """Cheap aggregate queries: staging backlog, oldest staged job, cold tier by storage class."""
 
-    def __init__(self, url_fn: Any) -> None:
-        self.url_fn = url_fn
+    def __init__(self, db: Connections) -> None:
+        self.db = db
 
     def collect(self) -> Iterator[Metric]:
         up = GaugeMetricFamily("tiering_database_up", "1 when the scrape could read the database")
         try:
-            with connect(self.url_fn(), application_name="tiering-metrics") as conn:
+            with self.db.connection() as conn:
                 backlog, oldest = sql.staging_gauges(conn)
                 cold = sql.cold_gauges(conn)
                 pending = sql.pending_objects(conn)
@@ -88,7 +88,7 @@ class Metrics:
     tiering_last_success_timestamp_seconds, ...) are tiering.metrics' RunSignals: the same names a cron run
     writes to its textfile or Pushgateway."""
 
-    def __init__(self, url_fn: Any) -> None:
+    def __init__(self, db: Connections) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.runs = RunSignals()
@@ -100,7 +100,7 @@ class Metrics:
         self.errors = Counter("tiering_errors", "Failed runs and requests by operation", ["operation"], registry=r)
         self.requests = Counter("tiering_http_requests", "API requests by route and status",
                                 ["method", "route", "status"], registry=r)  # fmt: skip
-        r.register(_DatabaseCollector(url_fn))
+        r.register(_DatabaseCollector(db))
 
     def record(
         self, operation: str, result: dict[str, Any] | None, seconds: float | None = None, *, ok: bool = True

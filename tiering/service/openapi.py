@@ -15,11 +15,11 @@ DEFAULT_PATH = Path(__file__).resolve().parents[2] / "schemas" / "openapi.json"
 
 
 def openapi_document() -> dict[str, Any]:
-    from tiering.context import Context
+    from tiering.context import Session
     from tiering.service.app import create_app
     from tiering.settings import Settings
 
-    app = create_app(Context(Settings()), instance="openapi")
+    app = create_app(Session(Settings()), instance="openapi")
     return app.openapi()
 
 

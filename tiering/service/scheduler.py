@@ -20,13 +20,12 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
-from croniter import croniter
-
+from tiering.cron import cron_valid, next_window, previous_window
 from tiering.db import service as sql
-from tiering.db.connection import connect
+from tiering.db.operations import Connections
 from tiering.policy import SCHEDULE_NAMES
 
 log = logging.getLogger(__name__)
@@ -36,23 +35,6 @@ TaskFn = Callable[[str], dict[str, Any]]
 
 def default_instance() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def cron_valid(expr: str) -> bool:
-    try:
-        return bool(croniter.is_valid(expr))
-    except Exception:  # noqa: BLE001 - croniter raises assorted errors on odd input
-        return False
-
-
-def previous_window(expr: str, now: datetime) -> datetime:
-    """The latest window start at or before `now` (UTC)."""
-    # croniter's get_prev is strict: start one second later so a window starting exactly now counts.
-    return croniter(expr, now.replace(microsecond=0) + timedelta(seconds=1)).get_prev(datetime)  # type: ignore[no-any-return]
-
-
-def next_window(expr: str, now: datetime) -> datetime:
-    return croniter(expr, now).get_next(datetime)  # type: ignore[no-any-return]
 
 
 @dataclass
@@ -75,7 +57,7 @@ class TickResult:
 class Scheduler:
     def __init__(
         self,
-        url: str | Callable[[], str],
+        db: Connections,
         schedules: Callable[[], dict[str, tuple[str, str]]],
         run_task: TaskFn,
         *,
@@ -84,7 +66,7 @@ class Scheduler:
         on_result: Callable[[TickResult, float], None] | None = None,
     ) -> None:
         """`schedules()` returns {task: (cron, source)}; `run_task(task)` does the work and returns its result."""
-        self._url = url
+        self.db = db
         self._schedules = schedules
         self.run_task = run_task
         self.instance = instance or default_instance()
@@ -93,10 +75,6 @@ class Scheduler:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.last_error: str | None = None
-
-    @property
-    def url(self) -> str:
-        return self._url if isinstance(self._url, str) else self._url()
 
     # ------------------------------------------------------------ what is scheduled
 
@@ -117,7 +95,7 @@ class Scheduler:
     def status(self, now: datetime | None = None) -> dict[str, Any]:
         now = now or datetime.now(UTC)
         entries = self.entries()
-        with connect(self.url) as conn:
+        with self.db.connection() as conn:
             last = sql.last_runs(conn, [e.task for e in entries]) if entries else {}
             history = sql.schedule_history(conn, 20)
         items = []
@@ -159,7 +137,7 @@ class Scheduler:
         return results
 
     def _run_window(self, entry: ScheduleEntry, window: datetime) -> TickResult:
-        with connect(self.url, autocommit=True, application_name="tiering-scheduler") as conn:
+        with self.db.connection(autocommit=True) as conn:
             if sql.window_recorded(conn, entry.task, window):
                 return TickResult(entry.task, window, "skipped_done")
             if not sql.try_task_lock(conn, entry.task):

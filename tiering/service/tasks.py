@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from tiering.db import service as sql
+from tiering.db.operations import Connections
 from tiering.errors import TieringError
 
 log = logging.getLogger(__name__)
@@ -23,8 +24,8 @@ log = logging.getLogger(__name__)
 class Progress:
     """Thread-safe counters a task updates; written to the database at most every `interval` seconds."""
 
-    def __init__(self, url: str, task_id: uuid.UUID, interval: float = 0.5) -> None:
-        self.url = url
+    def __init__(self, db: Connections, task_id: uuid.UUID, interval: float = 0.5) -> None:
+        self.db = db
         self.task_id = task_id
         self.interval = interval
         self.values: dict[str, Any] = {}
@@ -51,7 +52,7 @@ class Progress:
             return
         self._written = now
         try:
-            sql.update_task_progress(self.url, self.task_id, self.snapshot())
+            sql.update_task_progress(self.db, self.task_id, self.snapshot())
         except Exception:  # noqa: BLE001 - progress is best effort; the final state is written at the end
             log.debug("could not record progress of task %s", self.task_id, exc_info=True)
 
@@ -62,28 +63,24 @@ TaskFn = Callable[[Progress], Any]
 class TaskRunner:
     def __init__(
         self,
-        url: str | Callable[[], str],
+        db: Connections,
         instance: str,
         on_error: Callable[[str, BaseException], None] | None = None,
     ) -> None:
-        self._url = url
+        self.db = db
         self.instance = instance
         self.on_error = on_error
         self._done: dict[uuid.UUID, threading.Event] = {}
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
 
-    @property
-    def url(self) -> str:
-        return self._url if isinstance(self._url, str) else self._url()
-
     def start(self, kind: str, request: Any, fn: TaskFn) -> uuid.UUID:
         task_id = uuid.uuid4()
-        sql.insert_task(self.url, task_id, kind, request, self.instance)
+        sql.insert_task(self.db, task_id, kind, request, self.instance)
         done = threading.Event()
         with self._lock:
             self._done[task_id] = done
-        progress = Progress(self.url, task_id)
+        progress = Progress(self.db, task_id)
         thread = threading.Thread(
             target=self._run, args=(task_id, kind, fn, progress, done), name=f"tiering-task-{kind}", daemon=True
         )
@@ -123,7 +120,7 @@ class TaskRunner:
     ) -> None:
         try:
             sql.finish_task(
-                self.url, task_id, state=state, progress=progress.snapshot(), result=result, error=error,
+                self.db, task_id, state=state, progress=progress.snapshot(), result=result, error=error,
                 error_status=status,
             )  # fmt: skip
         except Exception:  # noqa: BLE001 - nothing else can record it
@@ -135,7 +132,11 @@ class TaskRunner:
         return True if done is None else done.wait(timeout)
 
     def get(self, task_id: uuid.UUID) -> dict[str, Any] | None:
-        return sql.get_task(self.url, task_id)
+        return sql.get_task(self.db, task_id)
+
+    def recent(self, limit: int) -> list[dict[str, Any]]:
+        """The latest tasks started through the API (any instance), newest first."""
+        return sql.recent_tasks(self.db, limit)
 
     def join(self, timeout: float = 30.0) -> None:
         with self._lock:
