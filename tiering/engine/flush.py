@@ -18,6 +18,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as futures_wait
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -486,13 +487,20 @@ def _flush_round_on(
             lap("commit")
             job.hook("committed")
     except BaseException:
+        # Order matters: no upload of this round may land after its flush lock goes, and the flush lock goes
+        # before the rollback releases the moves lock, so an erase waiting on that lock finds this round's
+        # pending rows abandoned (and cleans them) instead of live.
+        uploads = [part.upload for part in parts if part.upload is not None]
+        for upload in uploads:
+            upload.cancel()
+        futures_wait(uploads)
+        if locked:
+            mdb.unlock_flush(meta, flush_id)
+            locked = False
         try:
             conn.rollback()
         except Exception:  # noqa: BLE001 - the connection may be gone; the server rolls back anyway
             pass
-        for part in parts:
-            if part.upload is not None:
-                part.upload.cancel()
         raise
     finally:
         if locked:
