@@ -579,7 +579,7 @@ def test_stats_equal_engine(server: ApiServer, api: httpx.Client) -> None:
     stats_mod = pytest.importorskip("tiering.engine.stats")
     ctx = server.context()
     ours = data(api.get("/api/archive/stats"))
-    engine = stats_mod.get_archival_stats(ctx.database_url, ctx.settings)
+    engine = stats_mod.get_archival_stats(ctx)
     theirs = json.loads(json.dumps(engine, default=str))
     volatile = {"generated_at"}
     assert {k: v for k, v in ours.items() if k not in volatile} == {
