@@ -14,7 +14,7 @@ import psycopg
 import pyarrow as pa
 import pytest
 
-from tests.helpers import count
+from tests.helpers import count, session_for
 from tests.integration.test_flush import archive_all, cli_env, seed, spread_archived_at
 from tests.integration.test_flush_crash import POLICY_DOC, run_cli
 from tests.integration.test_purge import ARCHIVE_ALL, BASE, DAY, Spec, make_jobs

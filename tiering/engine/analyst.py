@@ -237,7 +237,7 @@ def duckdb_sql(
         f"CREATE OR REPLACE VIEW {view} AS\n  SELECT * EXCLUDE (object_location) FROM {raw} a\n"  # noqa: S608
         f"   WHERE NOT EXISTS (SELECT 1 FROM {superseded} s WHERE s.location = a.object_location AND s.job_id = a.id);",
     ]
-    if settings.iceberg:
+    if session.settings.iceberg:
         lines += _iceberg_sql(session, view)
     return "\n".join(lines) + "\n"
 
