@@ -100,9 +100,9 @@ def test_erase_expires_snapshots_past_the_window(db_url: str, local: tuple[Local
     short = settings.with_overrides(iceberg_snapshot_retention=0.001)
     ids = make_jobs(db_url, specs(8, ("mail",), BASE - DAY), flush=(store, short))
     ids += make_jobs(db_url, specs(4, ("mail",), BASE), flush=(store, short))
-    assert len(iceberg.open_table(db_url, store).snapshots()) == 2  # flushes expire nothing
+    assert len(iceberg.open_table(session_for(db_url, store)).snapshots()) == 2  # flushes expire nothing
     erase_jobs(session_for(db_url, store, short), ids=ids[:1])
-    table = iceberg.open_table(db_url, store)
+    table = iceberg.open_table(session_for(db_url, store))
     assert [s.snapshot_id for s in table.snapshots()] == [table.current_snapshot().snapshot_id]
     assert table_ids(db_url, store) == set(ids[1:]) == listed_ids(db_url)  # the erased job is in no snapshot
 
@@ -170,11 +170,11 @@ def test_concurrent_reconcilers_add_each_file_once(db_url: str, local: tuple[Loc
     store, settings = local
     plain = Settings(home=settings.home, store_url=settings.store_url)
     ids = make_jobs(db_url, specs(12, ("a", "b", "c", "d"), BASE), flush=(store, plain))
-    iceberg.open_table(db_url, store)  # created once; the reconcilers race on the commit
+    iceberg.open_table(session_for(db_url, store))  # created once; the reconcilers race on the commit
     with ThreadPoolExecutor(4) as pool:
-        results = list(pool.map(lambda _: iceberg.reconcile(db_url, store), range(4)))
+        results = list(pool.map(lambda _: iceberg.reconcile(session_for(db_url, store)), range(4)))
     assert sum(r.files_added for r in results) == 4  # the losers re-read and found nothing left to add
-    assert len(iceberg.open_table(db_url, store).snapshots()) == 1
+    assert len(iceberg.open_table(session_for(db_url, store)).snapshots()) == 1
     assert table_ids(db_url, store) == set(ids)
 
 
@@ -272,7 +272,7 @@ def test_table_on_s3(backend: str, db_url: str, s3_settings_factory: Any) -> Non
     old = make_jobs(db_url, specs(9, ("mail", "reports"), BASE - 40 * DAY), flush=(store, settings))
     new = make_jobs(db_url, specs(6, ("mail",), BASE), flush=(store, settings))
     assert listed_ids(db_url) == table_ids(db_url, store) == set(old) | set(new)
-    assert iceberg.metadata_location(db_url, store).startswith(f"s3://{target.bucket}/")
+    assert iceberg.metadata_location(session_for(db_url, store)).startswith(f"s3://{target.bucket}/")
     purge_archived_jobs(session_for(db_url, store, settings), BASE - 20 * DAY)
     assert listed_ids(db_url) == table_ids(db_url, store) == set(new)
     assert verify_archive(session_for(db_url, store, settings)).ok
