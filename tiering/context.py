@@ -17,7 +17,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from tiering.db.connection import connect, resolve_database_url, with_timeouts
+from tiering.db.connection import (
+    connect,
+    embedded_running,
+    resolve_database_url,
+    stop_embedded,
+    translate_error,
+    with_timeouts,
+)
 from tiering.db.migrations import migrate
 from tiering.db.policies import get_policy_document
 from tiering.policy import ArchivalConfig, ArchivalPolicy, load_policy_file, policy_from_dict
@@ -132,6 +139,16 @@ class Session:
             return policy, config, "stored"
         return ArchivalPolicy(), ArchivalConfig(), "defaults"
 
+    # --- the embedded server (tiering db stop | status) ------------------------------------------------------
+
+    def embedded_running(self) -> bool:
+        return embedded_running(self.settings.home)
+
+    def stop_embedded(self) -> bool:
+        """Stop the embedded PostgreSQL under settings.home; True when one was stopped."""
+        self.close()
+        return stop_embedded(self.settings.home)
+
     # --- lifetime -----------------------------------------------------------------------------------
 
     def close(self) -> None:
@@ -148,3 +165,5 @@ class Session:
 
 
 Context = Session  # the former name, kept while callers move over
+
+__all__ = ["Context", "Session", "translate_error"]  # translate_error: database errors as the user sees them

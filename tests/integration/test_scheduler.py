@@ -17,8 +17,8 @@ import pytest
 
 from tests.helpers import count, insert_job, session_for
 from tiering.db.policies import put_policy_document
+from tiering.engine.scheduler import Scheduler, TickResult, next_window, previous_window
 from tiering.service.app import build_scheduler
-from tiering.service.scheduler import Scheduler, TickResult, next_window, previous_window
 from tiering.settings import Settings
 
 T0 = datetime(2030, 1, 1, 10, 7, 30, tzinfo=UTC)

@@ -92,7 +92,7 @@ def test_usage_errors_of_either_click_family_exit_2(monkeypatch: pytest.MonkeyPa
         def refuse(*args: Any, _family: Any = family, **kwargs: Any) -> Any:
             raise _family.UsageError("no such thing here")
 
-        monkeypatch.setattr("tiering.cli.db.stop_embedded", refuse)
+        monkeypatch.setattr("tiering.context.Session.stop_embedded", refuse)
         with pytest.raises(SystemExit) as done:
             cli.main(["db", "stop", "--format", "json"])
         assert done.value.code == 2, family

@@ -17,8 +17,7 @@ import typer
 from tiering import __version__, logs
 from tiering.cli import output
 from tiering.cli.examples import attach_examples, groups
-from tiering.context import Session
-from tiering.db.connection import translate_error
+from tiering.context import Session, translate_error
 from tiering.errors import TieringError
 from tiering.settings import load_settings
 

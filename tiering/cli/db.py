@@ -7,7 +7,6 @@ import typer
 from tiering.cli import output
 from tiering.cli.common import FormatOption, context
 from tiering.cli.output import Format
-from tiering.db.connection import embedded_running, stop_embedded
 
 app = typer.Typer(help="The embedded PostgreSQL used by --embedded (make run, the demo).", no_args_is_help=True)
 
@@ -18,8 +17,9 @@ def stop(ctx: typer.Context, fmt: FormatOption = Format.table) -> None:
 
     Example: tiering db stop; TIERING_HOME=/srv/tiering tiering db stop
     """
-    home = context(ctx).settings.home
-    stopped = stop_embedded(home)
+    session = context(ctx)
+    home = session.settings.home
+    stopped = session.stop_embedded()
     doc = {"home": str(home.resolve()), "stopped": stopped}
     if fmt is not Format.table:
         output.emit(doc, fmt)
@@ -34,6 +34,7 @@ def status(ctx: typer.Context, fmt: FormatOption = Format.table) -> None:
 
     Example: tiering db status --format json
     """
-    home = context(ctx).settings.home
-    doc = {"home": str(home.resolve()), "running": embedded_running(home)}
+    session = context(ctx)
+    home = session.settings.home
+    doc = {"home": str(home.resolve()), "running": session.embedded_running()}
     output.emit(doc, fmt)

@@ -11,11 +11,13 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from tiering.context import Session
 from tiering.db import retention as rdb
+from tiering.db import service as service_sql
 
 GB = 1024**3
 RUN_OPERATIONS = ("archive", "flush", "purge", "erase", "restore", "verify", "lifecycle_apply")
@@ -127,3 +129,24 @@ def get_archival_stats(session: Session, queue: str | None = None) -> dict[str, 
             "total_estimated_usd_per_month": round(total_cost, 6),
         },
     }
+
+
+@dataclass(frozen=True)
+class ServiceGauges:
+    """What a metrics scrape reads, with cheap aggregate queries."""
+
+    staged_jobs: int
+    oldest_staged_age_s: float | None
+    cold: list[tuple[str, int, int, int, int]]  # storage class, objects, bytes, original payload bytes, rows
+    pending_objects: int
+    last_operations: list[tuple[str, str, float, float | None]]  # operation, outcome, started epoch, duration
+
+
+def service_gauges(session: Session) -> ServiceGauges:
+    """Staging backlog, cold tier by storage class, pending objects and the latest run of each operation."""
+    with session.connection() as conn:
+        staged, oldest = service_sql.staging_gauges(conn)
+        return ServiceGauges(
+            staged, oldest, service_sql.cold_gauges(conn), service_sql.pending_objects(conn),
+            service_sql.last_operations(conn),
+        )  # fmt: skip

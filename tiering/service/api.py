@@ -14,6 +14,7 @@ from tiering import inputs
 from tiering.context import Session
 from tiering.engine.audit import daily_trends, database_reachable, get_audit_entry, list_audit
 from tiering.engine.policies import get_stored_policy, remove_policy, set_policy
+from tiering.engine.tasks import Progress
 from tiering.errors import ConfigError, NotFoundError
 from tiering.policy import ALL_STATUSES, normalize_status, policy_from_dict
 from tiering.service import jobs
@@ -29,7 +30,6 @@ from tiering.service.models import (
     When,
 )
 from tiering.service.security import MAX_QUEUE_LENGTH, QUEUE_PATTERN
-from tiering.service.tasks import Progress
 
 RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"model": Envelope, "description": "invalid input (message in `error`)"},

@@ -16,11 +16,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tiering import __version__
 from tiering.context import Session
+from tiering.engine.scheduler import Scheduler, default_instance
+from tiering.engine.tasks import TaskRunner
 from tiering.errors import TieringError
 from tiering.service.admission import scan_pool
 from tiering.service.envelope import Envelope, fail
 from tiering.service.metrics import CONTENT_TYPE, Metrics
-from tiering.service.scheduler import Scheduler, default_instance
 from tiering.service.security import (
     CHALLENGE,
     MAX_BODY_BYTES,
@@ -31,7 +32,6 @@ from tiering.service.security import (
     CrossSiteGuard,
     parse_allowed_hosts,
 )
-from tiering.service.tasks import TaskRunner
 
 log = logging.getLogger(__name__)
 # The dashboard's files are package data, read with importlib.resources: they ship inside the wheel.

@@ -10,8 +10,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, disable_cre
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from tiering.db import service as sql
-from tiering.db.operations import Connections
+from tiering.context import Session
+from tiering.engine.stats import service_gauges
 from tiering.metrics import RunSignals, operation_name
 
 log = logging.getLogger(__name__)
@@ -23,17 +23,13 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 class _DatabaseCollector(Collector):
     """Cheap aggregate queries: staging backlog, oldest staged job, cold tier by storage class."""
 
-    def __init__(self, db: Connections) -> None:
-        self.db = db
+    def __init__(self, session: Session) -> None:
+        self.session = session
 
     def collect(self) -> Iterator[Metric]:
         up = GaugeMetricFamily("tiering_database_up", "1 when the scrape could read the database")
         try:
-            with self.db.connection() as conn:
-                backlog, oldest = sql.staging_gauges(conn)
-                cold = sql.cold_gauges(conn)
-                pending = sql.pending_objects(conn)
-                last = sql.last_operations(conn)
+            gauges = service_gauges(self.session)
         except Exception as exc:  # noqa: BLE001 - a scrape must answer even when the database is down
             log.warning("metrics: cannot read the database: %s", exc)
             up.add_metric([], 0)
@@ -42,16 +38,16 @@ class _DatabaseCollector(Collector):
         up.add_metric([], 1)
         yield up
         yield GaugeMetricFamily("tiering_staging_backlog_jobs", "Jobs in the staging table waiting for a flush",
-                                value=backlog)  # fmt: skip
+                                value=gauges.staged_jobs)  # fmt: skip
         yield GaugeMetricFamily(
             "tiering_oldest_staged_job_age_seconds", "Age of the oldest staged job (0 when staging is empty)",
-            value=oldest or 0.0,
+            value=gauges.oldest_staged_age_s or 0.0,
         )  # fmt: skip
         objects = GaugeMetricFamily("tiering_cold_objects", "Committed objects", labels=["storage_class"])
         nbytes = GaugeMetricFamily("tiering_cold_bytes", "Bytes of committed objects", labels=["storage_class"])
         jobs = GaugeMetricFamily("tiering_cold_jobs", "Jobs in committed objects", labels=["storage_class"])
         total_bytes = total_original = 0
-        for storage_class, n_objects, n_bytes, n_original, n_rows in cold:
+        for storage_class, n_objects, n_bytes, n_original, n_rows in gauges.cold:
             objects.add_metric([storage_class], n_objects)
             nbytes.add_metric([storage_class], n_bytes)
             jobs.add_metric([storage_class], n_rows)
@@ -66,7 +62,7 @@ class _DatabaseCollector(Collector):
             value=(total_bytes / total_original) if total_original else 1.0,
         )
         yield GaugeMetricFamily("tiering_pending_objects", "Manifest rows still pending (uploads in flight)",
-                                value=pending)  # fmt: skip
+                                value=gauges.pending_objects)  # fmt: skip
         started = GaugeMetricFamily(
             "tiering_last_operation_start_timestamp_seconds", "Start of the latest operation of each kind",
             labels=["operation", "outcome"],
@@ -75,7 +71,7 @@ class _DatabaseCollector(Collector):
             "tiering_last_operation_duration_seconds", "Duration of the latest finished operation of each kind",
             labels=["operation"],
         )  # fmt: skip
-        for operation, outcome, at, took in last:
+        for operation, outcome, at, took in gauges.last_operations:
             started.add_metric([operation, outcome], at)
             if took is not None:
                 duration.add_metric([operation], took)
@@ -88,7 +84,7 @@ class Metrics:
     tiering_last_success_timestamp_seconds, ...) are tiering.metrics' RunSignals: the same names a cron run
     writes to its textfile or Pushgateway."""
 
-    def __init__(self, db: Connections) -> None:
+    def __init__(self, session: Session) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.runs = RunSignals()
@@ -100,7 +96,7 @@ class Metrics:
         self.errors = Counter("tiering_errors", "Failed runs and requests by operation", ["operation"], registry=r)
         self.requests = Counter("tiering_http_requests", "API requests by route and status",
                                 ["method", "route", "status"], registry=r)  # fmt: skip
-        r.register(_DatabaseCollector(db))
+        r.register(_DatabaseCollector(session))
 
     def record(
         self, operation: str, result: dict[str, Any] | None, seconds: float | None = None, *, ok: bool = True

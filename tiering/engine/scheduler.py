@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from tiering.context import Session
 from tiering.cron import cron_valid, next_window, previous_window
 from tiering.db import service as sql
-from tiering.db.operations import Connections
 from tiering.policy import SCHEDULE_NAMES
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,7 @@ class TickResult:
 class Scheduler:
     def __init__(
         self,
-        db: Connections,
+        session: Session,
         schedules: Callable[[], dict[str, tuple[str, str]]],
         run_task: TaskFn,
         *,
@@ -66,7 +66,7 @@ class Scheduler:
         on_result: Callable[[TickResult, float], None] | None = None,
     ) -> None:
         """`schedules()` returns {task: (cron, source)}; `run_task(task)` does the work and returns its result."""
-        self.db = db
+        self.session = session
         self._schedules = schedules
         self.run_task = run_task
         self.instance = instance or default_instance()
@@ -95,7 +95,7 @@ class Scheduler:
     def status(self, now: datetime | None = None) -> dict[str, Any]:
         now = now or datetime.now(UTC)
         entries = self.entries()
-        with self.db.connection() as conn:
+        with self.session.connection() as conn:
             last = sql.last_runs(conn, [e.task for e in entries]) if entries else {}
             history = sql.schedule_history(conn, 20)
         items = []
@@ -137,7 +137,7 @@ class Scheduler:
         return results
 
     def _run_window(self, entry: ScheduleEntry, window: datetime) -> TickResult:
-        with self.db.connection(autocommit=True) as conn:
+        with self.session.connection(autocommit=True) as conn:
             if sql.window_recorded(conn, entry.task, window):
                 return TickResult(entry.task, window, "skipped_done")
             if not sql.try_task_lock(conn, entry.task):

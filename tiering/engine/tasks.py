@@ -1,4 +1,5 @@
-"""Long API requests run in a background thread; their progress is recorded in tiering_service_tasks.
+"""Long requests (the API's runs, restores, purges, erases) run in a background thread; their progress is
+recorded in tiering_service_tasks, so any instance can answer for them.
 
 task_id = runner.start("run", request, lambda progress: do_work(progress))
 runner.wait(task_id, 5.0)        # short runs answer directly
@@ -14,8 +15,8 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from tiering.context import Session
 from tiering.db import service as sql
-from tiering.db.operations import Connections
 from tiering.errors import TieringError
 
 log = logging.getLogger(__name__)
@@ -24,7 +25,7 @@ log = logging.getLogger(__name__)
 class Progress:
     """Thread-safe counters a task updates; written to the database at most every `interval` seconds."""
 
-    def __init__(self, db: Connections, task_id: uuid.UUID, interval: float = 0.5) -> None:
+    def __init__(self, db: Session, task_id: uuid.UUID, interval: float = 0.5) -> None:
         self.db = db
         self.task_id = task_id
         self.interval = interval
@@ -63,7 +64,7 @@ TaskFn = Callable[[Progress], Any]
 class TaskRunner:
     def __init__(
         self,
-        db: Connections,
+        db: Session,
         instance: str,
         on_error: Callable[[str, BaseException], None] | None = None,
     ) -> None:
