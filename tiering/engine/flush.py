@@ -257,7 +257,7 @@ def flush_staged(
         _settle(session, queue, stats)
         if stats.jobs_flushed >= planner.BULK_ROWS:
             with session.connection(autocommit=True) as conn:
-                planner.refresh_statistics(conn, [planner.STAGING, planner.JOB_INDEX, planner.MANIFEST])
+                planner.refresh_statistics(conn, [planner.STAGING, planner.JOB_INDEX, planner.MANIFEST], vacuum=True)
         if stats.jobs_flushed:
             stats.warnings.extend(publish_listing_quietly(session))
         stats.warnings.extend(iceberg.reconcile_quietly(session))  # also heals an earlier crash
