@@ -403,12 +403,65 @@ def _source(file: ParquetSource) -> Any:
     return os.fspath(file) if isinstance(file, (str, os.PathLike)) else file
 
 
-def open_file(file: ParquetSource) -> pq.ParquetFile:
-    return pq.ParquetFile(_source(file))
+def open_file(
+    file: ParquetSource, *, pre_buffer: bool = False, metadata: pq.FileMetaData | None = None
+) -> pq.ParquetFile:
+    """`pre_buffer` coalesces each row group's column chunks into one read (one range request on a store);
+    `metadata` is a footer read earlier (no second footer read)."""
+    return pq.ParquetFile(_source(file), pre_buffer=pre_buffer, metadata=metadata)
 
 
 def read_footer(file: ParquetSource) -> pq.FileMetaData:
     return open_file(file).metadata
+
+
+def footer_rows(file: ParquetSource) -> int:
+    """The row count the footer declares (the read-back of an upload)."""
+    return int(read_footer(file).num_rows)
+
+
+def read_columns(file: ParquetSource, columns: list[str]) -> pa.Table:
+    """Whole columns of a file (verify's and erase's id checks)."""
+    return open_file(file).read(columns=columns)
+
+
+def read_rows_at(
+    file: ParquetSource, positions: Iterable[tuple[int, int]], columns: list[str] | None = None
+) -> pa.Table:
+    """The rows at (row group, row in group) `positions`, in row group then row order, reading the footer and
+    only the row groups that hold them (one small row group each: no thread pool)."""
+    wanted: dict[int, set[int]] = {}
+    for rg, row in positions:
+        wanted.setdefault(rg, set()).add(row)
+    pf = open_file(file, pre_buffer=True)
+    groups = sorted(wanted)
+    table = pf.read_row_groups(groups, columns=columns, use_threads=False)
+    starts: dict[int, int] = {}
+    base = 0
+    for rg in groups:
+        starts[rg] = base
+        base += pf.metadata.row_group(rg).num_rows
+    indices = [starts[rg] + r for rg in groups for r in sorted(wanted[rg])]
+    return table.take(pa.array(indices, pa.int64()))
+
+
+def iter_row_groups(file: ParquetSource, columns: list[str] | None = None) -> Iterator[pa.Table]:
+    """Each row group in turn (one in memory at a time)."""
+    pf = open_file(file, pre_buffer=True)
+    for rg in range(pf.metadata.num_row_groups):
+        yield pf.read_row_group(rg, columns=columns)
+
+
+def iter_batches(
+    file: ParquetSource,
+    row_group: int,
+    columns: list[str] | None = None,
+    batch_size: int = 8192,
+    metadata: pq.FileMetaData | None = None,
+) -> Iterator[pa.RecordBatch]:
+    """One row group in small batches (bounded memory for scans)."""
+    pf = open_file(file, pre_buffer=True, metadata=metadata)
+    yield from pf.iter_batches(batch_size=batch_size, row_groups=[row_group], columns=columns)
 
 
 def file_metadata(file: ParquetSource) -> dict[str, str]:

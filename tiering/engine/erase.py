@@ -22,9 +22,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from tiering import codec
+from tiering import parquet as pqio
 from tiering.context import Session
 from tiering.db import locks
 from tiering.db import manifest as mdb
@@ -247,9 +247,7 @@ def _scan_object(
     found: list[str] = []
     subs = needles(path, value, raw)
     with store.open_input(row.key, size=row.bytes, readahead=4 * 1024 * 1024) as fh:
-        pf = pq.ParquetFile(fh, pre_buffer=True)
-        for rg in range(pf.metadata.num_row_groups):
-            table = pf.read_row_group(rg, columns=["id", "payload"])
+        for table in pqio.iter_row_groups(fh, columns=["id", "payload"]):
             payloads = table["payload"]
             if subs:
                 mask: Any = None
@@ -430,7 +428,7 @@ def _remaining(
 
 def _object_ids(store: ObjectStore, row: ManifestRow) -> list[str]:
     with store.open_input(row.key, size=row.bytes) as fh:
-        return [str(j).lower() for j in pq.read_table(fh, columns=["id"])["id"].to_pylist()]
+        return [str(j).lower() for j in pqio.read_columns(fh, ["id"])["id"].to_pylist()]
 
 
 def _find_hot_staged(

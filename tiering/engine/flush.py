@@ -26,7 +26,6 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 import tiering.parquet as pqio
 from tiering import __version__, layout, lifecycle
@@ -616,7 +615,7 @@ def _verify_upload(store: ObjectStore, part: _Part) -> None:
     if info.archived:
         return  # GLACIER/DEEP_ARCHIVE objects cannot be read back without a restore
     with store.open_input(part.key, size=written.bytes) as fh:
-        rows = pq.ParquetFile(fh).metadata.num_rows
+        rows = pqio.footer_rows(fh)
     if rows != written.rows:
         raise VerificationError(f"{part.key}: footer says {rows} rows, wrote {written.rows}")
 

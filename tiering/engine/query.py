@@ -26,9 +26,9 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from tiering import codec
+from tiering import parquet as pqio
 from tiering import schema as S
 from tiering.context import Session
 from tiering.db import manifest as mdb
@@ -347,26 +347,11 @@ def read_cold_rows(
 ) -> dict[str, dict[str, Any]]:
     """Rows (row_group, row_in_group) of one object, by job id, reading the footer and only those row groups
     (`pre_buffer` coalesces each row group's column chunks into one range request)."""
-    wanted: dict[int, list[int]] = {}
-    for rg, row in wants:
-        wanted.setdefault(rg, []).append(row)
     # Footer first (a small tail read; a second one only for a big footer), then the row groups: flushes cap
     # row groups at ~640 KB compressed, so restoring one job stays within 3 requests and about 1 MB.
     with store.open_input(key, size=size, tail_prefetch=RESTORE_TAIL_BYTES, readahead=RESTORE_TAIL_BYTES) as fh:
-        pf = pq.ParquetFile(fh, pre_buffer=True)
-        groups = sorted(wanted)
-        table = pf.read_row_groups(groups, columns=columns, use_threads=False)  # one small row group: no pool
-    out: dict[str, dict[str, Any]] = {}
-    base = 0
-    starts: dict[int, int] = {}
-    for rg in groups:
-        starts[rg] = base
-        base += pf.metadata.row_group(rg).num_rows
-    indices = [starts[rg] + r for rg in groups for r in sorted(set(wanted[rg]))]
-    picked = table.take(pa.array(indices, pa.int64()))
-    for row in picked.to_pylist():
-        out[str(row["id"])] = row
-    return out
+        picked = pqio.read_rows_at(fh, wants, columns=columns)
+    return {str(row["id"]): row for row in picked.to_pylist()}
 
 
 # --- get one --------------------------------------------------------------------------------------------
@@ -657,16 +642,16 @@ def _check_deadline(deadline: float | None) -> None:
         raise OperationTimeout("search stopped at its deadline")
 
 
-def _footer(store: ObjectStore, m: mdb.ManifestRow) -> pq.FileMetaData:
+def _footer(store: ObjectStore, m: mdb.ManifestRow) -> Any:
     """An object's footer, read once (a 64 KB tail; a second request only for a bigger footer)."""
     with store.open_input(m.key, size=m.bytes, tail_prefetch=RESTORE_TAIL_BYTES, readahead=RESTORE_TAIL_BYTES) as fh:
-        return pq.ParquetFile(fh).metadata
+        return pqio.read_footer(fh)
 
 
 def _scan_row_group(
     store: ObjectStore,
     m: mdb.ManifestRow,
-    meta: pq.FileMetaData,
+    meta: Any,
     rg: int,
     path: Sequence[str],
     matcher: ValueMatcher,
@@ -683,8 +668,7 @@ def _scan_row_group(
     scanned = kept = offset = bad = 0
     pattern = matcher.key_pattern(path)
     with store.open_input(m.key, size=m.bytes, tail_prefetch=0, readahead=0) as fh:
-        pf = pq.ParquetFile(fh, metadata=meta, pre_buffer=True)
-        for batch in pf.iter_batches(batch_size=SCAN_BATCH_ROWS, row_groups=[rg], columns=["payload"]):
+        for batch in pqio.iter_batches(fh, rg, columns=["payload"], batch_size=SCAN_BATCH_ROWS, metadata=meta):
             _check_deadline(deadline)
             payload = batch.column(0)
             rows = _candidate_rows(payload, matcher, pattern)

@@ -9,9 +9,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from tiering import layout
+from tiering import parquet as pqio
 from tiering.context import Session
 from tiering.db import manifest as mdb
 from tiering.db import staging
@@ -213,9 +213,8 @@ def _deep_check(conn: Any, store: ObjectStore, row: mdb.ManifestRow, report: Ver
     import pyarrow as pa
 
     try:
-        pf = pq.ParquetFile(pa.BufferReader(data))
-        rows = pf.metadata.num_rows
-        ids = set(pc.cast(pf.read(columns=["id"]).column("id"), pa.string()).to_pylist())
+        rows = pqio.footer_rows(pa.BufferReader(data))
+        ids = set(pc.cast(pqio.read_columns(pa.BufferReader(data), ["id"]).column("id"), pa.string()).to_pylist())
     except Exception as exc:  # noqa: BLE001
         report.problems.append(Problem("unreadable", row.key, f"not a readable Parquet file: {exc}"))
         return
