@@ -28,13 +28,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 import tiering.parquet as pqio
-from tiering import __version__, layout, lifecycle
+from tiering import layout, lifecycle
 from tiering.context import Session
 from tiering.db import arrow as arrowdb
 from tiering.db import manifest as mdb
 from tiering.db import planner
 from tiering.db.operations import audited
-from tiering.engine import iceberg
+from tiering.engine import iceberg, publish
 from tiering.engine.analyst import publish_listing_quietly
 from tiering.engine.archive import settle_duplicates_of, settle_two_places
 from tiering.errors import StoreError, VerificationError
@@ -46,7 +46,7 @@ from tiering.schema import (
     uuid_array_to_str,
 )
 from tiering.settings import Settings
-from tiering.store.base import ObjectExistsError, ObjectStore, PutResult
+from tiering.store.base import ObjectStore, PutResult
 
 log = logging.getLogger(__name__)
 
@@ -198,6 +198,7 @@ class _Part:
     queue: str
     storage_class: str
     written: Any  # tiering.parquet.WrittenPart
+    pending: publish.Pending
     upload: Future[PutResult] | None = None
 
 
@@ -443,7 +444,9 @@ def _flush_round_on(
                             if warning and warning not in job.stats.warnings:
                                 job.stats.warnings.append(warning)
                         assert job.uploads is not None
-                        part.upload = job.uploads.submit(_upload, store, part, flush_id, config.verify_compression)
+                        part.upload = job.uploads.submit(
+                            publish.upload, store, part.pending, read_back=config.verify_compression
+                        )
                         parts.append(part)
             finally:
                 cursor.close()
@@ -456,12 +459,7 @@ def _flush_round_on(
         job.hook("uploading")
         for part in parts:
             assert part.upload is not None
-            result = part.upload.result()
-            mdb.update_upload(
-                meta,
-                part.manifest_id,
-                {"etag": result.etag, "encryption": result.encryption, "kms_key_id": result.kms_key_id},
-            )
+            publish.record_upload(meta, part.pending, part.upload.result())
         lap("upload")
         job.hook("uploaded")
         index = _index_rows(parts)
@@ -564,60 +562,20 @@ def _record_pending(
     storage_class: str,
     written: Any,
 ) -> _Part:
-    """The manifest row goes in (pending) BEFORE the upload, so any object in the bucket is accounted for."""
-    key = layout.object_key(store.prefix, slug, date.fromisoformat(day), written.part_name)
-    manifest_id = mdb.insert_pending(
+    """Publish step 1 for one part: its pending manifest row, BEFORE the upload."""
+    pending = publish.record_pending(
         meta,
-        {
-            "flush_id": flush_id,
-            "bucket": _bucket(store),
-            "key": key,
-            "queue_name": queue_name,
-            "queue_slug": slug,
-            "partition_date": date.fromisoformat(day),
-            **pqio.manifest_fields(written),
-            "storage_class": storage_class,
-            "schema_version": SCHEMA_VERSION,
-        },
+        store,
+        written,
+        flush_id=flush_id,
+        key=layout.object_key(store.prefix, slug, date.fromisoformat(day), written.part_name),
+        queue_name=queue_name,
+        queue_slug=slug,
+        partition_date=date.fromisoformat(day),
+        storage_class=storage_class,
+        schema_version=SCHEMA_VERSION,
     )
-    return _Part(manifest_id, key, queue_name, storage_class, written)
-
-
-def _upload(store: ObjectStore, part: _Part, flush_id: uuid.UUID, verify: bool) -> PutResult:
-    written = part.written
-    metadata = {
-        "tiering-schema-version": str(SCHEMA_VERSION),
-        "tiering-version": __version__,
-        "tiering-flush-id": str(flush_id),
-        "sha256": written.sha256,
-    }
-    try:
-        result = store.put_file(
-            part.key, written.path, storage_class=part.storage_class, sha256=written.sha256, metadata=metadata
-        )
-    except ObjectExistsError:
-        # A retry of this very upload: accept it only if the object is the one we wrote.
-        info = store.head(part.key)
-        if info is None or info.size != written.bytes or (info.checksum_sha256 not in (None, written.sha256)):
-            raise
-        result = PutResult(part.key, info.size, info.etag, written.sha256, None, info.encryption, info.kms_key_id)
-    if verify:
-        _verify_upload(store, part)
-    return result
-
-
-def _verify_upload(store: ObjectStore, part: _Part) -> None:
-    """Read back the footer: the object must be a Parquet file with the rows we wrote."""
-    written = part.written
-    info = store.head(part.key)
-    if info is None or info.size != written.bytes:
-        raise VerificationError(f"uploaded {part.key} but the store reports {info.size if info else 'nothing'}")
-    if info.archived:
-        return  # GLACIER/DEEP_ARCHIVE objects cannot be read back without a restore
-    with store.open_input(part.key, size=written.bytes) as fh:
-        rows = pqio.footer_rows(fh)
-    if rows != written.rows:
-        raise VerificationError(f"{part.key}: footer says {rows} rows, wrote {written.rows}")
+    return _Part(pending.manifest_id, pending.key, queue_name, storage_class, written, pending)
 
 
 def _index_rows(parts: list[_Part]) -> pa.Table:

@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 
 import psycopg
 
-from tiering import __version__, layout
+from tiering import layout
 from tiering import parquet as pqio
 from tiering.context import Session
 from tiering.db import manifest as mdb
@@ -37,6 +37,7 @@ from tiering.db import planner
 from tiering.db import retention as rdb
 from tiering.db.manifest import ManifestRow
 from tiering.db.operations import audited
+from tiering.engine import publish
 from tiering.errors import InvalidInputError, SafetyAbort
 from tiering.policy import ArchivalPolicy, normalize_status
 from tiering.settings import Settings
@@ -187,24 +188,57 @@ def rewrite_object(
 ) -> RewriteOutcome:
     """Replace `row`'s object by a copy without the `drop_live` jobs (and stale copies of restored jobs).
 
-    Two-phase like a flush: pending manifest row (under its flush lock) -> upload (create-only, checksummed) ->
-    ONE transaction (swap_object + `in_swap`) -> delete the old object. Errors are returned, not raised, and
-    leave the old object committed unless the swap happened.
+    The new object goes through the publish step like a flush's (pending manifest row under its flush lock,
+    create-only checksummed upload with provenance, read-back), then ONE transaction swaps it in (swap_object +
+    `in_swap`) and the old object is deleted. Errors are returned, not raised, and leave the old object committed
+    unless the swap happened.
     """
     out = RewriteOutcome(row)
-    store = session.store
     flush_id = uuid.uuid4()
-    name = layout.part_name(flush_id, 0, row.storage_class)
-    prefix = layout.parse_key(row.key).prefix
-    key = layout.object_key(prefix, row.queue_slug, row.partition_date, name)
     work = tmp_dir(session.settings)
-    meta_cm = session.connection(autocommit=True)
-    meta = meta_cm.__enter__()
-    pending_id: int | None = None
+    try:
+        with session.connection(autocommit=True) as meta:
+            mdb.lock_flush(meta, flush_id)
+            try:
+                swapped = _rewrite_and_swap(session, meta, out, flush_id, work, drop_live, drop_stale, in_swap)
+            finally:
+                mdb.unlock_flush(meta, flush_id)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    if not swapped:
+        return out
+    # The new object is committed: now the old one goes.
+    gone = delete_keys(session.store, [row.key])
+    out.delete_calls += gone.calls
+    if gone.errors:
+        err = gone.errors[0]
+        out.error = {"key": row.key, "stage": "delete_replaced", "code": err["code"], "message": err["message"]}
+    else:
+        out.old_deleted = True
+        with session.connection() as conn:
+            rdb.mark_deleted(conn, [row.id])
+            conn.commit()
+    return out
+
+
+def _rewrite_and_swap(
+    session: Session,
+    meta: psycopg.Connection,
+    out: RewriteOutcome,
+    flush_id: uuid.UUID,
+    work: Path,
+    drop_live: Sequence[str],
+    drop_stale: Sequence[str],
+    in_swap: Callable[[psycopg.Connection], None] | None,
+) -> bool:
+    """Write the copy, publish it and swap it in; False (with out.error) when the old object stays committed."""
+    row, store = out.old, session.store
+    name = layout.part_name(flush_id, 0, row.storage_class)
+    key = layout.object_key(layout.parse_key(row.key).prefix, row.queue_slug, row.partition_date, name)
+    pending: publish.Pending | None = None
     uploaded = False
     stage = "read"
     try:
-        mdb.lock_flush(meta, flush_id)
         drop = {j.lower() for j in drop_live} | {j.lower() for j in drop_stale}
         with store.open_input(row.key, size=row.bytes, readahead=8 * 1024 * 1024) as src:
             written = pqio.rewrite_without(
@@ -222,73 +256,31 @@ def rewrite_object(
             )
         )
         stage = "pending"
-        pending_id = mdb.insert_pending(
-            meta,
-            {
-                "flush_id": flush_id,
-                "bucket": row.bucket,
-                "key": key,
-                "queue_name": row.queue_name,
-                "queue_slug": row.queue_slug,
-                "partition_date": row.partition_date,
-                **pqio.manifest_fields(written),
-                "storage_class": row.storage_class,
-                "schema_version": row.schema_version,
-                "replaces_id": row.id,
-            },
-        )
+        pending = publish.record_pending(
+            meta, store, written, flush_id=flush_id, key=key, queue_name=row.queue_name, queue_slug=row.queue_slug,
+            partition_date=row.partition_date, storage_class=row.storage_class, schema_version=row.schema_version,
+            replaces_id=row.id, replaces_key=row.key, bucket=row.bucket,
+        )  # fmt: skip
         stage = "upload"
-        put = store.put_file(
-            key,
-            written.path,
-            storage_class=row.storage_class,
-            sha256=written.sha256,
-            metadata={
-                "tiering-schema-version": str(row.schema_version),
-                "tiering-version": __version__,
-                "tiering-flush-id": str(flush_id),
-                "sha256": written.sha256,
-                "tiering-replaces": row.key,
-            },
-        )
+        put = publish.put(store, pending)
         uploaded = True
-        mdb.update_upload(
-            meta, pending_id, {"etag": put.etag, "encryption": put.encryption, "kms_key_id": put.kms_key_id}
-        )
+        stage = "read_back"
+        publish.check_uploaded(store, pending)
+        publish.record_upload(meta, pending, put)
         stage = "swap"
         with session.connection() as conn:
             with conn.transaction():
-                rdb.swap_object(conn, row.id, pending_id, list(drop_live), moves)
+                rdb.swap_object(conn, row.id, pending.manifest_id, list(drop_live), moves)
                 if in_swap is not None:
                     in_swap(conn)
-        out.new_id, out.new_key, out.new_bytes, out.kept = pending_id, key, written.bytes, written.rows
+        out.new_id, out.new_key, out.new_bytes, out.kept = pending.manifest_id, key, written.bytes, written.rows
+        return True
     except Exception as exc:  # noqa: BLE001 - reported per object; the old object stays committed
         out.error = {"key": row.key, "stage": stage, "code": type(exc).__name__, "message": str(exc)}
         log.warning("rewrite of %s failed at %s: %s", row.key, stage, exc)
-        if uploaded:
-            store.delete_many([key])
-            out.delete_calls += 1
-        if pending_id is not None:
-            mdb.delete_pending(meta, pending_id)
-        return out
-    finally:
-        try:
-            mdb.unlock_flush(meta, flush_id)
-        finally:
-            meta_cm.__exit__(None, None, None)
-        shutil.rmtree(work, ignore_errors=True)
-    # The new object is committed: now the old one goes.
-    gone = delete_keys(store, [row.key])
-    out.delete_calls += gone.calls
-    if gone.errors:
-        err = gone.errors[0]
-        out.error = {"key": row.key, "stage": "delete_replaced", "code": err["code"], "message": err["message"]}
-    else:
-        out.old_deleted = True
-        with session.connection() as conn:
-            rdb.mark_deleted(conn, [row.id])
-            conn.commit()
-    return out
+        if pending is not None:
+            out.delete_calls += publish.discard(meta, store, pending, uploaded=uploaded)
+        return False
 
 
 def retry_leftovers(session: Session) -> tuple[int, int, list[dict[str, str]]]:
