@@ -30,8 +30,11 @@ lint: install
 	$(BIN)/ruff check tiering tests bench
 	$(BIN)/mypy tiering
 
+# Two pytest-xdist workers (PYTEST_WORKERS=0 runs in one process), a module per worker at a time: each worker
+# starts its own embedded PostgreSQL and SeaweedFS (random ports, temp dirs), module fixtures are set up once.
+PYTEST_WORKERS ?= 2
 test: install lint
-	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # The container image (infra/Containerfile) from a wheelhouse built here: IMAGE=..., BASE=..., CONTAINER_TOOL=...
 image: install
