@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from dataclasses import field as dc_field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -530,40 +530,34 @@ def _hot_text(c: Column) -> str:
     return described.get(c.hot_sql(), c.hot_sql())
 
 
-def duckdb_type(t: pa.DataType) -> str:
-    if pa.types.is_string(t):
-        return "VARCHAR"
-    if pa.types.is_boolean(t):
-        return "BOOLEAN"
-    if pa.types.is_int32(t):
-        return "INTEGER"
-    if pa.types.is_int64(t):
-        return "BIGINT"
-    if pa.types.is_timestamp(t):
-        return "TIMESTAMP WITH TIME ZONE"
-    if pa.types.is_binary(t):
-        return "BLOB"
+# Arrow type -> (DuckDB, Athena) column type; a list is rendered around its value type.
+_SQL_TYPES: tuple[tuple[Callable[[pa.DataType], bool], str, str], ...] = (
+    (pa.types.is_string, "VARCHAR", "string"),
+    (pa.types.is_boolean, "BOOLEAN", "boolean"),
+    (pa.types.is_int32, "INTEGER", "int"),
+    (pa.types.is_int64, "BIGINT", "bigint"),
+    (pa.types.is_timestamp, "TIMESTAMP WITH TIME ZONE", "timestamp"),
+    (pa.types.is_binary, "BLOB", "binary"),
+)
+
+
+def sql_type(t: pa.DataType, dialect: Literal["duckdb", "athena"]) -> str:
+    """The column type DuckDB or Athena declares for an archive column of Arrow type `t`."""
     if pa.types.is_list(t):
-        return duckdb_type(t.value_type) + "[]"
-    raise TypeError(f"no DuckDB type for {t}")
+        inner = sql_type(t.value_type, dialect)
+        return f"{inner}[]" if dialect == "duckdb" else f"array<{inner}>"
+    for matches, duckdb, athena in _SQL_TYPES:
+        if matches(t):
+            return duckdb if dialect == "duckdb" else athena
+    raise TypeError(f"no {'DuckDB' if dialect == 'duckdb' else 'Athena'} type for {t}")
+
+
+def duckdb_type(t: pa.DataType) -> str:
+    return sql_type(t, "duckdb")
 
 
 def athena_type(t: pa.DataType) -> str:
-    if pa.types.is_string(t):
-        return "string"
-    if pa.types.is_boolean(t):
-        return "boolean"
-    if pa.types.is_int32(t):
-        return "int"
-    if pa.types.is_int64(t):
-        return "bigint"
-    if pa.types.is_timestamp(t):
-        return "timestamp"
-    if pa.types.is_binary(t):
-        return "binary"
-    if pa.types.is_list(t):
-        return f"array<{athena_type(t.value_type)}>"
-    raise TypeError(f"no Athena type for {t}")
+    return sql_type(t, "athena")
 
 
 def schema_json() -> dict[str, Any]:
