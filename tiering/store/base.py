@@ -231,6 +231,16 @@ def sha256_file(path: str | Path, chunk: int = 1024 * 1024) -> str:
     return digest.hexdigest()
 
 
+def check_sha256(store: ObjectStore, key: str, expected: str | None, actual: str, source: str = "data") -> None:
+    """Refuse a write whose content does not hash to the SHA-256 the caller gave (before anything lands)."""
+    if expected is not None and expected.lower() != actual:
+        raise StoreError(
+            f"checksum mismatch writing {key!r} to {store.describe()}: expected sha256 {expected}, "
+            f"{source} has {actual}; nothing was written",
+            retryable=True,
+        )
+
+
 def hex_to_b64(hex_digest: str) -> str:
     try:
         raw = bytes.fromhex(hex_digest)
@@ -392,6 +402,27 @@ class ObjectStore(abc.ABC):
                 f"store preflight: cannot delete the probe object {key!r} from {self.describe()} "
                 f"({err.code}: {err.message}); tiering needs to delete objects (purge, erase, repair)"
             )
+
+
+class NoLifecycleStore(ObjectStore):
+    """A store without lifecycle rules or archive storage classes (local folder, fsspec): expiration is done by
+    `tiering purge`, and no object ever needs a RestoreObject. `no_lifecycle_reason` finishes the error."""
+
+    no_lifecycle_reason = "has no lifecycle rules: expiration is done by `tiering purge` (schedule it)"
+
+    def _no_lifecycle(self) -> LifecycleUnsupportedError:
+        return LifecycleUnsupportedError(f"{self.describe()} {self.no_lifecycle_reason}")
+
+    def get_lifecycle_rules(self) -> builtins.list[dict[str, Any]]:
+        raise self._no_lifecycle()
+
+    def put_lifecycle_rules(self, rules: builtins.list[dict[str, Any]]) -> None:
+        raise self._no_lifecycle()
+
+    def restore_object(self, key: str, days: int = 1, tier: str = "Standard") -> RestoreOutcome:
+        if self.head(key) is None:
+            raise ObjectNotFoundError(key, self.describe())
+        return "not_archived"
 
 
 class RangeReader(io.RawIOBase):

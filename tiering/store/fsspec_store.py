@@ -30,15 +30,14 @@ from tiering.store.base import (
     DeleteErrorItem,
     DeleteResult,
     ExternalAccess,
-    LifecycleUnsupportedError,
+    NoLifecycleStore,
     ObjectExistsError,
     ObjectInfo,
     ObjectNotFoundError,
-    ObjectStore,
     PutResult,
-    RestoreOutcome,
     StoreCapabilities,
     StoreLocation,
+    check_sha256,
     sha256_file,
     split_key,
 )
@@ -86,8 +85,13 @@ def _modified(info: Mapping[str, Any]) -> datetime | None:
     return None
 
 
-class FsspecStore(ObjectStore):
+class FsspecStore(NoLifecycleStore):
     """A bucket (and key prefix) on any fsspec filesystem."""
+
+    no_lifecycle_reason = (
+        "has no lifecycle rules through fsspec: expiration is done by `tiering purge` (schedule it); "
+        "storage-class transitions are not available"
+    )
 
     def __init__(self, scheme: str, bucket: str, prefix: str = "", **storage_options: Any) -> None:
         if not bucket or "/" in bucket or bucket in (".", ".."):
@@ -197,12 +201,7 @@ class FsspecStore(ObjectStore):
         path = self._path(key)
         sclass = self._check_class(storage_class)
         actual = hashlib.sha256(data).hexdigest()
-        if sha256 is not None and sha256.lower() != actual:
-            raise StoreError(
-                f"checksum mismatch writing {key!r} into {self.describe()}: expected sha256 {sha256}, "
-                f"data has {actual}; nothing was written",
-                retryable=True,
-            )
+        check_sha256(self, key, sha256, actual)
         try:
             with self._create_guard(create_only):
                 if create_only and self.fs.exists(path):
@@ -229,12 +228,7 @@ class FsspecStore(ObjectStore):
         target = self._path(key)
         sclass = self._check_class(storage_class)
         digest = sha256_file(path)
-        if sha256 is not None and sha256.lower() != digest:
-            raise StoreError(
-                f"checksum mismatch uploading {key!r} to {self.describe()}: expected sha256 {sha256}, "
-                f"file {path} has {digest}; nothing was uploaded",
-                retryable=True,
-            )
+        check_sha256(self, key, sha256, digest, f"file {path}")
         size = 0
         try:
             with self._create_guard(create_only):
@@ -351,24 +345,6 @@ class FsspecStore(ObjectStore):
             else:
                 result.deleted.append(key)
         return result
-
-    # --- lifecycle / archive -------------------------------------------------------------------
-    def _no_lifecycle(self) -> LifecycleUnsupportedError:
-        return LifecycleUnsupportedError(
-            f"{self.describe()} has no lifecycle rules through fsspec: expiration is done by `tiering purge` "
-            "(schedule it); storage-class transitions are not available"
-        )
-
-    def get_lifecycle_rules(self) -> builtins.list[dict[str, Any]]:
-        raise self._no_lifecycle()
-
-    def put_lifecycle_rules(self, rules: builtins.list[dict[str, Any]]) -> None:
-        raise self._no_lifecycle()
-
-    def restore_object(self, key: str, days: int = 1, tier: str = "Standard") -> RestoreOutcome:
-        if self.head(key) is None:
-            raise ObjectNotFoundError(key, self.describe())
-        return "not_archived"
 
     # --- setup ---------------------------------------------------------------------------------
     def ensure_bucket(self) -> None:

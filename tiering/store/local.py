@@ -19,22 +19,20 @@ import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from tiering.errors import InvalidInputError, StoreError
 from tiering.store.base import (
     SHA256_METADATA_KEY,
     DeleteErrorItem,
     DeleteResult,
-    LifecycleUnsupportedError,
+    NoLifecycleStore,
     ObjectExistsError,
     ObjectInfo,
     ObjectNotFoundError,
-    ObjectStore,
     PutResult,
-    RestoreOutcome,
     StoreCapabilities,
     StoreLocation,
+    check_sha256,
     split_key,
 )
 
@@ -53,7 +51,12 @@ def validate_key(key: str) -> list[str]:
     return parts
 
 
-class LocalStore(ObjectStore):
+class LocalStore(NoLifecycleStore):
+    no_lifecycle_reason = (
+        "has no lifecycle rules: expiration is done by `tiering purge` (schedule it), storage-class transitions "
+        "do not exist on a local folder"
+    )
+
     def __init__(self, root: str | Path, prefix: str = "") -> None:
         self.root = Path(root).expanduser().absolute()
         self.prefix = prefix.strip("/")
@@ -194,13 +197,11 @@ class LocalStore(ObjectStore):
         metadata: Mapping[str, str] | None,
         create_only: bool,
     ) -> PutResult:
-        if expected is not None and expected.lower() != actual:
+        try:
+            check_sha256(self, key, expected, actual)
+        except StoreError:
             tmp.unlink(missing_ok=True)
-            raise StoreError(
-                f"checksum mismatch writing {key!r} into {self.describe()}: expected sha256 {expected}, "
-                f"data has {actual}; nothing was written",
-                retryable=True,
-            )
+            raise
         meta = {str(k): str(v) for k, v in (metadata or {}).items()}
         meta[SHA256_METADATA_KEY] = actual
         try:
@@ -317,24 +318,6 @@ class LocalStore(ObjectStore):
             except OSError:
                 return
             directory = directory.parent
-
-    # --- lifecycle / archive -------------------------------------------------------------------
-    def _no_lifecycle(self) -> LifecycleUnsupportedError:
-        return LifecycleUnsupportedError(
-            f"{self.describe()} has no lifecycle rules: expiration is done by `tiering purge` "
-            "(schedule it), storage-class transitions do not exist on a local folder"
-        )
-
-    def get_lifecycle_rules(self) -> builtins.list[dict[str, Any]]:
-        raise self._no_lifecycle()
-
-    def put_lifecycle_rules(self, rules: builtins.list[dict[str, Any]]) -> None:
-        raise self._no_lifecycle()
-
-    def restore_object(self, key: str, days: int = 1, tier: str = "Standard") -> RestoreOutcome:
-        if not self._path(key).is_file():
-            raise ObjectNotFoundError(key, self.describe())
-        return "not_archived"
 
     # --- setup ---------------------------------------------------------------------------------
     def ensure_bucket(self) -> None:

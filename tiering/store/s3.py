@@ -53,6 +53,7 @@ from tiering.store.base import (
     StoreCapabilities,
     StoreLocation,
     b64_to_hex,
+    check_sha256,
     hex_to_b64,
     sha256_file,
 )
@@ -430,12 +431,7 @@ class S3Store(ObjectStore):
         create_only: bool = True,
     ) -> PutResult:
         actual = hashlib.sha256(data).hexdigest()
-        if sha256 is not None and sha256.lower() != actual:
-            raise StoreError(
-                f"checksum mismatch uploading {key!r} to {self.describe()}: expected sha256 {sha256}, "
-                f"data has {actual}; nothing was uploaded",
-                retryable=True,
-            )
+        check_sha256(self, key, sha256, actual)
         args = self._extra_args(key, storage_class, actual, metadata)
         return self._put_single(key, data, len(data), actual, args, create_only, storage_class)
 
@@ -456,12 +452,7 @@ class S3Store(ObjectStore):
         # Hash the local file even when the caller gave a digest: a wrong digest must fail here,
         # loudly, rather than depend on whether the server verifies x-amz-checksum-sha256.
         digest = sha256_file(path)
-        if sha256 is not None and sha256.lower() != digest:
-            raise StoreError(
-                f"checksum mismatch uploading {key!r} to {self.describe()}: expected sha256 {sha256}, "
-                f"file {path} has {digest}; nothing was uploaded",
-                retryable=True,
-            )
+        check_sha256(self, key, sha256, digest, f"file {path}")
         args = self._extra_args(key, storage_class, digest, metadata)
         if size < self.multipart_threshold:
             # The server checks the data against ChecksumSHA256 (BadDigest when a given sha256 is wrong).
