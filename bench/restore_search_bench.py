@@ -78,15 +78,15 @@ def run(url: str, settings: Settings, s3: Any, say: Callable[[str], None], resto
     kbytes: list[float] = []
     with counting_proxy(s3.endpoint) as proxy:
         pstore = open_store(replace(settings, s3_endpoint_url=proxy.endpoint))
-        psession = Session(settings, database_url=url, store=pstore)
-        for job_id in random.Random(7).sample(ids, min(restores, len(ids))):
-            proxy.reset()
-            start = time.perf_counter()
-            restore_archived_job(psession, job_id, initiated_by="bench")
-            latencies.append(time.perf_counter() - start)
-            n, down = proxy.snapshot()
-            requests.append(n)
-            kbytes.append(down / 1024)
+        with Session(settings, database_url=url, store=pstore) as psession:
+            for job_id in random.Random(7).sample(ids, min(restores, len(ids))):
+                proxy.reset()
+                start = time.perf_counter()
+                restore_archived_job(psession, job_id, initiated_by="bench")
+                latencies.append(time.perf_counter() - start)
+                n, down = proxy.snapshot()
+                requests.append(n)
+                kbytes.append(down / 1024)
     p50, p95 = _percentile(latencies, 0.5) * 1000, _percentile(latencies, 0.95) * 1000
     say(
         f"cold restore ({len(latencies)} random jobs): p50 {p50:.1f} ms, p95 {p95:.1f} ms; per restore on the wire: "

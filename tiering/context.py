@@ -164,6 +164,4 @@ class Session:
         self.close()
 
 
-Context = Session  # the former name, kept while callers move over
-
-__all__ = ["Context", "Session", "translate_error"]  # translate_error: database errors as the user sees them
+__all__ = ["Session", "translate_error"]  # translate_error: database errors as the user sees them
