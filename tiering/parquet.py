@@ -106,6 +106,39 @@ def table_bytes(table: pa.Table) -> bytes:
     return bytes(sink.getvalue().to_pybytes())
 
 
+# Iceberg's reserved field ids of a position-delete file's two columns (the table spec's "Position Delete Files").
+ICEBERG_DELETE_FILE_PATH_ID = 2147483546
+ICEBERG_DELETE_POS_ID = 2147483545
+
+
+def position_deletes_bytes(data_file: str, positions: Iterable[int]) -> bytes:
+    """An Iceberg v2 position-delete file in memory: the rows at `positions` (0-based, file order) of `data_file`
+    are deleted. Columns carry Iceberg's reserved field ids; rows sorted by position, as the spec requires."""
+    ordered = sorted(set(positions))
+    schema = pa.schema(
+        [
+            pa.field("file_path", pa.string(), nullable=False,
+                     metadata={b"PARQUET:field_id": str(ICEBERG_DELETE_FILE_PATH_ID).encode()}),
+            pa.field("pos", pa.int64(), nullable=False,
+                     metadata={b"PARQUET:field_id": str(ICEBERG_DELETE_POS_ID).encode()}),
+        ]
+    )  # fmt: skip
+    table = pa.table([pa.array([data_file] * len(ordered), pa.string()), pa.array(ordered, pa.int64())], schema=schema)
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression="zstd")
+    return bytes(sink.getvalue().to_pybytes())
+
+
+def row_group_starts(file: ParquetSource) -> list[int]:
+    """The file position of each row group's first row (row group, row in group) -> position in the file."""
+    meta = read_footer(file)
+    starts, at = [], 0
+    for rg in range(meta.num_row_groups):
+        starts.append(at)
+        at += meta.row_group(rg).num_rows
+    return starts
+
+
 def clamp_row_group_rows(rows: int) -> int:
     return max(MIN_ROW_GROUP_ROWS, min(MAX_ROW_GROUP_ROWS, rows))
 

@@ -21,10 +21,12 @@ from tests.integration.test_purge import ARCHIVE_ALL, BASE, DAY, Spec, make_jobs
 from tiering import schema as S
 from tiering.engine import iceberg
 from tiering.engine.analyst import open_duckdb
+from tiering.engine.archive import archive_jobs
 from tiering.engine.erase import erase_jobs
 from tiering.engine.flush import flush_staged
 from tiering.engine.purge import purge_archived_jobs
 from tiering.engine.query import list_archived_jobs
+from tiering.engine.restore import restore_archived_job, restore_archived_jobs
 from tiering.engine.verify import verify_archive
 from tiering.policy import ArchivalConfig
 from tiering.settings import Settings
@@ -93,6 +95,92 @@ def test_table_follows_flush_purge_and_erase(db_url: str, local: tuple[LocalStor
     table = iceberg.open_table(session_for(db_url, store))
     assert len(table.snapshots()) == 1
     assert table_ids(db_url, store) == set(new) - set(erased)
+
+
+def duckdb_ids(url: str, store: Any, settings: Settings) -> set[str]:
+    """DuckDB's iceberg_scan of the current snapshot (the `archived_jobs_iceberg` view of `tiering analyst duckdb`)."""
+    with open_duckdb(session_for(url, store, settings)) as duck:
+        ids = [str(r[0]) for r in duck.execute("SELECT id FROM archived_jobs_iceberg").fetchall()]
+    assert len(ids) == len(set(ids)), "DuckDB sees a job twice"
+    return set(ids)
+
+
+def rearchive(url: str, ids: list[str], store: Any, settings: Settings) -> None:
+    """Restored jobs finish again and are archived and flushed again (a newer copy in a newer object)."""
+    with psycopg.connect(url) as conn:
+        conn.execute(
+            "UPDATE hammerwork_jobs SET status = 'Completed', completed_at = now() - interval '1 hour' "
+            "WHERE id = ANY(%s::uuid[])",
+            (ids,),
+        )
+        conn.commit()
+    archive_jobs(session_for(url), None, ARCHIVE_ALL, ArchivalConfig(), "manual", "tester")
+    flush_staged(session_for(url, store, settings), ARCHIVE_ALL, ArchivalConfig())
+
+
+def assert_table_is_the_archive(url: str, store: Any, settings: Settings, expected: set[str]) -> None:
+    """pyiceberg's scan, DuckDB's iceberg_scan and `tiering archive list` show exactly the same jobs."""
+    assert listed_ids(url) == expected
+    assert table_ids(url, store) == expected
+    assert duckdb_ids(url, store, settings) == expected
+    assert iceberg.check(session_for(url, store)).in_step
+
+
+def run_the_archive_lifecycle(url: str, store: Any, settings: Settings) -> None:
+    """Archive runs, a restore of one job and a bulk restore, a re-archive of restored jobs, a purge, an erase and
+    an expiry: after each step the Iceberg table shows exactly what `tiering archive list` shows."""
+    old = make_jobs(url, specs(12, ("mail", "billing/eu ü"), BASE - 40 * DAY), flush=(store, settings))
+    new = make_jobs(url, specs(18, ("mail", "reports"), BASE), flush=(store, settings))
+    live = set(old) | set(new)
+    assert_table_is_the_archive(url, store, settings, live)
+
+    one = restore_archived_job(session_for(url, store, settings), new[0])  # one job back to the hot table
+    assert one.restored and one.source == "cold"
+    live.discard(new[0])
+    assert_table_is_the_archive(url, store, settings, live)
+    summary = iceberg.open_table(session_for(url, store)).current_snapshot().summary
+    assert (summary["total-position-deletes"], summary["total-delete-files"]) == ("1", "1")
+
+    bulk = restore_archived_jobs(session_for(url, store, settings), queue="reports")
+    assert bulk.restored == sum(1 for i, j in enumerate(new) if i % 2 == 1)
+    live -= {j for i, j in enumerate(new) if i % 2 == 1}
+    assert_table_is_the_archive(url, store, settings, live)
+
+    again = [new[1], new[3]]  # restored, finished again, archived again: only the newer copy is in the table
+    rearchive(url, again, store, settings)
+    live |= set(again)
+    assert_table_is_the_archive(url, store, settings, live)
+
+    purged = purge_archived_jobs(session_for(url, store, settings), BASE - 20 * DAY)
+    assert purged.jobs_purged == len(old)
+    live -= set(old)
+    assert_table_is_the_archive(url, store, settings, live)
+
+    erased = sorted(live)[:2]
+    erase_jobs(session_for(url, store, settings), ids=erased)
+    live -= set(erased)
+    assert_table_is_the_archive(url, store, settings, live)
+    assert verify_archive(session_for(url, store, settings)).ok
+
+    # erased rows live on only in older snapshots: expiring them leaves the current one, without them
+    assert iceberg.expire_snapshots(session_for(url, store), timedelta(0)) > 0
+    table = iceberg.open_table(session_for(url, store))
+    assert len(table.snapshots()) == 1
+    for snapshot in table.snapshots():
+        scanned = table.scan(snapshot_id=snapshot.snapshot_id, selected_fields=("id",)).to_arrow()
+        assert not set(scanned.column("id").to_pylist()) & set(erased)
+    assert_table_is_the_archive(url, store, settings, live)
+
+
+def test_restored_jobs_leave_the_table(db_url: str, local: tuple[LocalStore, Settings]) -> None:
+    store, settings = local
+    run_the_archive_lifecycle(db_url, store, settings)
+
+
+@pytest.mark.seaweedfs
+def test_restored_jobs_leave_the_table_on_seaweedfs(db_url: str, s3_settings_factory: Any) -> None:
+    target = s3_settings_factory("seaweedfs", iceberg=True)
+    run_the_archive_lifecycle(db_url, target.store, target.settings)
 
 
 def test_erase_expires_snapshots_past_the_window(db_url: str, local: tuple[LocalStore, Settings]) -> None:

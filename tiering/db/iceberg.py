@@ -10,6 +10,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+import psycopg
+
 from tiering.db.operations import Connections
 from tiering.errors import ConfigError
 
@@ -52,3 +54,19 @@ def publish_lock(db: Connections) -> Iterator[None]:
             yield
         finally:
             conn.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (PUBLISH_LOCK_KEY,))
+
+
+def restored_rows(conn: psycopg.Connection, bucket: str) -> dict[str, list[tuple[int, int]]]:
+    """Object key -> (row group, row in group) of the jobs restored out of it, for the committed objects of one
+    bucket (the partial index on restored rows: no scan of the job index)."""
+    found: dict[str, list[tuple[int, int]]] = {}
+    for key, groups, rows in conn.execute(
+        """SELECT m.key, array_agg(x.row_group ORDER BY x.row_group, x.row_in_group),
+                  array_agg(x.row_in_group ORDER BY x.row_group, x.row_in_group)
+             FROM tiering_job_index x JOIN tiering_manifest m ON m.id = x.object_id
+            WHERE x.restored_at IS NOT NULL AND m.state = 'committed' AND m.bucket = %s
+            GROUP BY m.key""",
+        (bucket,),
+    ).fetchall():
+        found[str(key)] = list(zip(groups, rows, strict=True))
+    return found

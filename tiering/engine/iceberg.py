@@ -2,16 +2,15 @@
 
 Opt-in (`TIERING_ICEBERG=1`). The manifest stays the source of truth; the table follows it: `reconcile` makes
 the current snapshot's data files exactly the manifest's committed objects of this store (files added without
-copying, files no longer committed removed) in ONE Iceberg snapshot. Flush, purge and erase call it after their
-own manifest commits, so a crash between the two commits is healed by the next reconcile (any later step,
+copying, files no longer committed removed) and its position-delete files the job index's restored jobs (one
+file per object with restored jobs), in ONE Iceberg snapshot. Flush, purge, erase and restore call it after their
+own commits, so a crash between the two commits is healed by the next reconcile (any later step,
 `tiering archive iceberg publish` or `verify --repair`); `check` reports the difference.
-
-Not yet: jobs restored to the hot table stay visible in the table until their object is rewritten (no Iceberg
-delete files are written); see docs/iceberg.md.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -39,6 +38,8 @@ COMMIT_ATTEMPTS = 5  # concurrent reconcilers: the loser of an Iceberg commit re
 PARTITION_FIELD_ID_BASE = 1000
 # The snapshot summary records which manifest state it mirrors.
 SUMMARY_OBJECTS = "tiering.committed-objects"
+# Position-delete files (the rows of restored jobs) live under the table's location, beside its metadata.
+DELETES_DIR = "deletes"
 
 
 def iceberg_schema() -> Any:
@@ -168,21 +169,53 @@ def _committed_uris(session: Session) -> dict[str, mdb.ManifestRow]:
     return {file_uri(store, r.key): r for r in rows if r.bucket == bucket}
 
 
-def _current_files(table: Table) -> dict[str, Any]:
-    """The current snapshot's data files by path."""
+@dataclass(frozen=True)
+class _WantedDeletes:
+    """The position-delete file one object needs: the rows (row group, row in group) of its restored jobs."""
+
+    data_uri: str
+    rows: tuple[tuple[int, int], ...]
+
+
+def _wanted_deletes(session: Session, table: Table, wanted: dict[str, mdb.ManifestRow]) -> dict[str, _WantedDeletes]:
+    """Delete-file path -> what it holds, for every committed object with restored jobs. The path is derived from
+    the object and its restored rows, so comparing paths tells whether the table shows what is archived now."""
+    from tiering.db.iceberg import restored_rows
+
+    store = session.store
+    with session.connection() as conn:
+        restored = restored_rows(conn, store.location.bucket)
+    found: dict[str, _WantedDeletes] = {}
+    base = f"{table.location().rstrip('/')}/{DELETES_DIR}"
+    for key, rows in restored.items():
+        uri = file_uri(store, key)
+        if uri not in wanted:
+            continue
+        digest = hashlib.sha256(f"{uri}\n{rows}".encode()).hexdigest()[:40]
+        found[f"{base}/{digest}.parquet"] = _WantedDeletes(uri, tuple(rows))
+    return found
+
+
+def _current_files(table: Table) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The current snapshot's data files and position-delete files, by path."""
+    from pyiceberg.manifest import DataFileContent
+
+    data: dict[str, Any] = {}
+    deletes: dict[str, Any] = {}
     snapshot = table.current_snapshot()
     if snapshot is None:
-        return {}
-    files: dict[str, Any] = {}
+        return data, deletes
     for manifest in snapshot.manifests(table.io):
         for entry in manifest.fetch_manifest_entry(table.io, discard_deleted=True):
-            files[entry.data_file.file_path] = entry.data_file
-    return files
+            f = entry.data_file
+            (data if f.content == DataFileContent.DATA else deletes)[f.file_path] = f
+    return data, deletes
 
 
 @dataclass
 class Difference:
-    """What the current snapshot lacks (`missing`) and holds beyond the manifest (`extra`), as file paths."""
+    """What the current snapshot lacks (`missing`) and holds beyond the manifest (`extra`), as file paths: data files
+    (the committed objects) and position-delete files (one per object with restored jobs)."""
 
     missing: list[str] = field(default_factory=list)
     extra: list[str] = field(default_factory=list)
@@ -197,36 +230,45 @@ class Difference:
 class ReconcileResult:
     files_added: int = 0
     files_removed: int = 0
+    delete_files_added: int = 0
+    delete_files_removed: int = 0
     snapshot_id: int | None = None
     files_in_table: int = 0
+    restored_jobs_deleted: int = 0
     execution_time_s: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "files_added": self.files_added,
             "files_removed": self.files_removed,
+            "delete_files_added": self.delete_files_added,
+            "delete_files_removed": self.delete_files_removed,
             "snapshot_id": self.snapshot_id,
             "files_in_table": self.files_in_table,
+            "restored_jobs_deleted": self.restored_jobs_deleted,
             "execution_time_s": round(self.execution_time_s, 3),
         }
 
 
 def check(session: Session) -> Difference:
-    """Compare the current snapshot with the manifest's committed objects (nothing written)."""
+    """Compare the current snapshot with the manifest's committed objects and the job index's restored jobs
+    (nothing written)."""
     table = open_table(session)
     wanted = _committed_uris(session)
-    current = _current_files(table)
+    wanted_deletes = _wanted_deletes(session, table, wanted)
+    current, current_deletes = _current_files(table)
     snapshot = table.current_snapshot()
     return Difference(
-        missing=sorted(set(wanted) - set(current)),
-        extra=sorted(set(current) - set(wanted)),
+        missing=sorted(set(wanted) - set(current)) + sorted(set(wanted_deletes) - set(current_deletes)),
+        extra=sorted(set(current) - set(wanted)) + sorted(set(current_deletes) - set(wanted_deletes)),
         snapshot_id=snapshot.snapshot_id if snapshot else None,
     )
 
 
 def reconcile(session: Session) -> ReconcileResult:
-    """Make the current snapshot's data files the manifest's committed objects, in one snapshot (none when they
-    already agree). Idempotent: it heals any earlier step that committed the manifest but not the table."""
+    """Make the current snapshot's data files the manifest's committed objects, and its position-delete files the
+    job index's restored jobs, in one snapshot (none when they already agree). Idempotent: it heals any earlier step
+    that committed the manifest (or a restore) but not the table."""
     from tiering.db.iceberg import publish_lock
 
     started = time.perf_counter()
@@ -236,32 +278,59 @@ def reconcile(session: Session) -> ReconcileResult:
     return result
 
 
+def _write_delete_file(session: Session, table: Table, path: str, data_file: Any, row: mdb.ManifestRow,
+                       want: _WantedDeletes) -> Any:  # fmt: skip
+    """Write one object's position-delete file (positions from its footer's row-group sizes) and return its entry."""
+    from tiering import parquet
+    from tiering.engine.iceberg_commit import position_delete_file
+
+    with session.store.open_input(row.key, size=row.bytes) as fh:
+        starts = parquet.row_group_starts(fh)
+    positions = sorted(starts[group] + at for group, at in want.rows)
+    body = parquet.position_deletes_bytes(want.data_uri, positions)
+    with table.io.new_output(path).create(overwrite=True) as out:  # content-named: a retry writes the same bytes
+        out.write(body)
+    return position_delete_file(path, data_file, positions, len(body))
+
+
 def _reconcile(session: Session) -> ReconcileResult:
     from pyiceberg.exceptions import CommitFailedException
     from pyiceberg.io.pyarrow import parquet_file_to_data_file
+
+    from tiering.engine.iceberg_commit import TableChange
 
     result = ReconcileResult()
     for attempt in range(COMMIT_ATTEMPTS):  # another writer of the catalog (not tiering) may commit meanwhile
         table = open_table(session)
         wanted = _committed_uris(session)
-        current = _current_files(table)
+        wanted_deletes = _wanted_deletes(session, table, wanted)
+        current, current_deletes = _current_files(table)
         add = sorted(set(wanted) - set(current))
         remove = [current[p] for p in sorted(set(current) - set(wanted))]
+        add_deletes = sorted(set(wanted_deletes) - set(current_deletes))
+        remove_deletes = [current_deletes[p] for p in sorted(set(current_deletes) - set(wanted_deletes))]
         result.files_in_table = len(wanted)
-        if not add and not remove:
+        result.restored_jobs_deleted = sum(len(w.rows) for w in wanted_deletes.values())
+        if not add and not remove and not add_deletes and not remove_deletes:
             snapshot = table.current_snapshot()
             result.snapshot_id = snapshot.snapshot_id if snapshot else None
             break
         new_files = [parquet_file_to_data_file(table.io, table.metadata, path) for path in add]
+        for data_file in new_files:  # the default spec, as pyiceberg's writers assume (its property is left unset)
+            data_file.spec_id = table.metadata.default_spec_id
+        data_files = {**current, **{f.file_path: f for f in new_files}}
+        new_deletes = [
+            _write_delete_file(session, table, path, data_files[wanted_deletes[path].data_uri],
+                               wanted[wanted_deletes[path].data_uri], wanted_deletes[path])
+            for path in add_deletes
+        ]  # fmt: skip
         summary = {SUMMARY_OBJECTS: str(len(wanted))}
         try:
             with table.transaction() as tx:
-                if remove:
-                    with tx.update_snapshot(snapshot_properties=summary).overwrite() as producer:
-                        for data_file in remove:
-                            producer.delete_data_file(data_file)
-                        for data_file in new_files:
-                            producer.append_data_file(data_file)
+                if remove or new_deletes or remove_deletes:
+                    with TableChange(tx, add_data=new_files, remove_data=remove, add_deletes=new_deletes,
+                                     remove_deletes=remove_deletes, snapshot_properties=summary):  # fmt: skip
+                        pass
                 else:
                     with tx.update_snapshot(snapshot_properties=summary).fast_append() as producer:
                         for data_file in new_files:
@@ -271,6 +340,7 @@ def _reconcile(session: Session) -> ReconcileResult:
                 raise
             continue
         result.files_added, result.files_removed = len(add), len(remove)
+        result.delete_files_added, result.delete_files_removed = len(new_deletes), len(remove_deletes)
         snapshot = table.current_snapshot()
         result.snapshot_id = snapshot.snapshot_id if snapshot else None
         break
@@ -295,6 +365,7 @@ def reconcile_quietly(session: Session, *, expire: bool = False) -> list[str]:
             "the next step or `tiering archive iceberg publish` publishes it"
         )
         log.warning("%s", message)
+        log.debug("Iceberg reconcile failed", exc_info=True)
         return [message]
 
 

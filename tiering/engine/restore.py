@@ -30,6 +30,7 @@ from tiering.context import Session
 from tiering.db import locks, staging
 from tiering.db import query as qdb
 from tiering.db.operations import audited
+from tiering.engine import iceberg
 from tiering.engine.query import (
     ArchivedJob,
     list_archived_jobs,
@@ -214,6 +215,7 @@ def restore_archived_job(
         from tiering.engine.analyst import publish_superseded_quietly
 
         publish_superseded_quietly(session)  # the analysts' views leave the restored job out
+        iceberg.reconcile_quietly(session)  # so does the Iceberg table (a position delete), when enabled
     return result
 
 
@@ -423,6 +425,7 @@ def restore_archived_jobs(
         from tiering.engine.analyst import publish_listing_quietly
 
         publish_listing_quietly(session)  # the analysts' views leave restored jobs out
+        iceberg.reconcile_quietly(session)  # so does the Iceberg table (position deletes), when enabled
     return result
 
 
