@@ -323,3 +323,134 @@ def test_auto_purge_uses_policy_threshold(target: Any, db_url: str) -> None:
     assert set(live_index(db_url)) and all("q3" in k for k in live_index(db_url).values())
     off = auto_purge(session_for(db_url, store, settings), ArchivalPolicy(purge_archived_after=None))
     assert off.skipped_reason and off.jobs_purged == 0
+
+
+# --- Object Lock, asked of the bucket once ------------------------------------------------------------
+
+
+def s3_calls(store: Any) -> list[tuple[str, str | None]]:
+    """(operation, key) of every S3 call the store's client makes from now on."""
+    calls: list[tuple[str, str | None]] = []
+
+    def record(params: dict[str, Any], model: Any, **_: Any) -> None:
+        calls.append((model.name, params.get("Key")))
+
+    store.client.meta.events.register("before-parameter-build.s3", record)
+    return calls
+
+
+def locking_bucket(backend: str, s3_settings_factory: Any, db_url: str) -> tuple[Any, Settings]:
+    """A store on a fresh bucket created with Object Lock enabled (moto in-process or SeaweedFS)."""
+    t = s3_settings_factory(backend)
+    bucket = f"lock-{uuid.uuid4().hex[:12]}"
+    client = t.store.client if t.server is None else t.server.client()
+    client.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
+    store = t.store if t.server is None else t.server.store(bucket)
+    store.bucket = bucket
+    settings = t.settings.with_overrides(database_url=db_url, store_url=f"s3://{bucket}/{store.prefix}")
+    return store, settings
+
+
+# Two whole objects (q1, two days), one straddling the cutoff BASE (q3: rewritten), one young (q4: kept).
+LOCK_SPECS = [Spec("q1", "Completed", BASE - 3 * DAY), Spec("q1", "Completed", BASE - 4 * DAY),
+              Spec("q3", "Completed", BASE - timedelta(hours=1)), Spec("q3", "Completed", BASE + timedelta(hours=1)),
+              Spec("q4", "Completed", NOW - DAY)]  # fmt: skip
+
+
+@pytest.mark.parametrize("backend", ["moto_inprocess", pytest.param("seaweedfs", marks=pytest.mark.seaweedfs)])
+def test_a_bucket_without_object_lock_is_asked_once_and_whole_objects_get_no_head(
+    backend: str, s3_settings_factory: Any, db_url: str
+) -> None:
+    t = s3_settings_factory(backend)
+    store, settings = t.store, t.settings.with_overrides(database_url=db_url)
+    ids = make_jobs(db_url, LOCK_SPECS, flush=(store, settings))
+    keys = object_keys(store)
+    whole = {k for k in keys if "queue=q1/" in k}
+    (partial,) = (k for k in keys if "queue=q3/" in k)
+    calls = s3_calls(store)
+    result = purge_archived_jobs(session_for(db_url, store, settings), BASE)
+    assert (result.objects_deleted, result.objects_rewritten, result.jobs_purged) == (2, 1, 3)
+    assert not result.errors and not result.locked_objects
+    assert [op for op, _ in calls].count("GetObjectLockConfiguration") == 1
+    headed = {k for op, k in calls if op == "HeadObject"}
+    assert not headed & whole  # deleted whole without a HEAD
+    assert partial in headed  # a rewrite still checks that its object is there and readable
+    assert object_keys(store) == committed_keys(db_url)
+    assert set(live_index(db_url)) == {ids[3], ids[4]}
+
+
+@pytest.mark.parametrize("backend", ["moto_inprocess", pytest.param("seaweedfs", marks=pytest.mark.seaweedfs)])
+def test_in_an_object_lock_bucket_every_object_is_checked_and_a_held_one_is_never_deleted(
+    backend: str, s3_settings_factory: Any, db_url: str
+) -> None:
+    store, settings = locking_bucket(backend, s3_settings_factory, db_url)
+    make_jobs(db_url, LOCK_SPECS, flush=(store, settings))
+    keys = object_keys(store)
+    held = min(k for k in keys if "queue=q1/" in k)
+    (retained,) = (k for k in keys if "queue=q3/" in k)
+    store.client.put_object_legal_hold(Bucket=store.bucket, Key=held, LegalHold={"Status": "ON"})
+    store.client.put_object_retention(
+        Bucket=store.bucket, Key=retained, Retention={"Mode": "GOVERNANCE", "RetainUntilDate": NOW + 30 * DAY}
+    )
+    calls = s3_calls(store)
+    result = purge_archived_jobs(session_for(db_url, store, settings), BASE)
+    candidates = {k for k in keys if "queue=q4/" not in k}
+    assert candidates <= {k for op, k in calls if op == "HeadObject"}
+    assert sorted(lo.key for lo in result.locked_objects) == sorted([held, retained])
+    assert {lo.key: lo.legal_hold for lo in result.locked_objects} == {held: True, retained: False}
+    assert (result.objects_deleted, result.objects_rewritten, result.jobs_purged) == (1, 0, 1)
+    assert {held, retained} <= object_keys(store) and {held, retained} <= committed_keys(db_url)
+    assert len(object_keys(store)) == 3
+
+
+def test_object_lock_enabled_after_an_earlier_check_is_seen(
+    moto_inprocess_store: Any, db_url: str, tmp_path: Any
+) -> None:
+    """The bucket's answer is not remembered while it says "no lock": a bucket can get Object Lock later."""
+    store = moto_inprocess_store
+    settings = Settings(home=tmp_path, database_url=db_url, store_url=f"s3://{store.bucket}/{store.prefix}")
+    assert store.object_lock_possible() is False
+    store.client.put_bucket_versioning(Bucket=store.bucket, VersioningConfiguration={"Status": "Enabled"})
+    store.client.put_object_lock_configuration(
+        Bucket=store.bucket, ObjectLockConfiguration={"ObjectLockEnabled": "Enabled"}
+    )
+    assert store.object_lock_possible() is True
+    make_jobs(db_url, LOCK_SPECS[:2], flush=(store, settings))
+    held = min(object_keys(store))
+    store.client.put_object_legal_hold(Bucket=store.bucket, Key=held, LegalHold={"Status": "ON"})
+    result = purge_archived_jobs(session_for(db_url, store, settings), BASE)
+    assert [lo.key for lo in result.locked_objects] == [held] and result.objects_deleted == 1
+    assert object_keys(store) == {held} == committed_keys(db_url)
+
+
+def test_a_bucket_whose_lock_cannot_be_read_is_checked_object_by_object(
+    moto_inprocess_store: Any, db_url: str, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No permission for GetObjectLockConfiguration: the purge HEADs every object, and a held one stays."""
+    import botocore.exceptions as bce
+
+    store = moto_inprocess_store
+    bucket = f"lock-{uuid.uuid4().hex[:12]}"
+    store.client.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
+    store.bucket = bucket
+    settings = Settings(home=tmp_path, database_url=db_url, store_url=f"s3://{bucket}/{store.prefix}")
+    make_jobs(db_url, LOCK_SPECS[:2], flush=(store, settings))
+    held = min(object_keys(store))
+    store.client.put_object_legal_hold(Bucket=bucket, Key=held, LegalHold={"Status": "ON"})
+
+    def denied(**_: Any) -> None:
+        raise bce.ClientError({"Error": {"Code": "AccessDenied", "Message": "injected"}}, "GetObjectLockConfiguration")
+
+    monkeypatch.setattr(store.client, "get_object_lock_configuration", denied)
+    assert store.object_lock_possible() is True
+    result = purge_archived_jobs(session_for(db_url, store, settings), BASE)
+    assert [lo.key for lo in result.locked_objects] == [held] and result.objects_deleted == 1
+    assert object_keys(store) == {held} == committed_keys(db_url)
+
+
+def test_stores_without_object_lock_say_so(tmp_path: Any) -> None:
+    from tiering.store.fsspec_store import FsspecStore
+    from tiering.store.local import LocalStore
+
+    assert LocalStore(tmp_path).object_lock_possible() is False
+    assert FsspecStore("memory", f"b-{uuid.uuid4().hex[:8]}").object_lock_possible() is False

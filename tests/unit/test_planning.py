@@ -200,3 +200,13 @@ def test_auto_purge_skips_without_purge_archived_after() -> None:
 def test_an_object_goes_whole_when_every_live_job_qualifies(hits: int, live: int, qualifies: bool, whole: bool) -> None:
     row = manifest_row(1, rows=max(live, 1))
     assert ObjectCandidate(row, live, hits, 0, None, None, qualifies).whole is whole
+
+
+def test_without_object_lock_only_partial_objects_are_headed() -> None:
+    whole, partial = candidate(1), candidate(2, hits=3)
+    store = FakeStore({partial.row.key: info(partial.row.key)})
+    deletes, rewrites, locked, unreadable = classify_candidates(
+        FakeSession(store=store), [whole, partial], NOW, lock_possible=False  # type: ignore[arg-type]
+    )
+    assert (deletes, rewrites, locked, unreadable) == ([whole], [partial], [], [])
+    assert store.heads == [partial.row.key]  # the whole object is deleted without a HEAD

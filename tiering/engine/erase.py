@@ -546,7 +546,8 @@ def _run(
         result.staging_erased = rdb.delete_staged(conn, staged)
         conn.commit()
     now = datetime.now(UTC)
-    infos = head_all(store, [p.row.key for p in plans if p.row.state == "committed"])
+    committed = [p.row.key for p in plans if p.row.state == "committed"]
+    infos = head_all(store, committed) if committed and store.object_lock_possible() else {}  # only for the lock
     cold_done: set[str] = set()
     deletes: list[_ObjectPlan] = []
     for p in plans:

@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 DELETE_BATCH = 1000
 T = TypeVar("T")
 HEAD_THREADS = 8
+REWRITE_THREADS = 4  # at most; settings.workers bounds it (each rewrite holds two pooled connections)
 REWRITE_COMPRESSION_LEVEL = 3
 
 
@@ -114,6 +115,11 @@ def head_all(store: ObjectStore, keys: Sequence[str]) -> dict[str, ObjectInfo | 
         return {}
     with ThreadPoolExecutor(min(HEAD_THREADS, len(keys))) as pool:
         return dict(zip(keys, pool.map(store.head, keys), strict=True))
+
+
+def rewrite_threads(settings: Settings) -> int:
+    """How many partial objects a purge rewrites at a time (reading, encoding and uploading overlap)."""
+    return max(1, min(REWRITE_THREADS, settings.workers))
 
 
 def tmp_dir(settings: Settings) -> Path:
@@ -185,13 +191,16 @@ def rewrite_object(
     drop_stale: Sequence[str],
     *,
     in_swap: Callable[[psycopg.Connection], None] | None = None,
+    delete_old: bool = True,
 ) -> RewriteOutcome:
     """Replace `row`'s object by a copy without the `drop_live` jobs (and stale copies of restored jobs).
 
     The new object goes through the publish step like a flush's (pending manifest row under its flush lock,
     create-only checksummed upload with provenance, read-back), then ONE transaction swaps it in (swap_object +
-    `in_swap`) and the old object is deleted. Errors are returned, not raised, and leave the old object committed
-    unless the swap happened.
+    `in_swap`) and the old object is deleted (unless `delete_old` is False: the caller then deletes replaced
+    objects in batches with `delete_replaced`; until then each is a leftover `retry_leftovers` finds). Errors are
+    returned, not raised, and leave the old object committed unless the swap happened. Thread-safe: it takes its
+    own pooled connections.
     """
     out = RewriteOutcome(row)
     flush_id = uuid.uuid4()
@@ -205,20 +214,29 @@ def rewrite_object(
                 mdb.unlock_flush(meta, flush_id)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    if not swapped:
-        return out
-    # The new object is committed: now the old one goes.
-    gone = delete_keys(session.store, [row.key])
-    out.delete_calls += gone.calls
-    if gone.errors:
-        err = gone.errors[0]
-        out.error = {"key": row.key, "stage": "delete_replaced", "code": err["code"], "message": err["message"]}
-    else:
-        out.old_deleted = True
-        with session.connection() as conn:
-            rdb.mark_deleted(conn, [row.id])
-            conn.commit()
+    if swapped and delete_old:  # the new object is committed: now the old one goes
+        delete_replaced(session, [out])
     return out
+
+
+def delete_replaced(session: Session, outcomes: Sequence[RewriteOutcome]) -> None:
+    """Delete the objects swapped out by these rewrites (DELETE_BATCH keys a call) and record them as gone; one
+    that could not be deleted gets its outcome's error and stays a leftover (retried by the next purge)."""
+    swapped = [o for o in outcomes if o.new_id is not None and not o.old_deleted]
+    if not swapped:
+        return
+    gone = delete_keys(session.store, [o.old.key for o in swapped])
+    swapped[0].delete_calls += gone.calls
+    failed = {e["key"]: e for e in gone.errors}
+    for o in swapped:
+        err = failed.get(o.old.key)
+        if err is not None:
+            o.error = {"key": o.old.key, "stage": "delete_replaced", "code": err["code"], "message": err["message"]}
+        else:
+            o.old_deleted = True
+    with session.connection() as conn:
+        rdb.mark_deleted(conn, [o.old.id for o in swapped if o.old_deleted])
+        conn.commit()
 
 
 def _rewrite_and_swap(
@@ -400,7 +418,8 @@ def _plan(session: Session, cutoff: datetime, queue: str | None, status: str | N
         staging = rdb.staging_purge_summary(conn, cutoff, queue, status)
         candidates = rdb.purge_candidates(conn, cutoff, queue, status)
         conn.rollback()
-    deletes, rewrites, locked, unreadable = classify_candidates(session, candidates, now)
+    lock_possible = bool(candidates) and store.object_lock_possible()
+    deletes, rewrites, locked, unreadable = classify_candidates(session, candidates, now, lock_possible=lock_possible)
     under: list[tuple[int, str, Any]] = []
     if deletes:
         with session.connection() as conn:
@@ -410,14 +429,15 @@ def _plan(session: Session, cutoff: datetime, queue: str | None, status: str | N
 
 
 def classify_candidates(
-    session: Session, candidates: Sequence[rdb.ObjectCandidate], now: datetime
+    session: Session, candidates: Sequence[rdb.ObjectCandidate], now: datetime, *, lock_possible: bool = True
 ) -> tuple[list[rdb.ObjectCandidate], list[rdb.ObjectCandidate], list[LockedObject], list[dict[str, str]]]:
     """The purge's rule per object, from its HEAD in the session's store: (deletes, rewrites, locked, unreadable).
 
     Object Lock wins over everything (reported, never touched); an object all of whose jobs qualify is deleted
     whole (even when archived in GLACIER: deleting needs no read); a partial one is rewritten only when it can
-    be read (present, not archived)."""
-    infos = head_all(session.store, [c.row.key for c in candidates])
+    be read (present, not archived). When the store says no object can be locked (`lock_possible` False: the
+    bucket has no Object Lock), objects deleted whole need no HEAD; partial ones are still HEADed (readable?)."""
+    infos = head_all(session.store, [c.row.key for c in candidates if lock_possible or not c.whole])
     deletes: list[rdb.ObjectCandidate] = []
     rewrites: list[rdb.ObjectCandidate] = []
     locked: list[LockedObject] = []
@@ -633,13 +653,22 @@ def _execute(session: Session, plan: _Plan, result: PurgeResult) -> None:
             result.deleted_keys.append(c.row.key)
     failed = {e["key"] for e in result.errors}
     result.prefixes_purged = [p for p in plan.prefixes if not any(k.startswith(p) for k in failed)]
-    # 3. partial objects: rewrite, swap, delete the old one
-    for c in plan.rewrites:
+    # 3. partial objects: rewritten and swapped in, REWRITE_THREADS at a time (each its own publish and swap
+    #    transaction); then the replaced objects are deleted in DeleteObjects batches
+    def rewrite(c: rdb.ObjectCandidate) -> tuple[list[str], RewriteOutcome]:
         with session.connection() as conn:
             hits = rdb.purge_hit_ids(conn, c.row.id, plan.cutoff, plan.status)
             stale = rdb.restored_ids(conn, c.row.id)
             conn.rollback()
-        outcome = rewrite_object(session, c.row, hits, stale)
+        return hits, rewrite_object(session, c.row, hits, stale, delete_old=False)
+
+    rewritten: list[tuple[rdb.ObjectCandidate, list[str], RewriteOutcome]] = []
+    if plan.rewrites:
+        with ThreadPoolExecutor(min(rewrite_threads(session.settings), len(plan.rewrites))) as pool:
+            for c, (hits, outcome) in zip(plan.rewrites, pool.map(rewrite, plan.rewrites), strict=True):
+                rewritten.append((c, hits, outcome))
+    delete_replaced(session, [outcome for _, _, outcome in rewritten])
+    for c, hits, outcome in rewritten:
         result.delete_calls += outcome.delete_calls
         if outcome.new_id is None:
             if outcome.error:

@@ -339,6 +339,12 @@ class ObjectStore(abc.ABC):
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
         """All objects whose key starts with prefix (a full key prefix), in key order, paginated."""
 
+    def object_lock_possible(self) -> bool:
+        """Whether an object here may be under S3 Object Lock (a retention date or a legal hold), so that a purge
+        or an erase must HEAD each object before deleting it. True unless the backend knows better: S3 asks the
+        bucket once; stores without Object Lock say False."""
+        return True
+
     # --- deleting ----------------------------------------------------------------------------
     @abc.abstractmethod
     def delete_many(self, keys: Iterable[str]) -> DeleteResult:

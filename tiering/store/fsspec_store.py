@@ -322,6 +322,9 @@ class FsspecStore(NoLifecycleStore):
         for key, info in sorted(items, key=lambda kv: kv[0].encode("utf-8")):
             yield ObjectInfo(key=key, size=int(info.get("size") or 0), last_modified=_modified(info))
 
+    def object_lock_possible(self) -> bool:
+        return False  # no Object Lock here: nothing is ever retained or held
+
     # --- deleting ------------------------------------------------------------------------------
     def delete_many(self, keys: Iterable[str]) -> DeleteResult:
         result = DeleteResult()

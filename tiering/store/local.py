@@ -284,6 +284,9 @@ class LocalStore(NoLifecycleStore):
             except FileNotFoundError:
                 continue
 
+    def object_lock_possible(self) -> bool:
+        return False  # no Object Lock here: nothing is ever retained or held
+
     # --- deleting ------------------------------------------------------------------------------
     def delete_many(self, keys: Iterable[str]) -> DeleteResult:
         result = DeleteResult()

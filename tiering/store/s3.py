@@ -184,6 +184,7 @@ class S3Store(ObjectStore):
         self.deadline = deadline
         self._started = threading.local()  # when the current API call of this thread began
         self._create_only_keys: set[str] = set()
+        self._object_lock_enabled = False  # learnt from the bucket; never unlearnt (S3 cannot turn it off)
         self.request_count = 0
 
         custom = self.endpoint_url is not None
@@ -603,6 +604,28 @@ class S3Store(ObjectStore):
                     )
         except Exception as exc:
             raise self._translate(exc, f"list prefix {prefix!r}") from exc
+
+    def object_lock_possible(self) -> bool:
+        """One GetObjectLockConfiguration instead of a HEAD per object: a bucket without Object Lock (the server
+        answers ObjectLockConfigurationNotFoundError) holds no retained or held object. Asked again every time
+        until it says Enabled (a bucket can get Object Lock later, never lose it); a bucket that cannot be asked
+        (no permission, not implemented) counts as locked, so each object is checked as before."""
+        if self._object_lock_enabled:
+            return True
+        try:
+            resp = self.client.get_object_lock_configuration(Bucket=self.bucket)
+        except bce.ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            if code == "ObjectLockConfigurationNotFoundError":
+                return False
+            log.info("cannot read the Object Lock configuration of %s (%s): checking each object", self.url, code)
+            return True
+        except Exception as exc:  # noqa: BLE001 - unknown: check each object (their HEADs report any failure)
+            log.info("cannot read the Object Lock configuration of %s (%s): checking each object", self.url, exc)
+            return True
+        # Only the "no configuration" answer above proves there is no lock; any configuration counts as one.
+        self._object_lock_enabled = (resp.get("ObjectLockConfiguration") or {}).get("ObjectLockEnabled") == "Enabled"
+        return True
 
     # --- deleting ------------------------------------------------------------------------------
     def delete_many(self, keys: Iterable[str]) -> DeleteResult:
