@@ -6,7 +6,9 @@ same transaction; the commit (manifest committed, index rows, staged rows delete
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 import adbc_driver_manager  # type: ignore[import-untyped]
@@ -15,6 +17,7 @@ import pyarrow as pa
 
 from tiering import schema as S
 from tiering.db.locks import SHARE_MOVES_SQL
+from tiering.db.staging import Predicate
 from tiering.errors import DatabaseError
 from tiering.policy import StorageClassRule
 
@@ -103,6 +106,100 @@ def stream_claimed_group(
     return cur, cur.fetch_record_batch()
 
 
+_NAMED = re.compile(r"%\((\w+)\)s|%%")
+
+
+def _array_literal(values: Sequence[Any]) -> str:
+    """A PostgreSQL text[] literal (every element quoted, so legacy '"Completed"' statuses survive)."""
+    quoted = ('"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values)
+    return "{" + ",".join(quoted) + "}"
+
+
+def _positional(text: str, params: dict[str, Any], first: int) -> tuple[str, list[Any]]:
+    """psycopg's %(name)s placeholders -> ADBC's $n (typed by a cast), with the values in order: the eligibility
+    predicate is composed once (tiering.db.staging) and runs on both drivers."""
+    order: dict[str, int] = {}
+    values: list[Any] = []
+
+    def sub(m: re.Match[str]) -> str:
+        if m.group(0) == "%%":
+            return "%"
+        name = m.group(1)
+        value = params[name]
+        if name not in order:
+            order[name] = first + len(values)
+            if isinstance(value, list | tuple):
+                values.append(_array_literal(value))
+            elif isinstance(value, datetime):
+                values.append(value.isoformat())
+            else:
+                values.append(value)
+        if isinstance(value, list | tuple):
+            cast = "::text[]"
+        elif isinstance(value, datetime):
+            cast = "::timestamptz"
+        elif isinstance(value, bool):
+            cast = "::boolean"
+        elif isinstance(value, int):
+            cast = "::bigint"
+        else:
+            cast = "::text"
+        return f"${order[name]}{cast}"
+
+    return _NAMED.sub(sub, text), values
+
+
+def transaction_day(conn: ArrowConnection) -> str:
+    """The UTC date of this transaction's now(): the day a direct round's jobs are archived on (their
+    archived_at is that now())."""
+    cur = conn.cursor()
+    try:
+        cur.execute("SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD')")
+        row = cur.fetchone()
+        assert row is not None
+        return str(row[0])
+    finally:
+        cur.close()
+
+
+def stream_claimed_hot(
+    conn: ArrowConnection,
+    pred: Predicate,
+    queue_name: str,
+    limit: int,
+    rules: Sequence[StorageClassRule],
+    default_class: str,
+    *,
+    reason: str,
+    archived_by: str | None,
+) -> tuple[Any, pa.RecordBatchReader]:
+    """The direct path's read: claim (FOR UPDATE SKIP LOCKED) up to `limit` eligible hot jobs of one queue and
+    read them as a flush reads staged rows: the inner SELECT is the staging move's (the registry's hot
+    expressions, archived now()), the outer one the flush's (the registry's read expressions), so the objects
+    equal those the staging path writes. Payloads come as JSON text (no bytea round trip). The row locks last
+    until this transaction ends: Hammerwork's archiver cannot mark these rows meanwhile. Returns (cursor,
+    reader): close the cursor after reading."""
+    inner_cols = S.move_insert_columns()
+    inner_exprs = S.move_select_exprs("j.txt", "false", "octet_length(j.txt)")
+    filled = dict(zip(inner_cols, inner_exprs, strict=True))
+    inner = ", ".join(f"{filled.get(c.name, 'NULL')} AS {c.name}" for c in S.COLUMNS)
+    text = f"""
+        SELECT {", ".join(S.staging_read_exprs())}, {{case}} AS tiering_storage_class
+          FROM (SELECT {inner}
+                  FROM hammerwork_jobs h CROSS JOIN LATERAL (SELECT h.payload::text AS txt) j
+                 WHERE {pred.clause.as_string(None)} AND h.queue_name = %(direct_queue)s
+                 LIMIT %(direct_limit)s
+                   FOR UPDATE OF h SKIP LOCKED) a
+         {"ORDER BY tiering_storage_class" if rules else ""}"""  # noqa: S608 - registry SQL, values are parameters
+    params = {**pred.params, "direct_queue": queue_name, "direct_limit": limit, "reason": reason,
+              "archived_by": archived_by}  # fmt: skip
+    query, values = _positional(text, params, 1)
+    case_sql, case_params = storage_class_case(rules, default_class, len(values) + 1)
+    cur = conn.cursor()
+    cur.execute(query.replace("{case}", case_sql), parameters=[*values, *case_params])
+    return cur, cur.fetch_record_batch()
+
+
 class CommitConflict(DatabaseError):
     """Some claimed rows cannot be committed (a constraint refuses their index rows): `bad` maps each such job
     id to (queue, reason). Nothing was committed; the caller quarantines them and flushes the rest again."""
@@ -150,9 +247,19 @@ def _uncommittable(conn: ArrowConnection, index_rows: pa.Table) -> dict[str, tup
     return bad
 
 
-def commit_claimed(conn: ArrowConnection, manifest_ids: list[int], index_rows: pa.Table, expected_rows: int) -> None:
-    """ONE transaction: manifest rows committed, index rows written, the claimed (locked) staged rows deleted.
-    Rows that a constraint refuses raise CommitConflict naming them (after a rollback)."""
+STAGED = "hammerwork_jobs_archive"
+HOT = "hammerwork_jobs"
+
+
+def commit_claimed(
+    conn: ArrowConnection, manifest_ids: list[int], index_rows: pa.Table, expected_rows: int, source: str = STAGED
+) -> None:
+    """ONE transaction: manifest rows committed, index rows written, the claimed (locked) rows deleted from
+    `source` (staging, or the hot table on the direct path). Rows that a constraint refuses raise CommitConflict
+    naming them (after a rollback). The claimed rows are locked by this transaction, so nobody can have moved or
+    changed them; the delete's count re-checks it (a difference rolls everything back)."""
+    if source not in (STAGED, HOT):
+        raise ValueError(f"commit_claimed: unknown source table {source!r}")
     cur = conn.cursor()
     try:
         if index_rows.num_rows:
@@ -171,15 +278,17 @@ def commit_claimed(conn: ArrowConnection, manifest_ids: list[int], index_rows: p
             parameters=("{" + ",".join(str(i) for i in manifest_ids) + "}",),
         )
         cur.execute(
-            """WITH gone AS (DELETE FROM hammerwork_jobs_archive a USING tiering_index_load l
-                              WHERE a.id = l.job_id::uuid RETURNING 1)
-               SELECT count(*) FROM gone"""
+            f"""WITH gone AS (DELETE FROM {source} a USING tiering_index_load l
+                               WHERE a.id = l.job_id::uuid RETURNING 1)
+                SELECT count(*) FROM gone"""  # noqa: S608 - one of two table names checked above
         )
         row = cur.fetchone()
         deleted = int(row[0]) if row else 0
         cur.execute("DROP TABLE IF EXISTS tiering_index_load")
         if deleted != expected_rows:
-            raise DatabaseError(f"flush commit: deleted {deleted} staged rows, expected {expected_rows}; rolled back")
+            raise DatabaseError(
+                f"flush commit: deleted {deleted} rows of {source}, expected {expected_rows}; rolled back"
+            )
         conn.commit()
     except BaseException:
         conn.rollback()

@@ -17,6 +17,12 @@ from psycopg import sql
 from tiering import schema as S
 from tiering.policy import EligibilityClause
 
+# NO_PREPARE: the batch statements below run again and again on one connection while the tables they read
+# change size by orders of magnitude (staging fills, the hot table empties). psycopg prepares a statement after 5
+# runs, and PostgreSQL may then keep a generic plan made when staging was nearly empty: an anti-join that
+# seq-scans hammerwork_jobs_archive for every hot row. Measured in `make bench` (200k jobs): one such batch ran
+# for minutes (5,835 seq scans of staging). Planned afresh, each batch probes the primary key instead.
+
 
 @dataclass(frozen=True)
 class Predicate:
@@ -74,7 +80,7 @@ def claim_batch(conn: psycopg.Connection, pred: Predicate, limit: int) -> list[t
               FOR UPDATE OF h SKIP LOCKED"""
     ).format(where=pred.clause)
     with conn.cursor(binary=True) as cur:
-        cur.execute(query, {**pred.params, "limit": limit})
+        cur.execute(query, {**pred.params, "limit": limit}, prepare=False)  # see NO_PREPARE
         return cur.fetchall()
 
 
@@ -137,7 +143,7 @@ def move_raw_batch(
     head, tail = _raw_move_parts(S.REGISTRY_VERSION)
     query = sql.Composed([sql.SQL(head), pred.clause, sql.SQL(tail)])
     params = {**pred.params, "limit": limit, "reason": reason, "archived_by": archived_by}
-    rows = conn.execute(query, params).fetchall()
+    rows = conn.execute(query, params, prepare=False).fetchall()  # see NO_PREPARE
     return [(q, st, int(n), int(o), int(b)) for q, st, n, o, b in rows]
 
 
@@ -163,6 +169,7 @@ def move_batch(
             "archived_by": archived_by,
         },
         binary=True,
+        prepare=False,  # see NO_PREPARE
     ).fetchall()
     return [(q, st, int(n), int(o), int(b)) for q, st, n, o, b in rows]
 
@@ -200,6 +207,7 @@ def settle_hammerwork_hot_copies(conn: psycopg.Connection, queue: str | None, li
                SELECT h.id FROM hammerwork_jobs h WHERE {_SETTLE_WHERE}
                LIMIT %(limit)s FOR UPDATE OF h SKIP LOCKED)""",  # noqa: S608 - constant fragment
         {"queue": queue, "limit": limit},
+        prepare=False,  # see NO_PREPARE
     )
     return cur.rowcount
 
@@ -226,6 +234,7 @@ def settle_cold_duplicates(
              JOIN tiering_job_index x ON x.job_id = g.id AND x.restored_at IS NULL
              JOIN tiering_manifest m ON m.id = x.object_id""",
         {"queue": queue, "limit": limit, "ids": ids},
+        prepare=False,  # see NO_PREPARE
     ).fetchall()
     return [
         {

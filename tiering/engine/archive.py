@@ -21,6 +21,10 @@ from tiering.errors import ConfigError
 from tiering.policy import REASONS, ArchivalConfig, ArchivalPolicy, eligibility_clauses, normalize_status
 
 ProgressFn = Callable[[int], None]
+# The direct path (tiering.engine.flush.flush_hot, bound by the pipeline): given the eligibility predicate and
+# where to add each round's moved jobs, it writes eligible hot jobs straight into objects; False when it left
+# some to the staging move.
+DirectFn = Callable[[staging.Predicate, Callable[[staging.Totals], None]], bool]
 log = logging.getLogger(__name__)
 
 
@@ -241,8 +245,10 @@ def archive_jobs(
     workers: int = 2,
     progress: ProgressFn | None = None,
     now: datetime | None = None,
+    direct: DirectFn | None = None,
 ) -> ArchivalStats:
-    """Move every eligible job from hammerwork_jobs into hammerwork_jobs_archive.
+    """Move every eligible job from hammerwork_jobs into hammerwork_jobs_archive (or, with `direct`, straight
+    into objects first; the staging move then takes only what the direct path left).
 
     Each batch is one transaction; workers on separate connections divide the work with SKIP LOCKED,
     so concurrent runs (here or on other machines) never archive a job twice.
@@ -253,7 +259,8 @@ def archive_jobs(
     now = now or datetime.now(UTC)
     pred = staging.eligibility_predicate(eligibility_clauses(policy, now), queue)
     params = {"queue": queue, "dry_run": policy.dry_run, "batch_size": policy.batch_size,
-              "compression_level": config.compression_level, "payload_codec": config.payload_codec}  # fmt: skip
+              "compression_level": config.compression_level, "payload_codec": config.payload_codec,
+              "direct": direct is not None}  # fmt: skip
     with audited(session, "archive", initiated_by=initiated_by, reason=reason, parameters=params) as op:
         stats.operation_id = op.id
         if not policy.enabled and reason == "Automatic":
@@ -268,6 +275,8 @@ def archive_jobs(
             stats.duplicates_settled.extend(settled.cold_duplicates)
             acc = _Accumulator(progress)
             errors: list[BaseException] = []
+            if direct is not None:
+                direct(pred, acc.add)
             threads = [
                 threading.Thread(
                     target=_worker,

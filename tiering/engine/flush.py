@@ -32,7 +32,7 @@ from tiering import layout, lifecycle
 from tiering.context import Session
 from tiering.db import arrow as arrowdb
 from tiering.db import manifest as mdb
-from tiering.db import planner
+from tiering.db import planner, staging
 from tiering.db.operations import audited
 from tiering.engine import iceberg, publish
 from tiering.engine.analyst import publish_listing_quietly
@@ -221,20 +221,23 @@ def flush_staged(
     claim_rows: int = DEFAULT_CLAIM_ROWS,
     workers: int | None = None,
     crash_hook: Callable[[str], None] | None = None,
+    carried: FlushStats | None = None,
 ) -> FlushStats:
     """Flush every staged job (of `queue`, or all) to the object store; returns what was written.
 
     Staged rows are planned as (queue, date) groups and packed into rounds of up to `claim_rows` rows;
     `workers` threads run rounds at once (each its own transaction), and other processes flushing the same
-    database take other rows (SKIP LOCKED).
+    database take other rows (SKIP LOCKED). `carried`: what this run's direct path (flush_hot) already wrote,
+    counted in this flush's totals and audit record.
     """
     started = time.perf_counter()
-    stats = FlushStats()
+    stats = carried or FlushStats()
+    earlier_s = stats.execution_time_s
     store, settings = session.store, session.settings
     params = {"queue": queue, "store": store.describe(), "compression_level": config.compression_level}
     with audited(session, "flush", initiated_by=initiated_by, reason="Automatic", parameters=params) as op:
         stats.operation_id = op.id
-        stats.abandoned_cleaned = recover_abandoned(session)
+        stats.abandoned_cleaned += recover_abandoned(session)
         stats.warnings.extend(flush_warnings(session))
         _settle(session, queue, stats)  # beside Hammerwork's archiver: one place per job before and after the flush
         job = _FlushJob(store, settings, policy, config, stats, crash_hook or (lambda point: None), progress)
@@ -261,15 +264,71 @@ def flush_staged(
         if stats.jobs_flushed:
             stats.warnings.extend(publish_listing_quietly(session))
         stats.warnings.extend(iceberg.reconcile_quietly(session))  # also heals an earlier crash
-        stats.execution_time_s = time.perf_counter() - started
+        stats.execution_time_s = earlier_s + time.perf_counter() - started
         op.counts = stats.to_dict() | {"keys": len(stats.keys)}
     return stats
+
+
+def flush_hot(
+    session: Session,
+    policy: ArchivalPolicy,
+    config: ArchivalConfig,
+    pred: staging.Predicate,
+    on_moved: Callable[[staging.Totals], None],
+    *,
+    reason: str,
+    initiated_by: str | None,
+    stats: FlushStats,
+    progress: ProgressFn | None = None,
+    claim_rows: int = DEFAULT_CLAIM_ROWS,
+    workers: int | None = None,
+    crash_hook: Callable[[str], None] | None = None,
+) -> bool:
+    """The direct path of `archive run` (a store configured, flushing on): eligible hot jobs go straight into
+    objects, each round one transaction as a flush's (claim FOR UPDATE SKIP LOCKED and stream, write, publish,
+    then commit manifest rows + job index + the DELETE of the hot rows), so every job is written once and is
+    hot or cold at every instant; the moves lock and the fault points are the flush's. Adds what it wrote to
+    `stats` and each round's moved jobs to `on_moved` (the archive totals). Returns False when it left rows to
+    the staging path (a corrupt payload, a row refused at commit); the caller's staging move takes whatever
+    is left, and the flush after it handles those rows as it does any staged row."""
+    started = time.perf_counter()
+    store, settings = session.store, session.settings
+    stats.abandoned_cleaned += recover_abandoned(session)  # a crashed direct round's objects, before new ones
+    with session.connection() as conn:
+        per_queue: dict[str, int] = {}
+        for queue_name, _status, n in staging.count_eligible(conn, pred):
+            per_queue[queue_name] = per_queue.get(queue_name, 0) + n
+    groups = sorted(((q, "", n) for q, n in per_queue.items()), key=lambda g: (-g[2], g[0]))
+    source = _HotSource(pred, reason, initiated_by, on_moved)
+    job = _FlushJob(store, settings, policy, config, stats, crash_hook or (lambda point: None), progress,
+                    source=source)  # fmt: skip
+    rounds = plan_rounds(session, groups, claim_rows, workers)
+    if rounds:
+        workdir = Path(tempfile.mkdtemp(prefix="tiering-direct-", dir=_tmp_root(settings)))
+        try:
+            with ThreadPoolExecutor(UPLOAD_THREADS, thread_name_prefix="tiering-upload") as uploads:
+                job.uploads = uploads
+                _run_rounds(session, job, rounds, claim_rows, workdir, workers or settings.workers)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+    stats.execution_time_s += time.perf_counter() - started
+    return not job.stopped
 
 
 def _settle(session: Session, queue: str | None, stats: FlushStats) -> None:
     settled = settle_two_places(session, queue)
     stats.hot_copies_settled += settled.hot_copies
     stats.duplicates_settled.extend(settled.cold_duplicates)
+
+
+@dataclass(frozen=True)
+class _HotSource:
+    """The direct path's source: eligible hot jobs, archived by `reason`/`archived_by` straight into objects."""
+
+    pred: staging.Predicate
+    reason: str
+    archived_by: str | None
+    on_moved: Callable[[staging.Totals], None]
 
 
 @dataclass
@@ -283,6 +342,8 @@ class _FlushJob:
     progress: ProgressFn | None
     uploads: ThreadPoolExecutor | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
+    source: _HotSource | None = None  # None: staged rows (a flush); else the direct path's hot rows
+    stopped: bool = False  # the direct path met rows it leaves to the staging path (corrupt, refused at commit)
 
 
 def flush_warnings(session: Session) -> list[str]:
@@ -347,7 +408,7 @@ def _run_rounds(
                         claimed = _flush_round(session, job, groups, claim_rows, meta, wd)
                         with job.lock:
                             total += claimed
-                        if claimed < claim_rows:
+                        if claimed < claim_rows or job.stopped:
                             break
         except BaseException as exc:  # noqa: BLE001 - re-raised by the caller
             errors.append(exc)
@@ -400,22 +461,38 @@ def _flush_round_on(
     claimed = 0
     retry = False
     quarantined: list[tuple[str, str, str]] = []
+    source = job.source
     try:
         arrowdb.share_moves(conn)  # first in the round's transaction: an erase waits for the commit
         mdb.lock_flush(meta, flush_id)
         locked = True
         seq = 0
-        for queue_name, day in groups:
+        today = arrowdb.transaction_day(conn) if source is not None else ""
+        for queue_name, group_day in groups:
             if claimed >= claim_rows:
                 break
             slug = layout.queue_slug(queue_name)
-            cursor, reader = arrowdb.stream_claimed_group(
-                conn,
-                (queue_name, day),
-                claim_rows - claimed,
-                policy.storage_classes,
-                policy.default_storage_class,
-            )
+            if source is None:
+                day = group_day
+                cursor, reader = arrowdb.stream_claimed_group(
+                    conn,
+                    (queue_name, day),
+                    claim_rows - claimed,
+                    policy.storage_classes,
+                    policy.default_storage_class,
+                )
+            else:
+                day = today  # the jobs' archived_at is this transaction's now()
+                cursor, reader = arrowdb.stream_claimed_hot(
+                    conn,
+                    source.pred,
+                    queue_name,
+                    claim_rows - claimed,
+                    policy.storage_classes,
+                    policy.default_storage_class,
+                    reason=source.reason,
+                    archived_by=source.archived_by,
+                )
             try:
                 for storage_class, batches in _by_class(reader):
                     group_dir = workdir / f"{flush_id.hex[:8]}-{seq:05d}"
@@ -452,6 +529,11 @@ def _flush_round_on(
                 cursor.close()
             job.hook("claimed")
         lap("read_write")
+        if source is not None and quarantined:
+            # hot rows this path cannot write stay hot (their lock goes with the commit); the staging path takes
+            # them next and quarantines them there, as it does any staged row
+            job.stopped = True
+            quarantined = []
         if not claimed:
             conn.rollback()
             _record_quarantine(meta, job, quarantined)
@@ -466,8 +548,18 @@ def _flush_round_on(
         if index.num_rows != claimed:
             raise VerificationError(f"flush wrote {index.num_rows} jobs but claimed {claimed}; nothing committed")
         try:
-            arrowdb.commit_claimed(conn, [p.manifest_id for p in parts], index, claimed)
+            arrowdb.commit_claimed(
+                conn, [p.manifest_id for p in parts], index, claimed, arrowdb.STAGED if source is None else arrowdb.HOT
+            )
         except arrowdb.CommitConflict as exc:
+            if source is not None:
+                # a job live cold is hot again unmarked (not a state tiering makes): the direct path leaves this
+                # round to the staging path, whose flush settles or quarantines such rows
+                _discard_parts(meta, store, parts)
+                parts = []
+                job.stopped = True
+                return 0
+
             # refused rows whose job is already live cold (Hammerwork's archiver staged it again meanwhile) are
             # settled, the others quarantined; drop this round's objects; the round runs again without them
             _discard_parts(meta, store, parts)
@@ -506,6 +598,8 @@ def _flush_round_on(
             shutil.rmtree(child, ignore_errors=True)
     if retry:
         return None
+    if source is not None:
+        source.on_moved(_moved_totals(index))
     with job.lock:
         stats = job.stats
         stats.rounds += 1
@@ -576,6 +670,21 @@ def _record_pending(
         schema_version=SCHEMA_VERSION,
     )
     return _Part(pending.manifest_id, pending.key, queue_name, storage_class, written, pending)
+
+
+def _moved_totals(index: pa.Table) -> staging.Totals:
+    """(queue, status, jobs, payload bytes, payload bytes) of a direct round, as the staging move reports its
+    batches (payloads are not stored anywhere in between, so stored = original)."""
+    if not index.num_rows:
+        return []
+    grouped = index.group_by(["queue_name", "status"]).aggregate([("job_id", "count"), ("payload_bytes", "sum")])
+    return [
+        (str(q), str(st), int(n), int(b or 0), int(b or 0))
+        for q, st, n, b in zip(
+            grouped["queue_name"].to_pylist(), grouped["status"].to_pylist(), grouped["job_id_count"].to_pylist(),
+            grouped["payload_bytes_sum"].to_pylist(), strict=True,
+        )
+    ]  # fmt: skip
 
 
 def _index_rows(parts: list[_Part]) -> pa.Table:

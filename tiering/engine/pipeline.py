@@ -32,7 +32,7 @@ def run_archival(
     phase: Callable[[str], None] | None = None,
     crash_hook: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    from tiering.engine.archive import archive_jobs
+    from tiering.engine.archive import archive_jobs, normalize_reason
 
     if dry_run:
         policy = replace(policy, dry_run=True)
@@ -43,9 +43,23 @@ def run_archival(
         session.store.preflight()
     if phase:
         phase("archive")
+    direct = None
+    carried = None
+    if flush and not policy.dry_run:
+        # The direct path: eligible hot jobs go straight into objects (written once), the staging move then takes
+        # only what it left, and the flush below writes what was staged before (by Hammerwork or earlier runs).
+        from functools import partial
+
+        from tiering.engine.flush import FlushStats, flush_hot
+
+        carried = FlushStats()
+        direct = partial(
+            flush_hot, session, policy, config, reason=normalize_reason(reason), initiated_by=initiated_by,
+            stats=carried, progress=lambda n: progress("flushed", n), crash_hook=crash_hook,
+        )  # fmt: skip
     stats = archive_jobs(
         session, queue, policy, config, reason, initiated_by, workers=session.settings.workers,
-        progress=lambda n: progress("archived", n),
+        progress=lambda n: progress("archived", n), direct=direct,
     )  # fmt: skip
     result: dict[str, Any] = stats.to_dict()
     from tiering.engine.archive import left_behind
@@ -55,8 +69,9 @@ def run_archival(
         if phase:
             phase("flush")
         result["flush"] = run_flush(
-            session, policy, config, queue=queue, initiated_by=initiated_by, progress=progress, crash_hook=crash_hook
-        )
+            session, policy, config, queue=queue, initiated_by=initiated_by, progress=progress, crash_hook=crash_hook,
+            carried=carried,
+        )  # fmt: skip
         if result["flush"].get("compression_ratio") is not None:
             # one definition with `stats`: the flushed objects' bytes / their original payload bytes
             result["staging_compression_ratio"] = result["compression_ratio"]
@@ -77,12 +92,13 @@ def run_flush(
     initiated_by: str,
     progress: Counter = _noop,
     crash_hook: Callable[[str], None] | None = None,
+    carried: Any = None,
 ) -> dict[str, Any]:
     from tiering.engine.flush import flush_staged
 
     stats = flush_staged(
         session, policy, config, queue=queue, initiated_by=initiated_by,
-        progress=lambda n: progress("flushed", n), crash_hook=crash_hook,
+        progress=lambda n: progress("flushed", n), crash_hook=crash_hook, carried=carried,
     )  # fmt: skip
     return stats.to_dict()
 

@@ -1,0 +1,370 @@
+"""The direct path of `archive run` (issue 13): with flushing on, eligible hot jobs go straight into objects, each
+round one transaction that commits the manifest rows and the job index and deletes the hot rows; nothing passes
+through hammerwork_jobs_archive. Rows already staged are flushed as before.
+
+Crash safety as the flush's (test_flush_crash.py): a `tiering archive run` SIGKILLed at each fault point of a
+direct round (TIERING_FAULT_INJECT), then rerun, leaves every job in exactly one place, no orphan in the bucket
+and `verify --deep` clean. Beside Hammerwork's archiver (its real schema): a late INSERT of a job the direct path
+took, even one blocked on the round's row lock, is settled (the cold copy wins, recorded).
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+import tiering.db.staging as staging_db
+from tests import hammerwork_sql as hw
+from tests.helpers import count, session_for
+from tests.integration.test_flush import (
+    ALL_TERMINAL,
+    CONFIG,
+    all_job_ids,
+    archive_all,
+    assert_exactly_once,
+    cli_env,
+    hot_payloads,
+    read_object,
+    seed,
+    spread_archived_at,
+)
+from tests.integration.test_flush_crash import POLICY_DOC, TERMINAL, assert_settled, run_cli
+from tests.integration.test_hammerwork_real import (  # noqa: F401 - fixtures
+    HW_AFTER,
+    MIGRATIONS,
+    NOW,
+    POLICY,
+    _assert_one_place,
+    _finished_jobs,
+    _places,
+    hw_url,
+    local,
+)
+from tiering.engine.pipeline import run_archival
+from tiering.engine.verify import verify_archive
+from tiering.policy import ArchivalPolicy
+from tiering.settings import Settings
+from tiering.store import open_store
+
+
+def _run(url: str, store: Any, settings: Settings, policy: ArchivalPolicy, **kw: Any) -> dict[str, Any]:
+    return run_archival(
+        session_for(url, store, settings), queue=None, policy=policy, config=CONFIG, reason="manual",
+        initiated_by="direct-test", purge=False, **kw,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def hot_world(db_url: str, s3_settings_factory: Any, tmp_path: Path) -> dict[str, Any]:
+    """Finished jobs only in the hot table (nothing staged), a fresh moto bucket, a `tiering` environment."""
+    target = s3_settings_factory("moto_server")
+    seed(db_url, 900, start=1)
+    policy_file = tmp_path / "policy.json"
+    policy_file.write_text(json.dumps(POLICY_DOC))
+    home = tmp_path / "home"
+    home.mkdir()
+    env = cli_env(target, db_url, home, TIERING_POLICY=str(policy_file))
+    return {"url": db_url, "target": target, "env": env, "expected": all_job_ids(db_url)}
+
+
+def _terminal_hot(url: str) -> int:
+    with psycopg.connect(url) as conn:
+        return count(conn, "hammerwork_jobs", "status = ANY(%s)", (list(TERMINAL),))
+
+
+def test_run_writes_hot_jobs_straight_into_objects(
+    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No staging write: the staging move runs and finds nothing; every job is cold once, with the columns the
+    staging path gives it (bare status, priority word, reason, archived_by, payload text)."""
+    settings = Settings(home=tmp_path, store_url=(tmp_path / "objects").as_uri(), database_url=db_url)
+    store = open_store(settings)
+    seed(db_url, 700, start=1)
+    originals = hot_payloads(db_url)
+    with psycopg.connect(db_url) as conn:
+        rows = conn.execute(
+            "SELECT id, btrim(status, '\"'), priority FROM hammerwork_jobs WHERE status = ANY(%s)", (list(TERMINAL),)
+        ).fetchall()
+    hot_rows = {str(r[0]): r[1:] for r in rows}
+    assert hot_rows
+    staged_by_move: list[int] = []
+    real_move = staging_db.move_raw_batch
+
+    def counting_move(*args: Any, **kwargs: Any) -> Any:
+        totals = real_move(*args, **kwargs)
+        staged_by_move.append(sum(t[2] for t in totals))
+        return totals
+
+    monkeypatch.setattr(staging_db, "move_raw_batch", counting_move)
+    expected = all_job_ids(db_url)
+    started = datetime.now(UTC)
+
+    result = _run(db_url, store, settings, ALL_TERMINAL)
+
+    assert staged_by_move and sum(staged_by_move) == 0  # the staging move ran, after the direct path, idle
+    assert result["jobs_archived"] == len(hot_rows) == result["flush"]["jobs_flushed"]
+    assert sum(result["by_status"].values()) == len(hot_rows)
+    assert result["flush"]["bytes_written"] > 0 and result["flush"]["objects_written"] >= 1
+    snap = assert_exactly_once(db_url, store, expected)
+    assert not snap.staged and _terminal_hot(db_url) == 0
+    words = {0: "background", 1: "low", 2: "normal", 3: "high", 4: "critical"}
+    seen = 0
+    for _, table in snap.objects.values():
+        for row in table.to_pylist():
+            status, priority = hot_rows[row["id"]]
+            assert row["status"] == status and row["priority"] == words[priority]
+            assert json.loads(row["payload"]) == originals[row["id"]][1]
+            assert row["archival_reason"] == "Manual" and row["archived_by"] == "direct-test"
+            assert row["original_table"] == "hammerwork_jobs" and row["archived_at"] >= started
+            seen += 1
+    assert seen == len(hot_rows)
+    report = verify_archive(session_for(db_url, store, settings), deep=True)
+    assert report.ok, report.to_dict()
+    with psycopg.connect(db_url) as conn:
+        ops = dict(conn.execute(
+            "SELECT operation, coalesce((counts->>'jobs_archived')::int, (counts->>'jobs_flushed')::int) "
+            "FROM tiering_operations WHERE operation IN ('archive', 'flush')").fetchall())  # fmt: skip
+    assert ops == {"archive": len(hot_rows), "flush": len(hot_rows)}  # the audit log counts both steps
+
+
+def test_rows_already_staged_are_flushed_beside_the_direct_path(db_url: str, tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path, store_url=(tmp_path / "objects").as_uri(), database_url=db_url)
+    store = open_store(settings)
+    seed(db_url, 300, start=1)
+    staged = archive_all(db_url)
+    spread_archived_at(db_url, 3)
+    seed(db_url, 300, start=301)
+    expected = all_job_ids(db_url)
+    hot_terminal = _terminal_hot(db_url)
+    assert staged and hot_terminal
+
+    result = _run(db_url, store, settings, ALL_TERMINAL)
+
+    assert result["jobs_archived"] == hot_terminal
+    assert result["flush"]["jobs_flushed"] == staged + hot_terminal
+    snap = assert_exactly_once(db_url, store, expected)
+    assert not snap.staged
+    assert len({r.partition_date for r in snap.committed}) >= 3  # the staged rows kept their own dates
+
+
+def test_no_flush_still_stages(db_url: str, tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path, store_url=(tmp_path / "objects").as_uri(), database_url=db_url)
+    store = open_store(settings)
+    seed(db_url, 200, start=1)
+    hot_terminal = _terminal_hot(db_url)
+
+    result = _run(db_url, store, settings, ALL_TERMINAL, flush=False)
+
+    assert result["jobs_archived"] == hot_terminal and "flush" not in result
+    with psycopg.connect(db_url) as conn:
+        assert count(conn, "hammerwork_jobs_archive") == hot_terminal
+        assert count(conn, "tiering_manifest") == 0
+
+
+# --- SIGKILL at each fault point of a direct round ------------------------------------------------------------
+@pytest.mark.parametrize("point", ["claimed", "uploading", "uploaded", "committed"])
+def test_sigkill_in_a_direct_round_then_rerun_is_exactly_once(point: str, hot_world: dict[str, Any]) -> None:
+    url, store = hot_world["url"], hot_world["target"].store
+    hot_before = _terminal_hot(url)
+
+    killed = run_cli(hot_world["env"], "archive", "run", "--workers", "1", "--format", "json", fault=point)
+
+    assert killed.returncode == -signal.SIGKILL, (killed.returncode, killed.stderr[-2000:])
+    crashed = assert_exactly_once(url, store, hot_world["expected"], settled=False)
+    assert not crashed.staged  # the direct path never writes staging
+    cold = sum(r.row_count for r in crashed.committed)
+    assert _terminal_hot(url) + cold == hot_before  # every job hot or cold, none lost, none twice
+    if point in ("claimed", "uploading"):
+        assert not crashed.committed
+    if point == "uploaded":
+        # the round's objects are in the bucket, accounted for by pending rows: orphans for the rerun to clean
+        assert crashed.pending and not crashed.committed
+        assert crashed.listed and crashed.listed <= {r.key for r in crashed.pending}
+        assert _terminal_hot(url) == hot_before
+    if point == "committed":
+        assert crashed.committed and cold > 0
+    orphans = crashed.listed - {r.key for r in crashed.committed}
+
+    rerun = run_cli(hot_world["env"], "archive", "run", "--format", "json")
+
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    result = json.loads(rerun.stdout)
+    assert result["flush"]["abandoned_cleaned"] == len(crashed.pending)
+    assert result["flush"]["jobs_flushed"] == result["jobs_archived"] == hot_before - cold
+    assert not orphans & {i.key for i in store.list(store.prefix)}
+    assert_settled(hot_world)
+
+
+# --- beside Hammerwork's archiver (its real schema) -----------------------------------------------------------
+NEEDS_HAMMERWORK = pytest.mark.skipif(MIGRATIONS is None, reason="Hammerwork's migrations are not here (see "
+                                      "test_hammerwork_real.py)")  # fmt: skip
+
+
+@NEEDS_HAMMERWORK
+def test_hammerworks_late_insert_of_a_directly_archived_job_is_settled(
+    hw_url: str,  # noqa: F811
+    local: tuple[Any, Settings],  # noqa: F811
+) -> None:
+    """Hammerwork selects candidates (no locks), the direct path takes them cold, then Hammerwork commits its
+    INSERTs (its UPDATEs find no row): the next run settles the staged copies (the cold copy wins, recorded)."""
+    store, settings = local
+    a = _finished_jobs(hw_url, "alpha", 9)
+    hammerwork = psycopg.connect(hw_url)
+    try:
+        candidates = hw.archive_select(hammerwork, HW_AFTER, 1000, None, NOW)
+        assert {r["id"] for r in candidates} == set(a)
+        first = _run(hw_url, store, settings, POLICY)
+        assert first["jobs_archived"] == 9 == first["flush"]["jobs_flushed"]
+        hw.archive_insert(hammerwork, candidates, archived_by="hammerwork", now=NOW)
+        hammerwork.commit()
+    finally:
+        hammerwork.close()
+    assert {tuple(sorted(p)) for p in _places(hw_url).values()} == {("cold", "staging")}
+    b = _finished_jobs(hw_url, "beta", 4, start=100)
+
+    second = _run(hw_url, store, settings, POLICY)
+
+    settled = second["duplicates_settled"] + second["flush"]["duplicates_settled"]
+    assert settled == 9
+    assert second["jobs_archived"] == 4 and second["flush"]["jobs_flushed"] == 4
+    _assert_one_place(hw_url, set(a) | set(b), "cold")
+    report = verify_archive(session_for(hw_url, store, settings), deep=True)
+    assert report.ok, report.to_dict()
+
+
+@NEEDS_HAMMERWORK
+def test_hammerworks_update_waits_for_the_direct_round_and_its_copy_is_settled(
+    hw_url: str,  # noqa: F811
+    local: tuple[Any, Settings],  # noqa: F811
+) -> None:
+    """Hammerwork's archiver runs while a direct round holds its claimed rows: its INSERTs go in, its UPDATE of a
+    claimed hot row waits for the round's commit (which deletes the row), then finds nothing. No job is lost or
+    left twice after the next run, and the round commits all it claimed."""
+    store, settings = local
+    a = _finished_jobs(hw_url, "alpha", 6)
+    reached, release = threading.Event(), threading.Event()
+    errors: list[BaseException] = []
+    results: list[dict[str, Any]] = []
+
+    def hook(point: str) -> None:
+        if point == "uploaded" and not reached.is_set():
+            reached.set()
+            release.wait(30)
+
+    def tiering_run() -> None:
+        try:
+            results.append(_run(hw_url, store, settings, POLICY, crash_hook=hook))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    hw_done = threading.Event()
+
+    def hammerwork_run() -> None:
+        try:
+            with psycopg.connect(hw_url) as conn:
+                rows = hw.archive_select(conn, HW_AFTER, 1000, None, NOW)
+                hw.archive_insert(conn, rows, archived_by="hammerwork", now=NOW)
+                conn.commit()
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        finally:
+            hw_done.set()
+
+    mover = threading.Thread(target=tiering_run)
+    mover.start()
+    assert reached.wait(60)
+    other = threading.Thread(target=hammerwork_run)
+    other.start()
+    time.sleep(0.5)
+    assert not hw_done.is_set()  # its UPDATE waits on the round's row lock
+    release.set()
+    mover.join(120)
+    other.join(120)
+    assert not errors, errors
+    assert results[0]["jobs_archived"] == 6 == results[0]["flush"]["jobs_flushed"]
+
+    _run(hw_url, store, settings, POLICY)
+
+    _assert_one_place(hw_url, set(a), "cold")
+    assert verify_archive(session_for(hw_url, store, settings), deep=True).ok
+    with psycopg.connect(hw_url) as conn:
+        rows = conn.execute("SELECT key FROM tiering_manifest WHERE state = 'committed'").fetchall()
+    ids = set()
+    for (key,) in rows:
+        _, table = read_object(store, key)
+        ids.update(table.column("id").to_pylist())
+    assert ids == {str(j) for j in a}
+
+
+# --- erase stays linearizable with the direct path ------------------------------------------------------------
+@pytest.mark.timeout(600)
+def test_erase_is_linearizable_with_a_direct_round(db_url: str, tmp_path: Path) -> None:
+    """test_erase_concurrency's interleavings with `archive run`'s direct round paused at each fault point (then
+    released or crashed there) while `erase --match` runs: when erase says complete, no job of that customer is
+    left anywhere (every object in the bucket read), and every survivor keeps its index row."""
+    from tests.integration.test_erase_concurrency import (
+        POINTS,
+        _index_covers_committed,
+        _leftovers,
+        _Pause,
+        _seed,
+    )
+    from tests.integration.test_purge import ARCHIVE_ALL
+    from tiering.engine.erase import erase_jobs
+
+    settings = Settings(home=tmp_path, store_url=(tmp_path / "objects").as_uri(), database_url=db_url, workers=2)
+    store = open_store(settings)
+    done: list[tuple[int, str, bool]] = []
+    for i, (point, crash) in enumerate((p, c) for p in POINTS for c in (False, True)):
+        customer = 200_000 + i
+        _seed(db_url, store, settings, i, customer)
+        with psycopg.connect(db_url) as conn:
+            assert count(conn, "hammerwork_jobs") > 0  # hot and eligible: the direct path's work
+        errors: list[BaseException] = []
+        erased: list[Any] = []
+        pause = _Pause(point, crash)
+
+        def mover(hook: Any = pause, errors: list[BaseException] = errors) -> None:
+            try:
+                run_archival(session_for(db_url, store, settings), queue=None, policy=ARCHIVE_ALL, config=CONFIG,
+                             reason="automatic", initiated_by="run", purge=False, crash_hook=hook)  # fmt: skip
+            except RuntimeError as exc:
+                if "injected crash" not in str(exc):
+                    errors.append(exc)
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+
+        def eraser(c: int = customer, errors: list[BaseException] = errors, erased: list[Any] = erased) -> None:
+            try:
+                erased.append(erase_jobs(session_for(db_url, store, settings), key="customer.id", value=str(c)))
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+
+        t1 = threading.Thread(target=mover)
+        t2 = threading.Thread(target=eraser)
+        t1.start()
+        assert pause.reached.wait(30), (point, crash)
+        t2.start()
+        time.sleep(0.1 + 0.05 * (i % 4))
+        pause.release.set()
+        t1.join(120)
+        t2.join(120)
+        assert not t1.is_alive() and not t2.is_alive()
+        assert not errors, (point, crash, errors)
+        assert erased[0].complete, (point, crash, erased[0].to_dict())
+        left = _leftovers(db_url, store, customer)
+        assert left == {"hot": set(), "staging": set(), "cold": set()}, (point, crash, left)
+        _index_covers_committed(db_url, store)
+        done.append((i, point, crash))
+    assert len(done) == 2 * len(POINTS)
+    _run(db_url, store, settings, ARCHIVE_ALL)
+    report = verify_archive(session_for(db_url, store, settings), deep=True)
+    assert report.ok, report.to_dict()
