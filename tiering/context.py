@@ -12,28 +12,21 @@ first use, so commands that never touch it (`lifecycle plan`, `--help`) never st
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from tiering.db.connection import (
-    connect,
-    embedded_running,
-    resolve_database_url,
-    stop_embedded,
-    translate_error,
-    with_timeouts,
-)
-from tiering.db.migrations import migrate
-from tiering.db.policies import get_policy_document
-from tiering.policy import ArchivalConfig, ArchivalPolicy, load_policy_file, policy_from_dict
 from tiering.settings import Settings
 
+# The database layer (psycopg) is imported on first use, so that `tiering --help` and usage errors start fast.
 if TYPE_CHECKING:
     import psycopg
 
     from tiering.db.pool import Pool
+    from tiering.errors import TieringError
+    from tiering.policy import ArchivalConfig, ArchivalPolicy
     from tiering.store.base import ObjectStore
 
 # Connections one engine call may hold at once besides its worker threads' (audit row, retention lock,
@@ -55,7 +48,11 @@ class Session:
         self.settings = settings
         self.application_name = application_name
         self._lock = threading.Lock()
-        self._url = None if database_url is None else with_timeouts(database_url, settings)
+        self._url = None
+        if database_url is not None:
+            from tiering.db.connection import with_timeouts
+
+            self._url = with_timeouts(database_url, settings)
         self._migrated = False
         self._pool: Pool | None = None
         self._store = store
@@ -66,6 +63,9 @@ class Session:
     @property
     def database_url(self) -> str:
         """The database this session uses, migrated (resolved and started on first use)."""
+        from tiering.db.connection import connect, with_timeouts
+        from tiering.db.migrations import migrate
+
         with self._lock:
             if self._url is None:
                 self._url = with_timeouts(resolve_database_url(self.settings), self.settings)
@@ -129,6 +129,9 @@ class Session:
 
     def load_policy(self, policy_file: str | None = None) -> tuple[ArchivalPolicy, ArchivalConfig, str]:
         """The policy a run uses: a file if given, else the stored policy, else the defaults."""
+        from tiering.db.policies import get_policy_document
+        from tiering.policy import ArchivalConfig, ArchivalPolicy, load_policy_file, policy_from_dict
+
         if policy_file:
             policy, config = load_policy_file(policy_file)
             return policy, config, f"file:{policy_file}"
@@ -142,10 +145,14 @@ class Session:
     # --- the embedded server (tiering db stop | status) ------------------------------------------------------
 
     def embedded_running(self) -> bool:
+        from tiering.db.connection import embedded_running
+
         return embedded_running(self.settings.home)
 
     def stop_embedded(self) -> bool:
         """Stop the embedded PostgreSQL under settings.home; True when one was stopped."""
+        from tiering.db.connection import stop_embedded
+
         self.close()
         return stop_embedded(self.settings.home)
 
@@ -162,6 +169,22 @@ class Session:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def resolve_database_url(settings: Settings) -> str:
+    """The database URL settings name (tiering.db.connection.resolve_database_url, imported on first use)."""
+    from tiering.db.connection import resolve_database_url as resolve
+
+    return resolve(settings)
+
+
+def translate_error(exc: BaseException) -> TieringError | None:
+    """A database error as the user sees it (tiering.db.connection.translate_error); None when it is none."""
+    if "psycopg" not in sys.modules:
+        return None  # no database error can have been raised before psycopg was imported
+    from tiering.db.connection import translate_error as translate
+
+    return translate(exc)
 
 
 __all__ = ["Session", "translate_error"]  # translate_error: database errors as the user sees them

@@ -21,9 +21,6 @@ from tiering.cli.common import (
 )
 from tiering.cli.output import Format
 from tiering.cli.signals import MetricsFileOption, run_signals
-from tiering.engine import policies
-from tiering.engine.archive import count_eligible_jobs
-from tiering.engine.pipeline import run_archival
 from tiering.errors import ConfigError, SafetyAbort
 from tiering.policy import MAX_BATCH_SIZE, load_policy_file, policy_from_dict, policy_to_dict
 
@@ -75,6 +72,9 @@ def run(
     fmt: FormatOption = Format.table,
 ) -> None:
     """Move eligible jobs hot -> staging, then flush staging to the object store."""
+    from tiering.engine.archive import count_eligible_jobs
+    from tiering.engine.pipeline import run_archival
+
     c = context(ctx)
     with run_signals("archive_run", "archive", metrics_file, c.settings.pushgateway_url) as signals:
         policy, config, source = c.load_policy(policy_file)
@@ -222,6 +222,8 @@ def flush(
 @app.command("get-policy")
 def get_policy(ctx: typer.Context, fmt: FormatOption = Format.json) -> None:
     """Show the stored policy (or the defaults when none is stored)."""
+    from tiering.engine import policies
+
     found = policies.get_stored_policy(context(ctx))
     if not found.stored:
         output.info("no stored policy: showing the defaults")
@@ -236,6 +238,8 @@ def set_policy(
     fmt: FormatOption = Format.table,
 ) -> None:
     """Validate a policy file and store it as the policy `archive run` uses."""
+    from tiering.engine import policies
+
     policy, config = load_policy_file(file)
     document = policy_to_dict(policy, config)
     who = default_initiator(initiated_by)
@@ -257,6 +261,8 @@ def remove_policy(
         if not sys.stdin.isatty():
             raise SafetyAbort("remove-policy needs --yes when not run from a terminal")
         confirm("Remove the stored archival policy?")
+    from tiering.engine import policies
+
     removed = policies.remove_policy(context(ctx), initiated_by=default_initiator(initiated_by))
     if fmt is Format.json:
         output.print_json({"removed": removed})

@@ -9,7 +9,6 @@ import typer
 from tiering.cli import output
 from tiering.cli.common import FormatOption, context
 from tiering.cli.output import Format
-from tiering.demo import hot_job_count, seed_demo_jobs, staged_job_count
 
 app = typer.Typer(help="Demo data.", no_args_is_help=True)
 
@@ -34,6 +33,8 @@ def seed(
 
     Example: tiering --embedded demo seed --count 20000
     """
+    from tiering.demo import hot_job_count, seed_demo_jobs, staged_job_count
+
     c = context(ctx)
     with c.connection() as conn:
         existing = hot_job_count(conn)

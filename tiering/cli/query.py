@@ -20,7 +20,6 @@ from tiering.cli.common import (
 )
 from tiering.cli.output import Format
 from tiering.cli.signals import MetricsFileOption, run_signals
-from tiering.engine.query import get_archived_job, list_archived_jobs, search_archived_jobs
 from tiering.errors import InvalidInputError, SafetyAbort
 from tiering.inputs import (
     MAX_LIMIT,
@@ -76,6 +75,8 @@ def list_cmd(
     """Archived jobs (staging and cold), newest archived first, with the total count."""
     after_at, before_at = _dates(archived_after, archived_before)
     parse_statuses(status)
+    from tiering.engine.query import list_archived_jobs
+
     c = context(ctx)
     page = list_archived_jobs(c, queue=queue, status=status, archived_after=after_at,
                               archived_before=before_at, limit=limit, offset=offset)  # fmt: skip
@@ -100,6 +101,8 @@ def search_cmd(
     """Archived jobs whose payload has KEY equal to VALUE (staging and cold objects)."""
     parse_key_path(key)
     after_at, before_at = _dates(archived_after, archived_before)
+    from tiering.engine.query import search_archived_jobs
+
     c = context(ctx)
     result = search_archived_jobs(c, key, value, queue=queue, limit=limit,
                                   archived_after=after_at, archived_before=before_at)  # fmt: skip
@@ -128,6 +131,8 @@ def show_cmd(
 ) -> None:
     """One archived job: where it lies, and with --payload its payload and columns."""
     parse_job_id(job_id)
+    from tiering.engine.query import get_archived_job
+
     c = context(ctx)
     job = get_archived_job(c, job_id, with_payload=payload)
     data = job.to_dict()

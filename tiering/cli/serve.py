@@ -15,7 +15,6 @@ from tiering.cli.common import FormatOption, context
 from tiering.cli.output import Format
 from tiering.cli.signals import MetricsFileOption
 from tiering.errors import ConfigError
-from tiering.metrics import report_run
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +99,8 @@ def schedule(
 
     def report(task: str, result: dict[str, Any] | None, seconds: float, ok: bool) -> None:
         if metrics_file or gateway:
+            from tiering.metrics import report_run
+
             for problem in report_run("schedule", [(task, result, seconds, ok)], metrics_file=metrics_file,
                                       pushgateway_url=gateway):  # fmt: skip
                 output.warn(f"metrics: {problem}")

@@ -12,7 +12,6 @@ from typing import Annotated, Any
 import typer
 
 from tiering.cli import output
-from tiering.metrics import report_run
 
 MetricsFileOption = Annotated[
     Path | None,
@@ -56,6 +55,8 @@ def run_signals(
         raise
     finally:
         if metrics_file or pushgateway_url:
+            from tiering.metrics import report_run
+
             for problem in report_run(
                 command, report.outcomes, metrics_file=metrics_file, pushgateway_url=pushgateway_url
             ):
