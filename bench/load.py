@@ -103,6 +103,8 @@ def run_load(
     times: dict[str, list[float]] = {"jobs": [], "search": [], "search_ok": []}
     lock = threading.Lock()
     with api_server(env) as base:
+        # the reference in the same run: one client alone, /jobs after /jobs (the first warms the pool)
+        alone = [_request(f"{base}/api/archive/jobs?limit=50")[1] for _ in range(21)][1:]
         stop_at = time.monotonic() + SECONDS
         runner = _run_cli(env, day, out, "under-load") if WITH_RUN else None
         run_started = time.perf_counter()
@@ -140,6 +142,7 @@ def run_load(
         "clients": CLIENTS,
         "seconds": SECONDS,
         "rows": ROWS,
+        "jobs_alone_median_s": round(statistics.median(alone), 4),
         "jobs_requests": sum(codes["jobs"].values()),
         "jobs_p50_s": _pct(times["jobs"], 0.5),
         "jobs_p99_s": _pct(times["jobs"], 0.99),
@@ -152,6 +155,7 @@ def run_load(
         "errors_other_than_429_503": errors,
         "archive_run_exit": run_code,
         "archive_run_seconds_under_load": round(run_seconds, 1),
+        "load_average": round(os.getloadavg()[0], 1),
     }
     (out / "load.json").write_text(json.dumps(figures, indent=2))
     print(
@@ -159,7 +163,8 @@ def run_load(
         f"/jobs p50 {figures['jobs_p50_s']} s p99 {figures['jobs_p99_s']} s ({figures['jobs_requests']} requests); "
         f"/search 200s p50 {figures['search_ok_p50_s']} s p99 {figures['search_ok_p99_s']} s; "
         f"codes {figures['codes']}; "
-        f"errors other than 429/503: {errors}",
+        f"errors other than 429/503: {errors}; one client alone: /jobs median {figures['jobs_alone_median_s']} s; "
+        f"load average {figures['load_average']}",
         flush=True,
     )
     return figures

@@ -472,7 +472,8 @@ def summary() -> None:
          f"after VACUUM ANALYZE {lr['analysed_median_s']:.3f} s", "~ analysed"),
         ("/jobs under load (20 clients, searches, a run)",
          f"p50 {ld['jobs_p50_s']} s, p99 {ld['jobs_p99_s']} s",
-         f"errors other than 429/503: {sum(ld['errors_other_than_429_503'].values())}", "p99 < 1 s, 0 errors"),
+         f"1 client alone: median {ld.get('jobs_alone_median_s', '-')} s; errors other than 429/503: "
+         f"{sum(ld['errors_other_than_429_503'].values())}", "p99 < 1 s, 0 errors"),
     ]  # fmt: skip
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     heads = ("what", "tiering", "reference, same run", "goal")

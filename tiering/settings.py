@@ -72,6 +72,9 @@ class Settings:
     search_workers: int = 2
     search_queue: int = 4
     request_deadline: float = 30.0
+    # A list page's total is counted exactly up to this many matching jobs; past it, the planner's estimate is
+    # given and flagged (`total_is_estimate`), so a page costs what the page reads, not the archive's size.
+    list_exact_total_up_to: int = 10_000
     # The cold archive also as an Iceberg table (tiering.engine.iceberg): off unless asked for.
     iceberg: bool = False
     # Purge and erase expire the table's snapshots older than this (seconds), so purged or erased rows are named
@@ -128,6 +131,7 @@ _ENV_NAMES: dict[str, str] = {
     "search_workers": "TIERING_SEARCH_WORKERS",
     "search_queue": "TIERING_SEARCH_QUEUE",
     "request_deadline": "TIERING_REQUEST_DEADLINE",
+    "list_exact_total_up_to": "TIERING_LIST_EXACT_TOTAL_UP_TO",
     "iceberg": "TIERING_ICEBERG",
     "iceberg_snapshot_retention": "TIERING_ICEBERG_SNAPSHOT_RETENTION",
 }

@@ -363,7 +363,8 @@ def test_run_dry_run_then_real_run_and_list_equals_engine(server: ApiServer, api
     assert result["jobs_archived"] == 7
     assert result["flush"]["jobs_flushed"] == 7
     page = data(api.get("/api/archive/jobs", params={"queue": queue, "limit": 3, "offset": 2}))
-    assert page["pagination"] == {"total": 7, "limit": 3, "offset": 2, "has_more": True}
+    assert page["pagination"] == {"total": 7, "total_is_estimate": False, "limit": 3, "offset": 2, "has_more": True}
+    assert page["total"] == 7 and page["has_more"] is True and page["total_is_estimate"] is False
     engine = list_archived_jobs(session_for(server.context().database_url), queue=queue, limit=3, offset=2)
     assert page["items"] == json.loads(json.dumps(engine.to_dict()["items"]))
     everything = data(api.get("/api/archive/jobs", params={"queue": queue, "status": "completed", "limit": 100}))

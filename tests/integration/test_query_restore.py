@@ -88,6 +88,40 @@ def mixed(db_url: str, s3_settings_factory: Any) -> dict[str, Any]:
     return {"target": target, "cold": cold, "staged": staged, "all": {**cold, **staged}}
 
 
+def test_list_total_is_exact_up_to_the_setting_then_a_flagged_estimate(db_url: str, mixed: dict[str, Any]) -> None:
+    """Past list_exact_total_up_to matches in a tier the total is the planner's estimate, flagged; has_more, the
+    pages and the last page's total stay exact; exact_total counts everything."""
+    from tiering.settings import Settings
+
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("ANALYZE hammerwork_jobs_archive, tiering_job_index")
+    full = [i.job_id for i in list_archived_jobs(session_for(db_url), limit=1000).items]
+    assert len(full) == 85
+    for up_to in (10, 1):  # 10: each tier counted up to 11 rows, then estimated; 1: estimated without counting
+        small = session_for(db_url, None, Settings(database_url=db_url, list_exact_total_up_to=up_to))
+        first = list_archived_jobs(small, limit=7)
+        assert first.total_is_estimate and first.has_more
+        assert 42 <= first.total <= 170  # the planner's figure after ANALYZE: 60 index rows + 25 staged
+        assert first.to_dict()["total_is_estimate"] is True and first.to_dict()["has_more"] is True
+        paged: list[str] = []
+        for offset in range(0, 85, 7):
+            p = list_archived_jobs(small, limit=7, offset=offset)
+            assert p.has_more == (offset + 7 < 85)
+            assert p.total >= offset + len(p.items) + p.has_more  # never below what the pages prove
+            paged.extend(i.job_id for i in p.items)
+        assert paged == full
+        last = list_archived_jobs(small, limit=7, offset=84)
+        assert (last.total, last.total_is_estimate, last.has_more) == (85, False, False)
+        exact = list_archived_jobs(small, limit=7, exact_total=True)
+        assert (exact.total, exact.total_is_estimate) == (85, False)
+        if up_to == 10:  # tiers under the bound are counted exactly: 5 cold and 2 staged Dead jobs of email
+            dead = list_archived_jobs(small, queue="email", status="Dead", limit=1)
+            assert (dead.total, dead.total_is_estimate, dead.has_more) == (7, False, True)
+    # under the bound (the default 10,000) every total is exact
+    page = list_archived_jobs(session_for(db_url), limit=7)
+    assert (page.total, page.total_is_estimate, page.has_more) == (85, False, True)
+
+
 def _duckdb_rows(db_url: str, target: Any, where: str = "TRUE") -> list[dict[str, Any]]:
     con = open_duckdb(session_for(db_url, target.store, target.settings))
     sql = f"SELECT id, queue_name, status, archived_at, payload, queue FROM archived_jobs WHERE {where}"

@@ -70,20 +70,28 @@ def list_cmd(
     archived_before: BeforeOption = None,
     limit: Annotated[int, typer.Option("--limit", "-n", min=0, max=MAX_LIMIT)] = 50,
     offset: Annotated[int, typer.Option("--offset", min=0, max=MAX_OFFSET)] = 0,
+    exact_total: Annotated[
+        bool,
+        typer.Option(
+            "--exact-total",
+            help="Count every matching job (past 10,000 per tier the total is otherwise PostgreSQL's estimate, "
+            "marked as such).",
+        ),
+    ] = False,
     fmt: FormatOption = Format.table,
 ) -> None:
-    """Archived jobs (staging and cold), newest archived first, with the total count."""
+    """Archived jobs (staging and cold), newest archived first, with the total (estimated past 10,000 a tier)."""
     after_at, before_at = _dates(archived_after, archived_before)
     parse_statuses(status)
     from tiering.engine.query import list_archived_jobs
 
     c = context(ctx)
-    page = list_archived_jobs(c, queue=queue, status=status, archived_after=after_at,
-                              archived_before=before_at, limit=limit, offset=offset)  # fmt: skip
+    page = list_archived_jobs(c, queue=queue, status=status, archived_after=after_at, archived_before=before_at,
+                              limit=limit, offset=offset, exact_total=exact_total)  # fmt: skip
     rows = [i.to_dict() for i in page.items]
     if fmt is Format.table:
-        output.print_table(rows, LIST_COLUMNS[:-1], title=f"archived jobs {offset + 1}-{offset + len(rows)} of "
-                                                          f"{page.total}")  # fmt: skip
+        total = f"about {page.total:,} (estimated; --exact-total counts)" if page.total_is_estimate else str(page.total)
+        output.print_table(rows, LIST_COLUMNS[:-1], title=f"archived jobs {offset + 1}-{offset + len(rows)} of {total}")
         return
     output.emit(page.to_dict(), fmt, rows=rows, columns=LIST_COLUMNS)
 

@@ -15,8 +15,7 @@ def _reset(conn: psycopg.Connection) -> None:
     """A returned connection drops what a session could leak to the next user: advisory locks
     (flush, retention and schedule locks are session-level) and SET parameters."""
     conn.autocommit = True
-    conn.execute("SELECT pg_advisory_unlock_all()")
-    conn.execute("RESET ALL")
+    conn.execute("SELECT pg_advisory_unlock_all(); RESET ALL")  # one round trip: this runs after every use
     conn.autocommit = False
 
 

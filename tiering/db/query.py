@@ -7,6 +7,7 @@ job index's (objects flushed by earlier tiering builds kept staged statuses as t
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -64,34 +65,24 @@ _COLD_WHERE = """
   AND (%(cb)s::timestamptz IS NULL OR x.created_at < %(cb)s)
 """
 
-_UNION = """
-SELECT a.id AS job_id, a.queue_name, btrim(a.status, '"') AS status, a.created_at, a.archived_at,
+_STAGING_COLUMNS = """a.id AS job_id, a.queue_name, btrim(a.status, '"') AS status, a.created_at, a.archived_at,
        'staging'::text AS tier, NULL::bigint AS object_id, NULL::text AS object_key, NULL::text AS storage_class,
        NULL::int AS row_group, NULL::int AS row_in_group,
        COALESCE(a.original_payload_size, octet_length(a.payload)) AS payload_bytes,
-       left(a.error_message, 500) AS error_message
-  FROM hammerwork_jobs_archive a
- WHERE %(with_staging)s
-  AND (%(queue)s::text IS NULL OR a.queue_name = %(queue)s)
-  AND (%(statuses)s::text[] IS NULL OR btrim(a.status, '"') = ANY(%(statuses)s::text[]))
-  AND (%(aa)s::timestamptz IS NULL OR a.archived_at >= %(aa)s)
-  AND (%(ab)s::timestamptz IS NULL OR a.archived_at < %(ab)s)
-  AND (%(ca)s::timestamptz IS NULL OR a.created_at >= %(ca)s)
-  AND (%(cb)s::timestamptz IS NULL OR a.created_at < %(cb)s)
-UNION ALL
-SELECT x.job_id, x.queue_name, btrim(x.status, '"'), x.created_at, x.archived_at,
-       'cold'::text, m.id, m.key, m.storage_class, x.row_group, x.row_in_group, x.payload_bytes, x.error_message
-  FROM tiering_job_index x JOIN tiering_manifest m ON m.id = x.object_id AND m.state = 'committed'
- WHERE %(with_cold)s
-  AND x.restored_at IS NULL
-  AND (%(object_ids)s::bigint[] IS NULL OR x.object_id = ANY(%(object_ids)s::bigint[]))
-  AND (%(queue)s::text IS NULL OR x.queue_name = %(queue)s)
-  AND (%(statuses)s::text[] IS NULL OR btrim(x.status, '"') = ANY(%(statuses)s::text[]))
-  AND (%(aa)s::timestamptz IS NULL OR x.archived_at >= %(aa)s)
-  AND (%(ab)s::timestamptz IS NULL OR x.archived_at < %(ab)s)
-  AND (%(ca)s::timestamptz IS NULL OR x.created_at >= %(ca)s)
-  AND (%(cb)s::timestamptz IS NULL OR x.created_at < %(cb)s)
-"""
+       left(a.error_message, 500) AS error_message"""
+_COLD_COLUMNS = """x.job_id, x.queue_name, btrim(x.status, '"'), x.created_at, x.archived_at, 'cold'::text, m.id, m.key,
+       m.storage_class, x.row_group, x.row_in_group, x.payload_bytes, x.error_message"""
+_STAGING_FROM = "hammerwork_jobs_archive a"
+_COLD_FROM = "tiering_job_index x JOIN tiering_manifest m ON m.id = x.object_id AND m.state = 'committed'"
+# The page's cold side looks each row's object up per index row (LATERAL with OFFSET 0: a fence the planner cannot
+# flatten into a join). A join let the planner start from the manifest when the job index had no statistics yet
+# (right after its first flush) and sort every index row: 6,000 read for a page of 51. With the lookup fenced,
+# the index is the only table to scan, and its (archived_at DESC, job_id) order serves the page and stops.
+# The lookup's only condition is the primary key (state is checked outside it), so no partial index of the
+# manifest can look like a cheaper way to it when the manifest has no statistics.
+_COLD_PAGE_FROM = """tiering_job_index x
+       CROSS JOIN LATERAL (SELECT m.id, m.key, m.storage_class, m.state FROM tiering_manifest m
+                            WHERE m.id = x.object_id OFFSET 0) m"""
 
 LIST_COLUMNS = (
     "job_id",
@@ -110,46 +101,145 @@ LIST_COLUMNS = (
 )
 
 
-def _union_params(
-    filters: Filters, object_ids: Sequence[int] | None, with_staging: bool, with_cold: bool
-) -> dict[str, Any]:
-    return {
-        **filters.params(),
-        "object_ids": list(object_ids) if object_ids is not None else None,
-        "with_staging": with_staging,
-        "with_cold": with_cold,
-    }
+def _conditions(alias: str, filters: Filters, object_ids: Sequence[int] | None) -> str:
+    """The WHERE clause of one side (`a` staging, `x` job index) holding only the filters given: a clause like
+    `($1 IS NULL OR col = $1)` would keep a prepared (generic) plan from using the column's index. The text comes
+    from fixed fragments; every value is a bound parameter."""
+    conds = ["x.restored_at IS NULL"] if alias == "x" else []
+    if alias == "x" and object_ids is not None:
+        conds.append("x.object_id = ANY(%(object_ids)s::bigint[])")
+    for value, cond in (
+        (filters.queue, "{t}.queue_name = %(queue)s"),
+        (filters.statuses, "btrim({t}.status, '\"') = ANY(%(statuses)s::text[])"),
+        (filters.archived_after, "{t}.archived_at >= %(aa)s::timestamptz"),
+        (filters.archived_before, "{t}.archived_at < %(ab)s::timestamptz"),
+        (filters.created_after, "{t}.created_at >= %(ca)s::timestamptz"),
+        (filters.created_before, "{t}.created_at < %(cb)s::timestamptz"),
+    ):
+        if value is not None:
+            conds.append(cond.format(t=alias))
+    return " AND ".join(conds) or "true"
+
+
+def _params(filters: Filters, object_ids: Sequence[int] | None) -> dict[str, Any]:
+    return {**filters.params(), "object_ids": list(object_ids) if object_ids is not None else None}
+
+
+def _limit(n: int | None) -> str:
+    return "ALL" if n is None else str(int(n))
+
+
+def _page_query(
+    filters: Filters,
+    limit: int | None,
+    offset: int,
+    object_ids: Sequence[int] | None,
+    with_staging: bool,
+    with_cold: bool,
+) -> str | None:
+    want = None if limit is None else offset + limit
+    sides = []
+    if with_staging:
+        sides.append(
+            f"(SELECT {_STAGING_COLUMNS} FROM {_STAGING_FROM} WHERE {_conditions('a', filters, None)}"  # noqa: S608
+            f" ORDER BY a.archived_at DESC, a.id LIMIT {_limit(want)})"
+        )
+    if with_cold:
+        sides.append(
+            f"(SELECT {_COLD_COLUMNS} FROM {_COLD_PAGE_FROM}"  # noqa: S608
+            f" WHERE m.state = 'committed' AND {_conditions('x', filters, object_ids)}"
+            f" ORDER BY x.archived_at DESC, x.job_id LIMIT {_limit(want)})"
+        )
+    if not sides:
+        return None
+    return (
+        f"SELECT * FROM ({' UNION ALL '.join(sides)}) u"  # noqa: S608 - fixed fragments; values are parameters
+        f" ORDER BY archived_at DESC, job_id LIMIT {_limit(limit)} OFFSET {int(offset)}"
+    )
+
+
+PAGE_PLANNER = ("SET enable_sort = off", "RESET enable_sort")  # around the page statement (see list_page)
 
 
 def list_page(
     conn: psycopg.Connection,
     filters: Filters,
     *,
-    limit: int | None,
+    limit: int,
     offset: int,
     object_ids: Sequence[int] | None = None,
-    with_staging: bool = True,
-    with_cold: bool = True,
-) -> list[dict[str, Any]]:
-    """One page of archived jobs (staging + live cold index rows), newest archived first, ties by id."""
-    params = _union_params(filters, object_ids, with_staging, with_cold) | {"limit": limit, "offset": offset}
-    query = f"SELECT * FROM ({_UNION}) u ORDER BY archived_at DESC, job_id LIMIT %(limit)s OFFSET %(offset)s"  # noqa: S608
-    with conn.cursor(row_factory=dict_row) as cur:
-        return cur.execute(query.encode(), params).fetchall()  # type: ignore[arg-type]
+) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """One page of archived jobs (staging + live cold index rows), newest archived first, ties by id, and the
+    planner's estimate of each side's matches (as `estimate_side`), sent together in one pipeline: one round trip
+    instead of three (under load every round trip waits for a core).
+
+    Limit-first: each side reads at most offset + limit rows in the order of its archived_at index and stops,
+    then the two short lists are merged, so a page costs its depth, not the archive's size (sorting every row
+    took 0.33 s at 207k jobs). Sorts are off for this statement: with statistics missing or stale (a job index
+    never analysed since its first flush is estimated at a few rows) the planner would rather sort every row it
+    believes few than walk the index; the index order is the right plan at every size. Ask for one row more than
+    you show to learn whether another page exists."""
+    query = _page_query(filters, limit, offset, object_ids, True, True)
+    assert query is not None
+    params = _params(filters, object_ids)
+    with conn.pipeline():
+        conn.execute(PAGE_PLANNER[0])
+        page = conn.cursor(row_factory=dict_row)
+        page.execute(query.encode(), params)  # type: ignore[arg-type]
+        conn.execute(PAGE_PLANNER[1])
+        plans = {side: conn.execute(_explain(side, filters, object_ids).encode(), params) for side in SIDES}  # type: ignore[arg-type]
+    rows = page.fetchall()
+    page.close()
+    return rows, {side: _plan_rows(cur.fetchone()) for side, cur in plans.items()}
 
 
-def count_jobs(
+def _side_select(side: str, filters: Filters, object_ids: Sequence[int] | None, *, join: bool = True) -> str:
+    if side == "staging":
+        return f"SELECT 1 FROM {_STAGING_FROM} WHERE {_conditions('a', filters, None)}"  # noqa: S608
+    source = _COLD_FROM if join else "tiering_job_index x"
+    return f"SELECT 1 FROM {source} WHERE {_conditions('x', filters, object_ids)}"  # noqa: S608
+
+
+SIDES = ("staging", "cold")
+
+
+def count_sides(
     conn: psycopg.Connection,
     filters: Filters,
+    sides: Sequence[str] = SIDES,
     *,
+    up_to: int | None = None,
     object_ids: Sequence[int] | None = None,
-    with_staging: bool = True,
-    with_cold: bool = True,
+) -> dict[str, int]:
+    """Matching jobs per side ('staging', 'cold'), each counted up to `up_to` + 1 at most (None: all of them):
+    a count past `up_to` means "more than up_to", and costs no more than reading up_to + 1 rows."""
+    if not sides:
+        return {}
+    cap = "" if up_to is None else f" LIMIT {int(up_to) + 1}"
+    parts = [f"(SELECT count(*) FROM ({_side_select(s, filters, object_ids)}{cap}) c)" for s in sides]  # noqa: S608
+    row = conn.execute(f"SELECT {', '.join(parts)}".encode(), _params(filters, object_ids)).fetchone()  # noqa: S608
+    assert row is not None
+    return {s: int(n) for s, n in zip(sides, row, strict=True)}
+
+
+def _explain(side: str, filters: Filters, object_ids: Sequence[int] | None) -> str:
+    return "EXPLAIN (FORMAT JSON) " + _side_select(side, filters, object_ids, join=False)
+
+
+def _plan_rows(row: Any) -> int:
+    assert row is not None
+    plan = row[0] if isinstance(row[0], list) else json.loads(row[0])
+    return int(plan[0]["Plan"]["Plan Rows"])
+
+
+def estimate_side(
+    conn: psycopg.Connection, side: str, filters: Filters, *, object_ids: Sequence[int] | None = None
 ) -> int:
-    params = _union_params(filters, object_ids, with_staging, with_cold)
-    query = f"SELECT count(*) FROM ({_UNION}) u"  # noqa: S608
-    row = conn.execute(query.encode(), params).fetchone()  # type: ignore[arg-type]
-    return int(row[0]) if row else 0
+    """The planner's row estimate for one side (EXPLAIN, no rows read: 0.1-0.2 ms). The cold side is estimated
+    on the job index alone (its live rows all belong to committed objects: a purge deletes them in the
+    transaction that marks the object purged), which the planner estimates better than the join."""
+    query = _explain(side, filters, object_ids)
+    return _plan_rows(conn.execute(query.encode(), _params(filters, object_ids)).fetchone())  # type: ignore[arg-type]
 
 
 def staging_payload_stream(

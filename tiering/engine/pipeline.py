@@ -110,8 +110,15 @@ def run_auto_purge(session: Session, policy: ArchivalPolicy, *, initiated_by: st
     return dict(result.to_dict())
 
 
-def run_verify(session: Session, *, initiated_by: str, deep: bool = False, queue: str | None = None) -> dict[str, Any]:
+def run_verify(
+    session: Session,
+    *,
+    initiated_by: str,
+    deep: bool = False,
+    queue: str | None = None,
+    deadline: float | None = None,
+) -> dict[str, Any]:
     from tiering.engine.verify import verify_archive
 
-    report = verify_archive(session, queue=queue, deep=deep, initiated_by=initiated_by)
+    report = verify_archive(session, queue=queue, deep=deep, initiated_by=initiated_by, deadline=deadline)
     return report.to_dict()

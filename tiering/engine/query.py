@@ -45,6 +45,9 @@ from tiering.inputs import (
 from tiering.store.base import ARCHIVE_STORAGE_CLASSES, ObjectArchivedError, ObjectStore
 
 SEARCH_THREADS = 8
+# A tier the planner expects to hold over this many times list_exact_total_up_to matches is not counted at all
+# (a count that stops at up_to + 1 rows still reads them: 4 ms for 10,000 index rows, most of a page's cost).
+ESTIMATE_ONLY_FACTOR = 10
 RESTORE_TAIL_BYTES = 64 * 1024  # what pyarrow reads first of a footer; one more request only past that
 
 # Input parsing lives in tiering.inputs (shared by the CLI and the API); re-exported here for callers.
@@ -161,16 +164,24 @@ def _jsonable(value: Any) -> Any:
 
 @dataclass
 class ArchivedJobPage:
+    """A page and the total. `total` is exact unless `total_is_estimate`: past `list_exact_total_up_to` matching
+    jobs in a tier it is the planner's estimate (never below what the pages shown prove). `has_more` is always
+    exact (the page asked for one row more than it shows)."""
+
     items: list[ArchivedJob]
     total: int
     limit: int
     offset: int
     warnings: list[str] = field(default_factory=list)
+    has_more: bool = False
+    total_is_estimate: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "items": [i.to_dict() for i in self.items],
             "total": self.total,
+            "total_is_estimate": self.total_is_estimate,
+            "has_more": self.has_more,
             "limit": self.limit,
             "offset": self.offset,
             "warnings": self.warnings,
@@ -189,14 +200,50 @@ def list_archived_jobs(
     archived_before: Any = None,
     limit: int = 50,
     offset: int = 0,
+    exact_total: bool = False,
 ) -> ArchivedJobPage:
-    """Archived jobs (staging + cold), newest archived first (ties by id), with the total count; no object reads."""
+    """Archived jobs (staging + cold), newest archived first (ties by id), with the total; no object reads.
+    The total is exact up to settings.list_exact_total_up_to jobs per tier and estimated past it, unless
+    `exact_total` (which counts every matching job: seconds on millions)."""
     filters = make_filters(queue=queue, status=status, archived_after=archived_after, archived_before=archived_before)
     _check_page(limit, offset)
-    with session.connection() as conn:
-        rows = qdb.list_page(conn, filters, limit=limit, offset=offset)
-        total = qdb.count_jobs(conn, filters)
-    return ArchivedJobPage([ArchivedJob.from_row(r) for r in rows], total, limit, offset)
+    with session.connection(autocommit=True) as conn:  # reads only: no BEGIN/COMMIT round trips
+        return _read_page(conn, filters, limit, offset, exact_total, session.settings.list_exact_total_up_to)
+
+
+def _read_page(
+    conn: Any,
+    filters: qdb.Filters,
+    limit: int,
+    offset: int,
+    exact_total: bool,
+    up_to: int,
+    object_ids: Sequence[int] | None = None,
+) -> ArchivedJobPage:
+    """One page, limit-first, and its total: known for free on the last page, else per tier either the planner's
+    estimate (when it expects over ESTIMATE_ONLY_FACTOR x `up_to` matches: no row is counted) or a count that
+    stops past `up_to` (exact below it, the estimate above)."""
+    rows, estimates = qdb.list_page(conn, filters, limit=limit + 1, offset=offset, object_ids=object_ids)
+    has_more = len(rows) > limit
+    items = [ArchivedJob.from_row(r) for r in rows[:limit]]
+    seen = offset + len(items)
+    if not has_more and (items or offset == 0):  # the last page (or an empty archive): nothing past it
+        return ArchivedJobPage(items, seen, limit, offset, has_more=False)
+    if exact_total:
+        total = sum(qdb.count_sides(conn, filters, object_ids=object_ids).values())
+        return ArchivedJobPage(items, max(total, seen + has_more), limit, offset, has_more=has_more)
+    cap = max(0, up_to)
+    to_count = [side for side, n in estimates.items() if n <= ESTIMATE_ONLY_FACTOR * cap]
+    counts = qdb.count_sides(conn, filters, to_count, up_to=cap, object_ids=object_ids)
+    total, estimated = 0, len(to_count) < len(qdb.SIDES)
+    for side in qdb.SIDES:
+        if side in counts and counts[side] <= cap:
+            total += counts[side]
+        else:
+            estimated = True
+            total += max(estimates[side], counts.get(side, 0))
+    return ArchivedJobPage(items, max(total, seen + has_more), limit, offset, has_more=has_more,
+                           total_is_estimate=estimated)  # fmt: skip
 
 
 class ArchiveQuery:
@@ -210,6 +257,7 @@ class ArchiveQuery:
         self._limit = 50
         self._offset = 0
         self._with_payload = False
+        self._exact_total = False
 
     def queue(self, name: str | None) -> ArchiveQuery:
         self._queue = name
@@ -249,6 +297,11 @@ class ArchiveQuery:
         self._with_payload = flag
         return self
 
+    def exact_total(self, flag: bool = True) -> ArchiveQuery:
+        """Count every matching job for `total` (else exact up to list_exact_total_up_to per tier)."""
+        self._exact_total = flag
+        return self
+
     def filters(self) -> qdb.Filters:
         return make_filters(queue=self._queue, status=self._statuses, **self._when)
 
@@ -266,9 +319,8 @@ class ArchiveQuery:
                 statuses=list(filters.statuses) if filters.statuses else None,
             )
             object_ids = [m.id for m in objects]
-            rows = qdb.list_page(conn, filters, limit=self._limit, offset=self._offset, object_ids=object_ids)
-            total = qdb.count_jobs(conn, filters, object_ids=object_ids)
-        page = ArchivedJobPage([ArchivedJob.from_row(r) for r in rows], total, self._limit, self._offset)
+            up_to = self._session.settings.list_exact_total_up_to
+            page = _read_page(conn, filters, self._limit, self._offset, self._exact_total, up_to, object_ids)
         if self._with_payload:
             by_id = {m.id: m for m in objects}
             page.warnings = attach_payloads(self._session, page.items, by_id)

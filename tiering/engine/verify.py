@@ -4,6 +4,7 @@ encryption and index mismatches, and pending rows left behind; `repair` fixes wh
 from __future__ import annotations
 
 import hashlib
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -18,6 +19,7 @@ from tiering.db import staging
 from tiering.db.operations import audited
 from tiering.engine.archive import settle_two_places
 from tiering.engine.flush import recover_abandoned
+from tiering.errors import OperationTimeout
 from tiering.store.base import ObjectStore
 
 
@@ -63,9 +65,12 @@ def verify_archive(
     deep: bool = False,
     repair: bool = False,
     initiated_by: str | None = None,
+    deadline: float | None = None,
 ) -> VerifyReport:
     """Compare manifest and bucket. `deep` (implied by `queue`) reads every object of the scope: checksum,
-    footer row count, and that each indexed job is in its object."""
+    footer row count, and that each indexed job is in its object. `deadline` (a time.monotonic() instant: the
+    API's request deadline) stops it between objects with OperationTimeout, so a verify the API answered 503
+    gives its worker back instead of reading the rest of the bucket for nobody."""
     report = VerifyReport()
     store, settings = session.store, session.settings
     deep = deep or queue is not None
@@ -95,6 +100,7 @@ def verify_archive(
             grace = timedelta(seconds=settings.pending_grace_seconds)
             now = datetime.now(UTC)
             for key, row in committed.items():
+                _check_deadline(deadline, report, len(committed))
                 report.objects_checked += 1
                 info = in_store.get(key)
                 if info is None:
@@ -132,12 +138,21 @@ def verify_archive(
                     for p in report.problems:
                         if p.kind == "orphan" and p.key in deleted:
                             p.repaired = True
+        _check_deadline(deadline, report, len(committed))
         _check_two_places(session, queue, repair, report)
         if settings.iceberg:
             _check_iceberg(session, repair, report)
         op.counts = {"objects_checked": report.objects_checked, "problems": len(report.problems), "ok": report.ok}
         op.outcome = "succeeded" if report.ok else "problems"
     return report
+
+
+def _check_deadline(deadline: float | None, report: VerifyReport, objects: int) -> None:
+    if deadline is not None and time.monotonic() > deadline:
+        raise OperationTimeout(
+            f"verify stopped at its deadline after checking {report.objects_checked} of {objects} objects "
+            f"({report.deep_checked} read)"
+        )
 
 
 def _check_two_places(session: Session, queue: str | None, repair: bool, report: VerifyReport) -> None:

@@ -135,7 +135,8 @@ def verify_task(stop_at: float, who: str, queue: str | None, session: Session | 
 
     if time.monotonic() > stop_at:
         raise OperationTimeout("the request's deadline passed while it waited for a worker")
-    return dict(jobs.run_verify(_session(session), initiated_by=who, deep=True, queue=queue))
+    # the deadline goes into the engine: past it the verify stops between objects and frees this worker
+    return dict(jobs.run_verify(_session(session), initiated_by=who, deep=True, queue=queue, deadline=stop_at))
 
 
 def scan_pool(session: Session) -> ScanPool:

@@ -124,7 +124,13 @@ def trends(request: Request, days: Annotated[int, Query(ge=1, le=366)] = 30) -> 
 # ---------------------------------------------------------------- browse, search, get
 
 
-@router.get("/jobs", summary="Archived jobs (staging and cold), newest archived first, with the total")
+@router.get(
+    "/jobs",
+    summary="Archived jobs (staging and cold), newest archived first, with the total",
+    description="`has_more` is exact. `total` is exact up to TIERING_LIST_EXACT_TOTAL_UP_TO (10,000) matching jobs "
+    "per tier; past that it is PostgreSQL's estimate and `total_is_estimate` is true (a page then costs what it "
+    "reads, not a count of the whole archive); `exact_total=true` counts every match (seconds on millions).",
+)
 def list_jobs(
     request: Request,
     queue: QueueQ = None,
@@ -133,20 +139,22 @@ def list_jobs(
     archived_before: Annotated[When, Query(description="exclusive: 2024-05-01, 2024-05-01T13:30:00Z or 7d")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     offset: Annotated[int, Query(ge=0, le=inputs.MAX_OFFSET)] = 0,
+    exact_total: Annotated[bool, Query(description="count every matching job (slow on large archives)")] = False,
 ) -> JSONResponse:
     from tiering.engine.query import list_archived_jobs
 
     session = session_of(request)
     page = list_archived_jobs(
         session, queue=queue, status=_statuses(status), archived_after=archived_after,
-        archived_before=archived_before, limit=limit, offset=offset,
+        archived_before=archived_before, limit=limit, offset=offset, exact_total=exact_total,
     )  # fmt: skip
     doc = page.to_dict()
     doc["pagination"] = {
         "total": page.total,
+        "total_is_estimate": page.total_is_estimate,
         "limit": page.limit,
         "offset": page.offset,
-        "has_more": page.offset + len(page.items) < page.total,
+        "has_more": page.has_more,
     }
     return ok(doc)
 

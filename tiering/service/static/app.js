@@ -585,7 +585,8 @@ loaders.jobs = async (params) => {
   $("#jobs-table").replaceChildren(table(jobColumns(() => loaders.jobs(f), { selectable: true }), rows, "No archived jobs match these filters."));
   updateSelection();
   const from = d.total ? d.offset + 1 : 0, to = d.offset + d.items.length;
-  $("#jobs-range").textContent = `${fmtInt(from)}–${fmtInt(to)} of ${fmtInt(d.total)}`;
+  $("#jobs-range").textContent = `${fmtInt(from)}–${fmtInt(to)} of ${d.total_is_estimate ? "~" : ""}${fmtInt(d.total)}`;
+  $("#jobs-range").title = d.total_is_estimate ? "PostgreSQL's estimate (past 10,000 jobs a tier the total is not counted)" : "";
   $("#jobs-prev").disabled = d.offset === 0;
   $("#jobs-next").disabled = !d.pagination.has_more;
 };
