@@ -5,6 +5,7 @@ jobs (every column, 8 queues, payloads ~150 B - 3 KB of mixed JSON, all statuses
 (default 1,000,000) are eligible under the bench policy (finished statuses after one day). Copies of that
 database (CREATE DATABASE ... TEMPLATE) feed each measurement, so every contender moves the very same rows.
 
+  iceberg      the same run with TIERING_ICEBERG=1 (the Iceberg table kept)  vs  the end-to-end run without it
   end to end   `tiering archive run` hot -> committed objects (local store)  vs  DuckDB 1.5.5 postgres_scanner
                COPY ... TO parquet PARTITION_BY (queue, date) zstd of the same rows from the same database, and a
                bare DELETE of them; vs Hammerwork's own archiver (bench/hammerwork_algo.py) on the same data
@@ -53,7 +54,7 @@ JOBS = int(os.environ.get("BENCH_JOBS", "1000000"))
 BATCH = int(os.environ.get("BENCH_BATCH", "5000"))
 HW_SECONDS = float(os.environ.get("BENCH_HW_SECONDS", "30"))
 RESTORES = int(os.environ.get("BENCH_RESTORES", "50"))
-# Sections a quick iteration may leave out: hammerwork, daily (the 365-day flush and the purges), rss, load.
+# Sections a quick iteration may leave out: hammerwork, daily (the 365-day flush and the purges), rss, load, iceberg.
 SKIP = set(filter(None, os.environ.get("BENCH_SKIP", "").split(",")))
 TOKEN = "bench-token"
 POLICY_DOC = {
@@ -149,7 +150,7 @@ def prepare(base: str) -> dict[str, str]:
     results["data"] = {"rows": rows, "eligible": n_eligible, "seed_seconds": round(seconds, 1)}
     urls = {"src": src}
     with psycopg.connect(base, autocommit=True) as conn:
-        for name in ("e2e", "floor", "stage", "hw"):
+        for name in ("e2e", "floor", "stage", "hw", *(() if "iceberg" in SKIP else ("iceberg",))):
             conn.execute(f"CREATE DATABASE bench_{name} TEMPLATE bench_src STRATEGY FILE_COPY")
             urls[name] = db_url(base, f"bench_{name}")
     return urls
@@ -282,6 +283,33 @@ def bench_end_to_end(urls: dict[str, str], policy_file: Path, base: str) -> None
     results["hammerwork"] = {"jobs": hw_n, "seconds": round(hw_s, 2), "jobs_per_s": round(hw_rate)}
     with psycopg.connect(base, autocommit=True) as conn:
         conn.execute("DROP DATABASE IF EXISTS bench_hw WITH (FORCE)")
+
+
+def bench_iceberg(urls: dict[str, str], policy_file: Path, base: str) -> None:
+    """The same `tiering archive run` on another copy of the same database with the Iceberg table on
+    (TIERING_ICEBERG=1: SQL catalog in the same PostgreSQL, one snapshot per run), beside the run without it."""
+    say("\n== end to end with the Iceberg table (TIERING_ICEBERG=1), local store")
+    home = OUT / "home-iceberg"
+    objects = (OUT / "iceberg-objects").resolve()
+    env = {**tiering_env(urls["iceberg"], objects.as_uri(), home), "TIERING_ICEBERG": "1"}
+    args = ["archive", "run", "--policy", str(policy_file), "--no-purge", "--initiated-by", "bench"]
+    run = run_cli("iceberg", args, env)
+    n = moved(run["doc"])
+    rate = n / run["seconds"]
+    warned = [w for w in (run["doc"].get("flush") or {}).get("warnings", []) if "Iceberg" in w]
+    check = run_cli("iceberg-verify", ["archive", "iceberg", "verify"], env)
+    published = run_cli("iceberg-publish", ["archive", "iceberg", "publish"], env)  # in step: reads, commits nothing
+    without = results["end_to_end"]["jobs_per_s"]
+    say(f"tiering archive run with the table: {n:,} jobs in {run['seconds']:.1f} s = {rate:,.0f} jobs/s "
+        f"= {rate / without:.2f}x the run without it ({without:,} jobs/s); table in step: "
+        f"{check['doc'].get('in_step')}, "
+        f"{published['doc'].get('files_in_table')} data files; a reconcile with nothing to do: "
+        f"{published['doc'].get('execution_time_s')} s" + (f"; WARNINGS: {warned}" if warned else ""))  # fmt: skip
+    results["iceberg"] = {"jobs": n, "seconds": round(run["seconds"], 2), "jobs_per_s": round(rate),
+                          "ratio_to_without": round(rate / without, 3), "files": published["doc"].get("files_in_table"),
+                          "noop_reconcile_s": published["doc"].get("execution_time_s")}  # fmt: skip
+    with psycopg.connect(base, autocommit=True) as conn:
+        conn.execute("DROP DATABASE IF EXISTS bench_iceberg WITH (FORCE)")
 
 
 def bench_small_rss(base: str, policy_file: Path) -> None:
@@ -445,6 +473,7 @@ def summary() -> None:
     h = results.get("hammerwork", skipped)
     pu, small = results.get("purge", skipped), results.get("rss_small", skipped)
     ld = results.get("load", {"jobs_p50_s": "-", "jobs_p99_s": "-", "errors_other_than_429_503": {}})
+    ice = results.get("iceberg", {"jobs_per_s": 0, "ratio_to_without": 0.0})
     hw_ratio = e["jobs_per_s"] / h["jobs_per_s"] if h["jobs_per_s"] else float("inf")
     rss_ratio = e["rss_mb"] / small["rss_mb"] if small["rss_mb"] else float("inf")
     rows = [
@@ -452,6 +481,8 @@ def summary() -> None:
          f"{e['jobs_per_s']:,} jobs/s = {e['jobs_per_s'] / d['rows_per_s']:.2f}x",
          f"DuckDB export {d['rows_per_s']:,} rows/s; DELETE {d['delete_rows_per_s']:,}; "
          f"export+DELETE {d['export_plus_delete_rows_per_s']:,}", ">= 0.5x DuckDB"),
+        ("end to end with the Iceberg table on", f"{ice['jobs_per_s']:,} jobs/s = {ice['ratio_to_without']:.2f}x",
+         f"the same run without it {e['jobs_per_s']:,} jobs/s", "~1.0x"),
         ("against Hammerwork's algorithm", f"{hw_ratio:.1f}x", f"{h['jobs_per_s']:,} jobs/s", ">= 15x"),
         ("cold bytes per job",
          f"{e['cold_bytes_per_job']} B = {e['cold_bytes_per_job'] / d['cold_bytes_per_job']:.2f}x",
@@ -498,6 +529,8 @@ def main() -> None:
     try:
         urls = prepare(base)
         bench_end_to_end(urls, policy_file, base)
+        if "iceberg" not in SKIP:
+            bench_iceberg(urls, policy_file, base)
         bench_staging(urls, policy_file)
         bench_seaweed(urls)
         if "rss" not in SKIP:

@@ -80,6 +80,14 @@ class Settings:
     # Purge and erase expire the table's snapshots older than this (seconds), so purged or erased rows are named
     # by no snapshot once the window passes (time travel within it).
     iceberg_snapshot_retention: float = 7 * 86400.0
+    # Where the table is registered: "sql" (pyiceberg's SQL catalog in tiering's own database, the JDBC catalog's
+    # layout), "glue" (AWS Glue Data Catalog, for Athena) or "rest" (an Iceberg REST catalog at
+    # iceberg_catalog_uri). For glue, iceberg_catalog_uri overrides the Glue endpoint.
+    iceberg_catalog: str = "sql"
+    iceberg_catalog_uri: str | None = None
+    # More pyiceberg catalog properties (settings file only): a REST catalog's "warehouse", "credential" or
+    # "token", Glue's "glue.id", ...
+    iceberg_catalog_properties: dict[str, str] = field(default_factory=dict)
 
     @property
     def resolved_store_url(self) -> str:
@@ -134,7 +142,26 @@ _ENV_NAMES: dict[str, str] = {
     "list_exact_total_up_to": "TIERING_LIST_EXACT_TOTAL_UP_TO",
     "iceberg": "TIERING_ICEBERG",
     "iceberg_snapshot_retention": "TIERING_ICEBERG_SNAPSHOT_RETENTION",
+    "iceberg_catalog": "TIERING_ICEBERG_CATALOG",
+    "iceberg_catalog_uri": "TIERING_ICEBERG_CATALOG_URI",
 }
+
+
+ICEBERG_CATALOGS = ("sql", "glue", "rest")
+# The settings file's "iceberg" block: {"enabled": true, "catalog": "glue", "catalog_uri": ..., ...}
+_ICEBERG_BLOCK = {
+    "catalog": "iceberg_catalog",
+    "catalog_uri": "iceberg_catalog_uri",
+    "catalog_properties": "iceberg_catalog_properties",
+    "snapshot_retention": "iceberg_snapshot_retention",
+}
+
+
+def _iceberg_block(raw: dict[str, Any]) -> dict[str, Any]:
+    unknown = set(raw) - {"enabled", *_ICEBERG_BLOCK}
+    if unknown:
+        raise ConfigError(f"setting 'iceberg': unknown keys {sorted(unknown)}")
+    return {_ICEBERG_BLOCK[k]: _coerce(_ICEBERG_BLOCK[k], v) for k, v in raw.items() if k in _ICEBERG_BLOCK}
 
 
 def _coerce(name: str, raw: Any) -> Any:
@@ -156,9 +183,6 @@ def _coerce(name: str, raw: Any) -> Any:
             if isinstance(raw, bool):
                 return raw
             if name == "iceberg" and isinstance(raw, dict):  # the settings file's {"iceberg": {"enabled": true}}
-                unknown = set(raw) - {"enabled"}
-                if unknown:
-                    raise ValueError(f"unknown keys {sorted(unknown)}")
                 return bool(raw.get("enabled", False))
             return str(raw).strip().lower() in {"1", "true", "yes", "on"}
         if kind.startswith("dict"):
@@ -183,6 +207,8 @@ def load_settings(env: dict[str, str] | None = None, **overrides: Any) -> Settin
             if key not in known:
                 raise ConfigError(f"settings file {settings_file}: unknown setting {key!r}")
             values[key] = _coerce(key, raw)
+            if key == "iceberg" and isinstance(raw, dict):
+                values.update(_iceberg_block(raw))
     for name, env_name in _ENV_NAMES.items():
         if env.get(env_name) not in (None, ""):
             values[name] = _coerce(name, env[env_name])
@@ -193,6 +219,9 @@ def load_settings(env: dict[str, str] | None = None, **overrides: Any) -> Settin
     for name, raw in overrides.items():
         if raw is not None:
             values[name] = _coerce(name, raw)
+    if values.get("iceberg_catalog", "sql") not in ICEBERG_CATALOGS:
+        kinds = ", ".join(ICEBERG_CATALOGS)
+        raise ConfigError(f"setting 'iceberg_catalog': one of {kinds}, not {values['iceberg_catalog']!r}")
     if values.get("sse") not in (None, "AES256", "aws:kms"):
         raise ConfigError(f"setting 'sse': must be AES256 or aws:kms, not {values['sse']!r}")
     return Settings(**values)

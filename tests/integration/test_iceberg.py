@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import signal
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -20,7 +21,7 @@ from tests.integration.test_flush_crash import POLICY_DOC, run_cli
 from tests.integration.test_purge import ARCHIVE_ALL, BASE, DAY, Spec, make_jobs
 from tiering import schema as S
 from tiering.engine import iceberg
-from tiering.engine.analyst import open_duckdb
+from tiering.engine.analyst import athena_ddl, open_duckdb
 from tiering.engine.archive import archive_jobs
 from tiering.engine.erase import erase_jobs
 from tiering.engine.flush import flush_staged
@@ -28,6 +29,7 @@ from tiering.engine.purge import purge_archived_jobs
 from tiering.engine.query import list_archived_jobs
 from tiering.engine.restore import restore_archived_job, restore_archived_jobs
 from tiering.engine.verify import verify_archive
+from tiering.errors import ConfigError
 from tiering.policy import ArchivalConfig
 from tiering.settings import Settings
 from tiering.store.local import LocalStore
@@ -51,9 +53,9 @@ def listed_ids(url: str, *, tier: str | None = "cold") -> set[str]:
     return {j.job_id for j in page.items}
 
 
-def table_ids(url: str, store: Any) -> set[str]:
-    """pyiceberg's scan of the current snapshot."""
-    table = iceberg.open_table(session_for(url, store))
+def table_ids(url: str, store: Any, settings: Settings | None = None) -> set[str]:
+    """pyiceberg's scan of the current snapshot (through the catalog `settings` name; the SQL catalog by default)."""
+    table = iceberg.open_table(session_for(url, store, settings))
     ids = table.scan(selected_fields=("id",)).to_arrow().column("id").to_pylist()
     assert len(ids) == len(set(ids)), "a job is in the table twice"
     return set(ids)
@@ -121,9 +123,9 @@ def rearchive(url: str, ids: list[str], store: Any, settings: Settings) -> None:
 def assert_table_is_the_archive(url: str, store: Any, settings: Settings, expected: set[str]) -> None:
     """pyiceberg's scan, DuckDB's iceberg_scan and `tiering archive list` show exactly the same jobs."""
     assert listed_ids(url) == expected
-    assert table_ids(url, store) == expected
+    assert table_ids(url, store, settings) == expected
     assert duckdb_ids(url, store, settings) == expected
-    assert iceberg.check(session_for(url, store)).in_step
+    assert iceberg.check(session_for(url, store, settings)).in_step
 
 
 def run_the_archive_lifecycle(url: str, store: Any, settings: Settings) -> None:
@@ -138,7 +140,7 @@ def run_the_archive_lifecycle(url: str, store: Any, settings: Settings) -> None:
     assert one.restored and one.source == "cold"
     live.discard(new[0])
     assert_table_is_the_archive(url, store, settings, live)
-    summary = iceberg.open_table(session_for(url, store)).current_snapshot().summary
+    summary = iceberg.open_table(session_for(url, store, settings)).current_snapshot().summary
     assert (summary["total-position-deletes"], summary["total-delete-files"]) == ("1", "1")
 
     bulk = restore_archived_jobs(session_for(url, store, settings), queue="reports")
@@ -163,8 +165,8 @@ def run_the_archive_lifecycle(url: str, store: Any, settings: Settings) -> None:
     assert verify_archive(session_for(url, store, settings)).ok
 
     # erased rows live on only in older snapshots: expiring them leaves the current one, without them
-    assert iceberg.expire_snapshots(session_for(url, store), timedelta(0)) > 0
-    table = iceberg.open_table(session_for(url, store))
+    assert iceberg.expire_snapshots(session_for(url, store, settings), timedelta(0)) > 0
+    table = iceberg.open_table(session_for(url, store, settings))
     assert len(table.snapshots()) == 1
     for snapshot in table.snapshots():
         scanned = table.scan(snapshot_id=snapshot.snapshot_id, selected_fields=("id",)).to_arrow()
@@ -181,6 +183,59 @@ def test_restored_jobs_leave_the_table(db_url: str, local: tuple[LocalStore, Set
 def test_restored_jobs_leave_the_table_on_seaweedfs(db_url: str, s3_settings_factory: Any) -> None:
     target = s3_settings_factory("seaweedfs", iceberg=True)
     run_the_archive_lifecycle(db_url, target.store, target.settings)
+
+
+def test_glue_catalog_on_moto(db_url: str, s3_settings_factory: Any, request: pytest.FixtureRequest) -> None:
+    """TIERING_ICEBERG_CATALOG=glue: the table is registered in (moto's) Glue Data Catalog as Athena reads it, and
+    follows the archive through the same steps; nothing goes to the SQL catalog."""
+    import boto3
+
+    target = s3_settings_factory("moto_server", iceberg=True)
+    settings = target.settings.with_overrides(iceberg_catalog="glue", iceberg_catalog_uri=target.endpoint,
+                                              s3_region="us-east-1")  # fmt: skip
+    glue = boto3.client("glue", endpoint_url=target.endpoint, region_name="us-east-1")
+    request.addfinalizer(lambda: glue.delete_database(Name=iceberg.NAMESPACE))  # moto's Glue outlives the test
+    run_the_archive_lifecycle(db_url, target.store, settings)
+
+    registered = glue.get_table(DatabaseName=iceberg.NAMESPACE, Name=iceberg.TABLE_NAME)["Table"]
+    assert registered["Parameters"]["table_type"].upper() == "ICEBERG"
+    current = iceberg.metadata_location(session_for(db_url, target.store, settings))
+    assert registered["Parameters"]["metadata_location"] == current
+    assert current.startswith(f"s3://{target.bucket}/")
+    with psycopg.connect(db_url) as conn:
+        assert count(conn, "pg_tables", "tablename LIKE 'iceberg%%'") == 0
+    ddl = athena_ddl(session_for(db_url, target.store, settings))  # Athena reads the Glue table as it is
+    assert "table_type ICEBERG" in ddl and 'SELECT count(*) FROM "hammerwork"."archived_jobs";' in ddl
+    assert f"-- current metadata: {current}" in ddl
+    assert "CREATE EXTERNAL TABLE IF NOT EXISTS `archived_jobs_all`" in ddl  # the Hive form stays
+
+
+def test_athena_ddl_prints_the_glue_registration(db_url: str, s3_settings_factory: Any) -> None:
+    """With the SQL catalog, athena-ddl prints the Glue registration of the current snapshot; run against (moto's)
+    Glue, Athena's catalog then holds the table and reads the same jobs."""
+    import boto3
+    from pyiceberg.catalog.glue import GlueCatalog
+
+    target = s3_settings_factory("moto_server", iceberg=True)
+    store, settings = target.store, target.settings
+    ids = make_jobs(db_url, specs(9, ("mail", "reports"), BASE), flush=(store, settings))
+    restore_archived_job(session_for(db_url, store, settings), ids[0])
+    ddl = athena_ddl(session_for(db_url, store, settings))
+    commands = [line.removeprefix("--   ") for line in ddl.splitlines() if line.startswith("--   aws glue ")]
+    assert [c.split(" --")[0] for c in commands] == ["aws glue create-database", "aws glue create-table"]
+    table_input = json.loads(commands[1].split("--table-input ", 1)[1].strip("'"))
+    assert commands[1].split("--database-name ", 1)[1].split()[0] == iceberg.NAMESPACE
+    database = f"athena_{target.bucket}".replace("-", "_")  # moto's Glue is shared by the tests of this process
+    assert table_input["Parameters"]["metadata_location"] == iceberg.metadata_location(session_for(db_url, store))
+
+    glue = boto3.client("glue", endpoint_url=target.endpoint, region_name="us-east-1")
+    assert json.loads(commands[0].split("--database-input ", 1)[1].strip("'")) == {"Name": iceberg.NAMESPACE}
+    glue.create_database(DatabaseInput={"Name": database})
+    glue.create_table(DatabaseName=database, TableInput=table_input)
+    athena_side = GlueCatalog("athena", **{"glue.endpoint": target.endpoint, "glue.region": "us-east-1",
+                                           "s3.endpoint": target.endpoint, "s3.region": "us-east-1"})  # fmt: skip
+    scanned = athena_side.load_table((database, table_input["Name"])).scan(selected_fields=("id",)).to_arrow()
+    assert set(scanned.column("id").to_pylist()) == set(ids[1:]) == listed_ids(db_url)
 
 
 def test_erase_expires_snapshots_past_the_window(db_url: str, local: tuple[LocalStore, Settings]) -> None:
@@ -266,6 +321,29 @@ def test_concurrent_reconcilers_add_each_file_once(db_url: str, local: tuple[Loc
     assert table_ids(db_url, store) == set(ids)
 
 
+def test_first_uses_at_once_create_the_table_once(db_url: str, local: tuple[LocalStore, Settings]) -> None:
+    """Six first uses at the same instant (each opening its own catalog): the catalog's tables, the namespace and
+    the table are created once, under tiering's creation lock; nobody fails and no orphan metadata file is left."""
+    store, settings = local
+    plain = Settings(home=settings.home, store_url=settings.store_url)  # flushed while not enabled
+    ids = make_jobs(db_url, specs(6, ("a", "b"), BASE), flush=(store, plain))
+    start = threading.Barrier(6)
+
+    def first_use(_: int) -> str:
+        start.wait()
+        return str(iceberg.open_table(session_for(db_url, store)).metadata_location)
+
+    with ThreadPoolExecutor(6) as pool:
+        locations = list(pool.map(first_use, range(6)))
+    assert len(set(locations)) == 1
+    with psycopg.connect(db_url) as conn:
+        assert count(conn, "iceberg_tables") == 1
+    metadata_files = list(Path(store.root).rglob("*.metadata.json"))
+    assert [p.as_uri() for p in metadata_files] == locations[:1]
+    assert iceberg.reconcile(session_for(db_url, store)).files_added == 2
+    assert table_ids(db_url, store) == set(ids)
+
+
 def test_nothing_is_created_when_not_enabled(db_url: str, tmp_path: Path) -> None:
     root = tmp_path / "objects"
     root.mkdir()
@@ -291,6 +369,21 @@ def test_settings_enable_it(tmp_path: Path) -> None:
     path = tmp_path / "settings.json"
     path.write_text('{"iceberg": {"enabled": true}}')
     assert load_settings({"TIERING_SETTINGS_FILE": str(path)}).iceberg is True
+    assert load_settings({}).iceberg_catalog == "sql"
+    rest = load_settings({"TIERING_ICEBERG": "1", "TIERING_ICEBERG_CATALOG": "rest",
+                          "TIERING_ICEBERG_CATALOG_URI": "http://127.0.0.1:8181"})  # fmt: skip
+    assert (rest.iceberg_catalog, rest.iceberg_catalog_uri) == ("rest", "http://127.0.0.1:8181")
+    path.write_text(json.dumps({"iceberg": {"enabled": True, "catalog": "glue", "catalog_uri": "http://127.0.0.1:5000",
+                                            "catalog_properties": {"glue.id": "123456789012"},
+                                            "snapshot_retention": 3600}}))  # fmt: skip
+    glue = load_settings({"TIERING_SETTINGS_FILE": str(path)})
+    assert (glue.iceberg, glue.iceberg_catalog, glue.iceberg_catalog_uri) == (True, "glue", "http://127.0.0.1:5000")
+    assert glue.iceberg_catalog_properties == {"glue.id": "123456789012"} and glue.iceberg_snapshot_retention == 3600
+    with pytest.raises(ConfigError, match="iceberg_catalog"):
+        load_settings({"TIERING_ICEBERG_CATALOG": "hive"})
+    path.write_text('{"iceberg": {"enabled": true, "catalogue": "glue"}}')
+    with pytest.raises(ConfigError, match="catalogue"):
+        load_settings({"TIERING_SETTINGS_FILE": str(path)})
 
 
 # --- real processes: SIGKILL between the manifest commit and the Iceberg commit, and the CLI -----------------

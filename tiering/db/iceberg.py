@@ -29,31 +29,61 @@ def sqlalchemy_url(database_url: str) -> str:
     return database_url
 
 
-def open_catalog(database_url: str, warehouse: str, **properties: Any) -> SqlCatalog:
-    """The catalog named `tiering`; its tables are created on first use (CREATE TABLE IF NOT EXISTS)."""
+def open_catalog(database_url: str, warehouse: str, *, create_tables: bool, **properties: Any) -> SqlCatalog:
+    """The SQL catalog named `tiering`. Its two tables are created only when `create_tables` (the caller holds the
+    creation lock: concurrent CREATE TABLE IF NOT EXISTS can collide in PostgreSQL's catalog)."""
     try:
         from pyiceberg.catalog.sql import SqlCatalog
     except ImportError as exc:
         raise ConfigError(f"the Iceberg table needs pyiceberg: pip install 'tiering[iceberg]' ({exc})") from None
     if not database_url.startswith(("postgresql://", "postgres://")):
         raise ConfigError("the Iceberg SQL catalog needs a postgresql:// database URL, not a key=value string")
+    return SqlCatalog(
+        CATALOG_NAME,
+        uri=sqlalchemy_url(database_url),
+        warehouse=warehouse,
+        init_catalog_tables="true" if create_tables else "false",
+        **properties,
+    )
 
-    return SqlCatalog(CATALOG_NAME, uri=sqlalchemy_url(database_url), warehouse=warehouse, **properties)
+
+def catalog_tables_exist(conn: psycopg.Connection) -> bool:
+    """Whether the SQL catalog's tables (the JDBC catalog's layout) are in this database."""
+    row = conn.execute(
+        "SELECT to_regclass('iceberg_tables') IS NOT NULL AND to_regclass('iceberg_namespace_properties') IS NOT NULL"
+    ).fetchone()
+    return bool(row and row[0])
 
 
 PUBLISH_LOCK_KEY = "tiering:iceberg"
+CREATE_LOCK_KEY = "tiering:iceberg:create"
+
+
+@contextmanager
+def _advisory_lock(db: Connections, key: str) -> Iterator[None]:
+    with db.connection(autocommit=True) as conn:
+        conn.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (key,))
+        try:
+            yield
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (key,))
 
 
 @contextmanager
 def publish_lock(db: Connections) -> Iterator[None]:
     """One tiering process at a time reads the table, computes and commits a snapshot: pyiceberg 0.12's SQL catalog
     let concurrent appends from one base snapshot all commit (each file added once per writer)."""
-    with db.connection(autocommit=True) as conn:
-        conn.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (PUBLISH_LOCK_KEY,))
-        try:
-            yield
-        finally:
-            conn.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (PUBLISH_LOCK_KEY,))
+    with _advisory_lock(db, PUBLISH_LOCK_KEY):
+        yield
+
+
+@contextmanager
+def create_lock(db: Connections) -> Iterator[None]:
+    """One tiering process at a time creates the catalog's tables, the namespace and the table, or evolves its
+    schema (whatever the catalog: the lock is in tiering's own database). A separate key from the publish lock:
+    a reconcile holding that one opens the table."""
+    with _advisory_lock(db, CREATE_LOCK_KEY):
+        yield
 
 
 def restored_rows(conn: psycopg.Connection, bucket: str) -> dict[str, list[tuple[int, int]]]:

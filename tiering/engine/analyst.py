@@ -249,8 +249,8 @@ def _iceberg_sql(session: Session, view: str) -> list[str]:
 
     lines = [f"LOAD {sql_literal(str(extension_path(name)))};" for name in ICEBERG_EXTENSIONS]
     lines += [
-        f"-- {view}{ICEBERG_SUFFIX}: the Iceberg table hammerwork.archived_jobs as of now (jobs restored since their",
-        "-- object was written are still in it; open a new session to see later snapshots).",
+        f"-- {view}{ICEBERG_SUFFIX}: the Iceberg table hammerwork.archived_jobs as of now: each archived job once, as",
+        "-- it is now (restored jobs are position deletes); open a new session to see later snapshots.",
         f"CREATE OR REPLACE VIEW {view}{ICEBERG_SUFFIX} AS\n"  # noqa: S608
         f"  SELECT * FROM iceberg_scan({sql_literal(metadata_location(session))});",
     ]
@@ -320,6 +320,7 @@ def athena_ddl(
             f"ALTER TABLE {qualified(raw)} SET TBLPROPERTIES "
             f"('projection.queue.values'={sql_literal(','.join(slugs))});\n"
         )
+    iceberg = _athena_iceberg(session) if session.settings.iceberg else ""
     start = start_date or first or date.today()
     cols = ",\n  ".join(f"`{f.name}` {S.athena_type(f.type)}" for f in S.ARCHIVE_SCHEMA)
     props = {
@@ -361,4 +362,48 @@ def athena_ddl(
         f"SELECT a.* FROM {qualified(raw, dq)} a\n"
         f" WHERE NOT EXISTS (SELECT 1 FROM {qualified(superseded, dq)} s\n"
         '                    WHERE s.location = a."$path" AND s.job_id = a.id);\n'
+        + iceberg
+    )
+
+
+def athena_iceberg_registration(session: Session) -> dict[str, Any]:
+    """The Glue CreateTable input that registers the Iceberg table's CURRENT metadata file (Athena reads Iceberg
+    tables through Glue only). Stale after the next commit: the Glue catalog (TIERING_ICEBERG_CATALOG=glue) is
+    the registration tiering keeps current."""
+    from tiering.engine import iceberg
+
+    return {
+        "Name": iceberg.TABLE_NAME,
+        "TableType": "EXTERNAL_TABLE",
+        "Parameters": {"table_type": "ICEBERG", "metadata_location": iceberg.metadata_location(session)},
+    }
+
+
+def _athena_iceberg(session: Session) -> str:
+    """The Athena form of the Iceberg table (TIERING_ICEBERG=1): already in Glue with the glue catalog, else the
+    Glue registration of its current snapshot."""
+    import json
+
+    from tiering.engine import iceberg
+
+    db, name = iceberg.NAMESPACE, iceberg.TABLE_NAME
+    head = (
+        f"-- Iceberg (TIERING_ICEBERG=1): the table {db}.{name} (format v2) over the same objects, each archived job\n"
+        "-- once as it is now (restored jobs are position deletes; purges and erases are snapshots).\n"
+    )
+    if session.settings.iceberg_catalog == "glue":
+        location = iceberg.metadata_location(session)
+        query = f'SELECT count(*) FROM "{db}"."{name}";'  # noqa: S608 - fixed names, printed as a comment
+        return head + (
+            "-- tiering registers it in the Glue Data Catalog (table_type ICEBERG) and moves it on every commit,\n"
+            f"-- so Athena (engine v3) queries it with no DDL:\n--   {query}\n-- current metadata: {location}\n"
+        )
+    table_input = json.dumps(athena_iceberg_registration(session))
+    kind = session.settings.iceberg_catalog
+    return head + (
+        f"-- Athena reads Iceberg tables through Glue only, and this one lives in the {kind}\n"
+        "-- catalog: set TIERING_ICEBERG_CATALOG=glue to have tiering keep a Glue registration current. A one-off\n"
+        "-- registration of the current snapshot (stale after the next flush, purge, erase or restore):\n"
+        f"--   aws glue create-database --database-input '{{\"Name\": \"{db}\"}}'\n"
+        f"--   aws glue create-table --database-name {db} --table-input '{table_input}'\n"
     )

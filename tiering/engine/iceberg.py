@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -26,6 +27,7 @@ from tiering.errors import ConfigError
 from tiering.store.base import ObjectStore
 
 if TYPE_CHECKING:
+    from pyiceberg.catalog import Catalog
     from pyiceberg.table import Table
 
 log = logging.getLogger(__name__)
@@ -106,26 +108,89 @@ def _io_properties(store: ObjectStore) -> dict[str, str]:
     return props
 
 
-def open_table(session: Session) -> Table:
-    """The table, created (with its namespace and the catalog's tables) on first use."""
-    from pyiceberg.exceptions import NamespaceAlreadyExistsError, NoSuchTableError, TableAlreadyExistsError
+_CATALOGS: dict[tuple[Any, ...], Catalog] = {}
+_CATALOGS_LOCK = threading.Lock()
 
-    from tiering.db.iceberg import open_catalog
 
-    store = session.store
+def catalog(session: Session) -> Catalog:
+    """The configured catalog (settings.iceberg_catalog), opened once per process and configuration."""
+    settings, store = session.settings, session.store
     warehouse = file_uri(store, layout.iceberg_root(store.prefix))
-    catalog = open_catalog(session.database_url, warehouse, **_io_properties(store))
+    properties = {**_io_properties(store), **settings.iceberg_catalog_properties}
+    key = (settings.iceberg_catalog, settings.iceberg_catalog_uri, session.database_url, warehouse,
+           tuple(sorted(properties.items())))  # fmt: skip
+    with _CATALOGS_LOCK:
+        found = _CATALOGS.get(key)
+    if found is not None:
+        return found
+    opened = _open_catalog(session, warehouse, properties)
+    with _CATALOGS_LOCK:
+        return _CATALOGS.setdefault(key, opened)
+
+
+def _open_catalog(session: Session, warehouse: str, properties: dict[str, str]) -> Catalog:
+    from tiering.db import iceberg as idb
+
+    settings = session.settings
+    kind = settings.iceberg_catalog
     try:
-        return _with_registry_columns(catalog.load_table(IDENTIFIER))
-    except NoSuchTableError:
-        pass
+        if kind == "glue":
+            from pyiceberg.catalog.glue import GlueCatalog
+
+            glue = dict(properties)
+            region = properties.get("s3.region") or settings.s3_region
+            if region:
+                glue.setdefault("glue.region", region)
+            if settings.iceberg_catalog_uri:
+                glue["glue.endpoint"] = settings.iceberg_catalog_uri
+            return GlueCatalog(idb.CATALOG_NAME, **glue)
+        if kind == "rest":
+            from pyiceberg.catalog.rest import RestCatalog
+
+            if not settings.iceberg_catalog_uri:
+                raise ConfigError("the REST catalog needs its URL: set TIERING_ICEBERG_CATALOG_URI")
+            rest = {"warehouse": warehouse, **properties}
+            return RestCatalog(idb.CATALOG_NAME, uri=settings.iceberg_catalog_uri, **rest)
+    except ImportError as exc:
+        raise ConfigError(f"the Iceberg {kind} catalog needs pip install 'tiering[iceberg]' ({exc})") from None
+    with session.connection() as conn:
+        present = idb.catalog_tables_exist(conn)
+    if present:
+        return idb.open_catalog(session.database_url, warehouse, create_tables=False, **properties)
+    with idb.create_lock(session):  # concurrent first uses would race on CREATE TABLE
+        return idb.open_catalog(session.database_url, warehouse, create_tables=True, **properties)
+
+
+def open_table(session: Session) -> Table:
+    """The table, created (with its namespace, and the SQL catalog's tables) on first use. Creation and schema
+    evolution run under tiering's creation lock: two processes starting at once create it once."""
+    from pyiceberg.exceptions import NoSuchNamespaceError, NoSuchTableError
+
+    found = catalog(session)
     try:
-        catalog.create_namespace(NAMESPACE)
-    except NamespaceAlreadyExistsError:
-        pass
-    iceberg = iceberg_schema()
-    try:
-        return catalog.create_table(
+        table = found.load_table(IDENTIFIER)
+    except (NoSuchTableError, NoSuchNamespaceError):
+        table = _create_table(session, found)
+    return _with_registry_columns(session, found, table)
+
+
+def _create_table(session: Session, found: Catalog) -> Table:
+    from pyiceberg.exceptions import NamespaceAlreadyExistsError, NoSuchNamespaceError, NoSuchTableError
+
+    from tiering.db.iceberg import create_lock
+
+    warehouse = file_uri(session.store, layout.iceberg_root(session.store.prefix))
+    with create_lock(session):
+        try:
+            return found.load_table(IDENTIFIER)  # created by another process while this one waited
+        except (NoSuchTableError, NoSuchNamespaceError):
+            pass
+        try:
+            found.create_namespace(NAMESPACE)
+        except NamespaceAlreadyExistsError:
+            pass
+        iceberg = iceberg_schema()
+        return found.create_table(
             IDENTIFIER,
             schema=iceberg,
             partition_spec=partition_spec(iceberg),
@@ -140,8 +205,6 @@ def open_table(session: Session) -> Table:
                 **{f"write.metadata.metrics.column.{name}": "none" for name in sorted(schema.NO_STATISTICS_COLUMNS)},
             },
         )
-    except TableAlreadyExistsError:  # another process created it meanwhile
-        return catalog.load_table(IDENTIFIER)
 
 
 def metadata_location(session: Session) -> str:
@@ -149,15 +212,23 @@ def metadata_location(session: Session) -> str:
     return str(open_table(session).metadata_location)
 
 
-def _with_registry_columns(table: Table) -> Table:
+def _missing_columns(table: Table) -> bool:
+    have = {f.name for f in table.schema().fields}
+    return not all(f.name in have for f in iceberg_schema().fields)
+
+
+def _with_registry_columns(session: Session, found: Catalog, table: Table) -> Table:
     """A column that joined the registry (Hammerwork added it) joins the table's schema, with a new field id and a
     name-mapping entry; older files read it as null."""
-    wanted = iceberg_schema()
-    have = {f.name for f in table.schema().fields}
-    if all(f.name in have for f in wanted.fields):
+    from tiering.db.iceberg import create_lock
+
+    if not _missing_columns(table):
         return table
-    with table.update_schema() as update:
-        update.union_by_name(wanted)
+    with create_lock(session):
+        table = found.load_table(IDENTIFIER)  # another process may have evolved it meanwhile
+        if _missing_columns(table):
+            with table.update_schema() as update:
+                update.union_by_name(iceberg_schema())
     return table
 
 
