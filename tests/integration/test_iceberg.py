@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
@@ -210,6 +211,45 @@ def test_glue_catalog_on_moto(db_url: str, s3_settings_factory: Any, request: py
     assert "CREATE EXTERNAL TABLE IF NOT EXISTS `archived_jobs_all`" in ddl  # the Hive form stays
 
 
+def test_rest_catalog(db_url: str, local: tuple[LocalStore, Settings], tmp_path: Path) -> None:
+    """TIERING_ICEBERG_CATALOG=rest: every catalog call goes over the Iceberg REST protocol (to the minimal server
+    of tests/iceberg_rest.py), through the same archive lifecycle; nothing goes to the SQL catalog."""
+    from tests.iceberg_rest import rest_catalog_server
+
+    store, settings = local
+    (tmp_path / "rest").mkdir()
+    with rest_catalog_server(tmp_path / "rest") as server:
+        rest = settings.with_overrides(iceberg_catalog="rest", iceberg_catalog_uri=server.url)
+        run_the_archive_lifecycle(db_url, store, rest)
+        assert server.requests["createTable"] == 1 and server.requests["createNamespace"] == 1  # created once
+        assert server.requests["updateTable"] >= 7  # a commit per step: 2 flushes, 2 restores, re-archive, ...
+        assert server.requests["getConfig"] >= 1 and server.requests["loadTable"] >= 7
+        loaded = server.catalog.load_table(iceberg.IDENTIFIER)  # the server's own view of the table
+        assert loaded.metadata_location == iceberg.metadata_location(session_for(db_url, store, rest))
+    with psycopg.connect(db_url) as conn:
+        assert count(conn, "pg_tables", "tablename LIKE 'iceberg%%'") == 0
+
+
+def test_rest_catalog_errors_are_config_errors(db_url: str, local: tuple[LocalStore, Settings]) -> None:
+    store, settings = local
+    no_url = settings.with_overrides(iceberg_catalog="rest")
+    with pytest.raises(ConfigError, match="TIERING_ICEBERG_CATALOG_URI"):
+        iceberg.open_table(session_for(db_url, store, no_url))
+    plain = Settings(home=settings.home, store_url=settings.store_url)
+    make_jobs(db_url, specs(3, ("mail",), BASE), flush=(store, plain))
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    down = settings.with_overrides(iceberg_catalog="rest", iceberg_catalog_uri=dead)
+    report = verify_archive(session_for(db_url, store, down))  # an unreachable catalog: reported, not a crash
+    assert [p.kind for p in report.problems] == ["iceberg_unreadable"]
+    make_jobs(db_url, specs(2, ("mail",), BASE))  # staged; the flush commits them, the table is only warned about
+    stats = flush_staged(session_for(db_url, store, down), ARCHIVE_ALL, ArchivalConfig())
+    assert stats.jobs_flushed == 2
+    about_the_table = [w for w in stats.warnings if "Iceberg" in w]
+    assert about_the_table and all("Iceberg table not updated" in w for w in about_the_table)
+
+
 def test_athena_ddl_prints_the_glue_registration(db_url: str, s3_settings_factory: Any) -> None:
     """With the SQL catalog, athena-ddl prints the Glue registration of the current snapshot; run against (moto's)
     Glue, Athena's catalog then holds the table and reads the same jobs."""
@@ -266,6 +306,37 @@ def test_a_registry_column_joins_the_table_schema(db_url: str, local: tuple[Loca
         rows = table.scan(selected_fields=("id", "tenant_code")).to_arrow().to_pylist()
     assert {r["id"]: r["tenant_code"] for r in rows} == {**dict.fromkeys(before), **dict.fromkeys(after, "acme")}
     assert iceberg.check(session_for(db_url, store)).in_step
+
+
+def test_a_registry_type_change_is_refused_with_its_reason(
+    db_url: str, local: tuple[LocalStore, Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One Iceberg field holds one type: if the registry changed `id` from text to a 16-byte UUID, objects written
+    before and after could not share the table. The flush still commits; the table step says why it stopped."""
+    from pyiceberg.schema import Schema
+    from pyiceberg.types import IntegerType, LongType, NestedField, StringType, UUIDType
+
+    old = Schema(NestedField(1, "id", StringType()), NestedField(2, "attempts", IntegerType()))
+    assert iceberg.changed_types(old, Schema(NestedField(1, "id", UUIDType()), NestedField(2, "attempts",
+                                                                                           LongType()))) == [
+        "id: string -> uuid"
+    ]  # fmt: skip
+    assert iceberg.changed_types(old, Schema(NestedField(1, "id", StringType()))) == []
+
+    store, settings = local
+    first = make_jobs(db_url, specs(4, ("mail",), BASE - DAY), flush=(store, settings))
+    registry = iceberg.iceberg_schema()
+    as_uuid = Schema(*[NestedField(f.field_id, f.name, UUIDType(), required=False) if f.name == "id" else f
+                       for f in registry.fields])  # fmt: skip
+    monkeypatch.setattr(iceberg, "iceberg_schema", lambda: as_uuid)
+    make_jobs(db_url, specs(3, ("mail",), BASE))
+    stats = flush_staged(session_for(db_url, store, settings), ARCHIVE_ALL, ArchivalConfig())
+    assert stats.jobs_flushed == 3
+    assert any("id: string -> uuid" in w and "one type" in w for w in stats.warnings), stats.warnings
+    monkeypatch.undo()
+    assert table_ids(db_url, store) == set(first)  # untouched, and healed once the registry agrees again
+    iceberg.reconcile(session_for(db_url, store))
+    assert table_ids(db_url, store) == listed_ids(db_url)
 
 
 def test_a_failed_publish_is_healed_by_the_next_step(

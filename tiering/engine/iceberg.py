@@ -212,9 +212,33 @@ def metadata_location(session: Session) -> str:
     return str(open_table(session).metadata_location)
 
 
+# The type changes Iceberg allows in place (the spec's type promotions, the ones an Arrow registry can express).
+_PROMOTIONS = {("int", "long"), ("float", "double")}
+
+
+def changed_types(current: Any, wanted: Any) -> list[str]:
+    """Registry columns whose Iceberg type differs from the table's field of that name in a way Iceberg cannot
+    promote (e.g. string -> uuid): one field id holds one type, so old and new objects cannot share it."""
+    have = {f.name: f for f in current.fields}
+    changed = []
+    for f in wanted.fields:
+        old = have.get(f.name)
+        if old is not None and str(old.field_type) != str(f.field_type):
+            if (str(old.field_type), str(f.field_type)) not in _PROMOTIONS:
+                changed.append(f"{f.name}: {old.field_type} -> {f.field_type}")
+    return changed
+
+
 def _missing_columns(table: Table) -> bool:
+    wanted = iceberg_schema()
+    if changed := changed_types(table.schema(), wanted):
+        raise ConfigError(
+            f"the column registry changed the type of {', '.join(changed)}: an Iceberg field keeps one type, so "
+            "objects written before and after cannot share the table; rewrite the older objects to the new type "
+            "(or drop the table and `tiering archive iceberg publish` once every object has the new type)"
+        )
     have = {f.name for f in table.schema().fields}
-    return not all(f.name in have for f in iceberg_schema().fields)
+    return not all(f.name in have for f in wanted.fields)
 
 
 def _with_registry_columns(session: Session, found: Catalog, table: Table) -> Table:
