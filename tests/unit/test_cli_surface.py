@@ -99,3 +99,27 @@ def test_usage_errors_of_either_click_family_exit_2(monkeypatch: pytest.MonkeyPa
         out = capsys.readouterr()
         assert "no such thing here" in out.err and "unexpected" not in out.err
         assert json.loads(out.out)["error"]["exit_code"] == 2
+
+
+HEAVY_MODULES = ("psycopg", "pyarrow", "prometheus_client", "boto3", "duckdb", "fastapi", "zstandard")
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["--help"], ["--version"], ["archive", "list", "--help"], ["archive", "purge", "--older-than", "365"],
+     ["archive", "list", "--archived-after", "not-a-date"], ["no-such-command"]],
+)  # fmt: skip
+def test_help_version_and_usage_errors_do_not_import_the_heavy_layers(argv: list[str]) -> None:
+    """They start in a fraction of a second: the database, Arrow, S3 and metrics layers load when a command runs
+    (each costs 0.1-1 s of start-up on a busy machine, and many tests spawn the CLI)."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys\nfrom tiering.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit as e:\n"
+        f"    code = e.code\nprint(code, sorted(m for m in {HEAVY_MODULES!r} if m in sys.modules), file=sys.stderr)"
+    )
+    done = subprocess.run([sys.executable, "-c", probe, *argv], capture_output=True, text=True, timeout=120)
+    code, _, loaded = done.stderr.strip().splitlines()[-1].partition(" ")
+    assert loaded == "[]", done.stderr
+    assert code == ("0" if argv[-1] in ("--help", "--version") else "2"), done.stderr

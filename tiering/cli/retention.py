@@ -72,8 +72,6 @@ def purge(
     fmt: FormatOption = Format.table,
 ) -> None:
     """Permanently delete archived jobs (staging and cold objects) archived before a cutoff."""
-    from tiering.engine.purge import preview_purge_operation, purge_archived_jobs
-
     c = context(ctx)
     with run_signals("archive_purge", "purge", metrics_file, c.settings.pushgateway_url) as signals:
         if older_than is None:
@@ -82,7 +80,8 @@ def purge(
                 raise InvalidInputError("no --older-than given and the policy sets no purge_archived_after")
             cutoff = datetime.now(UTC) - policy.purge_archived_after
         else:
-            cutoff = parse_cutoff(older_than)
+            cutoff = parse_cutoff(older_than)  # a bad cutoff is refused before the engine is even imported
+        from tiering.engine.purge import preview_purge_operation, purge_archived_jobs
 
         def show() -> None:
             _show_preview(preview_purge_operation(c, cutoff, queue=queue, status=status).to_dict())
@@ -138,13 +137,12 @@ def erase(
     fmt: FormatOption = Format.table,
 ) -> None:
     """Erase jobs from every tier (hot, staging, cold objects), for a right-to-deletion request."""
-    from tiering.engine.erase import erase_jobs
-
     if bool(job_ids) == (match is not None):
         raise InvalidInputError("give --job-id ID (repeatable) or --match KEY=VALUE, not both")
     key = value = None
     if match is not None:
         key, value = inputs.parse_match(match)
+    from tiering.engine.erase import erase_jobs
 
     c = context(ctx)
     with run_signals("archive_erase", "erase", metrics_file, c.settings.pushgateway_url) as signals:
@@ -191,10 +189,10 @@ def stats(
     fmt: FormatOption = Format.table,
 ) -> None:
     """Archival statistics: jobs, bytes, compression, objects, last runs, estimated storage cost."""
+    seconds = max(0.2, parse_duration(interval, field_name="--interval").total_seconds())
     from tiering.engine.stats import get_archival_stats
 
     c = context(ctx)
-    seconds = max(0.2, parse_duration(interval, field_name="--interval").total_seconds())
     if not watch:
         _render_stats(get_archival_stats(c, queue), fmt, detailed)
         return
@@ -264,10 +262,10 @@ def audit(
     """The audit trail: every archive, flush, restore, purge, erase, policy change and lifecycle apply."""
     from dataclasses import asdict
 
+    start = parse_cutoff(since, name="--since") if since else None
     from tiering.engine.audit import list_audit
 
     c = context(ctx)
-    start = parse_cutoff(since, name="--since") if since else None
     ops = list_audit(c, since=start, operation=operation, limit=limit)
     data = [asdict(o) for o in ops]
     if fmt is not Format.table:
