@@ -12,8 +12,11 @@ it is asked for: the footer, one row group, or the batches a filter keeps.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
+import threading
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -148,11 +151,15 @@ def writer_options(compression_level: int, names: Iterable[str]) -> dict[str, An
     # Timestamps are near-sorted int64 microseconds: delta encoding before zstd makes them ~4x smaller
     # (measured: 98.8 -> 81.7 bytes per job on demo data).
     delta = [c for c in cols if c in S.TIMESTAMP_COLUMNS]
+    delta_length = [c for c in S.DELTA_LENGTH_COLUMNS if c in cols]
     return {
         "compression": "zstd",
         "compression_level": compression_level,
         "use_dictionary": [c for c in S.DICTIONARY_COLUMNS if c in cols and c not in delta],
-        "column_encoding": {c: "DELTA_BINARY_PACKED" for c in delta},
+        "column_encoding": {
+            **{c: "DELTA_BINARY_PACKED" for c in delta},
+            **{c: "DELTA_LENGTH_BYTE_ARRAY" for c in delta_length},
+        },
         "write_statistics": [c for c in cols if c not in S.NO_STATISTICS_COLUMNS],
         "coerce_timestamps": "us",
         "allow_truncated_timestamps": False,
@@ -430,6 +437,138 @@ def write_parts(
 
 
 # --- readers -----------------------------------------------------------------------------------
+
+Segment = tuple[int, bytes]  # (file offset, the bytes read there)
+
+
+def chunk_range(meta: pq.FileMetaData, rg: int, col: int) -> tuple[int, int]:
+    """[start, end) of one column chunk in the file (its dictionary page, if any, comes first)."""
+    c = meta.row_group(rg).column(col)
+    start = c.data_page_offset
+    if c.has_dictionary_page and c.dictionary_page_offset is not None and 0 < c.dictionary_page_offset < start:
+        start = c.dictionary_page_offset
+    return start, start + c.total_compressed_size
+
+
+def row_group_range(meta: pq.FileMetaData, rg: int, columns: Iterable[str] | None = None) -> tuple[int, int]:
+    """[start, end) of the bytes holding row group `rg` (only `columns`' chunks, when given)."""
+    wanted = None if columns is None else set(columns)
+    ranges = [
+        chunk_range(meta, rg, i)
+        for i in range(meta.num_columns)
+        if wanted is None or meta.row_group(rg).column(i).path_in_schema.split(".", 1)[0] in wanted
+    ]
+    return min(r[0] for r in ranges), max(r[1] for r in ranges)
+
+
+def coalesce(ranges: Iterable[tuple[int, int]], *, max_gap: int, max_size: int) -> list[tuple[int, int]]:
+    """Sorted [start, end) ranges merged where the hole between them is at most `max_gap` bytes and the merged
+    range stays within `max_size` (a range bigger than that alone stays whole): fewer, larger range requests."""
+    out: list[list[int]] = []
+    for start, end in sorted(ranges):
+        if out and start - out[-1][1] <= max_gap and max(end, out[-1][1]) - out[-1][0] <= max_size:
+            out[-1][1] = max(out[-1][1], end)
+        else:
+            out.append([start, end])
+    return [(a, b) for a, b in out]
+
+
+class SegmentFile(io.RawIOBase):
+    """A read-only file of `size` bytes of which only `segments` were fetched: what pyarrow reads of a Parquet
+    file when given its footer and asked for chunks inside them. A read elsewhere is a bug, not a fetch."""
+
+    def __init__(self, size: int, segments: Iterable[Segment]) -> None:
+        super().__init__()
+        self._size = size
+        self._segments = sorted(segments, key=lambda s: s[0])
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
+        self._pos = base + offset
+        return self._pos
+
+    def read(self, size: int | None = -1) -> bytes:
+        end = self._size if size is None or size < 0 else min(self._size, self._pos + size)
+        start = self._pos
+        for seg_start, data in self._segments:
+            if seg_start <= start and end <= seg_start + len(data):
+                self._pos = end
+                return data[start - seg_start : end - seg_start]
+        raise OSError(f"bytes {start}..{end} were not fetched")
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(memoryview(buffer)))
+        memoryview(buffer).cast("B")[: len(data)] = data
+        return len(data)
+
+
+_FOOTERS: OrderedDict[tuple[str, int], pq.FileMetaData] = OrderedDict()
+_FOOTERS_LOCK = threading.Lock()
+FOOTER_CACHE_ENTRIES = 256
+
+
+def cached_footer(identity: tuple[str, int], load: Callable[[], pq.FileMetaData]) -> pq.FileMetaData:
+    """The footer of an object, parsed once per process. `identity` is (object address, size): objects are written
+    create-only under names that are never reused, so an address and size name one content for good."""
+    with _FOOTERS_LOCK:
+        meta = _FOOTERS.get(identity)
+        if meta is not None:
+            _FOOTERS.move_to_end(identity)
+            return meta
+    meta = load()
+    with _FOOTERS_LOCK:
+        _FOOTERS[identity] = meta
+        while len(_FOOTERS) > FOOTER_CACHE_ENTRIES:
+            _FOOTERS.popitem(last=False)
+    return meta
+
+
+def present_columns(meta: pq.FileMetaData, columns: Iterable[str]) -> list[str]:
+    """`columns` that the file has (an object written before a column joined the registry lacks it)."""
+    names = set(meta.schema.to_arrow_schema().names)
+    return [c for c in columns if c in names]
+
+
+def rows_from_segment(
+    meta: pq.FileMetaData,
+    size: int,
+    segment: Segment,
+    positions: Iterable[tuple[int, int]],
+    columns: list[str] | None = None,
+) -> pa.Table:
+    """The rows at (row group, row in group) `positions`, decoded from `segment` (bytes holding those row groups'
+    chunks of `columns`, e.g. one row_group_range read) with the footer known: no further read."""
+    wanted: dict[int, set[int]] = {}
+    for rg, row in positions:
+        wanted.setdefault(rg, set()).add(row)
+    pf = pq.ParquetFile(SegmentFile(size, [segment]), metadata=meta)
+    groups = sorted(wanted)
+    table = pf.read_row_groups(groups, columns=columns, use_threads=False)
+    starts: dict[int, int] = {}
+    base = 0
+    for rg in groups:
+        starts[rg] = base
+        base += meta.row_group(rg).num_rows
+    indices = [starts[rg] + r for rg in groups for r in sorted(wanted[rg])]
+    return table.take(pa.array(indices, pa.int64()))
+
+
+def batches_from_segment(
+    meta: pq.FileMetaData, size: int, segment: Segment, row_group: int, columns: list[str], batch_size: int
+) -> Iterator[pa.RecordBatch]:
+    """One row group's `columns` in batches, decoded from a fetched `segment` that holds their chunks."""
+    pf = pq.ParquetFile(SegmentFile(size, [segment]), metadata=meta)
+    yield from pf.iter_batches(batch_size=batch_size, row_groups=[row_group], columns=columns, use_threads=False)
 
 
 def _source(file: ParquetSource) -> Any:

@@ -214,6 +214,7 @@ class Column:
     to_hot: Callable[[dict[str, Any]], dict[str, Any]] | None = dc_field(default=None, compare=False)
     maps_to: tuple[str, ...] = ()  # MAP: the hot columns to_hot returns (default: the same name)
     hot_cast: str | None = None  # a SQL cast for the hot insert's placeholder (jsonb columns)
+    reads: tuple[str, ...] = ()  # MAP: other archive columns to_hot reads besides this one
 
     def hot_sql(self) -> str:
         if self.hot == SAME:
@@ -284,7 +285,7 @@ COLUMNS: tuple[Column, ...] = (
            hot=bare_status_sql("h.status"), read=bare_status_sql("a.status"), restore=R, reset_value="Pending"),
     Column("priority", pa.string(), False, "varchar(20)", "background|low|normal|high|critical.", "state",
            hot=priority_word_sql("h.priority"), read=staged_priority_sql("a.priority"), restore=M,
-           to_hot=_priority_to_hot),
+           to_hot=_priority_to_hot, reads=("priority_weight",)),
     Column("priority_weight", pa.int32(), False, "integer", "1|2|5|10|20.", "state",
            hot=priority_weight_sql("h.priority"), read=staged_weight_sql("a.priority_weight", "a.priority"),
            restore=D),
@@ -358,6 +359,10 @@ COLUMNS: tuple[Column, ...] = (
 _DICTIONARY = ("queue_name", "status", "priority", "priority_weight", "max_attempts", "cron_schedule", "timezone",
                "dependency_status", "archival_reason", "archived_by", "original_table", "encryption_key_id",
                "encryption_algorithm", "retention_policy")  # fmt: skip
+# Opaque identifiers and hashes (random hex/UUID text): DELTA_LENGTH_BYTE_ARRAY stores their lengths apart from
+# their characters, so zstd sees one stream of hex digits (measured on Hammerwork-shaped jobs: 93.3 -> 90.1 bytes
+# per job, and no slower to write). Free-text and JSON columns compress better PLAIN.
+_DELTA_LENGTH = ("id", "batch_id", "trace_id", "parent_span_id", "span_context", "payload_hash")
 # Large or opaque columns whose min/max statistics would only bloat footers.
 _NO_STATISTICS = frozenset({"payload", "error_message", "result", "retry_strategy", "result_config", "span_context",
                             "encrypted_payload", "encryption_nonce", "encryption_tag", "encryption_metadata",
@@ -370,6 +375,8 @@ UUID_LIST_COLUMNS: frozenset[str] = frozenset()
 JSON_COLUMNS: frozenset[str] = frozenset()
 TIMESTAMP_COLUMNS: frozenset[str] = frozenset()
 DICTIONARY_COLUMNS: tuple[str, ...] = ()
+DELTA_LENGTH_COLUMNS: tuple[str, ...] = ()
+RESTORE_COLUMNS: tuple[str, ...] = ()  # what a restore reads of an archived row (kept and mapped columns)
 NO_STATISTICS_COLUMNS: frozenset[str] = frozenset()
 ARCHIVE_SCHEMA: pa.Schema = pa.schema([])
 REGISTRY_VERSION = 0
@@ -377,7 +384,8 @@ REGISTRY_VERSION = 0
 
 def _derive() -> None:
     global STAGING_SELECT_COLUMNS, UUID_COLUMNS, UUID_LIST_COLUMNS, JSON_COLUMNS, TIMESTAMP_COLUMNS
-    global DICTIONARY_COLUMNS, NO_STATISTICS_COLUMNS, ARCHIVE_SCHEMA, REGISTRY_VERSION
+    global DICTIONARY_COLUMNS, DELTA_LENGTH_COLUMNS, NO_STATISTICS_COLUMNS, ARCHIVE_SCHEMA, REGISTRY_VERSION
+    global RESTORE_COLUMNS
     names = [c.name for c in COLUMNS]
     if len(set(names)) != len(names):
         raise ValueError("column names must be unique")
@@ -387,6 +395,9 @@ def _derive() -> None:
     JSON_COLUMNS = frozenset(c.name for c in COLUMNS if "json" in c.pg_type.lower() and c.name != "payload")
     TIMESTAMP_COLUMNS = frozenset(c.name for c in COLUMNS if c.type == TS)
     DICTIONARY_COLUMNS = tuple(n for n in _DICTIONARY if n in names)
+    DELTA_LENGTH_COLUMNS = tuple(n for n in _DELTA_LENGTH if n in names)
+    read = {r for c in COLUMNS if c.restore in (Restore.KEEP, Restore.MAP) for r in (c.name, *c.reads)}
+    RESTORE_COLUMNS = tuple(n for n in names if n in read)
     NO_STATISTICS_COLUMNS = frozenset(n for n in _NO_STATISTICS if n in names)
     ARCHIVE_SCHEMA = pa.schema([pa.field(c.name, c.type, nullable=c.nullable) for c in COLUMNS])
     REGISTRY_VERSION += 1
@@ -569,6 +580,11 @@ def schema_json() -> dict[str, Any]:
             "compression": "zstd",
             "timestamps": "INT64 microseconds, adjusted to UTC",
             "row_group_rows": "100000..1000000",
+            "encodings": {
+                "DELTA_BINARY_PACKED": sorted(TIMESTAMP_COLUMNS),
+                "DELTA_LENGTH_BYTE_ARRAY": list(DELTA_LENGTH_COLUMNS),
+                "dictionary": list(DICTIONARY_COLUMNS),
+            },
         },
         "metadata_keys": {
             META_SCHEMA_VERSION: "archive schema version (this file's schema_version)",

@@ -4,6 +4,7 @@ import hashlib
 import io
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.dataset as ds
@@ -252,3 +253,80 @@ def test_verify_part(part_file: parquet.WrittenPart, tmp_path: Path) -> None:
     pq.write_table(pa.table({"x": [1]}), plain)
     problems = parquet.verify_part(plain, 1)
     assert any("tiering.flush_id" in p for p in problems)
+
+
+def test_encodings_follow_the_registry(tmp_path: Path) -> None:
+    """Opaque ids and hashes are written DELTA_LENGTH_BYTE_ARRAY, timestamps DELTA_BINARY_PACKED, low-cardinality
+    columns with a dictionary; a part written before (PLAIN ids) and one written now read back the same rows."""
+    batch = _archive(40)
+    (part,) = parquet.write_parts([batch], tmp_path / "new", flush_id=FLUSH, part_name_fn=_name)
+    footer = parquet.read_footer(part.path)
+    encodings = {footer.row_group(0).column(i).path_in_schema: footer.row_group(0).column(i).encodings
+                 for i in range(footer.num_columns)}  # fmt: skip
+    assert S.DELTA_LENGTH_COLUMNS and set(S.DELTA_LENGTH_COLUMNS) <= set(S.ARCHIVE_SCHEMA.names)
+    for name in S.DELTA_LENGTH_COLUMNS:
+        assert "DELTA_LENGTH_BYTE_ARRAY" in encodings[name], (name, encodings[name])
+    assert "DELTA_BINARY_PACKED" in encodings["created_at"]
+    assert any("DICTIONARY" in e for e in encodings["status"])
+    assert not any("DELTA" in e for e in encodings["payload"])
+    old = tmp_path / "old.parquet"
+    pq.write_table(pa.Table.from_batches([batch]), old, compression="zstd")  # what earlier versions wrote for ids
+    assert "PLAIN" in parquet.read_footer(old).row_group(0).column(0).encodings
+    assert pq.read_table(part.path).to_pylist() == pq.read_table(old).to_pylist() == batch.to_pylist()
+    rows = parquet.read_rows_at(part.path, [(0, 3), (0, 17)])
+    assert rows["id"].to_pylist() == [batch["id"][3].as_py(), batch["id"][17].as_py()]
+
+
+def test_coalesce_merges_near_ranges_within_a_size_cap() -> None:
+    assert parquet.coalesce([], max_gap=10, max_size=100) == []
+    assert parquet.coalesce([(50, 60), (0, 10), (15, 20)], max_gap=5, max_size=100) == [(0, 20), (50, 60)]
+    assert parquet.coalesce([(0, 10), (10, 20), (20, 30)], max_gap=0, max_size=25) == [(0, 20), (20, 30)]
+    assert parquet.coalesce([(0, 500), (501, 502)], max_gap=10, max_size=100) == [(0, 500), (501, 502)]
+    assert parquet.coalesce([(0, 10), (5, 8)], max_gap=0, max_size=100) == [(0, 10)]  # contained
+
+
+def test_segment_reads_decode_only_what_was_fetched(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A row group's byte range (all columns, or some) is enough to decode its rows with the footer known; the
+    ranges are what a footer says, and a read outside the fetched bytes fails instead of fetching."""
+    monkeypatch.setattr(parquet, "MIN_ROW_GROUP_ROWS", 10)
+    batches = [_archive(30, seed=s) for s in range(3)]
+    (part,) = parquet.write_parts(batches, tmp_path, flush_id=FLUSH, part_name_fn=_name, row_group_rows=25)
+    data, meta = part.path.read_bytes(), parquet.read_footer(part.path)
+    table = pa.Table.from_batches(batches)
+    assert meta.num_row_groups == 4
+    for rg in range(meta.num_row_groups):
+        start, end = parquet.row_group_range(meta, rg)
+        assert (start, end) == (
+            min(parquet.chunk_range(meta, rg, i)[0] for i in range(meta.num_columns)),
+            max(parquet.chunk_range(meta, rg, i)[1] for i in range(meta.num_columns)),
+        )
+        got = parquet.rows_from_segment(meta, len(data), (start, data[start:end]), [(rg, 3), (rg, 0)])
+        assert got.to_pylist() == [table.slice(25 * rg, 1).to_pylist()[0], table.slice(25 * rg + 3, 1).to_pylist()[0]]
+        a, b = parquet.row_group_range(meta, rg, ["id", "payload"])
+        assert start <= a < b <= end and b - a < end - start
+        few = parquet.rows_from_segment(meta, len(data), (a, data[a:b]), [(rg, 1)], ["id", "payload"])
+        assert few.to_pylist() == table.slice(25 * rg + 1, 1).select(["id", "payload"]).to_pylist()
+        batches_back = parquet.batches_from_segment(meta, len(data), (a, data[a:b]), rg, ["payload"], 7)
+        payloads = [p for bt in batches_back for p in bt.column(0).to_pylist()]
+        assert payloads == table.slice(25 * rg, meta.row_group(rg).num_rows)["payload"].to_pylist()
+    start, end = parquet.row_group_range(meta, 1)
+    with pytest.raises(OSError):
+        parquet.rows_from_segment(meta, len(data), (start, data[start:end]), [(0, 0)])
+    assert parquet.present_columns(meta, ["id", "no_such_column", "payload"]) == ["id", "payload"]
+
+
+def test_footer_cache_loads_each_object_once() -> None:
+    loads: list[str] = []
+
+    def loader(name: str) -> Any:
+        def load() -> Any:
+            loads.append(name)
+            return name
+
+        return load
+
+    key = (f"memory://cache-test/{uuid.uuid4()}", 10)
+    assert parquet.cached_footer(key, loader("a")) == "a"
+    assert parquet.cached_footer(key, loader("b")) == "a"
+    assert parquet.cached_footer((key[0], 11), loader("c")) == "c"  # another size: another object
+    assert loads == ["a", "c"]

@@ -295,3 +295,17 @@ def test_archive_rows_to_dicts_round_trip() -> None:
     assert isinstance(dicts[0]["id"], uuid.UUID)
     assert dicts[0]["created_at"].tzinfo == UTC
     assert S.row_to_staging_dict(out, 3) == dicts[3]
+
+
+def test_restore_reads_only_the_columns_it_writes_back() -> None:
+    """A cold restore decodes S.RESTORE_COLUMNS only: the hot values it computes from them equal those computed
+    from the whole archived row, and the reset and dropped columns are not among them."""
+    batch = S.to_archive_batch(adbc_batch(staging_rows(12, seed=3, codec="mixed")))
+    full = S.archive_rows_to_dicts(batch)
+    partial = S.archive_rows_to_dicts(batch.select(list(S.RESTORE_COLUMNS)))
+    for whole, some in zip(full, partial, strict=True):
+        assert S.restore_values(some, "{}") == S.restore_values(whole, "{}")
+    assert {"id", "payload", "priority", "priority_weight", "created_at"} <= set(S.RESTORE_COLUMNS)
+    skipped = set(S.ARCHIVE_SCHEMA.names) - set(S.RESTORE_COLUMNS)
+    assert {"status", "archived_at", "error_message", "result", "archival_reason"} <= skipped
+    assert all(S.column(n).restore in (S.Restore.RESET, S.Restore.DROP) for n in skipped)

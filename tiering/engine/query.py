@@ -18,7 +18,7 @@ import re
 import time as _time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
@@ -49,6 +49,10 @@ SEARCH_THREADS = 8
 # (a count that stops at up_to + 1 rows still reads them: 4 ms for 10,000 index rows, most of a page's cost).
 ESTIMATE_ONLY_FACTOR = 10
 RESTORE_TAIL_BYTES = 64 * 1024  # what pyarrow reads first of a footer; one more request only past that
+# Range requests: neighbours closer than COALESCE_GAP are read in one request (a request costs more than that many
+# bytes), up to COALESCE_MAX bytes per request (bounded memory per reading thread).
+COALESCE_GAP = 1024 * 1024
+COALESCE_MAX = 16 * 1024 * 1024
 
 # Input parsing lives in tiering.inputs (shared by the CLI and the API); re-exported here for callers.
 
@@ -389,6 +393,17 @@ def _set_payload(item: ArchivedJob, data: Any, *, stored: bool = False) -> None:
         item.warning = f"payload unreadable: {exc.reason}"
 
 
+def object_footer(store: ObjectStore, key: str, size: int) -> Any:
+    """An object's footer: parsed once per process (objects never change under a name), else a 64 KB tail read
+    (a second request only for a bigger footer)."""
+
+    def load() -> Any:
+        with store.open_input(key, size=size, tail_prefetch=RESTORE_TAIL_BYTES, readahead=RESTORE_TAIL_BYTES) as fh:
+            return pqio.read_footer(fh)
+
+    return pqio.cached_footer((store.uri(key), size), load)
+
+
 def read_cold_rows(
     store: ObjectStore,
     key: str,
@@ -397,13 +412,21 @@ def read_cold_rows(
     *,
     columns: list[str] | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Rows (row_group, row_in_group) of one object, by job id, reading the footer and only those row groups
-    (`pre_buffer` coalesces each row group's column chunks into one range request)."""
-    # Footer first (a small tail read; a second one only for a big footer), then the row groups: flushes cap
-    # row groups at ~640 KB compressed, so restoring one job stays within 3 requests and about 1 MB.
-    with store.open_input(key, size=size, tail_prefetch=RESTORE_TAIL_BYTES, readahead=RESTORE_TAIL_BYTES) as fh:
-        picked = pqio.read_rows_at(fh, wants, columns=columns)
-    return {str(row["id"]): row for row in picked.to_pylist()}
+    """Rows (row_group, row_in_group) of one object, by job id: the footer (see object_footer), then one range
+    request per run of neighbouring row groups holding them (just `columns`' chunks when given: the rest is
+    neither read nor decoded). Flushes cap row groups at ~640 KB compressed, so restoring one job costs at most
+    3 requests and about 1 MB, and 1 request once the footer is known."""
+    wants = list(wants)
+    meta = object_footer(store, key, size)
+    cols = None if columns is None else pqio.present_columns(meta, columns)
+    ranges = {rg: pqio.row_group_range(meta, rg, cols) for rg in {rg for rg, _ in wants}}
+    out: dict[str, dict[str, Any]] = {}
+    for start, end in pqio.coalesce(ranges.values(), max_gap=COALESCE_GAP, max_size=COALESCE_MAX):
+        data = store.get_bytes(key, (start, end))
+        here = [(rg, row) for rg, row in wants if start <= ranges[rg][0] and ranges[rg][1] <= end]
+        picked = pqio.rows_from_segment(meta, size, (start, data), here, cols)
+        out.update((str(row["id"]), row) for row in picked.to_pylist())
+    return out
 
 
 # --- get one --------------------------------------------------------------------------------------------
@@ -694,47 +717,89 @@ def _check_deadline(deadline: float | None) -> None:
         raise OperationTimeout("search stopped at its deadline")
 
 
-def _footer(store: ObjectStore, m: mdb.ManifestRow) -> Any:
-    """An object's footer, read once (a 64 KB tail; a second request only for a bigger footer)."""
-    with store.open_input(m.key, size=m.bytes, tail_prefetch=RESTORE_TAIL_BYTES, readahead=RESTORE_TAIL_BYTES) as fh:
-        return pqio.read_footer(fh)
-
-
-def _scan_row_group(
-    store: ObjectStore,
-    m: mdb.ManifestRow,
+def _scan_payloads(
     meta: Any,
+    size: int,
+    segment: pqio.Segment,
     rg: int,
     path: Sequence[str],
     matcher: ValueMatcher,
     deadline: float | None = None,
 ) -> tuple[list[tuple[int, int, Any]], int, int, int]:
     """(matches (row group, row in group, payload), rows scanned, rows after prefilter, unreadable payloads) of
-    one row group.
-
-    Only the payload column is read (one range request: the footer is known already), in small batches; a
-    prefilter in Arrow's C++ leaves few rows for the exact JSON check, and matched rows are mapped to jobs
-    through the job index afterwards. Row groups are scanned in parallel (each opens the object on its own:
-    readers are not shared between threads)."""
+    one row group, decoded from a fetched `segment` holding its payload chunk, in small batches: a prefilter in
+    Arrow's C++ leaves few rows for the exact JSON check, and matched rows are mapped to jobs through the job
+    index afterwards."""
     found: list[tuple[int, int, Any]] = []
     scanned = kept = offset = bad = 0
     pattern = matcher.key_pattern(path)
-    with store.open_input(m.key, size=m.bytes, tail_prefetch=0, readahead=0) as fh:
-        for batch in pqio.iter_batches(fh, rg, columns=["payload"], batch_size=SCAN_BATCH_ROWS, metadata=meta):
-            _check_deadline(deadline)
-            payload = batch.column(0)
-            rows = _candidate_rows(payload, matcher, pattern)
-            scanned += len(payload)
-            kept += len(rows)
-            if len(rows):
-                for row, text in zip(rows.to_pylist(), payload.take(rows).to_pylist(), strict=True):
-                    doc = _payload_match(text, path, matcher)
-                    if doc is UNREADABLE:
-                        bad += 1
-                    elif doc is not None:
-                        found.append((rg, offset + row, doc))
-            offset += len(payload)
+    for batch in pqio.batches_from_segment(meta, size, segment, rg, ["payload"], SCAN_BATCH_ROWS):
+        _check_deadline(deadline)
+        payload = batch.column(0)
+        rows = _candidate_rows(payload, matcher, pattern)
+        scanned += len(payload)
+        kept += len(rows)
+        if len(rows):
+            for row, text in zip(rows.to_pylist(), payload.take(rows).to_pylist(), strict=True):
+                doc = _payload_match(text, path, matcher)
+                if doc is UNREADABLE:
+                    bad += 1
+                elif doc is not None:
+                    found.append((rg, offset + row, doc))
+        offset += len(payload)
     return found, scanned, kept, bad
+
+
+def _payload_reads(m: mdb.ManifestRow, meta: Any) -> list[tuple[tuple[int, int], list[int]]]:
+    """The range requests that fetch every payload chunk of an object (neighbours coalesced), each with the row
+    groups whose chunk it holds."""
+    ranges = {rg: pqio.row_group_range(meta, rg, ["payload"]) for rg in range(meta.num_row_groups)}
+    return [
+        (seg, [rg for rg, (a, b) in ranges.items() if seg[0] <= a and b <= seg[1]])
+        for seg in pqio.coalesce(ranges.values(), max_gap=COALESCE_GAP, max_size=COALESCE_MAX)
+    ]
+
+
+def _scan_objects(
+    store: ObjectStore,
+    readable: list[mdb.ManifestRow],
+    path: Sequence[str],
+    matcher: ValueMatcher,
+    threads: int,
+    deadline: float | None,
+    result: SearchResult,
+) -> list[tuple[tuple[int, int, int], Any]]:
+    """Payload matches ((object id, row group, row in group), doc) of the readable objects: footers (cached per
+    process) and coalesced payload reads fetched in parallel; each fetched segment's row groups are decoded and
+    matched on a second pool as soon as it arrives (decoding and regex matching release the GIL)."""
+    cold: list[tuple[tuple[int, int, int], Any]] = []
+    with ThreadPoolExecutor(max(1, min(threads, len(readable)))) as pool:
+        metas = list(pool.map(lambda m: object_footer(store, m.key, m.bytes), readable))
+    reads = [
+        (m, meta, seg, rgs) for m, meta in zip(readable, metas, strict=True) for seg, rgs in _payload_reads(m, meta)
+    ]
+    result.objects_scanned = len(readable)
+    result.bytes_read = sum(b - a for _, _, (a, b), _ in reads)
+    if not reads:
+        return cold
+    with (
+        ThreadPoolExecutor(max(1, min(threads, len(reads)))) as fetch_pool,
+        ThreadPoolExecutor(max(1, min(threads, sum(len(r[3]) for r in reads)))) as scan_pool,
+    ):
+        fetched = [(m, meta, rgs, fetch_pool.submit(store.get_bytes, m.key, seg)) for m, meta, seg, rgs in reads]
+        scans: list[tuple[mdb.ManifestRow, Future[tuple[list[tuple[int, int, Any]], int, int, int]]]] = []
+        for (m, meta, rgs, data), (_, _, (start, _end), _) in zip(fetched, reads, strict=True):
+            segment = (start, data.result())
+            scans.extend(
+                (m, scan_pool.submit(_scan_payloads, meta, m.bytes, segment, rg, path, matcher, deadline)) for rg in rgs
+            )
+        for m, future in scans:
+            found, scanned, kept, bad = future.result()
+            result.unreadable_payloads += bad
+            result.rows_scanned += scanned
+            result.rows_prefiltered += kept
+            cold.extend(((m.id, rg, row), doc) for rg, row, doc in found)
+    return cold
 
 
 def search_archived_jobs(
@@ -801,22 +866,7 @@ def search_archived_jobs(
         else:
             readable.append(m)
     if readable:
-        cold: list[tuple[tuple[int, int, int], Any]] = []
-        with ThreadPoolExecutor(max(1, min(threads, len(readable)))) as pool:
-            footers = dict(zip((m.id for m in readable), pool.map(lambda m: _footer(store, m), readable), strict=True))
-        tasks = [(m, rg) for m in readable for rg in range(footers[m.id].num_row_groups)]
-        result.objects_scanned = len(readable)
-        result.bytes_read = sum(m.bytes for m in readable)
-        with ThreadPoolExecutor(max(1, min(threads, len(tasks)))) as pool:
-            scans = pool.map(
-                lambda task: _scan_row_group(store, task[0], footers[task[0].id], task[1], path, matcher, deadline),
-                tasks,
-            )
-            for (m, _), (found, scanned, kept, bad) in zip(tasks, scans, strict=True):
-                result.unreadable_payloads += bad
-                result.rows_scanned += scanned
-                result.rows_prefiltered += kept
-                cold.extend(((m.id, rg, row), doc) for rg, row, doc in found)
+        cold = _scan_objects(store, readable, path, matcher, threads, deadline, result)
         if cold:
             with session.connection() as conn:
                 live = qdb.live_index_rows_at(conn, [position for position, _ in cold])

@@ -113,7 +113,7 @@ def _staged_to_hot(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def _cold_to_hot(row: dict[str, Any]) -> dict[str, Any]:
-    """An archive (Parquet) row, as pyarrow's to_pylist gives it, -> hot values."""
+    """An archive (Parquet) row, as pyarrow's to_pylist gives it (S.RESTORE_COLUMNS at least), -> hot values."""
     text = _payload_text(row["id"], row["payload"], stored=False)
     record = S.archive_rows_to_dicts(pa.Table.from_pylist([row], schema=S.ARCHIVE_SCHEMA))[0]
     return hot_values(record, text)
@@ -269,7 +269,11 @@ def _restore_one(
     _ensure_readable(conn, store, settings, loc["object_id"], loc["object_key"], loc["storage_class"], [str(jid)])
     try:
         rows_by_id = read_cold_rows(
-            store, loc["object_key"], loc["object_bytes"], [(loc["row_group"], loc["row_in_group"])]
+            store,
+            loc["object_key"],
+            loc["object_bytes"],
+            [(loc["row_group"], loc["row_in_group"])],
+            columns=list(S.RESTORE_COLUMNS),
         )
     except ObjectArchivedError as exc:  # archived between the HEAD and the GET (or a store without HEAD info)
         raise RestoreInProgressError(
@@ -494,7 +498,8 @@ def _bulk_cold(
         m = manifests[object_id]
         try:
             _ensure_readable(conn, store, settings, object_id, m.key, m.storage_class, [j.job_id for j in group])
-            rows = read_cold_rows(store, m.key, m.bytes, [(j.row_group or 0, j.row_in_group or 0) for j in group])
+            wants = [(j.row_group or 0, j.row_in_group or 0) for j in group]
+            rows = read_cold_rows(store, m.key, m.bytes, wants, columns=list(S.RESTORE_COLUMNS))
         except (RestoreInProgressError, ObjectArchivedError) as exc:
             tier = settings.glacier_restore_tier
             result.pending.append({
