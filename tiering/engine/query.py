@@ -802,62 +802,48 @@ def _scan_objects(
     return cold
 
 
-def search_archived_jobs(
-    session: Session,
-    key: str,
-    value: str | int | float | bool | None,
-    queue: str | None = None,
-    limit: int | None = None,
-    archived_after: Any = None,
-    archived_before: Any = None,
-    *,
-    status: str | Sequence[str] | None = None,
-    threads: int = SEARCH_THREADS,
-    include_staging: bool = True,
-    deadline: float | None = None,
-) -> SearchResult:
-    """Archived jobs whose payload holds `value` at `key` (dotted path), newest archived first. `deadline` (a
-    time.monotonic() instant): stop with OperationTimeout once it passes (checked between batches)."""
-    path = parse_key_path(key)
-    matcher = ValueMatcher(value)
-    filters = make_filters(queue=queue, status=status, archived_after=archived_after, archived_before=archived_before)
-    _check_page(limit, 0)
-    result = SearchResult([], key, matcher.text)
+def _search_staging(
+    session: Session, filters: qdb.Filters, path: Sequence[str], matcher: ValueMatcher, deadline: float | None
+) -> tuple[list[ArchivedJob], int, int]:
+    """The staging part of a search: (matches, rows checked, unreadable payloads), streamed with a server-side
+    cursor (a substring prefilter in SQL when there is one needle) and checked in Python."""
     items: list[ArchivedJob] = []
+    checked = bad = 0
     needle_bytes = matcher.needles[0].encode("utf-8") if matcher.needles and len(matcher.needles) == 1 else None
+    with session.connection() as conn, conn.transaction():
+        for jid, qname, st, created, archived, payload, size in qdb.staging_payload_stream(conn, filters, needle_bytes):
+            checked += 1
+            if checked % 1000 == 0:
+                _check_deadline(deadline)
+            try:
+                raw = codec.decode_checked(bytes(payload))
+            except codec.UnreadablePayload:
+                bad += 1
+                continue
+            if matcher.needles and not any(n.encode("utf-8") in raw for n in matcher.needles):
+                continue
+            doc = _payload_match(raw, path, matcher)
+            if doc is UNREADABLE:
+                bad += 1
+            elif doc is not None:
+                items.append(ArchivedJob(str(jid), qname, st, created, archived, "staging", size, payload=doc,
+                                         has_payload=True))  # fmt: skip
+    return items, checked, bad
+
+
+def _search_cold(
+    session: Session,
+    objects: list[mdb.ManifestRow],
+    filters: qdb.Filters,
+    path: Sequence[str],
+    matcher: ValueMatcher,
+    threads: int,
+    deadline: float | None,
+    result: SearchResult,
+) -> list[ArchivedJob]:
+    """The cold part of a search: matches in the readable objects, mapped to live jobs through the job index."""
+    items: list[ArchivedJob] = []
     store = session.store
-    with session.connection() as conn:
-        objects = mdb.committed_objects(
-            conn,
-            queue=filters.queue,
-            archived_after=filters.archived_after,
-            archived_before=filters.archived_before,
-            statuses=list(filters.statuses) if filters.statuses else None,
-        )
-    if include_staging:
-        with session.connection() as conn, conn.transaction():
-            for jid, qname, st, created, archived, payload, size in qdb.staging_payload_stream(
-                conn, filters, needle_bytes
-            ):
-                result.staging_rows_checked += 1
-                if result.staging_rows_checked % 1000 == 0:
-                    _check_deadline(deadline)
-                try:
-                    raw = codec.decode_checked(bytes(payload))
-                except codec.UnreadablePayload:
-                    result.unreadable_payloads += 1
-                    continue
-                if matcher.needles and not any(n.encode("utf-8") in raw for n in matcher.needles):
-                    continue
-                doc = _payload_match(raw, path, matcher)
-                if doc is UNREADABLE:
-                    result.unreadable_payloads += 1
-                elif doc is not None:
-                    items.append(
-                        ArchivedJob(
-                            str(jid), qname, st, created, archived, "staging", size, payload=doc, has_payload=True
-                        )
-                    )
     result.objects_total = len(objects)
     readable: list[mdb.ManifestRow] = []
     for m in objects:
@@ -880,6 +866,48 @@ def search_archived_jobs(
                 item.payload = doc
                 item.has_payload = True
                 items.append(item)
+    return items
+
+
+def search_archived_jobs(
+    session: Session,
+    key: str,
+    value: str | int | float | bool | None,
+    queue: str | None = None,
+    limit: int | None = None,
+    archived_after: Any = None,
+    archived_before: Any = None,
+    *,
+    status: str | Sequence[str] | None = None,
+    threads: int = SEARCH_THREADS,
+    include_staging: bool = True,
+    deadline: float | None = None,
+) -> SearchResult:
+    """Archived jobs whose payload holds `value` at `key` (dotted path), newest archived first. `deadline` (a
+    time.monotonic() instant): stop with OperationTimeout once it passes (checked between batches)."""
+    path = parse_key_path(key)
+    matcher = ValueMatcher(value)
+    filters = make_filters(queue=queue, status=status, archived_after=archived_after, archived_before=archived_before)
+    _check_page(limit, 0)
+    result = SearchResult([], key, matcher.text)
+    items: list[ArchivedJob] = []
+    with session.connection() as conn:
+        objects = mdb.committed_objects(
+            conn,
+            queue=filters.queue,
+            archived_after=filters.archived_after,
+            archived_before=filters.archived_before,
+            statuses=list(filters.statuses) if filters.statuses else None,
+        )
+    with ThreadPoolExecutor(1, thread_name_prefix="tiering-search-staging") as side:
+        # Staging rows (PostgreSQL) are searched while the objects are read: neither waits for the other.
+        staged = side.submit(_search_staging, session, filters, path, matcher, deadline) if include_staging else None
+        items.extend(_search_cold(session, objects, filters, path, matcher, threads, deadline, result))
+        if staged is not None:
+            found, checked, bad = staged.result()
+            items.extend(found)
+            result.staging_rows_checked += checked
+            result.unreadable_payloads += bad
     items.sort(key=lambda i: (-i.archived_at.timestamp(), i.job_id))
     if limit is not None and len(items) > limit:
         result.truncated = True
