@@ -99,11 +99,20 @@ class ScanPool:
 _worker: dict[str, Any] = {}
 
 
+# Scan workers run at this lower CPU priority (nice): a scan is a batch job that may take every core for seconds,
+# and the listing and single-job routes, each a few milliseconds of CPU, should not queue behind it for a core.
+SCAN_NICENESS = 10
+
+
 def init_worker(settings: Settings) -> None:
-    """Each scan process opens its own context (database URL, store) once, and ends when the server that started
-    it is gone (a killed server leaves no worker behind)."""
+    """Each scan process opens its own context (database URL, store) once, runs at SCAN_NICENESS, and ends when
+    the server that started it is gone (a killed server leaves no worker behind)."""
     from tiering.context import Session
 
+    try:
+        os.nice(SCAN_NICENESS)
+    except OSError:  # not permitted here: the scans run at the server's priority
+        pass
     _worker["session"] = Session(settings)
     parent = os.getppid()
 
