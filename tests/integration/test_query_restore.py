@@ -117,9 +117,15 @@ def test_list_total_is_exact_up_to_the_setting_then_a_flagged_estimate(db_url: s
         if up_to == 10:  # tiers under the bound are counted exactly: 5 cold and 2 staged Dead jobs of email
             dead = list_archived_jobs(small, queue="email", status="Dead", limit=1)
             assert (dead.total, dead.total_is_estimate, dead.has_more) == (7, False, True)
+        past = list_archived_jobs(small, limit=7, offset=200)  # past the end: no page, the count or estimate
+        assert (past.items, past.has_more) == ([], False) and past.total < 200
     # under the bound (the default 10,000) every total is exact
     page = list_archived_jobs(session_for(db_url), limit=7)
     assert (page.total, page.total_is_estimate, page.has_more) == (85, False, True)
+    past = list_archived_jobs(session_for(db_url), limit=7, offset=200)
+    assert (past.total, past.total_is_estimate, past.items, past.has_more) == (85, False, [], False)
+    just_count = list_archived_jobs(session_for(db_url), limit=0)  # `archive list --limit 0`: the total alone
+    assert (just_count.total, just_count.has_more, just_count.items) == (85, True, [])
 
 
 def _duckdb_rows(db_url: str, target: Any, where: str = "TRUE") -> list[dict[str, Any]]:

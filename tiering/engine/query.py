@@ -233,9 +233,10 @@ def _read_page(
     seen = offset + len(items)
     if not has_more and (items or offset == 0):  # the last page (or an empty archive): nothing past it
         return ArchivedJobPage(items, seen, limit, offset, has_more=False)
+    proven = seen + 1 if has_more else 0  # what the page proves exists (nothing when it is past the end)
     if exact_total:
         total = sum(qdb.count_sides(conn, filters, object_ids=object_ids).values())
-        return ArchivedJobPage(items, max(total, seen + has_more), limit, offset, has_more=has_more)
+        return ArchivedJobPage(items, max(total, proven), limit, offset, has_more=has_more)
     cap = max(0, up_to)
     to_count = [side for side, n in estimates.items() if n <= ESTIMATE_ONLY_FACTOR * cap]
     counts = qdb.count_sides(conn, filters, to_count, up_to=cap, object_ids=object_ids)
@@ -246,7 +247,7 @@ def _read_page(
         else:
             estimated = True
             total += max(estimates[side], counts.get(side, 0))
-    return ArchivedJobPage(items, max(total, seen + has_more), limit, offset, has_more=has_more,
+    return ArchivedJobPage(items, max(total, proven), limit, offset, has_more=has_more,
                            total_is_estimate=estimated)  # fmt: skip
 
 
