@@ -23,7 +23,7 @@ import pytest
 
 import tiering.db.staging as staging_db
 from tests import hammerwork_sql as hw
-from tests.helpers import count, session_for
+from tests.helpers import count, insert_job, session_for
 from tests.integration.test_flush import (
     ALL_TERMINAL,
     CONFIG,
@@ -109,7 +109,7 @@ def test_run_writes_hot_jobs_straight_into_objects(
 
     result = _run(db_url, store, settings, ALL_TERMINAL)
 
-    assert staged_by_move and sum(staged_by_move) == 0  # the staging move ran, after the direct path, idle
+    assert staged_by_move == []  # no staging write: the direct pass was complete, the staging move not needed
     assert result["jobs_archived"] == len(hot_rows) == result["flush"]["jobs_flushed"]
     assert sum(result["by_status"].values()) == len(hot_rows)
     assert result["flush"]["bytes_written"] > 0 and result["flush"]["objects_written"] >= 1
@@ -167,6 +167,32 @@ def test_no_flush_still_stages(db_url: str, tmp_path: Path) -> None:
     with psycopg.connect(db_url) as conn:
         assert count(conn, "hammerwork_jobs_archive") == hot_terminal
         assert count(conn, "tiering_manifest") == 0
+
+
+def test_a_round_refused_at_commit_falls_back_to_the_staging_path(db_url: str, tmp_path: Path) -> None:
+    """A hot job that is also live cold (not a state tiering makes; here written by hand) makes the direct round's
+    commit fail on the job index: the round's objects are dropped, its rows stay hot, the staging move takes them
+    and the flush settles the duplicate (the cold copy wins, recorded) and writes the rest."""
+    settings = Settings(home=tmp_path, store_url=(tmp_path / "objects").as_uri(), database_url=db_url)
+    store = open_store(settings)
+    with psycopg.connect(db_url) as conn:
+        first = [insert_job(conn, queue="q", payload={"n": i}) for i in range(3)]
+        conn.commit()
+    _run(db_url, store, settings, ALL_TERMINAL)
+    with psycopg.connect(db_url) as conn:
+        twin = insert_job(conn, queue="q", job_id=first[0], payload={"n": 0})  # hot again, unmarked
+        others = [insert_job(conn, queue="q", payload={"n": 10 + i}) for i in range(5)]
+        conn.commit()
+
+    result = _run(db_url, store, settings, ALL_TERMINAL)
+
+    assert result["flush"]["jobs_flushed"] == 5
+    assert {d["job_id"] for d in result["flush"]["duplicates"]} == {str(twin)}
+    snap = assert_exactly_once(db_url, store, {str(j) for j in first + others})
+    assert not snap.staged and not snap.hot and not snap.pending
+    assert snap.listed == {r.key for r in snap.committed}  # the refused round's objects are gone
+    report = verify_archive(session_for(db_url, store, settings), deep=True)
+    assert report.ok, report.to_dict()
 
 
 # --- SIGKILL at each fault point of a direct round ------------------------------------------------------------

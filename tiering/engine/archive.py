@@ -275,8 +275,17 @@ def archive_jobs(
             stats.duplicates_settled.extend(settled.cold_duplicates)
             acc = _Accumulator(progress)
             errors: list[BaseException] = []
+            complete = False
             if direct is not None:
-                direct(pred, acc.add)
+                try:
+                    complete = direct(pred, acc.add)
+                except BaseException:
+                    _fill(stats, acc.counts)  # the rounds that committed before the failure are recorded
+                    stats.bytes_original, stats.bytes_stored = acc.bytes_original, acc.bytes_stored
+                    op.counts = stats.to_dict()
+                    raise
+            # after a complete direct pass the staging move would only rescan the hot table: what it could find
+            # now became eligible during the run (the next run takes it) or is another run's (SKIP LOCKED)
             threads = [
                 threading.Thread(
                     target=_worker,
@@ -284,7 +293,7 @@ def archive_jobs(
                     name=f"tiering-archive-{i}",
                     daemon=True,
                 )
-                for i in range(max(1, workers))
+                for i in range(0 if complete else max(1, workers))
             ]
             for t in threads:
                 t.start()
