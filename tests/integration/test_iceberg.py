@@ -173,6 +173,19 @@ def run_the_archive_lifecycle(url: str, store: Any, settings: Settings) -> None:
         scanned = table.scan(snapshot_id=snapshot.snapshot_id, selected_fields=("id",)).to_arrow()
         assert not set(scanned.column("id").to_pylist()) & set(erased)
     assert_table_is_the_archive(url, store, settings, live)
+    # ... and what the expired snapshots named is gone from the store: every manifest, manifest list and delete
+    # file left under the table is reached from the kept snapshot
+    prefix = iceberg._key_of(store, table.location().rstrip("/") + "/")
+    left = {iceberg.file_uri(store, o.key) for o in store.list(prefix) if not o.key.endswith(".metadata.json")}
+    assert left and left == iceberg._referenced(table)
+    # no manifest copies a job's id (or any identifying column) into its bounds; partition sources and times only
+    id_field = table.schema().find_field("id").field_id
+    bounded = {table.schema().find_field("archived_at").field_id, table.schema().find_field("queue_name").field_id}
+    for manifest in table.current_snapshot().manifests(table.io):
+        for entry in manifest.fetch_manifest_entry(table.io, discard_deleted=False):
+            if entry.data_file.content == 0:
+                assert id_field not in (entry.data_file.lower_bounds or {})
+                assert bounded <= set(entry.data_file.lower_bounds or {})
 
 
 def test_restored_jobs_leave_the_table(db_url: str, local: tuple[LocalStore, Settings]) -> None:
@@ -366,6 +379,25 @@ def test_a_failed_publish_is_healed_by_the_next_step(
     assert [(p.kind, p.repaired) for p in repaired.problems] == [("iceberg_behind", True)]
     assert table_ids(db_url, store) == listed_ids(db_url) == set(first) | set(second)
     assert verify_archive(session_for(db_url, store, settings)).ok
+
+
+def test_a_restore_the_table_missed_is_reported_and_repaired(
+    db_url: str, local: tuple[LocalStore, Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A restore whose Iceberg step did not run (the process died after the restore committed): verify reports the
+    missing delete file, --repair writes it, and the job leaves the table."""
+    store, settings = local
+    ids = make_jobs(db_url, specs(10, ("mail",), BASE), flush=(store, settings))
+    monkeypatch.setattr(iceberg, "reconcile_quietly", lambda *a, **k: [])  # as if killed right after the restore
+    assert restore_archived_job(session_for(db_url, store, settings), ids[3]).restored
+    monkeypatch.undo()
+    assert table_ids(db_url, store) == set(ids)  # the table still shows it
+    difference = iceberg.check(session_for(db_url, store))
+    assert len(difference.missing) == 1 and "/deletes/" in difference.missing[0] and not difference.extra
+    repaired = verify_archive(session_for(db_url, store, settings), repair=True)
+    assert [(p.kind, p.repaired) for p in repaired.problems] == [("iceberg_behind", True)]
+    assert table_ids(db_url, store) == listed_ids(db_url) == set(ids) - {ids[3]}
+    assert duckdb_ids(db_url, store, settings) == set(ids) - {ids[3]}
 
 
 def test_reconcile_is_one_snapshot_and_idempotent(db_url: str, local: tuple[LocalStore, Settings]) -> None:

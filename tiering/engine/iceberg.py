@@ -201,10 +201,20 @@ def _create_table(session: Session, found: Catalog) -> Table:
                 "schema.name-mapping.default": iceberg.name_mapping.model_dump_json(),
                 "write.metadata.delete-after-commit.enabled": "true",
                 "write.metadata.previous-versions-max": "100",
-                # the columns whose Parquet statistics tiering leaves out have none to record
-                **{f"write.metadata.metrics.column.{name}": "none" for name in sorted(schema.NO_STATISTICS_COLUMNS)},
+                **metrics_properties(),
             },
         )
+
+
+# Columns whose min/max the table's manifests record (for pruning): states, counts and times. Every other column
+# records none: bounds of ids, keys, trace ids or error text would copy a job's values into metadata files that
+# outlive an erase (a manifest names the bounds of every file it ever listed).
+_BOUNDED = ("queue_name", "status", "priority", "priority_weight", "attempts", "max_attempts", "archival_reason")
+
+
+def metrics_properties() -> dict[str, str]:
+    bounded = sorted({n for n in _BOUNDED if n in schema.ARCHIVE_SCHEMA.names} | schema.TIMESTAMP_COLUMNS)
+    return {"write.metadata.metrics.default": "none", **{f"write.metadata.metrics.column.{n}": "full" for n in bounded}}
 
 
 def metadata_location(session: Session) -> str:
@@ -241,18 +251,28 @@ def _missing_columns(table: Table) -> bool:
     return not all(f.name in have for f in wanted.fields)
 
 
+def _stale_properties(table: Table) -> dict[str, str]:
+    wanted = metrics_properties()
+    return {k: v for k, v in wanted.items() if table.properties.get(k) != v}
+
+
 def _with_registry_columns(session: Session, found: Catalog, table: Table) -> Table:
     """A column that joined the registry (Hammerwork added it) joins the table's schema, with a new field id and a
-    name-mapping entry; older files read it as null."""
+    name-mapping entry; older files read it as null. A table created by an earlier tiering gets today's metrics
+    properties (new files' bounds follow them)."""
     from tiering.db.iceberg import create_lock
 
-    if not _missing_columns(table):
+    if not _missing_columns(table) and not _stale_properties(table):
         return table
     with create_lock(session):
         table = found.load_table(IDENTIFIER)  # another process may have evolved it meanwhile
         if _missing_columns(table):
             with table.update_schema() as update:
                 update.union_by_name(iceberg_schema())
+        if stale := _stale_properties(table):
+            with table.transaction() as tx:
+                tx.set_properties(stale)
+            table = found.load_table(IDENTIFIER)
     return table
 
 
@@ -482,4 +502,51 @@ def _expire(session: Session, older_than: timedelta) -> int:
     old = [s.snapshot_id for s in table.snapshots() if s.timestamp_ms < cutoff_ms and s.snapshot_id != keep]
     if old:
         table.maintenance.expire_snapshots().by_ids(old).commit()
+        table = open_table(session)
+    _remove_orphans(session, table)
     return len(old)
+
+
+def _key_of(store: ObjectStore, uri: str) -> str | None:
+    """The store key of a file URI Iceberg records (file_uri's inverse); None when it is not in this store."""
+    head = file_uri(store, "")
+    return uri[len(head) :] if uri.startswith(head) else None
+
+
+def _referenced(table: Table) -> set[str]:
+    """Every file a snapshot still kept reaches: manifest lists, manifests and position-delete files."""
+    from pyiceberg.manifest import ManifestContent
+
+    found: set[str] = set()
+    for snapshot in table.snapshots():
+        found.add(snapshot.manifest_list)
+        for manifest in snapshot.manifests(table.io):
+            if manifest.manifest_path in found:
+                continue
+            found.add(manifest.manifest_path)
+            if manifest.content == ManifestContent.DELETES:
+                entries = manifest.fetch_manifest_entry(table.io, discard_deleted=True)
+                found.update(e.data_file.file_path for e in entries)
+    return found
+
+
+def _remove_orphans(session: Session, table: Table) -> int:
+    """Delete the table's manifests, manifest lists and delete files that no kept snapshot reaches (those of expired
+    snapshots, and of a commit that crashed), so what an expired snapshot named is gone from the store too. Runs
+    under the publish lock: no tiering commit is writing files meanwhile. Metadata JSON files are pyiceberg's
+    (at most 100 kept)."""
+    store = session.store
+    prefix = _key_of(store, table.location().rstrip("/") + "/")
+    if prefix is None:
+        return 0
+    referenced = _referenced(table)
+    orphans = [
+        info.key for info in store.list(prefix)
+        if (info.key.endswith(".avro") or info.key.startswith(f"{prefix}{DELETES_DIR}/"))
+        and file_uri(store, info.key) not in referenced
+    ]  # fmt: skip
+    if orphans:
+        result = store.delete_many(orphans)
+        if result.errors:
+            log.warning("Iceberg: %d orphan files not deleted (%s)", len(result.errors), result.errors[0])
+    return len(orphans)
