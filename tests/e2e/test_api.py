@@ -363,8 +363,17 @@ def test_run_dry_run_then_real_run_and_list_equals_engine(server: ApiServer, api
     assert result["jobs_archived"] == 7
     assert result["flush"]["jobs_flushed"] == 7
     page = data(api.get("/api/archive/jobs", params={"queue": queue, "limit": 3, "offset": 2}))
-    assert page["pagination"] == {"total": 7, "total_is_estimate": False, "limit": 3, "offset": 2, "has_more": True}
+    cursor = page["pagination"]["next_cursor"]
+    assert isinstance(cursor, str) and cursor == page["next_cursor"]
+    assert page["pagination"] == {"total": 7, "total_is_estimate": False, "limit": 3, "offset": 2, "has_more": True,
+                                  "next_cursor": cursor}  # fmt: skip
     assert page["total"] == 7 and page["has_more"] is True and page["total_is_estimate"] is False
+    # keyset paging: after the cursor come the jobs an offset of 5 gives
+    rest = data(api.get("/api/archive/jobs", params={"queue": queue, "limit": 3, "after": cursor}))
+    by_offset = list_archived_jobs(session_for(server.context().database_url), queue=queue, limit=3, offset=5)
+    assert [j["job_id"] for j in rest["items"]] == [i.job_id for i in by_offset.items] and len(rest["items"]) == 2
+    assert rest["has_more"] is False and rest["next_cursor"] is None
+    assert api.get("/api/archive/jobs", params={"after": "bm90LWEtY3Vyc29y"}).status_code in (400, 422)
     engine = list_archived_jobs(session_for(server.context().database_url), queue=queue, limit=3, offset=2)
     assert page["items"] == json.loads(json.dumps(engine.to_dict()["items"]))
     everything = data(api.get("/api/archive/jobs", params={"queue": queue, "status": "completed", "limit": 100}))

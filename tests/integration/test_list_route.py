@@ -15,7 +15,7 @@ from tests.helpers import session_for
 from tiering.db import query as qdb
 from tiering.engine.archive import archive_jobs
 from tiering.engine.flush import flush_staged
-from tiering.engine.query import list_archived_jobs
+from tiering.engine.query import list_archived_jobs, parse_cursor
 from tiering.policy import ArchivalConfig, ArchivalPolicy
 from tiering.settings import Settings
 from tiering.store import open_store
@@ -76,10 +76,11 @@ def _rows_read(url: str, query: str, params: dict[str, Any]) -> dict[str, int]:
     return read
 
 
-def _page_reads(url: str, filters: qdb.Filters, limit: int, offset: int) -> dict[str, int]:
-    query = qdb._page_query(filters, limit, offset, None, True, True)
+def _page_reads(url: str, filters: qdb.Filters, limit: int, offset: int, after: Any = None) -> dict[str, int]:
+    query = qdb._page_query(filters, limit, offset, None, True, True, after)
     assert query is not None
-    return _rows_read(url, query, qdb._params(filters, None))
+    params = qdb._params(filters, None) | ({"after_at": after[0], "after_id": after[1]} if after else {})
+    return _rows_read(url, query, params)
 
 
 def test_a_page_reads_the_page_not_the_archive(db_url: str, archive: dict[str, Any]) -> None:
@@ -97,6 +98,16 @@ def test_a_page_reads_the_page_not_the_archive(db_url: str, archive: dict[str, A
         # a filter keeps the same shape: the index order, filtered, stopping after the page
         read = _page_reads(db_url, qdb.Filters(queue="q1"), 51, 0)
         assert read["tiering_job_index"] <= 51 * 4 and read["hammerwork_jobs_archive"] <= 51 * 4 + BATCH, (when, read)
+
+    # a cursor deep in the archive reads a page, where an offset reads everything before it
+    deep = list_archived_jobs(session_for(db_url), limit=50, offset=STAGED + COLD // 2)
+    key = parse_cursor(deep.next_cursor)
+    assert key is not None
+    read = _page_reads(db_url, qdb.Filters(), 51, 0, key)
+    assert read["tiering_job_index"] <= 51 and read["hammerwork_jobs_archive"] <= 51 + BATCH, read
+    after = list_archived_jobs(session_for(db_url), limit=50, after=deep.next_cursor)
+    following = list_archived_jobs(session_for(db_url), limit=50, offset=STAGED + COLD // 2 + 50)
+    assert [i.job_id for i in after.items] == [i.job_id for i in following.items] and len(after.items) == 50
 
     session = session_for(db_url, None, Settings(database_url=db_url, list_exact_total_up_to=UP_TO))
     page = list_archived_jobs(session, limit=50)

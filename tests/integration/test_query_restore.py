@@ -126,6 +126,19 @@ def test_list_total_is_exact_up_to_the_setting_then_a_flagged_estimate(db_url: s
     assert (past.total, past.total_is_estimate, past.items, past.has_more) == (85, False, [], False)
     just_count = list_archived_jobs(session_for(db_url), limit=0)  # `archive list --limit 0`: the total alone
     assert (just_count.total, just_count.has_more, just_count.items) == (85, True, [])
+    # keyset paging: the cursors walk the same list; a forged cursor is refused
+    walked: list[str] = []
+    cursor: str | None = None
+    while True:
+        p = list_archived_jobs(session_for(db_url), limit=7, after=cursor)
+        walked.extend(i.job_id for i in p.items)
+        assert p.total == 85 and (p.next_cursor is None) == (not p.has_more)
+        if p.next_cursor is None:
+            break
+        cursor = p.next_cursor
+    assert walked == full
+    with pytest.raises(InvalidInputError, match="cursor"):
+        list_archived_jobs(session_for(db_url), after="bm90LWEtY3Vyc29y")
 
 
 def _duckdb_rows(db_url: str, target: Any, where: str = "TRUE") -> list[dict[str, Any]]:

@@ -78,6 +78,10 @@ def list_cmd(
             "marked as such).",
         ),
     ] = False,
+    after: Annotated[
+        str | None,
+        typer.Option("--after", help="A previous page's next_cursor (--format json): the page starts after it."),
+    ] = None,
     fmt: FormatOption = Format.table,
 ) -> None:
     """Archived jobs (staging and cold), newest archived first, with the total (estimated past 10,000 a tier)."""
@@ -87,7 +91,7 @@ def list_cmd(
 
     c = context(ctx)
     page = list_archived_jobs(c, queue=queue, status=status, archived_after=after_at, archived_before=before_at,
-                              limit=limit, offset=offset, exact_total=exact_total)  # fmt: skip
+                              limit=limit, offset=offset, exact_total=exact_total, after=after)  # fmt: skip
     rows = [i.to_dict() for i in page.items]
     if fmt is Format.table:
         total = f"about {page.total:,} (estimated; --exact-total counts)" if page.total_is_estimate else str(page.total)

@@ -129,6 +129,18 @@ def _limit(n: int | None) -> str:
     return "ALL" if n is None else str(int(n))
 
 
+def _after(alias: str, id_column: str, after: tuple[datetime, uuid.UUID] | None) -> str:
+    """Rows that come after the key (archived_at, id) in the list's order (archived_at DESC, id): a keyset cursor,
+    whose cost does not grow with the page's depth as an offset's does."""
+    if after is None:
+        return ""
+    t, i = alias, f"{alias}.{id_column}"
+    return (
+        f" AND {t}.archived_at <= %(after_at)s::timestamptz"
+        f" AND ({t}.archived_at < %(after_at)s::timestamptz OR {i} > %(after_id)s::uuid)"
+    )
+
+
 def _page_query(
     filters: Filters,
     limit: int | None,
@@ -136,18 +148,19 @@ def _page_query(
     object_ids: Sequence[int] | None,
     with_staging: bool,
     with_cold: bool,
+    after: tuple[datetime, uuid.UUID] | None = None,
 ) -> str | None:
     want = None if limit is None else offset + limit
     sides = []
     if with_staging:
         sides.append(
             f"(SELECT {_STAGING_COLUMNS} FROM {_STAGING_FROM} WHERE {_conditions('a', filters, None)}"  # noqa: S608
-            f" ORDER BY a.archived_at DESC, a.id LIMIT {_limit(want)})"
+            f"{_after('a', 'id', after)} ORDER BY a.archived_at DESC, a.id LIMIT {_limit(want)})"
         )
     if with_cold:
         sides.append(
             f"(SELECT {_COLD_COLUMNS} FROM {_COLD_PAGE_FROM}"  # noqa: S608
-            f" WHERE m.state = 'committed' AND {_conditions('x', filters, object_ids)}"
+            f" WHERE m.state = 'committed' AND {_conditions('x', filters, object_ids)}{_after('x', 'job_id', after)}"
             f" ORDER BY x.archived_at DESC, x.job_id LIMIT {_limit(want)})"
         )
     if not sides:
@@ -168,6 +181,7 @@ def list_page(
     limit: int,
     offset: int,
     object_ids: Sequence[int] | None = None,
+    after: tuple[datetime, uuid.UUID] | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """One page of archived jobs (staging + live cold index rows), newest archived first, ties by id, and the
     planner's estimate of each side's matches (as `estimate_side`), sent together in one pipeline: one round trip
@@ -178,14 +192,15 @@ def list_page(
     took 0.33 s at 207k jobs). Sorts are off for this statement: with statistics missing or stale (a job index
     never analysed since its first flush is estimated at a few rows) the planner would rather sort every row it
     believes few than walk the index; the index order is the right plan at every size. Ask for one row more than
-    you show to learn whether another page exists."""
-    query = _page_query(filters, limit, offset, object_ids, True, True)
+    you show to learn whether another page exists. `after` (archived_at, id): only rows past that key."""
+    query = _page_query(filters, limit, offset, object_ids, True, True, after)
     assert query is not None
     params = _params(filters, object_ids)
+    page_params = params | ({"after_at": after[0], "after_id": after[1]} if after else {})
     with conn.pipeline():
         conn.execute(PAGE_PLANNER[0])
         page = conn.cursor(row_factory=dict_row)
-        page.execute(query.encode(), params)  # type: ignore[arg-type]
+        page.execute(query.encode(), page_params)  # type: ignore[arg-type]
         conn.execute(PAGE_PLANNER[1])
         plans = {side: conn.execute(_explain(side, filters, object_ids).encode(), params) for side in SIDES}  # type: ignore[arg-type]
     rows = page.fetchall()

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import base64
 import math
 import re
 import time as _time
@@ -180,16 +181,45 @@ class ArchivedJobPage:
     has_more: bool = False
     total_is_estimate: bool = False
 
+    @property
+    def next_cursor(self) -> str | None:
+        """Pass as `after` for the next page (a keyset: as cheap at the millionth job as at the first)."""
+        if not self.has_more or not self.items:
+            return None
+        last = self.items[-1]
+        return encode_cursor(last.archived_at, last.job_id)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "items": [i.to_dict() for i in self.items],
             "total": self.total,
             "total_is_estimate": self.total_is_estimate,
             "has_more": self.has_more,
+            "next_cursor": self.next_cursor,
             "limit": self.limit,
             "offset": self.offset,
             "warnings": self.warnings,
         }
+
+
+def encode_cursor(archived_at: datetime, job_id: str) -> str:
+    """An opaque page cursor: the list key (archived_at, job id) of the last job shown."""
+    raw = f"{archived_at.isoformat()}|{job_id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def parse_cursor(cursor: str | None) -> tuple[datetime, uuid.UUID] | None:
+    if cursor is None:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        at, _, job = raw.partition("|")
+        when = datetime.fromisoformat(at)
+        if when.tzinfo is None:
+            raise ValueError("no time zone")
+        return when, uuid.UUID(job)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidInputError(f"after: not a cursor from a previous page's next_cursor ({exc})") from None
 
 
 # --- list / query -------------------------------------------------------------------------------------
@@ -205,14 +235,17 @@ def list_archived_jobs(
     limit: int = 50,
     offset: int = 0,
     exact_total: bool = False,
+    after: str | None = None,
 ) -> ArchivedJobPage:
     """Archived jobs (staging + cold), newest archived first (ties by id), with the total; no object reads.
     The total is exact up to settings.list_exact_total_up_to jobs per tier and estimated past it, unless
-    `exact_total` (which counts every matching job: seconds on millions)."""
+    `exact_total` (which counts every matching job: seconds on millions). `after`: a page's next_cursor; the page
+    then starts after that job (offset still skips from there), at the cost of a first page however deep."""
     filters = make_filters(queue=queue, status=status, archived_after=archived_after, archived_before=archived_before)
     _check_page(limit, offset)
+    key = parse_cursor(after)
     with session.connection(autocommit=True) as conn:  # reads only: no BEGIN/COMMIT round trips
-        return _read_page(conn, filters, limit, offset, exact_total, session.settings.list_exact_total_up_to)
+        return _read_page(conn, filters, limit, offset, exact_total, session.settings.list_exact_total_up_to, after=key)
 
 
 def _read_page(
@@ -223,17 +256,19 @@ def _read_page(
     exact_total: bool,
     up_to: int,
     object_ids: Sequence[int] | None = None,
+    after: tuple[datetime, uuid.UUID] | None = None,
 ) -> ArchivedJobPage:
     """One page, limit-first, and its total: known for free on the last page, else per tier either the planner's
     estimate (when it expects over ESTIMATE_ONLY_FACTOR x `up_to` matches: no row is counted) or a count that
     stops past `up_to` (exact below it, the estimate above)."""
-    rows, estimates = qdb.list_page(conn, filters, limit=limit + 1, offset=offset, object_ids=object_ids)
+    rows, estimates = qdb.list_page(conn, filters, limit=limit + 1, offset=offset, object_ids=object_ids, after=after)
     has_more = len(rows) > limit
     items = [ArchivedJob.from_row(r) for r in rows[:limit]]
     seen = offset + len(items)
-    if not has_more and (items or offset == 0):  # the last page (or an empty archive): nothing past it
+    if after is None and not has_more and (items or offset == 0):  # the last page: nothing past it
         return ArchivedJobPage(items, seen, limit, offset, has_more=False)
-    proven = seen + 1 if has_more else 0  # what the page proves exists (nothing when it is past the end)
+    # what the page proves exists (past a cursor, how many came before it is not known here)
+    proven = seen + 1 if has_more and after is None else 0
     if exact_total:
         total = sum(qdb.count_sides(conn, filters, object_ids=object_ids).values())
         return ArchivedJobPage(items, max(total, proven), limit, offset, has_more=has_more)

@@ -140,13 +140,19 @@ def list_jobs(
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     offset: Annotated[int, Query(ge=0, le=inputs.MAX_OFFSET)] = 0,
     exact_total: Annotated[bool, Query(description="count every matching job (slow on large archives)")] = False,
+    after: Annotated[
+        str | None,
+        Query(max_length=200, pattern=r"^[A-Za-z0-9_-]+$",
+              description="a previous page's `next_cursor`: the page starts after its last job (keyset paging, as "
+              "cheap deep in the archive as at its start; offset then counts from there)"),
+    ] = None,
 ) -> JSONResponse:
     from tiering.engine.query import list_archived_jobs
 
     session = session_of(request)
     page = list_archived_jobs(
         session, queue=queue, status=_statuses(status), archived_after=archived_after,
-        archived_before=archived_before, limit=limit, offset=offset, exact_total=exact_total,
+        archived_before=archived_before, limit=limit, offset=offset, exact_total=exact_total, after=after,
     )  # fmt: skip
     doc = page.to_dict()
     doc["pagination"] = {
@@ -155,6 +161,7 @@ def list_jobs(
         "limit": page.limit,
         "offset": page.offset,
         "has_more": page.has_more,
+        "next_cursor": page.next_cursor,
     }
     return ok(doc)
 

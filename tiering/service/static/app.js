@@ -643,11 +643,15 @@ function csvCell(v) {
 async function exportCsv() {
   const f = tabParams.jobs || {};
   const items = [];
-  for (let offset = 0; ; offset += 1000) {
-    const res = await guarded(() => api("GET", "/api/archive/jobs", { params: { ...jobsQuery(f), limit: 1000, offset } }), "export");
+  // keyset paging (next_cursor): each page costs the same however deep in the archive it is
+  for (let after = undefined; ; ) {
+    const params = { ...jobsQuery(f), limit: 1000 };
+    if (after) params.after = after;
+    const res = await guarded(() => api("GET", "/api/archive/jobs", { params }), "export");
     if (!res) return;
     items.push(...res.data.items);
-    if (!res.data.pagination.has_more || !res.data.items.length) break;
+    after = res.data.pagination.next_cursor;
+    if (!res.data.pagination.has_more || !res.data.items.length || !after) break;
   }
   const columns = [];
   for (const it of items) for (const k of Object.keys(it)) if (!columns.includes(k)) columns.push(k);
