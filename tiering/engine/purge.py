@@ -48,7 +48,9 @@ log = logging.getLogger(__name__)
 DELETE_BATCH = 1000
 T = TypeVar("T")
 HEAD_THREADS = 8
-REWRITE_THREADS = 4  # at most; settings.workers bounds it (each rewrite holds two pooled connections)
+# Partial objects rewritten at a time: a rewrite mostly waits (reads, uploads, read-back, commits), so more
+# threads than cores; each holds two pooled connections (the pool has 8 besides the workers').
+REWRITE_THREADS = 4
 REWRITE_COMPRESSION_LEVEL = 3
 
 
@@ -115,11 +117,6 @@ def head_all(store: ObjectStore, keys: Sequence[str]) -> dict[str, ObjectInfo | 
         return {}
     with ThreadPoolExecutor(min(HEAD_THREADS, len(keys))) as pool:
         return dict(zip(keys, pool.map(store.head, keys), strict=True))
-
-
-def rewrite_threads(settings: Settings) -> int:
-    """How many partial objects a purge rewrites at a time (reading, encoding and uploading overlap)."""
-    return max(1, min(REWRITE_THREADS, settings.workers))
 
 
 def tmp_dir(settings: Settings) -> Path:
@@ -284,10 +281,10 @@ def _rewrite_and_swap(
         uploaded = True
         stage = "read_back"
         publish.check_uploaded(store, pending)
-        publish.record_upload(meta, pending, put)
         stage = "swap"
         with session.connection() as conn:
-            with conn.transaction():
+            with conn.transaction():  # the upload's etag goes on the pending row in the swap's commit (one less)
+                publish.record_upload(conn, pending, put)
                 rdb.swap_object(conn, row.id, pending.manifest_id, list(drop_live), moves)
                 if in_swap is not None:
                     in_swap(conn)
@@ -664,7 +661,7 @@ def _execute(session: Session, plan: _Plan, result: PurgeResult) -> None:
 
     rewritten: list[tuple[rdb.ObjectCandidate, list[str], RewriteOutcome]] = []
     if plan.rewrites:
-        with ThreadPoolExecutor(min(rewrite_threads(session.settings), len(plan.rewrites))) as pool:
+        with ThreadPoolExecutor(min(REWRITE_THREADS, len(plan.rewrites))) as pool:
             for c, (hits, outcome) in zip(plan.rewrites, pool.map(rewrite, plan.rewrites), strict=True):
                 rewritten.append((c, hits, outcome))
     delete_replaced(session, [outcome for _, _, outcome in rewritten])
