@@ -205,7 +205,7 @@ class ArchivalPolicy:
 
 @dataclass(frozen=True)
 class ArchivalConfig:
-    compression_level: int = 3
+    compression_level: int = 6
     payload_codec: str = "none"
     verify_compression: bool = True
     min_payload_size_for_compression: int = 64

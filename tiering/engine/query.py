@@ -53,7 +53,7 @@ RESTORE_TAIL_BYTES = 64 * 1024  # what pyarrow reads first of a footer; one more
 # Range requests: neighbours closer than COALESCE_GAP are read in one request (a request costs more than that many
 # bytes), up to COALESCE_MAX bytes per request (bounded memory per reading thread).
 COALESCE_GAP = 1024 * 1024
-COALESCE_MAX = 16 * 1024 * 1024
+COALESCE_MAX = 4 * 1024 * 1024
 
 # Input parsing lives in tiering.inputs (shared by the CLI and the API); re-exported here for callers.
 
