@@ -196,7 +196,8 @@ class Column:
       None: NULL). `{payload}`, `{compressed}`, `{size}` stand for the move's payload expressions.
     read: SQL over the staged row `a` that a flush reads (None: a.<name>).
     restore: what a restore does; hot_column names the hot column a KEEP writes (default: the same name),
-      reset_value/reset_sql the value a RESET writes; to_hot the MAP function (record -> hot columns).
+      reset_value/reset_sql the value a RESET writes; to_hot the MAP function (record -> hot columns), `reads` the
+      other archive columns it looks at (a cold restore decodes only KEEP/MAP columns and those: RESTORE_COLUMNS).
     """
 
     name: str
