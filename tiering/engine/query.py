@@ -49,7 +49,7 @@ SEARCH_THREADS = 8
 # A tier the planner expects to hold over this many times list_exact_total_up_to matches is not counted at all
 # (a count that stops at up_to + 1 rows still reads them: 4 ms for 10,000 index rows, most of a page's cost).
 ESTIMATE_ONLY_FACTOR = 10
-RESTORE_TAIL_BYTES = 64 * 1024  # what pyarrow reads first of a footer; one more request only past that
+RESTORE_TAIL_BYTES = 256 * 1024  # one request holds the footer of objects up to ~35 row groups (a 1M-job flush)
 # Range requests: neighbours closer than COALESCE_GAP are read in one request (a request costs more than that many
 # bytes), up to COALESCE_MAX bytes per request (bounded memory per reading thread).
 COALESCE_GAP = 1024 * 1024
@@ -430,7 +430,7 @@ def _set_payload(item: ArchivedJob, data: Any, *, stored: bool = False) -> None:
 
 
 def object_footer(store: ObjectStore, key: str, size: int) -> Any:
-    """An object's footer: parsed once per process (objects never change under a name), else a 64 KB tail read
+    """An object's footer: parsed once per process (objects never change under a name), else a 256 KB tail read
     (a second request only for a bigger footer)."""
 
     def load() -> Any:
@@ -450,8 +450,8 @@ def read_cold_rows(
 ) -> dict[str, dict[str, Any]]:
     """Rows (row_group, row_in_group) of one object, by job id: the footer (see object_footer), then one range
     request per run of neighbouring row groups holding them (just `columns`' chunks when given: the rest is
-    neither read nor decoded). Flushes cap row groups at ~640 KB compressed, so restoring one job costs at most
-    3 requests and about 1 MB, and 1 request once the footer is known."""
+    neither read nor decoded). Flushes cap row groups at ~640 KB compressed, so restoring one job costs 2 requests
+    and under 1 MB (3 for a footer over 256 KB), and 1 request once the footer is known."""
     wants = list(wants)
     meta = object_footer(store, key, size)
     cols = None if columns is None else pqio.present_columns(meta, columns)
