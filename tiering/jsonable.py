@@ -51,3 +51,13 @@ def _finite(value: Any) -> Any:
 
 def to_jsonable(value: Any) -> Any:
     return _finite(json.loads(json.dumps(value, default=_default)))
+
+
+def render_json(value: Any) -> bytes:
+    """`value` as the JSON document the API sends (compact, UTF-8, NaN/Infinity as null): one encoding pass when
+    the value holds no NaN (the usual case; to_jsonable and then the response's own dumps took three)."""
+    try:
+        text = json.dumps(value, default=_default, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    except ValueError:  # a NaN or an Infinity somewhere: null instead
+        text = json.dumps(to_jsonable(value), ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    return text.encode("utf-8")

@@ -8,7 +8,7 @@ from typing import Any
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from tiering.jsonable import to_jsonable
+from tiering.jsonable import render_json
 
 
 class Envelope(BaseModel):
@@ -24,11 +24,18 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat()
 
 
+class EnvelopeResponse(JSONResponse):
+    """A JSONResponse whose body is rendered once by tiering.jsonable (datetimes, UUIDs, ... and NaN as null)."""
+
+    def render(self, content: Any) -> bytes:
+        return render_json(content)
+
+
 def ok(data: Any = None, status_code: int = 200, headers: dict[str, str] | None = None) -> JSONResponse:
-    body = {"success": True, "data": to_jsonable(data), "error": None, "timestamp": now_iso()}
-    return JSONResponse(body, status_code=status_code, headers=headers)
+    body = {"success": True, "data": data, "error": None, "timestamp": now_iso()}
+    return EnvelopeResponse(body, status_code=status_code, headers=headers)
 
 
 def fail(status_code: int, message: str, headers: dict[str, str] | None = None, data: Any = None) -> JSONResponse:
-    body = {"success": False, "data": to_jsonable(data), "error": message, "timestamp": now_iso()}
-    return JSONResponse(body, status_code=status_code, headers=headers)
+    body = {"success": False, "data": data, "error": message, "timestamp": now_iso()}
+    return EnvelopeResponse(body, status_code=status_code, headers=headers)
