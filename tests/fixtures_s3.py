@@ -88,6 +88,7 @@ class S3Server(str):
     secret_key: str
     region: str
     storage_classes: frozenset[str] | None
+    iceberg_url: str | None  # SeaweedFS's own Iceberg REST catalog (tables live in its S3 table buckets)
 
     def __new__(
         cls,
@@ -105,6 +106,7 @@ class S3Server(str):
         obj.secret_key = secret_key
         obj.region = region
         obj.storage_classes = storage_classes
+        obj.iceberg_url = None
         return obj
 
     @property
@@ -314,7 +316,7 @@ def seaweedfs() -> Iterator[S3Server]:
 def _start_weed(binary: str, root: Path, attempt: int) -> tuple[subprocess.Popen[bytes], S3Server, Path]:
     data = root / f"data{attempt}"
     data.mkdir()
-    master, volume, filer, s3port = _free_port_block(4)
+    master, volume, filer, s3port, iceberg = _free_port_block(5)
     log = root / f"weed{attempt}.log"
     cmd = [
         binary,
@@ -328,7 +330,7 @@ def _start_weed(binary: str, root: Path, attempt: int) -> tuple[subprocess.Popen
         "-s3",
         f"-s3.port={s3port}",
         f"-s3.config={root / 's3.json'}",
-        "-s3.port.iceberg=0",
+        f"-s3.port.iceberg={iceberg}",
         "-s3.port.lance=0",
         f"-filer.localSocket={root / f'filer{attempt}.sock'}",
         f"-s3.localSocket={root / f's3{attempt}.sock'}",
@@ -338,7 +340,9 @@ def _start_weed(binary: str, root: Path, attempt: int) -> tuple[subprocess.Popen
     ]
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, cwd=root, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    return proc, S3Server(f"http://127.0.0.1:{s3port}", name="seaweedfs"), log
+    server = S3Server(f"http://127.0.0.1:{s3port}", name="seaweedfs")
+    server.iceberg_url = f"http://127.0.0.1:{iceberg}"
+    return proc, server, log
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:

@@ -1,11 +1,10 @@
-"""A minimal Iceberg REST catalog server for tests, on 127.0.0.1 (random port).
+"""A minimal Iceberg REST catalog server for tests, on 127.0.0.1 (random port), needing nothing but pyiceberg.
 
-No Python Iceberg REST catalog server is on PyPI in a form a test can start (the Java reference server and the
-REST images need a JVM or a container; lakana-server is a whole governed platform with tokens and grants that keeps
-data files inside each table's own location, which tiering's table does not). So this serves the routes of the
-Iceberg REST spec that pyiceberg's RestCatalog calls (config, namespaces, load/create/commit table) over
-pyiceberg's own SQL catalog (SQLite): requirements and updates are parsed with pyiceberg's models and applied by
-`commit_table`, so a commit whose requirements fail is answered 409 as the spec says. Every request is counted.
+The third-party REST catalog the tests run is SeaweedFS's own (test_rest_catalog_of_seaweedfs); this one lets the
+REST path run on the local store too. It serves the routes of the Iceberg REST spec that pyiceberg's RestCatalog
+calls (config, namespaces, load/create/commit table) over pyiceberg's own SQL catalog (SQLite): requirements and
+updates are parsed with pyiceberg's models and applied by `commit_table`, so a commit whose requirements fail is
+answered 409 as the spec says. Every request is counted by operation.
 """
 
 from __future__ import annotations
@@ -65,7 +64,8 @@ class RestCatalogServer:
             props = self.catalog.load_namespace_properties(_ns(m.group(1)))
             return 200, {"namespace": list(_ns(m.group(1))), "properties": props}
         if (m := _TABLES.match(path)) and method == "POST":
-            req = CreateTableRequest.model_validate_json(body)
+            doc = {"location": None, "partition-spec": None, "write-order": None, **json.loads(body)}  # optional
+            req = CreateTableRequest.model_validate(doc)
             table = self.catalog.create_table(
                 (*_ns(m.group(1)), req.name), schema=req.table_schema, location=req.location,
                 partition_spec=req.partition_spec, properties=req.properties,

@@ -182,19 +182,25 @@ def stale_enum_warnings(store: ObjectStore, slugs: list[str]) -> list[str]:
     ]
 
 
-def _secret_sql(store: ObjectStore, env: Mapping[str, str], show_secrets: bool) -> list[str]:
-    """CREATE SECRET from the store's credentials hook; [] when the store needs none (local files)."""
+def _secret_sql(
+    store: ObjectStore, env: Mapping[str, str], show_secrets: bool, *, scope: str | None = None, suffix: str = ""
+) -> list[str]:
+    """CREATE SECRET from the store's credentials hook; [] when the store needs none (local files). `scope`: the
+    same credentials for another bucket of the same endpoint (a secret named with `suffix`)."""
     access = store.external_access(env)
     if access.secret_type is None:
         return []
     opts = [f"TYPE {access.secret_type}"]
-    for name, value in access.options.items():
+    options = dict(access.options)
+    if scope is not None and "SCOPE" in options:
+        options["SCOPE"] = scope
+    for name, value in options.items():
         if isinstance(value, bool):
             opts.append(f"{name} {'true' if value else 'false'}")
             continue
         shown = value if show_secrets or name not in access.sensitive else access.sensitive[name]
         opts.append(f"{name} {sql_literal(shown)}")
-    name = f"tiering_{access.secret_type}"
+    name = f"tiering_{access.secret_type}{suffix}"
     return [f"CREATE OR REPLACE SECRET {name} (\n    " + ",\n    ".join(opts) + "\n);"]
 
 
@@ -238,21 +244,28 @@ def duckdb_sql(
         f"   WHERE NOT EXISTS (SELECT 1 FROM {superseded} s WHERE s.location = a.object_location AND s.job_id = a.id);",
     ]
     if session.settings.iceberg:
-        lines += _iceberg_sql(session, view)
+        lines += _iceberg_sql(session, view, env, show_secrets)
     return "\n".join(lines) + "\n"
 
 
-def _iceberg_sql(session: Session, view: str) -> list[str]:
+def _iceberg_sql(session: Session, view: str, env: Mapping[str, str], show_secrets: bool) -> list[str]:
     """The Iceberg table's current snapshot as `<view>_iceberg` (TIERING_ICEBERG=1): DuckDB's iceberg extension,
-    from its wheel like httpfs, reading the metadata file current when the session starts."""
+    from its wheel like httpfs, reading the metadata file current when the session starts. A catalog that keeps
+    the metadata in a bucket of its own (a REST catalog's table bucket) gets the store's secret scoped to it too."""
     from tiering.engine.iceberg import metadata_location
 
     lines = [f"LOAD {sql_literal(str(extension_path(name)))};" for name in ICEBERG_EXTENSIONS]
+    location = metadata_location(session)
+    store = session.store
+    if location.startswith("s3://") and store.location.scheme == "s3":
+        bucket = location.removeprefix("s3://").split("/", 1)[0]
+        if bucket != store.location.bucket:
+            lines += _secret_sql(store, env, show_secrets, scope=f"s3://{bucket}", suffix="_iceberg")
     lines += [
         f"-- {view}{ICEBERG_SUFFIX}: the Iceberg table hammerwork.archived_jobs as of now: each archived job once, as",
         "-- it is now (restored jobs are position deletes); open a new session to see later snapshots.",
         f"CREATE OR REPLACE VIEW {view}{ICEBERG_SUFFIX} AS\n"  # noqa: S608
-        f"  SELECT * FROM iceberg_scan({sql_literal(metadata_location(session))});",
+        f"  SELECT * FROM iceberg_scan({sql_literal(location)});",
     ]
     return lines
 

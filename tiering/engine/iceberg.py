@@ -40,8 +40,9 @@ COMMIT_ATTEMPTS = 5  # concurrent reconcilers: the loser of an Iceberg commit re
 PARTITION_FIELD_ID_BASE = 1000
 # The snapshot summary records which manifest state it mirrors.
 SUMMARY_OBJECTS = "tiering.committed-objects"
-# Position-delete files (the rows of restored jobs) live under the table's location, beside its metadata.
-DELETES_DIR = "deletes"
+# Position-delete files (the rows of restored jobs) live in the table location's data/ folder (the one an S3 table
+# bucket lets writers use besides metadata/).
+DELETES_DIR = "data/deletes"
 
 
 def iceberg_schema() -> Any:
@@ -190,11 +191,14 @@ def _create_table(session: Session, found: Catalog) -> Table:
         except NamespaceAlreadyExistsError:
             pass
         iceberg = iceberg_schema()
+        # A REST catalog places its tables itself (SeaweedFS's, like AWS S3 Tables, only inside its table bucket);
+        # the data files stay the archive objects wherever the metadata lives.
+        rest = session.settings.iceberg_catalog == "rest"
         return found.create_table(
             IDENTIFIER,
             schema=iceberg,
             partition_spec=partition_spec(iceberg),
-            location=f"{warehouse}/{NAMESPACE}/{TABLE_NAME}",
+            location=None if rest else f"{warehouse}/{NAMESPACE}/{TABLE_NAME}",
             properties={
                 "format-version": str(FORMAT_VERSION),
                 # our files carry no Iceberg field ids: readers map columns by name
