@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tiering.engine.query import ValueMatcher, path_matches
+from tiering.engine.query import ValueMatcher, _candidate_rows, literal_regex, path_matches
 
 CASES = [
     ("customer.id", "1237", {"customer": {"id": "1237", "tier": "pro"}}, True),
@@ -90,3 +90,31 @@ def test_regex_never_drops_a_match(doc: object, key: str, value: str) -> None:
         text = json.dumps(doc, separators=separators)
         if path_matches(json.loads(text), path, matcher):
             assert _regex_hit(pattern, text), (text, pattern)
+
+
+def test_literal_regex_matches_needles_literally() -> None:
+    pattern = literal_regex(["a.b", "x+y", "(1)", "$5^", "a b"])
+    texts = ["a.b", "aXb", "x+y", "xxy", "(1)", "1", "$5^", "a b", "ab"]
+    hits = pc.match_substring_regex(pa.array(texts), pattern).to_pylist()
+    assert hits == [True, False, True, False, True, False, True, True, False]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    rows=st.lists(docs, min_size=1, max_size=8),
+    key=st.sampled_from(["id", "customer.id", "k"]),
+    value=st.sampled_from(["1237", "5", "-3", "pro", "true", "null", "a b", "x.y"]),
+)
+def test_candidate_rows_keep_every_match(rows: list[object], key: str, value: str) -> None:
+    """The two RE2 stages (needles, then the key/value regex) keep every row that matches, and only rows the
+    key/value regex alone keeps."""
+    matcher = ValueMatcher(value)
+    path = key.split(".")
+    pattern = matcher.key_pattern(path)
+    texts = [json.dumps(doc) for doc in rows]
+    kept = set(_candidate_rows(pa.array(texts), matcher, pattern).to_pylist())
+    for i, text in enumerate(texts):
+        if path_matches(json.loads(text), path, matcher):
+            assert i in kept, (text, pattern)
+    if pattern is not None:
+        assert kept <= {i for i, text in enumerate(texts) if _regex_hit(pattern, text)}
