@@ -41,6 +41,9 @@ class Settings:
     sse_bucket_key: bool = False
     object_size_target_bytes: int = 128 * 1024 * 1024
     row_group_rows: int = 100_000
+    # Rows one flush round claims at most (each of `workers` rounds holds its rows' batches while it writes):
+    # bounds a run's memory whatever the backlog, at one commit per round.
+    round_rows: int = 100_000
     workers: int = 2
     api_token: str | None = None
     basic_auth_user: str | None = None
@@ -118,6 +121,7 @@ _ENV_NAMES: dict[str, str] = {
     "sse_bucket_key": "TIERING_SSE_BUCKET_KEY",
     "object_size_target_bytes": "TIERING_OBJECT_SIZE_TARGET_BYTES",
     "row_group_rows": "TIERING_ROW_GROUP_ROWS",
+    "round_rows": "TIERING_ROUND_ROWS",
     "workers": "TIERING_WORKERS",
     "api_token": "TIERING_API_TOKEN",
     "basic_auth_user": "TIERING_BASIC_AUTH_USER",

@@ -51,7 +51,6 @@ from tiering.store.base import ObjectStore, PutResult
 log = logging.getLogger(__name__)
 
 ProgressFn = Callable[[int], None]
-DEFAULT_CLAIM_ROWS = 1_000_000
 UPLOAD_THREADS = 8
 
 
@@ -218,7 +217,7 @@ def flush_staged(
     queue: str | None = None,
     initiated_by: str | None = None,
     progress: ProgressFn | None = None,
-    claim_rows: int = DEFAULT_CLAIM_ROWS,
+    claim_rows: int | None = None,
     workers: int | None = None,
     crash_hook: Callable[[str], None] | None = None,
     carried: FlushStats | None = None,
@@ -234,6 +233,7 @@ def flush_staged(
     stats = carried or FlushStats()
     earlier_s = stats.execution_time_s
     store, settings = session.store, session.settings
+    claim_rows = claim_rows or settings.round_rows
     params = {"queue": queue, "store": store.describe(), "compression_level": config.compression_level}
     with audited(session, "flush", initiated_by=initiated_by, reason="Automatic", parameters=params) as op:
         stats.operation_id = op.id
@@ -280,7 +280,7 @@ def flush_hot(
     initiated_by: str | None,
     stats: FlushStats,
     progress: ProgressFn | None = None,
-    claim_rows: int = DEFAULT_CLAIM_ROWS,
+    claim_rows: int | None = None,
     workers: int | None = None,
     crash_hook: Callable[[str], None] | None = None,
 ) -> bool:
@@ -293,6 +293,7 @@ def flush_hot(
     is left, and the flush after it handles those rows as it does any staged row."""
     started = time.perf_counter()
     store, settings = session.store, session.settings
+    claim_rows = claim_rows or settings.round_rows
     stats.abandoned_cleaned += recover_abandoned(session)  # a crashed direct round's objects, before new ones
     with session.connection() as conn:
         per_queue: dict[str, int] = {}
