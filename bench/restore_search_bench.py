@@ -14,8 +14,10 @@ import psycopg
 
 from bench.duck import connect as duck_connect
 from bench.proxy import counting_proxy
+from tiering import parquet as pqio
+from tiering import schema as S
 from tiering.context import Session
-from tiering.engine.query import search_archived_jobs
+from tiering.engine.query import object_footer, search_archived_jobs
 from tiering.engine.restore import restore_archived_job
 from tiering.settings import Settings
 from tiering.store import open_store
@@ -29,17 +31,31 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
+def decode_step(store: Any, key: str, size: int, rounds: int = 30) -> float:
+    """Median ms to decode one job of the object's biggest row group from bytes already fetched (what a restore
+    decodes: S.RESTORE_COLUMNS), without the database or the network."""
+    meta = object_footer(store, key, size)
+    rg = max(range(meta.num_row_groups), key=lambda i: meta.row_group(i).num_rows)
+    cols = pqio.present_columns(meta, S.RESTORE_COLUMNS)
+    start, end = pqio.row_group_range(meta, rg, cols)
+    segment = (start, store.get_bytes(key, (start, end)))
+    times = []
+    for i in range(rounds):
+        t0 = time.perf_counter()
+        pqio.rows_from_segment(meta, size, segment, [(rg, i % meta.row_group(rg).num_rows)], cols).to_pylist()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times) * 1000
+
+
 def run(url: str, settings: Settings, s3: Any, say: Callable[[str], None], restores: int = 50) -> dict[str, Any]:
     store = open_store(settings)
     bucket = settings.resolved_store_url.split("://", 1)[1].split("/", 1)[0]
     with psycopg.connect(url) as conn:
-        files = [
-            r[0]
-            for r in conn.execute(
-                "SELECT key FROM tiering_manifest WHERE state = 'committed' AND queue_name = %s ORDER BY key",
-                (SEARCH_QUEUE,),
-            )
-        ]
+        sized = conn.execute(
+            "SELECT key, bytes FROM tiering_manifest WHERE state = 'committed' AND queue_name = %s ORDER BY key",
+            (SEARCH_QUEUE,),
+        ).fetchall()
+        files = [r[0] for r in sized]
         ids = [str(r[0]) for r in conn.execute("SELECT job_id FROM tiering_job_index WHERE restored_at IS NULL")]
 
     # search: tiering (through the store) vs DuckDB (httpfs, same endpoint, same objects)
@@ -93,7 +109,10 @@ def run(url: str, settings: Settings, s3: Any, say: Callable[[str], None], resto
         f"requests max {max(requests)} (mean {statistics.mean(requests):.2f}), "
         f"KB read max {max(kbytes):.0f} (mean {statistics.mean(kbytes):.0f})"
     )
+    decode_ms = decode_step(store, sized[0][0], sized[0][1])
+    say(f"  of which decoding one job's row group (restore columns, bytes in memory): median {decode_ms:.1f} ms")
     return {
+        "restore_decode_ms": round(decode_ms, 2),
         "search_seconds": round(t_med, 4),
         "search_duckdb_seconds": round(d_med, 4),
         "search_vs_duckdb": round(t_med / d_med, 3),
