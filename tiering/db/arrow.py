@@ -222,6 +222,11 @@ _INSERT_INDEX = """INSERT INTO tiering_job_index (job_id, object_id, row_group, 
                                                   created_at, archived_at, payload_bytes, error_message)
                    SELECT job_id::uuid, object_id, row_group, row_in_group, queue_name, status, created_at,
                           archived_at, payload_bytes, error_message FROM tiering_index_load"""
+# A round's index rows come in object order, their job ids random: inserted in job id order instead, the unique
+# job index and the list index (one archived_at per round, then job id) each take them as one ascending run
+# (leaf pages filled left to right, not split at random). Backend CPU of the INSERT for 100k rows (means of 6
+# alternating runs): 1.35 -> 1.23 s into an empty job index, 1.62 -> 1.35 s into one holding 2M jobs.
+_INDEX_ORDER = " ORDER BY job_id::uuid"
 
 
 def _uncommittable(conn: ArrowConnection, index_rows: pa.Table) -> dict[str, tuple[str, str]]:
@@ -274,7 +279,7 @@ def commit_claimed(
         if index_rows.num_rows:
             cur.adbc_ingest("tiering_index_load", index_rows, mode="create", temporary=True)
             try:
-                cur.execute(_INSERT_INDEX)
+                cur.execute(_INSERT_INDEX + _INDEX_ORDER)
             except adbc_driver_manager.IntegrityError as exc:
                 conn.rollback()
                 bad = _uncommittable(conn, index_rows)
