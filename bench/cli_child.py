@@ -1,5 +1,6 @@
-"""Run one `tiering` CLI command in this (child) process and time it after the imports, so the parent can
-read the command's own peak RSS (os.wait4) and its time without interpreter start-up.
+"""Run one `tiering` CLI command in this (child) process and time it after the imports, and record its own peak
+RSS (VmHWM of this process's memory after exec: os.wait4's ru_maxrss also counts the parent's RSS when the
+child was spawned with vfork, so a bench process grown big made a small run look big).
 
     python -m bench.cli_child TIMING_FILE archive run --format json ...
 """
@@ -32,7 +33,11 @@ def main() -> None:
     except SystemExit as exc:
         code = exc.code
     seconds = time.perf_counter() - started
-    timing_file.write_text(json.dumps({"seconds": seconds, "exit": code if isinstance(code, int) else 1}))
+    status = Path("/proc/self/status").read_text()
+    hwm_kb = int(next(line for line in status.splitlines() if line.startswith("VmHWM:")).split()[1])
+    timing_file.write_text(
+        json.dumps({"seconds": seconds, "exit": code if isinstance(code, int) else 1, "rss_mb": hwm_kb / 1024})
+    )
 
 
 if __name__ == "__main__":
