@@ -548,17 +548,22 @@ def rows_from_segment(
 ) -> pa.Table:
     """The rows at (row group, row in group) `positions`, decoded from `segment` (bytes holding those row groups'
     chunks of `columns`, e.g. one row_group_range read) with the footer known: no further read."""
+    return _take_positions(pq.ParquetFile(SegmentFile(size, [segment]), metadata=meta), positions, columns)
+
+
+def _take_positions(pf: pq.ParquetFile, positions: Iterable[tuple[int, int]], columns: list[str] | None) -> pa.Table:
+    """Decode only the row groups that hold `positions` (single-threaded: one small row group each), then take
+    those rows in row group then row order."""
     wanted: dict[int, set[int]] = {}
     for rg, row in positions:
         wanted.setdefault(rg, set()).add(row)
-    pf = pq.ParquetFile(SegmentFile(size, [segment]), metadata=meta)
     groups = sorted(wanted)
     table = pf.read_row_groups(groups, columns=columns, use_threads=False)
     starts: dict[int, int] = {}
     base = 0
     for rg in groups:
         starts[rg] = base
-        base += meta.row_group(rg).num_rows
+        base += pf.metadata.row_group(rg).num_rows
     indices = [starts[rg] + r for rg in groups for r in sorted(wanted[rg])]
     return table.take(pa.array(indices, pa.int64()))
 
@@ -602,19 +607,7 @@ def read_rows_at(
 ) -> pa.Table:
     """The rows at (row group, row in group) `positions`, in row group then row order, reading the footer and
     only the row groups that hold them (one small row group each: no thread pool)."""
-    wanted: dict[int, set[int]] = {}
-    for rg, row in positions:
-        wanted.setdefault(rg, set()).add(row)
-    pf = open_file(file, pre_buffer=True)
-    groups = sorted(wanted)
-    table = pf.read_row_groups(groups, columns=columns, use_threads=False)
-    starts: dict[int, int] = {}
-    base = 0
-    for rg in groups:
-        starts[rg] = base
-        base += pf.metadata.row_group(rg).num_rows
-    indices = [starts[rg] + r for rg in groups for r in sorted(wanted[rg])]
-    return table.take(pa.array(indices, pa.int64()))
+    return _take_positions(open_file(file, pre_buffer=True), positions, columns)
 
 
 def iter_row_groups(file: ParquetSource, columns: list[str] | None = None) -> Iterator[pa.Table]:
