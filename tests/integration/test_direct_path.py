@@ -30,13 +30,12 @@ from tests.integration.test_flush import (
     all_job_ids,
     archive_all,
     assert_exactly_once,
-    cli_env,
     hot_payloads,
     read_object,
     seed,
     spread_archived_at,
 )
-from tests.integration.test_flush_crash import POLICY_DOC, TERMINAL, assert_settled, run_cli
+from tests.integration.test_flush_crash import TERMINAL, assert_settled, cli_world, run_cli
 from tests.integration.test_hammerwork_real import (  # noqa: F401 - fixtures
     HW_AFTER,
     MIGRATIONS,
@@ -67,12 +66,7 @@ def hot_world(db_url: str, s3_settings_factory: Any, tmp_path: Path) -> dict[str
     """Finished jobs only in the hot table (nothing staged), a fresh moto bucket, a `tiering` environment."""
     target = s3_settings_factory("moto_server")
     seed(db_url, 900, start=1)
-    policy_file = tmp_path / "policy.json"
-    policy_file.write_text(json.dumps(POLICY_DOC))
-    home = tmp_path / "home"
-    home.mkdir()
-    env = cli_env(target, db_url, home, TIERING_POLICY=str(policy_file))
-    return {"url": db_url, "target": target, "env": env, "expected": all_job_ids(db_url)}
+    return cli_world(db_url, target, tmp_path)
 
 
 def _terminal_hot(url: str) -> int:

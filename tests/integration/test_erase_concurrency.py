@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.helpers import insert_job, session_for
-from tests.integration.test_purge import ARCHIVE_ALL, BASE, DAY, Spec, make_jobs
+from tests.integration.test_purge import ARCHIVE_ALL, BASE, DAY, Spec, lock_enabled_bucket, make_jobs
 from tiering import codec
 from tiering.engine.archive import archive_jobs
 from tiering.engine.erase import EraseResult, erase_jobs
@@ -233,10 +233,7 @@ def test_a_match_kept_by_an_object_lock_is_reported_and_keeps_its_index_row(
     from datetime import UTC, datetime
 
     store = moto_inprocess_store
-    bucket = f"lock-{uuid.uuid4().hex[:12]}"
-    store.client.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
-    store.bucket = bucket
-    settings = Settings(home=tmp_path, database_url=db_url, store_url=f"s3://{bucket}/{store.prefix}")
+    bucket, settings = lock_enabled_bucket(store, db_url, tmp_path)
     locked = make_jobs(db_url, [Spec("locked", "Completed", BASE, _payload(55, 1))], flush=(store, settings))
     free = make_jobs(db_url, [Spec("free", "Completed", BASE, _payload(55, 2))], flush=(store, settings))
     locked_key = next(i.key for i in store.list(store.prefix) if "queue=locked/" in i.key)

@@ -56,6 +56,11 @@ def world(db_url: str, s3_settings_factory: Any, tmp_path: Path, request: pytest
     archive_all(db_url)
     spread_archived_at(db_url, 3)  # 6 queues x 3 dates staged
     seed(db_url, 600, start=601)  # and more finished jobs in the hot table
+    return cli_world(db_url, target, tmp_path)
+
+
+def cli_world(db_url: str, target: Any, tmp_path: Path) -> dict[str, Any]:
+    """The environment a `tiering` process needs (POLICY_DOC in a file, a home) and every job id seeded so far."""
     policy_file = tmp_path / "policy.json"
     policy_file.write_text(json.dumps(POLICY_DOC))
     home = tmp_path / "home"

@@ -289,13 +289,18 @@ def test_delete_objects_partial_failure_is_reported_and_manifest_stays_true(targ
     assert again.jobs_purged == 2 and object_keys(store) == set() == committed_keys(db_url)
 
 
+def lock_enabled_bucket(store: Any, db_url: str, home: Any) -> tuple[str, Settings]:
+    """Point an in-process moto store at a fresh bucket created with Object Lock enabled; its name and settings."""
+    bucket = f"lock-{uuid.uuid4().hex[:12]}"
+    store.client.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
+    store.bucket = bucket
+    return bucket, Settings(home=home, database_url=db_url, store_url=f"s3://{bucket}/{store.prefix}")
+
+
 def test_object_lock_is_reported_not_skipped(db_url: str, moto_inprocess_store: Any, tmp_path: Any) -> None:
     store = moto_inprocess_store
     client = store.client
-    bucket = f"lock-{uuid.uuid4().hex[:12]}"
-    client.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
-    store.bucket = bucket
-    settings = Settings(home=tmp_path, database_url=db_url, store_url=f"s3://{bucket}/{store.prefix}")
+    bucket, settings = lock_enabled_bucket(store, db_url, tmp_path)
     specs = [Spec("locked", "Completed", BASE - 3 * DAY), Spec("free", "Completed", BASE - 3 * DAY)]
     make_jobs(db_url, specs, flush=(store, settings))
     locked_key = next(k for k in object_keys(store) if "queue=locked/" in k)
@@ -430,10 +435,7 @@ def test_a_bucket_whose_lock_cannot_be_read_is_checked_object_by_object(
     import botocore.exceptions as bce
 
     store = moto_inprocess_store
-    bucket = f"lock-{uuid.uuid4().hex[:12]}"
-    store.client.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
-    store.bucket = bucket
-    settings = Settings(home=tmp_path, database_url=db_url, store_url=f"s3://{bucket}/{store.prefix}")
+    bucket, settings = lock_enabled_bucket(store, db_url, tmp_path)
     make_jobs(db_url, LOCK_SPECS[:2], flush=(store, settings))
     held = min(object_keys(store))
     store.client.put_object_legal_hold(Bucket=bucket, Key=held, LegalHold={"Status": "ON"})
