@@ -14,7 +14,7 @@ import hashlib
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -357,16 +357,7 @@ class ReconcileResult:
     execution_time_s: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "files_added": self.files_added,
-            "files_removed": self.files_removed,
-            "delete_files_added": self.delete_files_added,
-            "delete_files_removed": self.delete_files_removed,
-            "snapshot_id": self.snapshot_id,
-            "files_in_table": self.files_in_table,
-            "restored_jobs_deleted": self.restored_jobs_deleted,
-            "execution_time_s": round(self.execution_time_s, 3),
-        }
+        return {**asdict(self), "execution_time_s": round(self.execution_time_s, 3)}
 
 
 def check(session: Session) -> Difference:
