@@ -116,8 +116,11 @@ code() { curl -s -o /dev/null -w '%{http_code}' "$@"; }
 [ "$(code "http://127.0.0.1:$port/api/archive/stats")" = 401 ] || { say "FAILED: the API answered without a token"; exit 1; }
 [ "$(code -H 'Authorization: Bearer ci-image-token' "http://127.0.0.1:$port/api/archive/stats")" = 200 ] \
   || { say "FAILED: /api/archive/stats with the token"; exit 1; }
-curl -fsS "http://127.0.0.1:$port/archive" | grep -qi "<html" || { say "FAILED: the dashboard is not served"; exit 1; }
-curl -fsS "http://127.0.0.1:$mport/metrics" | grep -q "^tiering_database_up 1" \
+# Each body goes to a file before grep reads it: `curl | grep -q` under pipefail fails with curl's exit 23 when grep
+# stops at its first match before a body larger than the pipe buffer is written.
+curl -fsS -o "$WORK/dashboard.html" "http://127.0.0.1:$port/archive" && grep -qi "<html" "$WORK/dashboard.html" \
+  || { say "FAILED: the dashboard is not served"; exit 1; }
+curl -fsS -o "$WORK/metrics.txt" "http://127.0.0.1:$mport/metrics" && grep -q "^tiering_database_up 1" "$WORK/metrics.txt" \
   || { say "FAILED: /metrics on the metrics port"; exit 1; }
 kill "$serve_pid"
 wait "$runner" || true
