@@ -108,6 +108,37 @@ def quarantine(conn: psycopg.Connection, rows: list[tuple[str, str, str]], opera
         )
 
 
+# Committed objects that may hold jobs matching the filters, pruned by the manifest's min/max columns.
+COMMITTED_WHERE = """state = 'committed'
+               AND (%(queue)s::text IS NULL OR queue_name = %(queue)s)
+               AND (%(aa)s::timestamptz IS NULL OR max_archived_at >= %(aa)s)
+               AND (%(ab)s::timestamptz IS NULL OR min_archived_at < %(ab)s)
+               AND (%(ca)s::timestamptz IS NULL OR max_created_at >= %(ca)s)
+               AND (%(cb)s::timestamptz IS NULL OR min_created_at < %(cb)s)
+               AND (%(st)s::text[] IS NULL OR statuses && %(st)s)"""
+COMMITTED_ORDER = "queue_name, partition_date, id"
+
+
+def committed_params(
+    *,
+    queue: str | None = None,
+    archived_after: datetime | None = None,
+    archived_before: datetime | None = None,
+    created_after: datetime | None = None,
+    created_before: datetime | None = None,
+    statuses: list[str] | None = None,
+) -> dict[str, Any]:
+    """The parameters of COMMITTED_WHERE."""
+    return {
+        "queue": queue,
+        "aa": archived_after,
+        "ab": archived_before,
+        "ca": created_after,
+        "cb": created_before,
+        "st": statuses,
+    }
+
+
 def committed_objects(
     conn: psycopg.Connection,
     *,
@@ -120,23 +151,15 @@ def committed_objects(
 ) -> list[ManifestRow]:
     """Committed objects that may hold matching jobs, pruned by the manifest's min/max columns."""
     rows = conn.execute(
-        f"""SELECT {MANIFEST_COLUMNS} FROM tiering_manifest
-             WHERE state = 'committed'
-               AND (%(queue)s::text IS NULL OR queue_name = %(queue)s)
-               AND (%(aa)s::timestamptz IS NULL OR max_archived_at >= %(aa)s)
-               AND (%(ab)s::timestamptz IS NULL OR min_archived_at < %(ab)s)
-               AND (%(ca)s::timestamptz IS NULL OR max_created_at >= %(ca)s)
-               AND (%(cb)s::timestamptz IS NULL OR min_created_at < %(cb)s)
-               AND (%(st)s::text[] IS NULL OR statuses && %(st)s)
-             ORDER BY queue_name, partition_date, id""",  # noqa: S608
-        {
-            "queue": queue,
-            "aa": archived_after,
-            "ab": archived_before,
-            "ca": created_after,
-            "cb": created_before,
-            "st": statuses,
-        },
+        f"SELECT {MANIFEST_COLUMNS} FROM tiering_manifest WHERE {COMMITTED_WHERE} ORDER BY {COMMITTED_ORDER}",  # noqa: S608
+        committed_params(
+            queue=queue,
+            archived_after=archived_after,
+            archived_before=archived_before,
+            created_after=created_after,
+            created_before=created_before,
+            statuses=statuses,
+        ),
     ).fetchall()
     return [ManifestRow(*r) for r in rows]
 

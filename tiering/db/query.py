@@ -20,7 +20,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from tiering import schema as S
-from tiering.db.manifest import MANIFEST_COLUMNS, ManifestRow
+from tiering.db.manifest import COMMITTED_ORDER, COMMITTED_WHERE, MANIFEST_COLUMNS, ManifestRow, committed_params
 
 
 @dataclass(frozen=True)
@@ -278,6 +278,29 @@ def estimate_side(
     transaction that marks the object purged), which the planner estimates better than the join."""
     query = _explain(side, filters, object_ids)
     return _plan_rows(conn.execute(query.encode(), _params(filters, object_ids)).fetchone())  # type: ignore[arg-type]
+
+
+def search_sources(conn: psycopg.Connection, filters: Filters) -> tuple[list[ManifestRow], bool]:
+    """What a search must read, in one round trip: the committed objects that may hold matching jobs (pruned by
+    the manifest, as committed_objects) and whether any staged job passes the filters (when none does, the
+    search opens no cursor on staging)."""
+    params = filters.params()
+    rows = conn.execute(
+        f"""SELECT s.staged, o.*
+              FROM (SELECT EXISTS (SELECT 1 FROM hammerwork_jobs_archive a WHERE {_STAGING_WHERE})) AS s(staged)
+              LEFT JOIN (SELECT {MANIFEST_COLUMNS} FROM tiering_manifest WHERE {COMMITTED_WHERE}) AS o ON true
+             ORDER BY {COMMITTED_ORDER}""",  # noqa: S608
+        params
+        | committed_params(
+            queue=filters.queue,
+            archived_after=filters.archived_after,
+            archived_before=filters.archived_before,
+            created_after=filters.created_after,
+            created_before=filters.created_before,
+            statuses=list(filters.statuses) if filters.statuses else None,
+        ),
+    ).fetchall()
+    return [ManifestRow(*r[1:]) for r in rows if r[1] is not None], bool(rows[0][0])
 
 
 def staging_payload_stream(

@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import base64
 import math
+import os
 import re
+import threading
 import time as _time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
@@ -811,6 +813,37 @@ def _payload_reads(m: mdb.ManifestRow, meta: Any) -> list[tuple[tuple[int, int],
     ]
 
 
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+_POOLS_LOCK = threading.Lock()
+
+
+def _search_pool(threads: int) -> ThreadPoolExecutor:
+    """The process's search threads (one pool per size, started on first use and kept): a search then starts no
+    thread and finds its S3 connections and decoders warm. Tasks on it never wait for other tasks on it (only the
+    calling thread waits), so searches sharing it cannot deadlock."""
+    size = max(1, threads)
+    with _POOLS_LOCK:
+        pool = _POOLS.get(size)
+        if pool is None:
+            pool = _POOLS[size] = ThreadPoolExecutor(size, thread_name_prefix="tiering-search")
+        return pool
+
+
+def _forget_pools() -> None:
+    """A forked child has none of its parent's threads: it starts its own pools."""
+    global _POOLS_LOCK
+    _POOLS.clear()
+    _POOLS_LOCK = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_pools)
+
+
+def _cancel(futures: Iterable[Future[Any]]) -> None:
+    for future in futures:
+        future.cancel()
+
+
 def _scan_objects(
     store: ObjectStore,
     readable: list[mdb.ManifestRow],
@@ -822,27 +855,29 @@ def _scan_objects(
 ) -> list[tuple[tuple[int, int, int], Any]]:
     """Payload matches ((object id, row group, row in group), doc) of the readable objects: footers (cached per
     process) and coalesced payload reads fetched in parallel; each fetched segment's row groups are decoded and
-    matched on a second pool as soon as it arrives (decoding and regex matching release the GIL)."""
+    matched on the same pool as soon as it arrives (decoding and regex matching release the GIL)."""
     cold: list[tuple[tuple[int, int, int], Any]] = []
-    with ThreadPoolExecutor(max(1, min(threads, len(readable)))) as pool:
-        metas = list(pool.map(lambda m: object_footer(store, m.key, m.bytes), readable))
-    reads = [
-        (m, meta, seg, rgs) for m, meta in zip(readable, metas, strict=True) for seg, rgs in _payload_reads(m, meta)
-    ]
+    pool = _search_pool(threads)
+    metas = [pool.submit(object_footer, store, m.key, m.bytes) for m in readable]
+    try:
+        reads = [
+            (m, meta, seg, rgs)
+            for m, future in zip(readable, metas, strict=True)
+            for meta in (future.result(),)
+            for seg, rgs in _payload_reads(m, meta)
+        ]
+    except BaseException:
+        _cancel(metas)
+        raise
     result.objects_scanned = len(readable)
     result.bytes_read = sum(b - a for _, _, (a, b), _ in reads)
-    if not reads:
-        return cold
-    with (
-        ThreadPoolExecutor(max(1, min(threads, len(reads)))) as fetch_pool,
-        ThreadPoolExecutor(max(1, min(threads, sum(len(r[3]) for r in reads)))) as scan_pool,
-    ):
-        fetched = [(m, meta, rgs, fetch_pool.submit(store.get_bytes, m.key, seg)) for m, meta, seg, rgs in reads]
-        scans: list[tuple[mdb.ManifestRow, Future[tuple[list[tuple[int, int, Any]], int, int, int]]]] = []
-        for (m, meta, rgs, data), (_, _, (start, _end), _) in zip(fetched, reads, strict=True):
+    fetched = [pool.submit(store.get_bytes, m.key, seg) for m, _, seg, _ in reads]
+    scans: list[tuple[mdb.ManifestRow, Future[tuple[list[tuple[int, int, Any]], int, int, int]]]] = []
+    try:
+        for (m, meta, (start, _end), rgs), data in zip(reads, fetched, strict=True):
             segment = (start, data.result())
             scans.extend(
-                (m, scan_pool.submit(_scan_payloads, meta, m.bytes, segment, rg, path, matcher, deadline)) for rg in rgs
+                (m, pool.submit(_scan_payloads, meta, m.bytes, segment, rg, path, matcher, deadline)) for rg in rgs
             )
         for m, future in scans:
             found, scanned, kept, bad = future.result()
@@ -850,6 +885,10 @@ def _scan_objects(
             result.rows_scanned += scanned
             result.rows_prefiltered += kept
             cold.extend(((m.id, rg, row), doc) for rg, row, doc in found)
+    except BaseException:
+        _cancel(fetched)
+        _cancel(f for _, f in scans)
+        raise
     return cold
 
 
@@ -905,7 +944,7 @@ def _search_cold(
     if readable:
         cold = _scan_objects(store, readable, path, matcher, threads, deadline, result)
         if cold:
-            with session.connection() as conn:
+            with session.connection(autocommit=True) as conn:
                 live = qdb.live_index_rows_at(conn, [position for position, _ in cold])
             for position, doc in cold:
                 row = live.get(position)
@@ -942,23 +981,22 @@ def search_archived_jobs(
     _check_page(limit, 0)
     result = SearchResult([], key, matcher.text)
     items: list[ArchivedJob] = []
-    with session.connection() as conn:
-        objects = mdb.committed_objects(
-            conn,
-            queue=filters.queue,
-            archived_after=filters.archived_after,
-            archived_before=filters.archived_before,
-            statuses=list(filters.statuses) if filters.statuses else None,
-        )
-    with ThreadPoolExecutor(1, thread_name_prefix="tiering-search-staging") as side:
+    with session.connection(autocommit=True) as conn:  # reads only: no BEGIN/COMMIT round trips
+        objects, staged_rows = qdb.search_sources(conn, filters)
+    staged: Future[tuple[list[ArchivedJob], int, int]] | None = None
+    if include_staging and staged_rows:
         # Staging rows (PostgreSQL) are searched while the objects are read: neither waits for the other.
-        staged = side.submit(_search_staging, session, filters, path, matcher, deadline) if include_staging else None
+        staged = _search_pool(threads).submit(_search_staging, session, filters, path, matcher, deadline)
+    try:
         items.extend(_search_cold(session, objects, filters, path, matcher, threads, deadline, result))
+    finally:
         if staged is not None:
-            found, checked, bad = staged.result()
-            items.extend(found)
-            result.staging_rows_checked += checked
-            result.unreadable_payloads += bad
+            wait([staged])  # never leave it running on the session's connections
+    if staged is not None:
+        found, checked, bad = staged.result()
+        items.extend(found)
+        result.staging_rows_checked += checked
+        result.unreadable_payloads += bad
     items.sort(key=lambda i: (-i.archived_at.timestamp(), i.job_id))
     if limit is not None and len(items) > limit:
         result.truncated = True
