@@ -259,6 +259,45 @@ def test_search_metacharacters_and_bad_input(db_url: str, mixed: dict[str, Any])
         restore_archived_job(session_for(db_url, store, mixed["target"].settings), uuid.uuid4())
 
 
+def test_search_skips_staging_only_when_no_staged_job_passes_the_filters(db_url: str, mixed: dict[str, Any]) -> None:
+    """search_sources answers the objects and "does staging hold a candidate" in one query; a search opens no
+    staging cursor when it says no. Over a grid of filters it must agree with the staging stream itself (a "no"
+    while the stream has a row would drop staged matches) and list exactly committed_objects' objects."""
+    from tiering.db import manifest as mdb
+    from tiering.db import query as qdb
+    from tiering.engine.query import make_filters
+
+    with psycopg.connect(db_url) as conn:
+        times = sorted(r[0] for r in conn.execute("SELECT archived_at FROM hammerwork_jobs_archive"))
+    assert times
+    windows = [(None, None), (times[0], None), (None, times[0]), (times[-1] + timedelta(seconds=1), None),
+               (times[0] - DAY, times[0] + timedelta(microseconds=1))]  # fmt: skip
+    seen = set()
+    for queue in (None, "billing", "email", "no-such-queue"):
+        for status in (None, "Completed", "Dead", ["Failed", "Dead"], "TimedOut"):
+            for after, before in windows:
+                filters = make_filters(queue=queue, status=status, archived_after=after, archived_before=before)
+                with psycopg.connect(db_url) as conn:
+                    objects, staged = qdb.search_sources(conn, filters)
+                    with conn.transaction():
+                        streamed = any(True for _ in qdb.staging_payload_stream(conn, filters, None))
+                    assert staged == streamed, (queue, status, after, before)
+                    assert objects == mdb.committed_objects(
+                        conn, queue=filters.queue, archived_after=filters.archived_after,
+                        archived_before=filters.archived_before,
+                        statuses=list(filters.statuses) if filters.statuses else None,
+                    )  # fmt: skip
+                seen.add((staged, bool(objects)))
+    assert seen == {(True, True), (True, False), (False, True), (False, False)}  # every branch was met
+    # and a search whose staged jobs are filtered away still finds its cold ones (the staging part is skipped)
+    cold_billing = {str(k) for k, p in mixed["cold"].items() if str(p["customer"]["id"]) == "12345"}
+    with psycopg.connect(db_url) as conn:
+        cold_ids = {str(r[0]) for r in conn.execute("SELECT job_id FROM tiering_job_index WHERE restored_at IS NULL")}
+    found = search_archived_jobs(session_for(db_url, mixed["target"].store), "customer.id", "12345",
+                                 archived_before=times[0])  # fmt: skip
+    assert {i.job_id for i in found.items} == cold_billing & cold_ids and found.staging_rows_checked == 0
+
+
 def _hot(db_url: str, job_id: Any) -> dict[str, Any]:
     with psycopg.connect(db_url) as conn, conn.cursor(row_factory=dict_row) as cur:
         row = cur.execute("SELECT * FROM hammerwork_jobs WHERE id = %s", (job_id,)).fetchone()
