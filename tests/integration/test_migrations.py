@@ -109,6 +109,17 @@ def test_embedded_default_starts_once_and_is_reused(tmp_path: Path) -> None:
         assert (home / "pg" / "postmaster.pid").read_text().split()[0] == pid
         with psycopg.connect(second) as conn:
             assert conn.execute("SELECT to_regclass('marker') IS NOT NULL").fetchone() == (True,)
+            assert conn.execute("SHOW wal_compression").fetchone() == ("off",)
+        # a server tuned by an older tiering (its marker says only "applied"; it compressed WAL) is tuned again,
+        # keeping its data
+        with psycopg.connect(second, autocommit=True) as conn:
+            conn.execute("ALTER SYSTEM SET wal_compression = 'on'")
+            conn.execute("SELECT pg_reload_conf()")
+        (home / "pg" / "tiering_tuned").write_text("applied\n")
+        third = resolve_database_url(settings, notify=said.append)
+        with psycopg.connect(third) as conn:
+            assert conn.execute("SHOW wal_compression").fetchone() == ("off",)
+            assert conn.execute("SELECT to_regclass('marker') IS NOT NULL").fetchone() == (True,)
     finally:
         stopped = stop_embedded(home)
         shutil.rmtree(home.parent, ignore_errors=True)
