@@ -21,7 +21,7 @@ import threading
 import time as _time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed, wait
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
@@ -871,10 +871,11 @@ def _scan_objects(
         raise
     result.objects_scanned = len(readable)
     result.bytes_read = sum(b - a for _, _, (a, b), _ in reads)
-    fetched = [pool.submit(store.get_bytes, m.key, seg) for m, _, seg, _ in reads]
+    fetched = {pool.submit(store.get_bytes, read[0].key, read[2]): read for read in reads}
     scans: list[tuple[mdb.ManifestRow, Future[tuple[list[tuple[int, int, Any]], int, int, int]]]] = []
     try:
-        for (m, meta, (start, _end), rgs), data in zip(reads, fetched, strict=True):
+        for data in as_completed(fetched):  # decode whichever range arrives first
+            m, meta, (start, _end), rgs = fetched[data]
             segment = (start, data.result())
             scans.extend(
                 (m, pool.submit(_scan_payloads, meta, m.bytes, segment, rg, path, matcher, deadline)) for rg in rgs
