@@ -472,11 +472,13 @@ def bench_purge(env: dict[str, str]) -> dict[str, Any]:
     w = whole["doc"]
     say(f"everything: {w.get('jobs_purged', 0):,} jobs, {w.get('objects_deleted', 0)} objects deleted "
         f"({w.get('objects_rewritten', 0)} rewritten) in {whole['seconds']:.2f} s")  # fmt: skip
+    say(f"  phases: partial {p.get('phase_seconds')}; everything {w.get('phase_seconds')}")
     return {
         "partial_seconds": round(partial["seconds"], 2), "partial_jobs": p.get("jobs_purged"),
         "partial_rewritten": p.get("objects_rewritten"), "partial_deleted": p.get("objects_deleted"),
         "whole_seconds": round(whole["seconds"], 2), "whole_jobs": w.get("jobs_purged"),
-        "whole_objects": w.get("objects_deleted"),
+        "whole_objects": w.get("objects_deleted"), "partial_phases": p.get("phase_seconds"),
+        "whole_phases": w.get("phase_seconds"),
     }  # fmt: skip
 
 

@@ -92,27 +92,35 @@ class ObjectCandidate:
 def purge_candidates(
     conn: psycopg.Connection, cutoff: datetime, queue: str | None, status: str | None
 ) -> list[ObjectCandidate]:
+    """Committed objects that may hold jobs to purge, with their job index counts. The counts are one grouped
+    pass over the index rows of the matching objects (the planner picks a scan or the object index by how many
+    match), not a lookup per object: an object's rows lie on as many heap pages as it has jobs (the index is
+    written in job id order), and 2,920 lookups read 195k pages for 200k jobs (0.56 s against 0.16 s)."""
     cols = ", ".join(f"m.{c.strip()}" for c in MANIFEST_COLUMNS.split(","))
     hit = "i.archived_at < %(cutoff)s AND (%(status)s::text IS NULL OR btrim(i.status, '\"') = %(status)s)"
+    matching = """m.state = 'committed'
+               AND m.min_archived_at < %(cutoff)s
+               AND (%(queue)s::text IS NULL OR m.queue_name = %(queue)s)
+               AND (%(status)s::text IS NULL
+                    OR EXISTS (SELECT 1 FROM unnest(m.statuses) s WHERE btrim(s, '"') = %(status)s))"""
     rows = conn.execute(
-        f"""SELECT {cols}, coalesce(l.live, 0), coalesce(l.hits, 0), coalesce(l.hit_bytes, 0), l.hit_min, l.hit_max,
+        f"""WITH l AS MATERIALIZED (
+                SELECT i.object_id, count(*) AS live,
+                       count(*) FILTER (WHERE {hit}) AS hits,
+                       sum(i.payload_bytes) FILTER (WHERE {hit}) AS hit_bytes,
+                       min(i.archived_at) FILTER (WHERE {hit}) AS hit_min,
+                       max(i.archived_at) FILTER (WHERE {hit}) AS hit_max
+                  FROM tiering_job_index i
+                 WHERE i.restored_at IS NULL
+                   AND i.object_id IN (SELECT m.id FROM tiering_manifest m WHERE {matching})
+                 GROUP BY i.object_id)
+            SELECT {cols}, coalesce(l.live, 0), coalesce(l.hits, 0), coalesce(l.hit_bytes, 0), l.hit_min, l.hit_max,
                    (m.max_archived_at < %(cutoff)s
                     AND (%(status)s::text IS NULL
                          OR NOT EXISTS (SELECT 1 FROM unnest(m.statuses) s WHERE btrim(s, '"') <> %(status)s)))
               FROM tiering_manifest m
-              LEFT JOIN LATERAL (
-                   SELECT count(*) AS live,
-                          count(*) FILTER (WHERE {hit}) AS hits,
-                          sum(i.payload_bytes) FILTER (WHERE {hit}) AS hit_bytes,
-                          min(i.archived_at) FILTER (WHERE {hit}) AS hit_min,
-                          max(i.archived_at) FILTER (WHERE {hit}) AS hit_max
-                     FROM tiering_job_index i
-                    WHERE i.object_id = m.id AND i.restored_at IS NULL) l ON TRUE
-             WHERE m.state = 'committed'
-               AND m.min_archived_at < %(cutoff)s
-               AND (%(queue)s::text IS NULL OR m.queue_name = %(queue)s)
-               AND (%(status)s::text IS NULL
-                    OR EXISTS (SELECT 1 FROM unnest(m.statuses) s WHERE btrim(s, '"') = %(status)s))
+              LEFT JOIN l ON l.object_id = m.id
+             WHERE {matching}
              ORDER BY m.queue_name, m.partition_date, m.id""",  # noqa: S608 - constant SQL
         {"cutoff": cutoff, "queue": queue, "status": status},
     ).fetchall()

@@ -22,6 +22,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -46,6 +47,10 @@ from tiering.store.base import ObjectInfo, ObjectStore
 log = logging.getLogger(__name__)
 
 DELETE_BATCH = 1000
+# Whole objects are deleted in calls of this many keys, the next call running while the database marks the
+# last one's objects: SeaweedFS spends the same time per key in calls of 250 as of 1000, and smaller calls let
+# more of the two overlap.
+PIPELINE_BATCH = 250
 T = TypeVar("T")
 HEAD_THREADS = 8
 # Partial objects rewritten at a time: a rewrite mostly waits (reads, uploads, read-back, commits), so more
@@ -152,21 +157,37 @@ def delete_whole_objects(
     items: Sequence[T],
     row_of: Callable[[T], ManifestRow],
     also: Callable[[Any, list[T]], None] | None = None,
+    phase: Callable[[str], AbstractContextManager[None]] | None = None,
 ) -> Iterator[tuple[DeleteOutcome, list[T]]]:
-    """Delete whole objects, DELETE_BATCH keys a call; after each call mark the objects that went as purged (with
-    `also`'s work in the same transaction) and yield (outcome, items gone). Objects go before their manifest
-    rows, so one that could not be deleted keeps its committed row and the manifest stays true."""
+    """Delete whole objects, PIPELINE_BATCH keys a call; after each call mark the objects that went as purged
+    (with `also`'s work in the same transaction) and yield (outcome, items gone). Objects go before their
+    manifest rows, so one that could not be deleted keeps its committed row and the manifest stays true.
+
+    The next batch's DeleteObjects runs on a side thread while this batch's rows are marked: the store's
+    deletes and the database's are each about half of a large purge. At most one batch is ahead, so a failure
+    (or a crash) leaves at most that batch deleted but still committed, the state a crash between a delete and
+    its mark always left: the next purge deletes those keys again (a missing key deletes fine) and marks them.
+    `phase` times the wait for the store ("delete_objects") and the database's part ("mark_purged")."""
+    timed = phase or (lambda _name: nullcontext())
     by_key = {row_of(item).key: item for item in items}
     keys = list(by_key)
-    for i in range(0, len(keys), DELETE_BATCH):
-        gone = delete_keys(session.store, keys[i : i + DELETE_BATCH])
-        done = [by_key[k] for k in gone.deleted]
-        with session.connection() as conn:
-            rdb.mark_objects_purged(conn, [row_of(item).id for item in done])
-            if also is not None:
-                also(conn, done)
-            conn.commit()
-        yield gone, done
+    batches = [keys[i : i + PIPELINE_BATCH] for i in range(0, len(keys), PIPELINE_BATCH)]
+    if not batches:
+        return
+    with ThreadPoolExecutor(1, thread_name_prefix="tiering-delete") as ahead:
+        pending = ahead.submit(delete_keys, session.store, batches[0])
+        for i in range(len(batches)):
+            with timed("delete_objects"):
+                gone = pending.result()
+            if i + 1 < len(batches):
+                pending = ahead.submit(delete_keys, session.store, batches[i + 1])
+            done = [by_key[k] for k in gone.deleted]
+            with timed("mark_purged"), session.connection() as conn:
+                rdb.mark_objects_purged(conn, [row_of(item).id for item in done])
+                if also is not None:
+                    also(conn, done)
+                conn.commit()
+            yield gone, done
 
 
 @dataclass
@@ -520,10 +541,20 @@ class PurgeResult:
     skipped_reason: str | None = None
     execution_time_s: float = 0.0
     operation_id: int | None = None
+    phase_seconds: dict[str, float] = field(default_factory=dict)  # where the time went (wall, in order)
 
     @property
     def ok(self) -> bool:
         return not self.errors
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        """Add the wall time of the block to phase `name` (`make bench` prints them: what bounds a purge)."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.phase_seconds[name] = self.phase_seconds.get(name, 0.0) + time.perf_counter() - start
 
     @property
     def affected_queues(self) -> list[str]:
@@ -554,6 +585,7 @@ class PurgeResult:
             "skipped_reason": self.skipped_reason,
             "execution_time_s": round(self.execution_time_s, 3),
             "operation_id": self.operation_id,
+            "phase_seconds": {k: round(v, 3) for k, v in self.phase_seconds.items()},
         }
 
     def audit_counts(self) -> dict[str, Any]:
@@ -595,7 +627,8 @@ def purge_archived_jobs(
         with session.connection(autocommit=True) as lock:
             rdb.lock_retention(lock)
             try:
-                plan = _plan(session, cutoff, queue, status, now)
+                with result.phase("plan"):
+                    plan = _plan(session, cutoff, queue, status, now)
                 preview = plan.preview()
                 result.preview = preview
                 result.locked_objects = list(plan.locked)
@@ -608,7 +641,8 @@ def purge_archived_jobs(
                 if not dry_run:
                     _execute(session, plan, result)
                     if result.jobs_purged >= planner.BULK_ROWS:
-                        planner.refresh_statistics(lock, [planner.STAGING, planner.JOB_INDEX, planner.MANIFEST])
+                        with result.phase("statistics"):
+                            planner.refresh_statistics(lock, [planner.STAGING, planner.JOB_INDEX, planner.MANIFEST])
             finally:
                 rdb.unlock_retention(lock)
         result.execution_time_s = time.perf_counter() - started
@@ -618,20 +652,23 @@ def purge_archived_jobs(
     if not dry_run and (result.objects_deleted or result.objects_rewritten):
         from tiering.engine.analyst import publish_listing_quietly
 
-        publish_listing_quietly(session)  # the analysts' file list must not name deleted objects
+        with result.phase("listing"):
+            publish_listing_quietly(session)  # the analysts' file list must not name deleted objects
     if not dry_run:
         from tiering.engine.iceberg import reconcile_quietly
 
-        reconcile_quietly(session, expire=True)  # drops deleted/rewritten objects, one snapshot
+        with result.phase("iceberg"):
+            reconcile_quietly(session, expire=True)  # drops deleted/rewritten objects, one snapshot
     return result
 
 
 def _execute(session: Session, plan: _Plan, result: PurgeResult) -> None:
-    result.leftovers_deleted, calls, errors = retry_leftovers(session)
+    with result.phase("leftovers"):
+        result.leftovers_deleted, calls, errors = retry_leftovers(session)
     result.delete_calls += calls
     result.errors.extend({**e, "stage": "delete_replaced"} for e in errors)
     # 1. staging
-    with session.connection() as conn:
+    with result.phase("staging"), session.connection() as conn:
         staged = rdb.delete_staging(conn, plan.cutoff, plan.queue, plan.status)
         conn.commit()
     for q, n in staged.items():
@@ -639,7 +676,7 @@ def _execute(session: Session, plan: _Plan, result: PurgeResult) -> None:
     result.staging_jobs_purged = sum(staged.values())
     result.storage_freed += sum(s.bytes for s in plan.staging)  # stored payload bytes of the staged rows
     # 2. whole objects: delete first, then the manifest (an object that could not be deleted stays committed)
-    for gone, done in delete_whole_objects(session, plan.deletes, lambda c: c.row):
+    for gone, done in delete_whole_objects(session, plan.deletes, lambda c: c.row, phase=result.phase):
         result.delete_calls += gone.calls
         result.errors.extend({**e, "stage": "delete"} for e in gone.errors)
         for c in done:
@@ -661,10 +698,11 @@ def _execute(session: Session, plan: _Plan, result: PurgeResult) -> None:
 
     rewritten: list[tuple[rdb.ObjectCandidate, list[str], RewriteOutcome]] = []
     if plan.rewrites:
-        with ThreadPoolExecutor(min(REWRITE_THREADS, len(plan.rewrites))) as pool:
+        with result.phase("rewrite"), ThreadPoolExecutor(min(REWRITE_THREADS, len(plan.rewrites))) as pool:
             for c, (hits, outcome) in zip(plan.rewrites, pool.map(rewrite, plan.rewrites), strict=True):
                 rewritten.append((c, hits, outcome))
-    delete_replaced(session, [outcome for _, _, outcome in rewritten])
+    with result.phase("delete_replaced"):
+        delete_replaced(session, [outcome for _, _, outcome in rewritten])
     for c, hits, outcome in rewritten:
         result.delete_calls += outcome.delete_calls
         if outcome.new_id is None:
