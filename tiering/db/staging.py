@@ -17,6 +17,14 @@ from psycopg import sql
 from tiering import schema as S
 from tiering.policy import EligibilityClause
 
+# NO_JOIN_IN_CLAIM: a move's claim scans hammerwork_jobs alone; whether a claimed job is already staged (or a
+# Hammerwork-marked copy of a cold job) is asked after the claim, once per batch, of the claimed ids (an index
+# probe each, or at worst one pass over staging), never once per scanned hot row. As a NOT EXISTS inside the
+# claim, a statement planned while staging was empty (0 pages: a seq scan of it is costed at 0) took a nested-loop
+# anti-join that seq-scans staging again for every hot row it looks at, skipped ones included; with two movers
+# the other one filled staging meanwhile, so every rescan was longer than the last: one statement ran at 100 %
+# CPU for minutes (half of the two-mover runs; tests/integration/test_staging_plan.py keeps the claim join-free).
+
 # NO_PREPARE: the batch statements below run again and again on one connection while the tables they read
 # change size by orders of magnitude (staging fills, the hot table empties). psycopg prepares a statement after 5
 # runs, and PostgreSQL may then keep a generic plan made when staging was nearly empty: an anti-join that
@@ -26,10 +34,12 @@ from tiering.policy import EligibilityClause
 
 @dataclass(frozen=True)
 class Predicate:
-    """A WHERE fragment over hammerwork_jobs (alias h) and its parameters."""
+    """A WHERE fragment over hammerwork_jobs (alias h) and its parameters: `clause` is the whole eligibility,
+    `hot_clause` its part over hammerwork_jobs alone (what a staging move claims by; see NO_JOIN_IN_CLAIM)."""
 
     clause: sql.Composable
     params: dict[str, Any]
+    hot_clause: sql.Composable
 
 
 def eligibility_predicate(clauses: Sequence[EligibilityClause], queue: str | None) -> Predicate:
@@ -57,7 +67,8 @@ def eligibility_predicate(clauses: Sequence[EligibilityClause], queue: str | Non
         where = sql.Composed([where, sql.SQL(" AND h.queue_name = %(only_queue)s")])
     # A job whose id already sits in staging is never moved twice (the insert would collide), and a hot copy
     # Hammerwork marked archived whose archive copy is already cold is settled, never archived again.
-    where = sql.Composed(
+    # (_REFUSED asks the same of a staging move's claimed ids.)
+    full = sql.Composed(
         [
             where,
             sql.SQL(
@@ -67,21 +78,56 @@ def eligibility_predicate(clauses: Sequence[EligibilityClause], queue: str | Non
             ),
         ]
     )
-    return Predicate(where, params)
+    return Predicate(full, params, where)
 
 
-def claim_batch(conn: psycopg.Connection, pred: Predicate, limit: int) -> list[tuple[Any, ...]]:
-    """Lock up to `limit` eligible jobs (skipping those another run holds); returns id, queue, status, payload."""
-    query = sql.SQL(
-        """SELECT h.id, h.queue_name, h.status, convert_to(h.payload::text, 'UTF8')
+def _claim_query(pred: Predicate, columns: str, skip: Sequence[Any]) -> sql.Composed:
+    """SELECT <columns> of up to %(limit)s eligible jobs, locked (SKIP LOCKED), by hammerwork_jobs alone
+    (NO_JOIN_IN_CLAIM); `skip` holds the jobs this mover found refused earlier in the run."""
+    not_skipped = sql.SQL(" AND NOT (h.id = ANY(%(skip)s::uuid[]))") if skip else sql.SQL("")
+    return sql.SQL(
+        """SELECT {columns}
              FROM hammerwork_jobs h
-            WHERE {where}
+            WHERE {where}{not_skipped}
             LIMIT %(limit)s
               FOR UPDATE OF h SKIP LOCKED"""
-    ).format(where=pred.clause)
+    ).format(columns=sql.SQL(columns), where=pred.hot_clause, not_skipped=not_skipped)
+
+
+def claim_ids(conn: psycopg.Connection, pred: Predicate, limit: int, skip: Sequence[Any] = ()) -> list[Any]:
+    """Lock up to `limit` eligible jobs (skipping those another run holds, and `skip`); returns their ids."""
+    params = {**pred.params, "limit": limit, "skip": list(skip)}
     with conn.cursor(binary=True) as cur:
-        cur.execute(query, {**pred.params, "limit": limit}, prepare=False)  # see NO_PREPARE
+        cur.execute(_claim_query(pred, "h.id", skip), params, prepare=False)  # see NO_PREPARE
+        return [r[0] for r in cur.fetchall()]
+
+
+def claim_batch(
+    conn: psycopg.Connection, pred: Predicate, limit: int, skip: Sequence[Any] = ()
+) -> list[tuple[Any, ...]]:
+    """Lock up to `limit` eligible jobs (skipping those another run holds, and `skip`); returns id, queue, status,
+    payload."""
+    query = _claim_query(pred, "h.id, h.queue_name, h.status, convert_to(h.payload::text, 'UTF8')", skip)
+    with conn.cursor(binary=True) as cur:
+        cur.execute(query, {**pred.params, "limit": limit, "skip": list(skip)}, prepare=False)  # see NO_PREPARE
         return cur.fetchall()
+
+
+# What a move leaves of its claimed jobs (%(ids)s, alias d): one already staged, and a hot copy Hammerwork marked
+# archived whose job is live cold (the checks of eligibility_predicate's full clause). Each subquery runs once per
+# statement over the claimed ids (NO_JOIN_IN_CLAIM); the jobs left stay hot and locked until the commit.
+_REFUSED = """
+       AND NOT (d.id = ANY(ARRAY(
+            SELECT a.id FROM hammerwork_jobs_archive a WHERE a.id = ANY(%(ids)s::uuid[]))))
+       AND (d.archived_at IS NULL OR NOT (d.id = ANY(ARRAY(
+            SELECT x.job_id FROM tiering_job_index x
+             WHERE x.job_id = ANY(%(ids)s::uuid[]) AND x.restored_at IS NULL))))"""
+
+
+def still_hot(conn: psycopg.Connection, ids: list[Any]) -> list[Any]:
+    """Which of these claimed (locked) jobs a move left in hammerwork_jobs (see _REFUSED)."""
+    rows = conn.execute("SELECT id FROM hammerwork_jobs WHERE id = ANY(%s::uuid[])", (ids,), prepare=False)
+    return [r[0] for r in rows.fetchall()]
 
 
 def _insert_select(payload: str, compressed: str, size: str, source: str) -> str:
@@ -97,24 +143,21 @@ SELECT queue_name, status, count(*), COALESCE(sum(original_payload_size), 0), CO
 
 
 @cache
-def _raw_move_parts(version: int) -> tuple[str, str]:
-    """The set-based move (text before and after the eligibility predicate): payloads copied as they are, as
-    JSON text bytes (payload_compressed false), which Hammerwork's restore reads as they are."""
-    head = """WITH moved AS (
-    DELETE FROM hammerwork_jobs d WHERE d.id IN (
-        SELECT h.id FROM hammerwork_jobs h WHERE """
+def _raw_move_sql(version: int) -> str:
+    """The set-based move of claimed jobs (%(ids)s): payloads copied as they are, as JSON text bytes
+    (payload_compressed false), which Hammerwork's restore reads as they are."""
     insert = _insert_select(
         "j.bytes", "false", "octet_length(j.bytes)",
         "moved h CROSS JOIN LATERAL (SELECT convert_to(h.payload::text, 'UTF8') AS bytes) j",
     )  # fmt: skip
-    tail = f"""
-         LIMIT %(limit)s FOR UPDATE OF h SKIP LOCKED)
+    return f"""WITH moved AS (
+    DELETE FROM hammerwork_jobs d
+     WHERE d.id = ANY(%(ids)s::uuid[]){_REFUSED}
     RETURNING d.*
 ), ins AS (
 {insert}
     RETURNING queue_name, status, original_payload_size, octet_length(payload) AS stored
-){_TOTALS}"""
-    return head, tail
+){_TOTALS}"""  # noqa: S608 - registry column names, values are parameters
 
 
 @cache
@@ -125,7 +168,7 @@ def _packed_move_sql(version: int) -> str:
     SELECT * FROM unnest(%(ids)s::uuid[], %(payloads)s::bytea[], %(compressed)s::bool[], %(sizes)s::int[])
         AS p(id, payload, compressed, size)
 ), moved AS (
-    DELETE FROM hammerwork_jobs d USING p WHERE d.id = p.id
+    DELETE FROM hammerwork_jobs d USING p WHERE d.id = p.id{_REFUSED}
     RETURNING d.*, p.payload AS z_payload, p.compressed AS z_compressed, p.size AS z_size
 ), ins AS (
 {insert}
@@ -136,14 +179,10 @@ def _packed_move_sql(version: int) -> str:
 Totals = list[tuple[str, str, int, int, int]]  # (queue, status, jobs, original bytes, stored bytes)
 
 
-def move_raw_batch(
-    conn: psycopg.Connection, pred: Predicate, limit: int, *, reason: str, archived_by: str | None
-) -> Totals:
-    """Move up to `limit` eligible jobs (SKIP LOCKED) in one statement, payloads copied as they are."""
-    head, tail = _raw_move_parts(S.REGISTRY_VERSION)
-    query = sql.Composed([sql.SQL(head), pred.clause, sql.SQL(tail)])
-    params = {**pred.params, "limit": limit, "reason": reason, "archived_by": archived_by}
-    rows = conn.execute(query, params, prepare=False).fetchall()  # see NO_PREPARE
+def move_raw_batch(conn: psycopg.Connection, ids: list[Any], *, reason: str, archived_by: str | None) -> Totals:
+    """Move these claimed (locked) jobs in one statement, payloads copied as they are (all but _REFUSED)."""
+    params = {"ids": ids, "reason": reason, "archived_by": archived_by}
+    rows = conn.execute(_raw_move_sql(S.REGISTRY_VERSION), params, prepare=False).fetchall()  # see NO_PREPARE
     return [(q, st, int(n), int(o), int(b)) for q, st, n, o, b in rows]
 
 
@@ -157,7 +196,7 @@ def move_batch(
     reason: str,
     archived_by: str | None,
 ) -> Totals:
-    """Move claimed (locked) jobs with the stored payloads given here (gzip or raw)."""
+    """Move claimed (locked) jobs with the stored payloads given here (gzip or raw), all but _REFUSED."""
     rows = conn.execute(
         _packed_move_sql(S.REGISTRY_VERSION),
         {

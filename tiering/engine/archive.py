@@ -174,20 +174,20 @@ def _worker(
     errors: list[BaseException],
 ) -> None:
     gzip = staging_codec(policy, config) is codec.Codec.GZIP
+    refused: list[Any] = []  # claimed jobs a move left hot (already staged, ...): not claimed again by this mover
     try:
         with session.connection() as conn:
             while not errors:
                 with conn.transaction():
                     locks.share_moves(conn)  # first in the transaction: an erase waits for the commit
                     if not gzip:
-                        totals = staging.move_raw_batch(
-                            conn, pred, policy.batch_size, reason=reason, archived_by=initiated_by
-                        )
+                        claimed, totals = _move_raw(conn, pred, policy, reason, initiated_by, refused)
                     else:
-                        totals = _move_gzipped(conn, pred, policy, config, reason, initiated_by)
-                if not totals:
+                        claimed, totals = _move_gzipped(conn, pred, policy, config, reason, initiated_by, refused)
+                if not claimed:
                     return
-                acc.add(totals)
+                if totals:
+                    acc.add(totals)
     except BaseException as exc:  # noqa: BLE001 - handed to the caller thread, which re-raises
         errors.append(exc)
 
@@ -200,6 +200,34 @@ def staging_codec(policy: ArchivalPolicy, config: ArchivalConfig) -> codec.Codec
     return codec.Codec.NONE
 
 
+def _settle_claim(conn: psycopg.Connection, ids: list[Any], totals: staging.Totals, refused: list[Any]) -> None:
+    """Every claimed job is moved or refused (and then skipped by the next claims); anything else rolls back."""
+    moved = sum(t[2] for t in totals)
+    if moved == len(ids):
+        return
+    left = staging.still_hot(conn, ids)
+    if moved + len(left) != len(ids):
+        raise RuntimeError(f"moved {moved} of {len(ids)} locked jobs; batch rolled back")
+    refused.extend(left)
+
+
+def _move_raw(
+    conn: psycopg.Connection,
+    pred: staging.Predicate,
+    policy: ArchivalPolicy,
+    reason: str,
+    initiated_by: str | None,
+    refused: list[Any],
+) -> tuple[int, staging.Totals]:
+    """One batch: claim, then move the claimed jobs with their payloads as they are; (jobs claimed, totals)."""
+    ids = staging.claim_ids(conn, pred, policy.batch_size, refused)
+    if not ids:
+        return 0, []
+    totals = staging.move_raw_batch(conn, ids, reason=reason, archived_by=initiated_by)
+    _settle_claim(conn, ids, totals, refused)
+    return len(ids), totals
+
+
 def _move_gzipped(
     conn: psycopg.Connection,
     pred: staging.Predicate,
@@ -207,10 +235,11 @@ def _move_gzipped(
     config: ArchivalConfig,
     reason: str,
     initiated_by: str | None,
-) -> staging.Totals:
-    rows = staging.claim_batch(conn, pred, policy.batch_size)
+    refused: list[Any],
+) -> tuple[int, staging.Totals]:
+    rows = staging.claim_batch(conn, pred, policy.batch_size, refused)
     if not rows:
-        return []
+        return 0, []
     raws = [bytes(r[3]) for r in rows]
     stored, flags = codec.encode_many(
         raws, codec.Codec.GZIP, config.compression_level, config.min_payload_size_for_compression
@@ -228,10 +257,8 @@ def _move_gzipped(
         reason=reason,
         archived_by=initiated_by,
     )
-    moved = sum(t[2] for t in totals)
-    if moved != len(rows):
-        raise RuntimeError(f"moved {moved} of {len(rows)} locked jobs; batch rolled back")
-    return totals
+    _settle_claim(conn, [r[0] for r in rows], totals, refused)
+    return len(rows), totals
 
 
 def archive_jobs(
@@ -286,10 +313,9 @@ def archive_jobs(
                     raise
             # after a complete direct pass the staging move would only rescan the hot table: what it could find
             # now became eligible during the run (the next run takes it) or is another run's (SKIP LOCKED).
-            # The set-based raw move runs on one connection: it is PostgreSQL's work, a second mover gained
-            # nothing (100k jobs: 8-11 s either way), and two at once sometimes spun one batch's statement at 100 %
-            # CPU for minutes (5 of 10 runs of `archive run --no-flush` on 100k jobs; 0 of 6 with one mover).
-            movers = max(1, workers) if staging_codec(policy, config) is codec.Codec.GZIP else 1
+            # Movers claim by the hot table alone, so one filling staging never slows another's claim
+            # (staging.NO_JOIN_IN_CLAIM).
+            movers = max(1, workers)
             threads = [
                 threading.Thread(
                     target=_worker,
