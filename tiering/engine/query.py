@@ -47,7 +47,10 @@ from tiering.inputs import (
 )
 from tiering.store.base import ARCHIVE_STORAGE_CLASSES, ObjectArchivedError, ObjectStore
 
-SEARCH_THREADS = 8
+SEARCH_THREADS = 8  # reads in flight (footers, payload ranges, staging)
+# Decoding and matching run on as many threads as there are cores: they release the GIL and keep a core busy, so
+# more threads only add fresh per-thread heaps to fault in (a first search took 2-3x longer with 8) and switches.
+SCAN_THREADS = max(2, os.cpu_count() or 2)
 # A tier the planner expects to hold over this many times list_exact_total_up_to matches is not counted at all
 # (a count that stops at up_to + 1 rows still reads them: 4 ms for 10,000 index rows, most of a page's cost).
 ESTIMATE_ONLY_FACTOR = 10
@@ -855,30 +858,30 @@ def _scan_objects(
 ) -> list[tuple[tuple[int, int, int], Any]]:
     """Payload matches ((object id, row group, row in group), doc) of the readable objects: footers (cached per
     process) and coalesced payload reads fetched in parallel; each fetched segment's row groups are decoded and
-    matched on the same pool as soon as it arrives (decoding and regex matching release the GIL)."""
+    matched on a pool of SCAN_THREADS as soon as it arrives (decoding and regex matching release the GIL)."""
     cold: list[tuple[tuple[int, int, int], Any]] = []
     pool = _search_pool(threads)
-    metas = [pool.submit(object_footer, store, m.key, m.bytes) for m in readable]
+    footers = {pool.submit(object_footer, store, m.key, m.bytes): m for m in readable}
+    fetched: dict[Future[bytes], tuple[mdb.ManifestRow, Any, tuple[int, int], list[int]]] = {}
     try:
-        reads = [
-            (m, meta, seg, rgs)
-            for m, future in zip(readable, metas, strict=True)
-            for meta in (future.result(),)
-            for seg, rgs in _payload_reads(m, meta)
-        ]
+        for footer in as_completed(footers):  # an object's payload reads start as soon as its footer is known
+            m, meta = footers[footer], footer.result()
+            for seg, rgs in _payload_reads(m, meta):
+                fetched[pool.submit(store.get_bytes, m.key, seg)] = (m, meta, seg, rgs)
     except BaseException:
-        _cancel(metas)
+        _cancel(footers)
+        _cancel(fetched)
         raise
     result.objects_scanned = len(readable)
-    result.bytes_read = sum(b - a for _, _, (a, b), _ in reads)
-    fetched = {pool.submit(store.get_bytes, read[0].key, read[2]): read for read in reads}
+    result.bytes_read = sum(b - a for _, _, (a, b), _ in fetched.values())
+    scan_pool = _search_pool(min(threads, SCAN_THREADS))
     scans: list[tuple[mdb.ManifestRow, Future[tuple[list[tuple[int, int, Any]], int, int, int]]]] = []
     try:
         for data in as_completed(fetched):  # decode whichever range arrives first
             m, meta, (start, _end), rgs = fetched[data]
             segment = (start, data.result())
             scans.extend(
-                (m, pool.submit(_scan_payloads, meta, m.bytes, segment, rg, path, matcher, deadline)) for rg in rgs
+                (m, scan_pool.submit(_scan_payloads, meta, m.bytes, segment, rg, path, matcher, deadline)) for rg in rgs
             )
         for m, future in scans:
             found, scanned, kept, bad = future.result()
