@@ -509,7 +509,8 @@ def summary() -> None:
          f"bare SQL move {st['floor_jobs_per_s']:,} jobs/s", ">= 1.0x"),
         ("one-queue payload search (SeaweedFS)", f"{rs['search_seconds']:.3f} s = {rs['search_vs_duckdb']:.2f}x "
          f"(first {rs['search_first_seconds']:.3f} s)",
-         f"DuckDB {rs['search_duckdb_seconds']:.3f} s (first {rs['search_duckdb_first_seconds']:.3f} s)", "<= 1.0x"),
+         f"DuckDB {rs['search_duckdb_seconds']:.3f} s (first {rs['search_duckdb_first_seconds']:.3f} s; file cache off "
+         f"{rs['search_duckdb_reread_seconds']:.3f} s = {rs['search_vs_duckdb_reread']:.2f}x)", "<= 1.0x"),
         ("cold restore (SeaweedFS)", f"p50 {rs['restore_p50_ms']} ms, p95 {rs['restore_p95_ms']} ms, "
          f"{rs['restore_requests_max']} req, {rs['restore_kb_max']} KB", "-", "30/80 ms, <= 3 req, <= 1 MB"),
         ("purge, whole objects", f"{pu['whole_seconds']} s: {pu['whole_jobs']:,} jobs, {pu['whole_objects']} objects",
