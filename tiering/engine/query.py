@@ -50,7 +50,7 @@ from tiering.store.base import ARCHIVE_STORAGE_CLASSES, ObjectArchivedError, Obj
 SEARCH_THREADS = 8  # reads in flight (footers, payload ranges, staging)
 # Decoding and matching run on as many threads as there are cores: they release the GIL and keep a core busy, so
 # more threads only add fresh per-thread heaps to fault in (a first search took 2-3x longer with 8) and switches.
-SCAN_THREADS = max(2, os.cpu_count() or 2)
+SCAN_THREADS = max(2, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 2)
 # A tier the planner expects to hold over this many times list_exact_total_up_to matches is not counted at all
 # (a count that stops at up_to + 1 rows still reads them: 4 ms for 10,000 index rows, most of a page's cost).
 ESTIMATE_ONLY_FACTOR = 10
