@@ -189,6 +189,47 @@ def test_a_round_refused_at_commit_falls_back_to_the_staging_path(db_url: str, t
     assert report.ok, report.to_dict()
 
 
+def test_a_row_the_direct_round_cannot_write_leaves_its_whole_round_to_the_staging_path(
+    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The direct claim deletes the rows it reads. A row it cannot write (here its payload conversion fails) rolls
+    the round back whole: every row of it is hot again, the staging move takes them and the flush quarantines the
+    bad one (kept staged, reported) and writes the rest. Nothing lost, nothing twice."""
+    import tiering.engine.flush as flush_mod
+    from tiering.schema import BadPayload, PayloadDecodeError, uuid_array_to_str
+
+    settings = Settings(home=tmp_path, store_url=(tmp_path / "objects").as_uri(), database_url=db_url)
+    store = open_store(settings)
+    seed(db_url, 300, start=1)
+    expected = all_job_ids(db_url)
+    with psycopg.connect(db_url) as conn:
+        victim = str(conn.execute(
+            "SELECT id FROM hammerwork_jobs WHERE status = ANY(%s) ORDER BY id LIMIT 1", (list(TERMINAL),)
+        ).fetchone()[0])  # type: ignore[index]  # fmt: skip
+    hot_terminal = _terminal_hot(db_url)
+    real = flush_mod.to_archive_batch
+    seen_direct: list[int] = []
+
+    def failing(batch: Any) -> Any:
+        ids = uuid_array_to_str(batch.column("id")).to_pylist()
+        if victim in ids:
+            seen_direct.append(len(ids))
+            raise PayloadDecodeError([BadPayload(ids.index(victim), victim, "unreadable (test)")])
+        return real(batch)
+
+    monkeypatch.setattr(flush_mod, "to_archive_batch", failing)
+
+    result = _run(db_url, store, settings, ALL_TERMINAL)
+
+    assert seen_direct  # the direct round met the row (and the staged flush met it again)
+    assert result["jobs_archived"] == hot_terminal  # direct rounds + the staging move of the rolled-back round
+    assert result["flush"]["jobs_flushed"] == hot_terminal - 1
+    assert [q["job_id"] for q in result["flush"]["quarantined_jobs"]] == [victim]
+    snap = assert_exactly_once(db_url, store, expected)
+    assert snap.staged == [victim] and victim not in snap.cold_ids
+    assert _terminal_hot(db_url) == 0
+
+
 # --- SIGKILL at each fault point of a direct round ------------------------------------------------------------
 @pytest.mark.parametrize("point", ["claimed", "uploading", "uploaded", "committed"])
 def test_sigkill_in_a_direct_round_then_rerun_is_exactly_once(point: str, hot_world: dict[str, Any]) -> None:

@@ -16,7 +16,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as futures_wait
 from dataclasses import dataclass, field
@@ -139,7 +139,7 @@ def _class_runs(batch: pa.RecordBatch) -> Iterator[tuple[str, pa.RecordBatch]]:
         yield classes[a].as_py(), batch.slice(a, b - a)
 
 
-def _by_class(reader: pa.RecordBatchReader) -> Iterator[tuple[str, Iterator[pa.RecordBatch]]]:
+def _by_class(reader: Iterable[pa.RecordBatch]) -> Iterator[tuple[str, Iterator[pa.RecordBatch]]]:
     """(storage class, its batches) from a stream sorted by class, holding one input batch at a time."""
     runs = (run for batch in reader for run in _class_runs(batch))
     lookahead: list[tuple[str, pa.RecordBatch]] = []
@@ -285,9 +285,10 @@ def flush_hot(
     crash_hook: Callable[[str], None] | None = None,
 ) -> bool:
     """The direct path of `archive run` (a store configured, flushing on): eligible hot jobs go straight into
-    objects, each round one transaction as a flush's (claim FOR UPDATE SKIP LOCKED and stream, write, publish,
-    then commit manifest rows + job index + the DELETE of the hot rows), so every job is written once and is
-    hot or cold at every instant; the moves lock and the fault points are the flush's. Adds what it wrote to
+    objects, each round one transaction as a flush's (claim FOR UPDATE SKIP LOCKED, DELETE and stream, write,
+    publish, then commit manifest rows + job index), so every job is written once and is hot or cold at every
+    instant; the moves lock and the fault points are the flush's. One scan finds every eligible job's tid;
+    each round then claims its share of them by tid. Adds what it wrote to
     `stats` and each round's moved jobs to `on_moved` (the archive totals). Returns False when it left rows to
     the staging path (a corrupt payload, a row refused at commit); the caller's staging move takes whatever
     is left, and the flush after it handles those rows as it does any staged row."""
@@ -295,12 +296,13 @@ def flush_hot(
     store, settings = session.store, session.settings
     claim_rows = claim_rows or settings.round_rows
     stats.abandoned_cleaned += recover_abandoned(session)  # a crashed direct round's objects, before new ones
-    with session.connection() as conn:
-        per_queue: dict[str, int] = {}
-        for queue_name, _status, n in staging.count_eligible(conn, pred):
-            per_queue[queue_name] = per_queue.get(queue_name, 0) + n
-    groups = sorted(((q, "", n) for q, n in per_queue.items()), key=lambda g: (-g[2], g[0]))
-    source = _HotSource(pred, reason, initiated_by, on_moved)
+    with session.arrow_connection() as arrow_conn:
+        eligible = arrowdb.eligible_hot(arrow_conn, pred)
+        arrow_conn.rollback()
+    chunks = _tid_chunks(eligible, round_size(session, eligible.num_rows, claim_rows, workers))
+    del eligible
+    groups = sorted(((q, key, len(tids)) for (q, key), tids in chunks.items()), key=lambda g: (-g[2], g[0], g[1]))
+    source = _HotSource(pred, reason, initiated_by, on_moved, chunks)
     job = _FlushJob(store, settings, policy, config, stats, crash_hook or (lambda point: None), progress,
                     source=source)  # fmt: skip
     rounds = plan_rounds(session, groups, claim_rows, workers)
@@ -314,6 +316,23 @@ def flush_hot(
             shutil.rmtree(workdir, ignore_errors=True)
     stats.execution_time_s += time.perf_counter() - started
     return not job.stopped
+
+
+def _tid_chunks(eligible: pa.Table, size: int) -> dict[tuple[str, str], pa.Array]:
+    """Each queue's eligible tids cut into balanced chunks of at most `size` (a round's rows): (queue, chunk
+    number) -> tids. A chunk of `size` is a round of its own; smaller ones share rounds (plan_rounds)."""
+    chunks: dict[tuple[str, str], pa.Array] = {}
+    if not eligible.num_rows:
+        return chunks
+    queues = eligible.column("queue_name").combine_chunks()
+    tids = eligible.column("tid").combine_chunks()
+    for queue_name in pc.unique(queues).to_pylist():
+        mine = tids.filter(pc.equal(queues, queue_name))
+        pieces = -(-len(mine) // size)
+        step = -(-len(mine) // pieces)
+        for i in range(pieces):
+            chunks[(queue_name, str(i))] = mine.slice(i * step, step)
+    return chunks
 
 
 def _settle(session: Session, queue: str | None, stats: FlushStats) -> None:
@@ -330,6 +349,7 @@ class _HotSource:
     reason: str
     archived_by: str | None
     on_moved: Callable[[staging.Totals], None]
+    chunks: dict[tuple[str, str], pa.Array]  # (queue, chunk) -> the tids its round claims (taken by that round)
 
 
 @dataclass
@@ -358,15 +378,20 @@ def flush_warnings(session: Session) -> list[str]:
     return []
 
 
+def round_size(session: Session, total: int, claim_rows: int, workers: int | None = None) -> int:
+    """A round's rows: at most `claim_rows`, and small enough that every one of `workers` (default:
+    settings.workers) gets a round."""
+    workers = workers or session.settings.workers
+    return max(1, min(claim_rows, -(-total // max(1, workers))))
+
+
 def plan_rounds(
     session: Session, groups: Sequence[tuple[str, str, int]], claim_rows: int, workers: int | None = None
 ) -> list[list[tuple[str, str]]]:
     """Pack (queue, date, staged rows) groups into rounds of at most `claim_rows` rows (and small enough that
     every one of `workers` (default: settings.workers) gets one); a group never spans two rounds unless it
     alone exceeds `claim_rows`."""
-    workers = workers or session.settings.workers
-    total = sum(n for _, _, n in groups)
-    claim_rows = max(1, min(claim_rows, -(-total // max(1, workers))))
+    claim_rows = round_size(session, sum(n for _, _, n in groups), claim_rows, workers)
     rounds: list[list[tuple[str, str]]] = []
     current: list[tuple[str, str]] = []
     size = 0
@@ -409,8 +434,8 @@ def _run_rounds(
                         claimed = _flush_round(session, job, groups, claim_rows, meta, wd)
                         with job.lock:
                             total += claimed
-                        if claimed < claim_rows or job.stopped:
-                            break
+                        if claimed < claim_rows or job.stopped or job.source is not None:
+                            break  # (a direct round claims the tids planned for it: nothing to repeat)
         except BaseException as exc:  # noqa: BLE001 - re-raised by the caller
             errors.append(exc)
 
@@ -460,6 +485,7 @@ def _flush_round_on(
         mark = now
 
     claimed = 0
+    read = [0]  # rows the claims returned
     retry = False
     quarantined: list[tuple[str, str, str]] = []
     source = job.source
@@ -470,7 +496,7 @@ def _flush_round_on(
         seq = 0
         today = arrowdb.transaction_day(conn) if source is not None else ""
         for queue_name, group_day in groups:
-            if claimed >= claim_rows:
+            if source is None and claimed >= claim_rows:
                 break
             slug = layout.queue_slug(queue_name)
             if source is None:
@@ -488,14 +514,14 @@ def _flush_round_on(
                     conn,
                     source.pred,
                     queue_name,
-                    claim_rows - claimed,
+                    source.chunks.pop((queue_name, group_day)),
                     policy.storage_classes,
                     policy.default_storage_class,
                     reason=source.reason,
                     archived_by=source.archived_by,
                 )
             try:
-                for storage_class, batches in _by_class(reader):
+                for storage_class, batches in _by_class(_counted(reader, read)):
                     group_dir = workdir / f"{flush_id.hex[:8]}-{seq:05d}"
                     group_dir.mkdir()
 
@@ -531,10 +557,15 @@ def _flush_round_on(
             job.hook("claimed")
         lap("read_write")
         if source is not None and quarantined:
-            # hot rows this path cannot write stay hot (their lock goes with the commit); the staging path takes
-            # them next and quarantines them there, as it does any staged row
+            # the claim deleted rows this path cannot write: the round is rolled back whole (every row hot again)
+            # and left to the staging path, which quarantines the bad rows as it does any staged row
+            conn.rollback()
+            _discard_parts(meta, store, parts)
+            parts = []
             job.stopped = True
-            quarantined = []
+            return 0
+        if source is not None and read[0] != claimed:
+            raise VerificationError(f"direct round read {read[0]} hot rows but wrote {claimed}; nothing committed")
         if not claimed:
             conn.rollback()
             _record_quarantine(meta, job, quarantined)
@@ -620,6 +651,13 @@ def _flush_round_on(
         if job.progress:
             job.progress(claimed)
     return claimed
+
+
+def _counted(reader: pa.RecordBatchReader, read: list[int]) -> Iterator[pa.RecordBatch]:
+    """The reader's batches, adding their rows to read[0]."""
+    for batch in reader:
+        read[0] += batch.num_rows
+        yield batch
 
 
 def _discard_parts(meta: Any, store: ObjectStore, parts: list[_Part]) -> None:
