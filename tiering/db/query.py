@@ -299,6 +299,7 @@ def search_sources(conn: psycopg.Connection, filters: Filters) -> tuple[list[Man
             created_before=filters.created_before,
             statuses=list(filters.statuses) if filters.statuses else None,
         ),
+        prepare=False,  # a generic plan cannot use an index for "$1 IS NULL OR col = $1" (see db/staging.py NO_PREPARE)
     ).fetchall()
     return [ManifestRow(*r[1:]) for r in rows if r[1] is not None], bool(rows[0][0])
 
