@@ -20,8 +20,9 @@ import shutil
 import tempfile
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -51,6 +52,7 @@ DELETE_BATCH = 1000
 # last one's objects: SeaweedFS spends the same time per key in calls of 250 as of 1000, and smaller calls let
 # more of the two overlap.
 PIPELINE_BATCH = 250
+MARK_THREADS = 2
 T = TypeVar("T")
 HEAD_THREADS = 8
 # Partial objects rewritten at a time: a rewrite mostly waits (reads, uploads, read-back, commits), so more
@@ -158,36 +160,64 @@ def delete_whole_objects(
     row_of: Callable[[T], ManifestRow],
     also: Callable[[Any, list[T]], None] | None = None,
     phase: Callable[[str], AbstractContextManager[None]] | None = None,
+    mark_threads: int = 1,
 ) -> Iterator[tuple[DeleteOutcome, list[T]]]:
     """Delete whole objects, PIPELINE_BATCH keys a call; after each call mark the objects that went as purged
-    (with `also`'s work in the same transaction) and yield (outcome, items gone). Objects go before their
-    manifest rows, so one that could not be deleted keeps its committed row and the manifest stays true.
+    (with `also`'s work in the same transaction) and yield (outcome, items gone), in batch order. Objects go
+    before their manifest rows, so one that could not be deleted keeps its committed row and the manifest stays
+    true.
 
-    The next batch's DeleteObjects runs on a side thread while this batch's rows are marked: the store's
-    deletes and the database's are each about half of a large purge. At most one batch is ahead, so a failure
-    (or a crash) leaves at most that batch deleted but still committed, the state a crash between a delete and
-    its mark always left: the next purge deletes those keys again (a missing key deletes fine) and marks them.
-    `phase` times the wait for the store ("delete_objects") and the database's part ("mark_purged")."""
+    A large purge is a pipeline: one side thread sends the DeleteObjects calls back to back while `mark_threads`
+    connections mark the batches already deleted (purge passes MARK_THREADS: the database's per-row DELETE of
+    index rows is the larger part at 1M jobs, and then runs on both cores; `also` must be thread-safe for more
+    than one). At most mark_threads + 1 batches are deleted and not yet marked, so a failure (or a crash) leaves
+    at most those gone from the bucket but still committed: the state a crash between a delete and its mark
+    always left, which the next purge settles (a missing key deletes fine). On a failure the calls not yet sent
+    are cancelled. `phase` times the waits for the store ("delete_objects") and
+    for the marks ("mark_purged")."""
     timed = phase or (lambda _name: nullcontext())
     by_key = {row_of(item).key: item for item in items}
     keys = list(by_key)
     batches = [keys[i : i + PIPELINE_BATCH] for i in range(0, len(keys), PIPELINE_BATCH)]
     if not batches:
         return
-    with ThreadPoolExecutor(1, thread_name_prefix="tiering-delete") as ahead:
-        pending = ahead.submit(delete_keys, session.store, batches[0])
-        for i in range(len(batches)):
-            with timed("delete_objects"):
-                gone = pending.result()
-            if i + 1 < len(batches):
-                pending = ahead.submit(delete_keys, session.store, batches[i + 1])
-            done = [by_key[k] for k in gone.deleted]
-            with timed("mark_purged"), session.connection() as conn:
-                rdb.mark_objects_purged(conn, [row_of(item).id for item in done])
-                if also is not None:
-                    also(conn, done)
-                conn.commit()
-            yield gone, done
+
+    def mark(gone: DeleteOutcome) -> list[T]:
+        done = [by_key[k] for k in gone.deleted]
+        with session.connection() as conn:
+            rdb.mark_objects_purged(conn, [row_of(item).id for item in done])
+            if also is not None:
+                also(conn, done)
+            conn.commit()
+        return done
+
+    deleting: deque[Future[DeleteOutcome]] = deque()
+    marking: deque[tuple[DeleteOutcome, Future[list[T]]]] = deque()
+    sent = 0
+    with (
+        ThreadPoolExecutor(1, thread_name_prefix="tiering-delete") as store_side,
+        ThreadPoolExecutor(max(1, min(mark_threads, len(batches))), thread_name_prefix="tiering-mark") as db_side,
+    ):
+        try:
+            while True:
+                while sent < len(batches) and len(deleting) + len(marking) <= mark_threads:
+                    deleting.append(store_side.submit(delete_keys, session.store, batches[sent]))
+                    sent += 1
+                if deleting and len(marking) < mark_threads:
+                    with timed("delete_objects"):
+                        gone = deleting.popleft().result()
+                    marking.append((gone, db_side.submit(mark, gone)))
+                elif marking:
+                    gone, marked = marking.popleft()
+                    with timed("mark_purged"):
+                        done = marked.result()
+                    yield gone, done
+                else:
+                    return
+        except BaseException:
+            for pending in deleting:
+                pending.cancel()
+            raise
 
 
 @dataclass
@@ -676,7 +706,9 @@ def _execute(session: Session, plan: _Plan, result: PurgeResult) -> None:
     result.staging_jobs_purged = sum(staged.values())
     result.storage_freed += sum(s.bytes for s in plan.staging)  # stored payload bytes of the staged rows
     # 2. whole objects: delete first, then the manifest (an object that could not be deleted stays committed)
-    for gone, done in delete_whole_objects(session, plan.deletes, lambda c: c.row, phase=result.phase):
+    for gone, done in delete_whole_objects(
+        session, plan.deletes, lambda c: c.row, phase=result.phase, mark_threads=MARK_THREADS
+    ):
         result.delete_calls += gone.calls
         result.errors.extend({**e, "stage": "delete"} for e in gone.errors)
         for c in done:
