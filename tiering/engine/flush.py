@@ -299,7 +299,8 @@ def flush_hot(
     with session.arrow_connection() as arrow_conn:
         eligible = arrowdb.eligible_hot(arrow_conn, pred)
         arrow_conn.rollback()
-    chunks = _tid_chunks(eligible, round_size(session, eligible.num_rows, claim_rows, workers))
+    total = sum(len(tids) for tids in eligible.values())
+    chunks = _tid_chunks(eligible, round_size(session, total, claim_rows, workers))
     del eligible
     groups = sorted(((q, key, len(tids)) for (q, key), tids in chunks.items()), key=lambda g: (-g[2], g[0], g[1]))
     source = _HotSource(pred, reason, initiated_by, on_moved, chunks)
@@ -318,16 +319,13 @@ def flush_hot(
     return not job.stopped
 
 
-def _tid_chunks(eligible: pa.Table, size: int) -> dict[tuple[str, str], pa.Array]:
+def _tid_chunks(eligible: dict[str, pa.Array], size: int) -> dict[tuple[str, str], pa.Array]:
     """Each queue's eligible tids cut into balanced chunks of at most `size` (a round's rows): (queue, chunk
     number) -> tids. A chunk of `size` is a round of its own; smaller ones share rounds (plan_rounds)."""
     chunks: dict[tuple[str, str], pa.Array] = {}
-    if not eligible.num_rows:
-        return chunks
-    queues = eligible.column("queue_name").combine_chunks()
-    tids = eligible.column("tid").combine_chunks()
-    for queue_name in pc.unique(queues).to_pylist():
-        mine = tids.filter(pc.equal(queues, queue_name))
+    for queue_name, mine in eligible.items():
+        if not len(mine):
+            continue
         pieces = -(-len(mine) // size)
         step = -(-len(mine) // pieces)
         for i in range(pieces):
