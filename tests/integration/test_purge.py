@@ -21,6 +21,7 @@ from tiering.db.operations import list_operations
 from tiering.engine.archive import archive_jobs
 from tiering.engine.flush import flush_staged
 from tiering.engine.purge import (
+    MARK_THREADS,
     auto_purge,
     preview_purge_operation,
     purge_archived_jobs,
@@ -456,3 +457,80 @@ def test_stores_without_object_lock_say_so(tmp_path: Any) -> None:
 
     assert LocalStore(tmp_path).object_lock_possible() is False
     assert FsspecStore("memory", f"b-{uuid.uuid4().hex[:8]}").object_lock_possible() is False
+
+
+class OrderWatchingDeletes(FailingDeletes):
+    """Before each DeleteObjects call, records any of its keys whose manifest row no longer says committed: an
+    object must be gone from the bucket before its manifest row says so."""
+
+    def __init__(self, inner: ObjectStore, db_url: str) -> None:
+        super().__init__(inner, poison="\0never\0")
+        self.__dict__["db_url"] = db_url
+        self.__dict__["marked_first"] = []
+        self.__dict__["calls"] = []
+
+    def delete_many(self, keys: Iterable[str]) -> DeleteResult:
+        keys = list(keys)
+        with psycopg.connect(self.__dict__["db_url"]) as conn:
+            rows = conn.execute(
+                "SELECT key FROM tiering_manifest WHERE key = ANY(%s) AND state <> 'committed'", (keys,)
+            )
+            self.__dict__["marked_first"].extend(r[0] for r in rows)
+        self.__dict__["calls"].append(keys)
+        return FailingDeletes.delete_many(self, keys)
+
+
+def _many_objects(db_url: str, target: Any, days: int) -> list[str]:
+    """One object per day of q1: `days` whole objects to purge."""
+    specs = [Spec("q1", "Completed", BASE - d * DAY) for d in range(3, 3 + days)]
+    return make_jobs(db_url, specs, flush=(target.store, target.settings))
+
+
+def test_a_pipelined_purge_marks_an_object_only_after_it_is_gone(
+    target: Any, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("tiering.engine.purge.PIPELINE_BATCH", 2)  # 7 objects: 4 DeleteObjects calls, 2 markers
+    _many_objects(db_url, target, 7)
+    watching = OrderWatchingDeletes(target.store, db_url)
+    result = purge_archived_jobs(session_for(db_url, watching, target.settings), NOW - 30 * DAY)
+    calls = watching.__dict__["calls"]
+    assert [len(c) for c in calls] == [2, 2, 2, 1] and result.delete_calls == 4
+    assert watching.__dict__["marked_first"] == []
+    assert result.objects_deleted == 7 and result.jobs_purged == 7 and not result.errors
+    assert object_keys(target.store) == set() == committed_keys(db_url) and live_index(db_url) == {}
+    assert {"delete_objects", "mark_purged", "plan"} <= set(result.to_dict()["phase_seconds"])
+
+
+def test_a_failed_mark_stops_the_pipeline_and_the_next_purge_settles_it(
+    target: Any, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tiering.db import retention as rdb
+
+    monkeypatch.setattr("tiering.engine.purge.PIPELINE_BATCH", 1)  # 9 objects: 9 calls
+    _many_objects(db_url, target, 9)
+    real_mark = rdb.mark_objects_purged
+    marks = {"n": 0}
+
+    def failing_mark(conn: Any, object_ids: Sequence[int]) -> int:
+        marks["n"] += 1
+        if marks["n"] == 2:
+            raise psycopg.OperationalError("injected: the database went away")
+        return real_mark(conn, object_ids)
+
+    monkeypatch.setattr(rdb, "mark_objects_purged", failing_mark)
+    watching = OrderWatchingDeletes(target.store, db_url)
+    with pytest.raises(psycopg.OperationalError):
+        purge_archived_jobs(session_for(db_url, watching, target.settings), NOW - 30 * DAY)
+    sent = len(watching.__dict__["calls"])
+    # no call is sent once the failure is seen: at most MARK_THREADS + 1 batches were deleted beyond the one
+    # marked before the failed mark and the failed one itself
+    assert sent <= 2 + MARK_THREADS + 1 < 9
+    committed = committed_keys(db_url)
+    in_bucket = object_keys(target.store)
+    assert in_bucket <= committed  # nothing in the bucket lost its committed row
+    assert len(committed - in_bucket) <= sent  # gone from the bucket but still committed: only what was sent
+    assert watching.__dict__["marked_first"] == []
+    monkeypatch.setattr(rdb, "mark_objects_purged", real_mark)
+    again = purge_archived_jobs(session_for(db_url, target.store, target.settings), NOW - 30 * DAY)
+    assert not again.errors and object_keys(target.store) == set() == committed_keys(db_url)
+    assert live_index(db_url) == {}
