@@ -93,9 +93,9 @@ def test_run_writes_hot_jobs_straight_into_objects(
     real_move = staging_db.move_raw_batch
 
     def counting_move(*args: Any, **kwargs: Any) -> Any:
-        totals = real_move(*args, **kwargs)
-        staged_by_move.append(sum(t[2] for t in totals))
-        return totals
+        batch = real_move(*args, **kwargs)
+        staged_by_move.append(sum(t[2] for t in batch.totals))
+        return batch
 
     monkeypatch.setattr(staging_db, "move_raw_batch", counting_move)
     expected = all_job_ids(db_url)

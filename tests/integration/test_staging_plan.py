@@ -51,21 +51,29 @@ def hot_jobs_and_empty_staging(db_url: str) -> str:
     return db_url
 
 
+def _subtree(nodes: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
+    found = [n for n in nodes if n.get("Subplan Name") == name]
+    assert len(found) == 1, nodes
+    return list(_nodes(found[0]))
+
+
 def test_claim_reads_the_hot_table_alone(hot_jobs_and_empty_staging: str) -> None:
     pred = staging.eligibility_predicate(eligibility_clauses(ArchivalPolicy(), datetime.now(UTC)), None)
     with psycopg.connect(hot_jobs_and_empty_staging) as conn:
         for skip in ([], [uuid.uuid4()]):
-            query = staging._claim_query(pred, "h.id", skip)
-            nodes = _explain(conn, query, {**pred.params, "limit": 100, "skip": skip})
-            read = {n["Relation Name"] for n in nodes if "Relation Name" in n}
-            assert read == {"hammerwork_jobs"}, nodes
-            assert not [n for n in nodes if n.get("Subplan Name") or "Join" in n["Node Type"]], nodes
+            params = {**pred.params, "limit": 100, "skip": skip, "reason": "Manual", "archived_by": None}
+            raw = _subtree(_explain(conn, staging.raw_move_query(pred, skip), params), "CTE claimed")
+            packed = _explain(conn, staging._claim_query(pred, "h.id", skip), params)
+            for nodes in (raw, packed):
+                read = {n["Relation Name"] for n in nodes if "Relation Name" in n}
+                assert read == {"hammerwork_jobs"}, nodes
+                assert not [n for n in nodes[1:] if n.get("Subplan Name") or "Join" in n["Node Type"]], nodes
 
 
 @pytest.mark.parametrize("packed", [False, True], ids=["raw", "gzip"])
 def test_move_reads_staging_and_the_job_index_once_per_batch(hot_jobs_and_empty_staging: str, packed: bool) -> None:
-    """EXPLAIN ANALYZE of a batch of 100 claimed jobs (rolled back): each scan of staging or of the job index runs
-    at most once, whatever the batch size (the old anti-join ran its staging scan once per hot row)."""
+    """EXPLAIN ANALYZE of a batch of 100 jobs (rolled back): each scan of staging or of the job index runs at most
+    once, whatever the batch size (the old anti-join ran its staging scan once per hot row)."""
     url = hot_jobs_and_empty_staging
     pred = staging.eligibility_predicate(eligibility_clauses(ArchivalPolicy(), datetime.now(UTC)), None)
     with psycopg.connect(url) as conn:
@@ -73,15 +81,18 @@ def test_move_reads_staging_and_the_job_index_once_per_batch(hot_jobs_and_empty_
         conn.execute(
             "UPDATE hammerwork_jobs SET archived_at = now() WHERE id IN (SELECT id FROM hammerwork_jobs LIMIT 5)"
         )
-        ids = staging.claim_ids(conn, pred, 100)
-        assert len(ids) == 100
-        params: dict[str, Any] = {"ids": ids, "reason": "Manual", "archived_by": None}
+        params: dict[str, Any] = {"reason": "Manual", "archived_by": None}
         if packed:
-            params |= {"payloads": [b"{}"] * len(ids), "compressed": [False] * len(ids), "sizes": [2] * len(ids)}
-            query = staging._packed_move_sql(staging.S.REGISTRY_VERSION)
+            rows = staging.claim_batch(conn, pred, 100)
+            ids = [r[0] for r in rows]
+            assert len(ids) == 100
+            params |= {"ids": ids, "payloads": [b"{}"] * 100, "compressed": [False] * 100, "sizes": [2] * 100}
+            nodes = _explain(conn, staging._packed_move_sql(staging.S.REGISTRY_VERSION), params, analyze=True)
         else:
-            query = staging._raw_move_sql(staging.S.REGISTRY_VERSION)
-        nodes = _explain(conn, query, params, analyze=True)
+            params |= {**pred.params, "limit": 100, "skip": []}
+            nodes = _explain(conn, staging.raw_move_query(pred, []), params, analyze=True)
+            scans = [n for n in nodes if "Relation Name" in n and "Scan" in n["Node Type"]]
+            assert all(n["Actual Loops"] <= 1 for n in scans), scans  # the claim's scan and the DELETE's too
         conn.rollback()
     checks = [n for n in nodes if n.get("Relation Name") in CHECKED and "Scan" in n["Node Type"]]
     assert {n["Relation Name"] for n in checks} == CHECKED, nodes

@@ -67,7 +67,7 @@ def eligibility_predicate(clauses: Sequence[EligibilityClause], queue: str | Non
         where = sql.Composed([where, sql.SQL(" AND h.queue_name = %(only_queue)s")])
     # A job whose id already sits in staging is never moved twice (the insert would collide), and a hot copy
     # Hammerwork marked archived whose archive copy is already cold is settled, never archived again.
-    # (_REFUSED asks the same of a staging move's claimed ids.)
+    # (_refused asks the same of a staging move's claimed ids.)
     full = sql.Composed(
         [
             where,
@@ -94,14 +94,6 @@ def _claim_query(pred: Predicate, columns: str, skip: Sequence[Any]) -> sql.Comp
     ).format(columns=sql.SQL(columns), where=pred.hot_clause, not_skipped=not_skipped)
 
 
-def claim_ids(conn: psycopg.Connection, pred: Predicate, limit: int, skip: Sequence[Any] = ()) -> list[Any]:
-    """Lock up to `limit` eligible jobs (skipping those another run holds, and `skip`); returns their ids."""
-    params = {**pred.params, "limit": limit, "skip": list(skip)}
-    with conn.cursor(binary=True) as cur:
-        cur.execute(_claim_query(pred, "h.id", skip), params, prepare=False)  # see NO_PREPARE
-        return [r[0] for r in cur.fetchall()]
-
-
 def claim_batch(
     conn: psycopg.Connection, pred: Predicate, limit: int, skip: Sequence[Any] = ()
 ) -> list[tuple[Any, ...]]:
@@ -113,19 +105,21 @@ def claim_batch(
         return cur.fetchall()
 
 
-# What a move leaves of its claimed jobs (%(ids)s, alias d): one already staged, and a hot copy Hammerwork marked
-# archived whose job is live cold (the checks of eligibility_predicate's full clause). Each subquery runs once per
-# statement over the claimed ids (NO_JOIN_IN_CLAIM); the jobs left stay hot and locked until the commit.
-_REFUSED = """
+def _refused(ids: str) -> str:
+    """What a move leaves of its claimed jobs (`ids`, an array expression; alias d): one already staged, and a hot
+    copy Hammerwork marked archived whose job is live cold (the checks of eligibility_predicate's full clause).
+    Each subquery runs once per statement over the claimed ids (NO_JOIN_IN_CLAIM); the jobs left stay hot and
+    locked until the commit."""
+    return f"""
        AND NOT (d.id = ANY(ARRAY(
-            SELECT a.id FROM hammerwork_jobs_archive a WHERE a.id = ANY(%(ids)s::uuid[]))))
+            SELECT a.id FROM hammerwork_jobs_archive a WHERE a.id = ANY({ids}))))
        AND (d.archived_at IS NULL OR NOT (d.id = ANY(ARRAY(
             SELECT x.job_id FROM tiering_job_index x
-             WHERE x.job_id = ANY(%(ids)s::uuid[]) AND x.restored_at IS NULL))))"""
+             WHERE x.job_id = ANY({ids}) AND x.restored_at IS NULL))))"""  # noqa: S608 - a constant array expression
 
 
 def still_hot(conn: psycopg.Connection, ids: list[Any]) -> list[Any]:
-    """Which of these claimed (locked) jobs a move left in hammerwork_jobs (see _REFUSED)."""
+    """Which of these claimed (locked) jobs a move left in hammerwork_jobs (see _refused)."""
     rows = conn.execute("SELECT id FROM hammerwork_jobs WHERE id = ANY(%s::uuid[])", (ids,), prepare=False)
     return [r[0] for r in rows.fetchall()]
 
@@ -143,21 +137,44 @@ SELECT queue_name, status, count(*), COALESCE(sum(original_payload_size), 0), CO
 
 
 @cache
-def _raw_move_sql(version: int) -> str:
-    """The set-based move of claimed jobs (%(ids)s): payloads copied as they are, as JSON text bytes
-    (payload_compressed false), which Hammerwork's restore reads as they are."""
+def _raw_move_parts(version: int) -> tuple[str, str]:
+    """The set-based move, claim included (text before and after the claim's WHERE): payloads copied as they are,
+    as JSON text bytes (payload_compressed false), which Hammerwork's restore reads as they are. One statement,
+    so the claimed ids never travel to the client and back; its last row says how many jobs were claimed and
+    which of them _refused left hot (an EXCEPT of two CTEs: hashed or sorted, never rescanned)."""
+    claimed = "ARRAY(SELECT id FROM claimed)"
     insert = _insert_select(
         "j.bytes", "false", "octet_length(j.bytes)",
         "moved h CROSS JOIN LATERAL (SELECT convert_to(h.payload::text, 'UTF8') AS bytes) j",
     )  # fmt: skip
-    return f"""WITH moved AS (
+    head = """WITH claimed AS MATERIALIZED (
+    SELECT h.id FROM hammerwork_jobs h
+     WHERE """
+    tail = f"""
+     LIMIT %(limit)s
+       FOR UPDATE OF h SKIP LOCKED
+), moved AS (
     DELETE FROM hammerwork_jobs d
-     WHERE d.id = ANY(%(ids)s::uuid[]){_REFUSED}
+     WHERE d.id = ANY({claimed}){_refused(claimed)}
     RETURNING d.*
 ), ins AS (
 {insert}
     RETURNING queue_name, status, original_payload_size, octet_length(payload) AS stored
-){_TOTALS}"""  # noqa: S608 - registry column names, values are parameters
+)
+SELECT queue_name, status, count(*), COALESCE(sum(original_payload_size), 0), COALESCE(sum(stored), 0),
+       NULL::uuid[]
+  FROM ins GROUP BY 1, 2
+UNION ALL
+SELECT NULL, NULL, (SELECT count(*) FROM claimed), 0, 0,
+       ARRAY(SELECT id FROM claimed EXCEPT ALL SELECT id FROM moved)"""  # noqa: S608 - registry column names
+    return head, tail
+
+
+def raw_move_query(pred: Predicate, skip: Sequence[Any]) -> sql.Composed:
+    """The raw move's statement (parameters: the predicate's, limit, skip, reason, archived_by)."""
+    head, tail = _raw_move_parts(S.REGISTRY_VERSION)
+    not_skipped = sql.SQL(" AND NOT (h.id = ANY(%(skip)s::uuid[]))") if skip else sql.SQL("")
+    return sql.Composed([sql.SQL(head), pred.hot_clause, not_skipped, sql.SQL(tail)])
 
 
 @cache
@@ -168,7 +185,7 @@ def _packed_move_sql(version: int) -> str:
     SELECT * FROM unnest(%(ids)s::uuid[], %(payloads)s::bytea[], %(compressed)s::bool[], %(sizes)s::int[])
         AS p(id, payload, compressed, size)
 ), moved AS (
-    DELETE FROM hammerwork_jobs d USING p WHERE d.id = p.id{_REFUSED}
+    DELETE FROM hammerwork_jobs d USING p WHERE d.id = p.id{_refused("%(ids)s::uuid[]")}
     RETURNING d.*, p.payload AS z_payload, p.compressed AS z_compressed, p.size AS z_size
 ), ins AS (
 {insert}
@@ -179,11 +196,31 @@ def _packed_move_sql(version: int) -> str:
 Totals = list[tuple[str, str, int, int, int]]  # (queue, status, jobs, original bytes, stored bytes)
 
 
-def move_raw_batch(conn: psycopg.Connection, ids: list[Any], *, reason: str, archived_by: str | None) -> Totals:
-    """Move these claimed (locked) jobs in one statement, payloads copied as they are (all but _REFUSED)."""
-    params = {"ids": ids, "reason": reason, "archived_by": archived_by}
-    rows = conn.execute(_raw_move_sql(S.REGISTRY_VERSION), params, prepare=False).fetchall()  # see NO_PREPARE
-    return [(q, st, int(n), int(o), int(b)) for q, st, n, o, b in rows]
+@dataclass(frozen=True)
+class RawBatch:
+    """What one raw move did: jobs claimed, the moved ones' totals, and the claimed ones _refused left hot."""
+
+    claimed: int
+    totals: Totals
+    refused: list[Any]
+
+
+def move_raw_batch(
+    conn: psycopg.Connection,
+    pred: Predicate,
+    limit: int,
+    skip: Sequence[Any] = (),
+    *,
+    reason: str,
+    archived_by: str | None,
+) -> RawBatch:
+    """Claim up to `limit` eligible jobs (SKIP LOCKED; not `skip`) and move them in one statement, payloads
+    copied as they are."""
+    params = {**pred.params, "limit": limit, "skip": list(skip), "reason": reason, "archived_by": archived_by}
+    rows = conn.execute(raw_move_query(pred, skip), params, prepare=False).fetchall()  # see NO_PREPARE
+    claimed, refused = next((int(n), list(r)) for _, _, n, _, _, r in rows if r is not None)
+    totals = [(q, st, int(n), int(o), int(b)) for q, st, n, o, b, r in rows if r is None]
+    return RawBatch(claimed, totals, refused)
 
 
 def move_batch(
@@ -196,7 +233,7 @@ def move_batch(
     reason: str,
     archived_by: str | None,
 ) -> Totals:
-    """Move claimed (locked) jobs with the stored payloads given here (gzip or raw), all but _REFUSED."""
+    """Move claimed (locked) jobs with the stored payloads given here (gzip or raw), all but _refused ones."""
     rows = conn.execute(
         _packed_move_sql(S.REGISTRY_VERSION),
         {
