@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 import adbc_driver_manager  # type: ignore[import-untyped]
+import adbc_driver_postgresql as adbc_pg  # type: ignore[import-untyped]
 import adbc_driver_postgresql.dbapi as adbc  # type: ignore[import-untyped]
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -115,9 +116,15 @@ def _stream(cur: Any, query: str, values: Sequence[Any]) -> pa.RecordBatchReader
     """Run a claim ($n placeholders) and read it as a stream of record batches. The values are rendered into the
     text by psycopg's quoting (sql.Literal), not bound: ADBC streams a statement without bind parameters through
     binary COPY, but holds a bound statement's whole result in libpq before its first batch (150k jobs: +527 MB
-    bound, +55 MB streamed), which made a run's peak memory grow with its rounds, and so with the backlog."""
+    bound, +55 MB streamed), which made a run's peak memory grow with its rounds, and so with the backlog.
+    Batches of about CLAIM_BATCH_BYTES: a flush reads them a few ahead of its writer (see engine.flush)."""
+    cur.adbc_statement.set_options(**{adbc_pg.StatementOptions.BATCH_SIZE_HINT_BYTES.value: str(CLAIM_BATCH_BYTES)})
     cur.execute(_PLACEHOLDER.sub(lambda m: sql.Literal(values[int(m.group(1)) - 1]).as_string(None), query))
     return cur.fetch_record_batch()
+
+
+# ADBC's default is 16 MB a batch; a flush holds a few batches read ahead per worker, so they are kept smaller
+CLAIM_BATCH_BYTES = 4 << 20
 
 
 def _array_literal(values: Sequence[Any]) -> str:

@@ -299,8 +299,7 @@ def flush_hot(
     with session.arrow_connection() as arrow_conn:
         eligible = arrowdb.eligible_hot(arrow_conn, pred)
         arrow_conn.rollback()
-    total = sum(len(tids) for tids in eligible.values())
-    chunks = _tid_chunks(eligible, round_size(session, total, claim_rows, workers))
+    chunks = _tid_chunks(eligible, claim_rows)
     del eligible
     groups = sorted(((q, key, len(tids)) for (q, key), tids in chunks.items()), key=lambda g: (-g[2], g[0], g[1]))
     source = _HotSource(pred, reason, initiated_by, on_moved, chunks)
@@ -320,8 +319,9 @@ def flush_hot(
 
 
 def _tid_chunks(eligible: dict[str, pa.Array], size: int) -> dict[tuple[str, str], pa.Array]:
-    """Each queue's eligible tids cut into balanced chunks of at most `size` (a round's rows): (queue, chunk
-    number) -> tids. A chunk of `size` is a round of its own; smaller ones share rounds (plan_rounds)."""
+    """Each queue's eligible tids cut into balanced chunks of at most `size` (the most a round holds): (queue,
+    chunk number) -> tids, packed into rounds by plan_rounds as the staged path's (queue, date) groups are (a
+    queue that fits one round is claimed by one round, as before)."""
     chunks: dict[tuple[str, str], pa.Array] = {}
     for queue_name, mine in eligible.items():
         if not len(mine):
@@ -376,20 +376,15 @@ def flush_warnings(session: Session) -> list[str]:
     return []
 
 
-def round_size(session: Session, total: int, claim_rows: int, workers: int | None = None) -> int:
-    """A round's rows: at most `claim_rows`, and small enough that every one of `workers` (default:
-    settings.workers) gets a round."""
-    workers = workers or session.settings.workers
-    return max(1, min(claim_rows, -(-total // max(1, workers))))
-
-
 def plan_rounds(
     session: Session, groups: Sequence[tuple[str, str, int]], claim_rows: int, workers: int | None = None
 ) -> list[list[tuple[str, str]]]:
     """Pack (queue, date, staged rows) groups into rounds of at most `claim_rows` rows (and small enough that
     every one of `workers` (default: settings.workers) gets one); a group never spans two rounds unless it
     alone exceeds `claim_rows`."""
-    claim_rows = round_size(session, sum(n for _, _, n in groups), claim_rows, workers)
+    workers = workers or session.settings.workers
+    total = sum(n for _, _, n in groups)
+    claim_rows = max(1, min(claim_rows, -(-total // max(1, workers))))
     rounds: list[list[tuple[str, str]]] = []
     current: list[tuple[str, str]] = []
     size = 0
@@ -518,8 +513,9 @@ def _flush_round_on(
                     reason=source.reason,
                     archived_by=source.archived_by,
                 )
+            ahead = _ReadAhead(reader)
             try:
-                for storage_class, batches in _by_class(_counted(reader, read)):
+                for storage_class, batches in _by_class(_counted(ahead, read)):
                     group_dir = workdir / f"{flush_id.hex[:8]}-{seq:05d}"
                     group_dir.mkdir()
 
@@ -551,6 +547,7 @@ def _flush_round_on(
                         )
                         parts.append(part)
             finally:
+                ahead.close()
                 cursor.close()
             job.hook("claimed")
         lap("read_write")
@@ -651,7 +648,55 @@ def _flush_round_on(
     return claimed
 
 
-def _counted(reader: pa.RecordBatchReader, read: list[int]) -> Iterator[pa.RecordBatch]:
+_END = object()
+
+
+class _ReadAhead:
+    """A claim's batches read on a thread of their own, up to `depth` ahead of the writer: PostgreSQL goes on
+    producing rows (and the driver decoding them) while this worker sorts, compresses and writes the ones it has,
+    instead of the two taking turns (a stalled COPY waits for its reader). Memory: `depth` batches of
+    arrowdb.CLAIM_BATCH_BYTES per worker. close() (always, before the cursor is closed) stops the thread after
+    the batch it is reading; an error while reading is raised to the consumer."""
+
+    def __init__(self, reader: Iterable[pa.RecordBatch], depth: int = 2) -> None:
+        self._queue: queue_mod.Queue[object] = queue_mod.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(reader,), name="tiering-claim-read", daemon=True)
+        self._thread.start()
+
+    def _put(self, item: object) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue_mod.Full:
+                continue
+        return False
+
+    def _run(self, reader: Iterable[pa.RecordBatch]) -> None:
+        try:
+            for batch in reader:
+                if not self._put(batch):
+                    return
+            self._put(_END)
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            self._put(exc)
+
+    def __iter__(self) -> Iterator[pa.RecordBatch]:
+        while True:
+            item = self._queue.get()
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item  # type: ignore[misc]
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def _counted(reader: Iterable[pa.RecordBatch], read: list[int]) -> Iterator[pa.RecordBatch]:
     """The reader's batches, adding their rows to read[0]."""
     for batch in reader:
         read[0] += batch.num_rows
