@@ -230,6 +230,63 @@ def test_a_row_the_direct_round_cannot_write_leaves_its_whole_round_to_the_stagi
     assert _terminal_hot(db_url) == 0
 
 
+def test_index_rows_only_ever_name_a_committed_object(db_url: str) -> None:
+    """The job index has no foreign key to the manifest (migration 0007: its per-row check cost the commit a
+    quarter of the index insert). What it guaranteed is checked by the writers: a round's commit whose manifest
+    row is no longer pending (an abandoned upload's row deleted by a recoverer) rolls back with nothing indexed,
+    and so does a rewrite's swap."""
+    from datetime import timedelta
+
+    import pyarrow as pa
+
+    import tiering.parquet as pqio
+    from tiering.db import arrow as arrowdb
+    from tiering.db import retention as rdb
+    from tiering.errors import DatabaseError
+
+    with psycopg.connect(db_url) as conn:
+        fks = conn.execute(
+            "SELECT count(*) FROM pg_constraint WHERE conrelid = 'tiering_job_index'::regclass AND contype = 'f'"
+        ).fetchone()
+        assert fks == (0,)
+        job = insert_job(conn, queue="q", payload={"n": 1})
+        ids = [
+            conn.execute(
+                "INSERT INTO tiering_manifest (flush_id, bucket, key, queue_name, queue_slug, partition_date,"
+                " schema_version, state) VALUES (gen_random_uuid(), 'b', %s, 'q', 'q', current_date, 1, %s)"
+                " RETURNING id", (key, state),
+            ).fetchone()[0]  # type: ignore[index]
+            for key, state in (("gone", "pending"), ("old", "committed"), ("new", "pending"))
+        ]  # fmt: skip
+        conn.execute("DELETE FROM tiering_manifest WHERE id = %s", (ids[0],))  # what delete_pending does
+        conn.commit()
+    now = datetime.now(UTC)
+    rows = pa.table(
+        {"job_id": [str(job)], "row_group": [0], "row_in_group": [0], "queue_name": ["q"], "status": ["Completed"],
+         "created_at": [now - timedelta(days=2)], "archived_at": [now], "payload_bytes": [10], "error_message": [None],
+         "object_id": [ids[0]]},
+        schema=pqio.JOB_LOCATION_SCHEMA.append(pa.field("object_id", pa.int64())),
+    )  # fmt: skip
+    arrow_conn = arrowdb.connect_arrow(db_url)
+    try:
+        with pytest.raises(DatabaseError, match="still pending"):
+            arrowdb.commit_claimed(arrow_conn, [ids[0]], rows, 1, arrowdb.HOT)
+    finally:
+        arrow_conn.close()
+    with psycopg.connect(db_url) as conn:
+        assert count(conn, "tiering_job_index") == 0
+        conn.execute(
+            "INSERT INTO tiering_job_index (job_id, object_id, row_group, row_in_group, queue_name, status,"
+            " created_at, archived_at) VALUES (%s, %s, 0, 0, 'q', 'Completed', now(), now())", (job, ids[1]),
+        )  # fmt: skip
+        conn.execute("DELETE FROM tiering_manifest WHERE id = %s", (ids[2],))  # the rewrite's row, abandoned
+        conn.commit()
+        with pytest.raises(rdb.SwapConflict, match="no longer pending"), conn.transaction():
+            rdb.swap_object(conn, ids[1], ids[2], [], [(str(job), 0, 0)])
+        located = conn.execute("SELECT object_id FROM tiering_job_index WHERE job_id = %s", (job,)).fetchall()
+        assert located == [(ids[1],)]  # still in its committed object
+
+
 # --- SIGKILL at each fault point of a direct round ------------------------------------------------------------
 @pytest.mark.parametrize("point", ["claimed", "uploading", "uploaded", "committed"])
 def test_sigkill_in_a_direct_round_then_rerun_is_exactly_once(point: str, hot_world: dict[str, Any]) -> None:

@@ -242,11 +242,14 @@ def swap_object(
         )
         if cur.rowcount != len(moves):
             raise SwapConflict(f"moved {cur.rowcount} index rows of object {old_id}, expected {len(moves)}")
-    conn.execute(
+    committed = conn.execute(
         "UPDATE tiering_manifest SET state = 'committed', committed_at = now(), replaces_id = %s "
         "WHERE id = %s AND state = 'pending'",
         (old_id, new_id),
-    )
+    ).rowcount
+    if committed != 1:
+        # the index rows just moved must name a committed object (the job index has no foreign key: migration 0007)
+        raise SwapConflict(f"the rewrite of object {old_id} (object {new_id}) is no longer pending")
     conn.execute("UPDATE tiering_manifest SET state = 'purged', purged_at = NULL WHERE id = %s", (old_id,))
 
 
