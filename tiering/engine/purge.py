@@ -4,9 +4,10 @@ The plan (`preview_purge_operation`) and the purge use the same code, so the pre
 purge then does:
 
 * staging rows are deleted with SQL;
-* an object whose every archived job qualifies is deleted (DeleteObjects, 1000 keys a call, per-key errors
-  checked: an object that could not be deleted stays committed in the manifest and is reported); when every
-  object under a `queue=/date=` prefix goes, the prefix is reported as purged (still deleted by key list);
+* an object whose every archived job qualifies is deleted (DeleteObjects, PIPELINE_BATCH keys a call, per-key
+  errors checked: an object that could not be deleted stays committed in the manifest and is reported), and
+  only then marked purged, the marks of earlier calls running while later calls are sent; when every object
+  under a `queue=/date=` prefix goes, the prefix is reported as purged (still deleted by key list);
 * an object that only partly qualifies is rewritten without the purged rows into a new object (new key, new
   flush id), which is uploaded and swapped in ONE transaction (new manifest row committed with replaces_id,
   index rows moved, old row purged) before the old object is deleted;
