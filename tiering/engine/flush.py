@@ -417,14 +417,16 @@ def _run_rounds(
         wd = workdir / f"w{n}"
         wd.mkdir(exist_ok=True)
         try:
-            with session.connection(autocommit=True) as meta:
+            # one ADBC connection per worker for all its rounds (each round is its own transaction on it): a new
+            # connection per round cost a backend start and the driver's type lookups every time
+            with session.connection(autocommit=True) as meta, session.arrow_connection() as conn:
                 while not errors:
                     try:
                         groups = todo.get_nowait()
                     except queue_mod.Empty:
                         return
                     while not errors:
-                        claimed = _flush_round(session, job, groups, claim_rows, meta, wd)
+                        claimed = _flush_round(conn, job, groups, claim_rows, meta, wd)
                         with job.lock:
                             total += claimed
                         if claimed < claim_rows or job.stopped or job.source is not None:
@@ -452,11 +454,10 @@ def _tmp_root(settings: Settings) -> str | None:
 
 
 def _flush_round(
-    session: Session, job: _FlushJob, groups: list[tuple[str, str]], claim_rows: int, meta: Any, workdir: Path
+    conn: Any, job: _FlushJob, groups: list[tuple[str, str]], claim_rows: int, meta: Any, workdir: Path
 ) -> int:
     while True:
-        with session.arrow_connection() as conn:
-            claimed = _flush_round_on(conn, job, groups, claim_rows, meta, workdir)
+        claimed = _flush_round_on(conn, job, groups, claim_rows, meta, workdir)
         if claimed is not None:
             return claimed  # else the database refused rows: they are quarantined, the round runs again
 
