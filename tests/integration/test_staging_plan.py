@@ -70,6 +70,19 @@ def test_claim_reads_the_hot_table_alone(hot_jobs_and_empty_staging: str) -> Non
                 assert not [n for n in nodes[1:] if n.get("Subplan Name") or "Join" in n["Node Type"]], nodes
 
 
+def test_counting_eligible_jobs_scans_staging_once(hot_jobs_and_empty_staging: str) -> None:
+    """The count (dry runs, progress, the direct path's start) hashes staging once instead of scanning it once per
+    hot row, the plan PostgreSQL takes on an empty staging (counted in this transaction's table statistics)."""
+    pred = staging.eligibility_predicate(eligibility_clauses(ArchivalPolicy(), datetime.now(UTC)), None)
+    scans = "SELECT seq_scan + coalesce(idx_scan, 0) FROM pg_stat_xact_user_tables WHERE relname = %s"
+    with psycopg.connect(hot_jobs_and_empty_staging) as conn:
+        assert conn.execute(scans, ("hammerwork_jobs_archive",)).fetchone() == (0,)
+        counts = staging.count_eligible(conn, pred)
+        assert sum(n for _, _, n in counts) == 300
+        assert conn.execute(scans, ("hammerwork_jobs_archive",)).fetchone() == (1,)
+        assert conn.execute("SELECT current_setting('enable_nestloop')").fetchone() == ("on",)  # restored
+
+
 @pytest.mark.parametrize("packed", [False, True], ids=["raw", "gzip"])
 def test_move_reads_staging_and_the_job_index_once_per_batch(hot_jobs_and_empty_staging: str, packed: bool) -> None:
     """EXPLAIN ANALYZE of a batch of 100 jobs (rolled back): each scan of staging or of the job index runs at most

@@ -6,7 +6,8 @@ Python, one SELECT ... SKIP LOCKED and one DELETE/INSERT. Hammerwork-marked hot 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -250,6 +251,19 @@ def move_batch(
     return [(q, st, int(n), int(o), int(b)) for q, st, n, o, b in rows]
 
 
+@contextmanager
+def whole_scan_plans(conn: psycopg.Connection) -> Iterator[None]:
+    """For statements that read every eligible hot row with the full clause (a count, a scan of them all): no
+    nested loop, so its anti-join against staging is one hash over staging, never the staging scan per hot row
+    that a plan made on an empty staging takes (see NO_JOIN_IN_CLAIM; it degenerates when staging fills while
+    the statement runs). A transaction (a savepoint inside one) holds the setting; it is restored after."""
+    with conn.transaction():
+        row = conn.execute("SELECT current_setting('enable_nestloop')").fetchone()
+        conn.execute("SELECT set_config('enable_nestloop', 'off', true)")
+        yield
+        conn.execute("SELECT set_config('enable_nestloop', %s, true)", (row[0] if row else "on",))
+
+
 def count_eligible(conn: psycopg.Connection, pred: Predicate) -> list[tuple[str, str, int]]:
     """(queue, plain status, count) of eligible jobs; what a dry run reports."""
     query = sql.SQL(
@@ -257,7 +271,8 @@ def count_eligible(conn: psycopg.Connection, pred: Predicate) -> list[tuple[str,
              FROM hammerwork_jobs h WHERE {where}
             GROUP BY 1, 2 ORDER BY 1, 2"""
     ).format(where=pred.clause)
-    return [(q, s, int(n)) for q, s, n in conn.execute(query, pred.params).fetchall()]
+    with whole_scan_plans(conn):
+        return [(q, s, int(n)) for q, s, n in conn.execute(query, pred.params, prepare=False).fetchall()]
 
 
 _SETTLE_WHERE = """
