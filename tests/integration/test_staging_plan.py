@@ -13,6 +13,7 @@ import pytest
 from psycopg import sql
 
 from tests.helpers import count, hammerwork_archive_copy, insert_job, session_for
+from tiering.db import arrow as arrowdb
 from tiering.db import staging
 from tiering.engine.archive import archive_jobs
 from tiering.policy import ArchivalConfig, ArchivalPolicy, eligibility_clauses
@@ -137,3 +138,32 @@ def test_jobs_already_staged_stay_hot_and_every_other_job_moves(db_url: str, pay
         rows = conn.execute("SELECT id, archived_by FROM hammerwork_jobs_archive").fetchall()
         assert count(conn, "hammerwork_jobs_archive", "archived_by = 'hammerwork'") == len(staged)
     assert sorted(str(r[0]) for r in rows) == sorted(str(j) for j in [*staged, *fresh])
+
+
+def test_direct_paths_scan_of_eligible_jobs_scans_staging_once(hot_jobs_and_empty_staging: str) -> None:
+    """The direct path's one scan of eligible jobs (arrow.eligible_hot, on its ADBC connection) hashes staging once
+    instead of scanning it once per hot row, the plan PostgreSQL takes on an empty staging: with staging filled
+    meanwhile (a concurrent staging move, Hammerwork's archiver), each of those rescans grew (counted in this
+    transaction's table statistics, read on the same connection before its rollback)."""
+    pred = staging.eligibility_predicate(eligibility_clauses(ArchivalPolicy(), datetime.now(UTC)), None)
+    scans = (
+        "SELECT seq_scan + coalesce(idx_scan, 0) FROM pg_stat_xact_user_tables"
+        " WHERE relname = 'hammerwork_jobs_archive'"
+    )
+    conn = arrowdb.connect_arrow(hot_jobs_and_empty_staging)
+    try:
+        cur = conn.cursor()
+        try:
+            cur.execute(scans)
+            assert cur.fetchall() == [(0,)]
+            eligible = arrowdb.eligible_hot(conn, pred)
+            assert sum(len(tids) for tids in eligible.values()) == 300
+            cur.execute(scans)
+            assert cur.fetchall() == [(1,)]
+            cur.execute("SELECT current_setting('enable_nestloop')")
+            assert cur.fetchall() == [("on",)]  # restored
+        finally:
+            cur.close()
+        conn.rollback()
+    finally:
+        conn.close()

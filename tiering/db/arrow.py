@@ -20,7 +20,7 @@ from psycopg import sql
 
 from tiering import schema as S
 from tiering.db.locks import SHARE_MOVES_SQL
-from tiering.db.staging import Predicate
+from tiering.db.staging import WHOLE_SCAN_CURRENT_SQL, WHOLE_SCAN_OFF_SQL, Predicate, whole_scan_restore_sql
 from tiering.errors import DatabaseError
 from tiering.policy import StorageClassRule
 
@@ -188,7 +188,8 @@ def eligible_hot(conn: ArrowConnection, pred: Predicate) -> dict[str, pa.Array]:
     gathers one array per queue: read as a row per job (queue name and ctid text), the driver's buffers for 1M
     jobs (outside Arrow's pool) stayed resident for the whole run, +85 MB of peak RSS against +12 MB, most of
     what a run's peak grew with its backlog. A row updated since (a new ctid) is not claimed by this run; the
-    claim re-checks the predicate anyway."""
+    claim re-checks the predicate anyway. Planned with no nested loop (staging.WHOLE_SCAN): the scan runs in this
+    connection's transaction, which holds the setting until it is restored here."""
     text = f"""SELECT h.queue_name, array_agg((p.p[0]::bigint << 16) | p.p[1]::bigint) AS tids
                  FROM hammerwork_jobs h CROSS JOIN LATERAL (SELECT h.ctid::text::point AS p) p
                 WHERE {pred.clause.as_string(None)}
@@ -196,7 +197,13 @@ def eligible_hot(conn: ArrowConnection, pred: Predicate) -> dict[str, pa.Array]:
     query, values = _positional(text, pred.params, 1)
     cur = conn.cursor()
     try:
+        cur.execute(WHOLE_SCAN_CURRENT_SQL)
+        previous = cur.fetchall()[0][0]
+        cur.execute(WHOLE_SCAN_OFF_SQL)
+        cur.fetchall()
         table = _stream(cur, query, values).read_all()
+        cur.execute(whole_scan_restore_sql(previous))
+        cur.fetchall()
     finally:
         cur.close()
     tids = table.column("tids")

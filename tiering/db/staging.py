@@ -251,17 +251,29 @@ def move_batch(
     return [(q, st, int(n), int(o), int(b)) for q, st, n, o, b in rows]
 
 
+# WHOLE_SCAN: statements that read every eligible hot row with the full clause (a count, the direct path's scan
+# of them all) run with no nested loop, so their anti-join against staging is one hash over staging, never the
+# staging scan per hot row that a plan made on an empty staging takes (see NO_JOIN_IN_CLAIM; it degenerates when
+# staging fills while the statement runs). The setting is transaction-local, restored after; these statements
+# are the one definition for both drivers (whole_scan_plans here, arrow.eligible_hot's on ADBC).
+WHOLE_SCAN_CURRENT_SQL = "SELECT current_setting('enable_nestloop')"
+WHOLE_SCAN_OFF_SQL = "SELECT set_config('enable_nestloop', 'off', true)"
+
+
+def whole_scan_restore_sql(previous: str) -> str:
+    """The statement putting back the setting WHOLE_SCAN_CURRENT_SQL read (a literal: no driver's parameters)."""
+    return sql.SQL("SELECT set_config('enable_nestloop', {}, true)").format(sql.Literal(previous)).as_string(None)
+
+
 @contextmanager
 def whole_scan_plans(conn: psycopg.Connection) -> Iterator[None]:
-    """For statements that read every eligible hot row with the full clause (a count, a scan of them all): no
-    nested loop, so its anti-join against staging is one hash over staging, never the staging scan per hot row
-    that a plan made on an empty staging takes (see NO_JOIN_IN_CLAIM; it degenerates when staging fills while
-    the statement runs). A transaction (a savepoint inside one) holds the setting; it is restored after."""
+    """No nested loop for the statements inside (WHOLE_SCAN). A transaction (a savepoint inside one) holds the
+    setting; it is restored after."""
     with conn.transaction():
-        row = conn.execute("SELECT current_setting('enable_nestloop')").fetchone()
-        conn.execute("SELECT set_config('enable_nestloop', 'off', true)")
+        row = conn.execute(WHOLE_SCAN_CURRENT_SQL).fetchone()
+        conn.execute(WHOLE_SCAN_OFF_SQL)
         yield
-        conn.execute("SELECT set_config('enable_nestloop', %s, true)", (row[0] if row else "on",))
+        conn.execute(whole_scan_restore_sql(row[0] if row else "on"))
 
 
 def count_eligible(conn: psycopg.Connection, pred: Predicate) -> list[tuple[str, str, int]]:
