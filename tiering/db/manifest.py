@@ -115,7 +115,7 @@ COMMITTED_WHERE = """state = 'committed'
                AND (%(ab)s::timestamptz IS NULL OR min_archived_at < %(ab)s)
                AND (%(ca)s::timestamptz IS NULL OR max_created_at >= %(ca)s)
                AND (%(cb)s::timestamptz IS NULL OR min_created_at < %(cb)s)
-               AND (%(st)s::text[] IS NULL OR statuses && %(st)s)"""
+               AND (%(statuses)s::text[] IS NULL OR statuses && %(statuses)s)"""
 COMMITTED_ORDER = "queue_name, partition_date, id"
 
 
@@ -128,14 +128,15 @@ def committed_params(
     created_before: datetime | None = None,
     statuses: list[str] | None = None,
 ) -> dict[str, Any]:
-    """The parameters of COMMITTED_WHERE."""
+    """The parameters of COMMITTED_WHERE, named as the job filters' (db/query.py Filters.params) so one dict
+    serves a query over the manifest, staging and the job index together."""
     return {
         "queue": queue,
+        "statuses": statuses,
         "aa": archived_after,
         "ab": archived_before,
         "ca": created_after,
         "cb": created_before,
-        "st": statuses,
     }
 
 

@@ -35,14 +35,14 @@ class Filters:
     created_before: datetime | None = None  # exclusive
 
     def params(self) -> dict[str, Any]:
-        return {
-            "queue": self.queue,
-            "statuses": list(self.statuses) if self.statuses is not None else None,
-            "aa": self.archived_after,
-            "ab": self.archived_before,
-            "ca": self.created_after,
-            "cb": self.created_before,
-        }
+        return committed_params(
+            queue=self.queue,
+            statuses=list(self.statuses) if self.statuses is not None else None,
+            archived_after=self.archived_after,
+            archived_before=self.archived_before,
+            created_after=self.created_after,
+            created_before=self.created_before,
+        )
 
 
 _STAGING_WHERE = """
@@ -290,15 +290,7 @@ def search_sources(conn: psycopg.Connection, filters: Filters) -> tuple[list[Man
               FROM (SELECT EXISTS (SELECT 1 FROM hammerwork_jobs_archive a WHERE {_STAGING_WHERE})) AS s(staged)
               LEFT JOIN (SELECT {MANIFEST_COLUMNS} FROM tiering_manifest WHERE {COMMITTED_WHERE}) AS o ON true
              ORDER BY {COMMITTED_ORDER}""",  # noqa: S608
-        params
-        | committed_params(
-            queue=filters.queue,
-            archived_after=filters.archived_after,
-            archived_before=filters.archived_before,
-            created_after=filters.created_after,
-            created_before=filters.created_before,
-            statuses=list(filters.statuses) if filters.statuses else None,
-        ),
+        params,
         prepare=False,  # a generic plan cannot use an index for "$1 IS NULL OR col = $1" (see db/staging.py NO_PREPARE)
     ).fetchall()
     return [ManifestRow(*r[1:]) for r in rows if r[1] is not None], bool(rows[0][0])
