@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 from playwright.sync_api import expect
 
 from tests.e2e.test_api import TOKEN, ApiServer, archive_queue, fresh_database, seed, start_api_server
@@ -196,7 +197,7 @@ def test_bulk_restore_preview_purge_preview_policy_and_other_tabs(dash: ApiServe
     page.fill("#search-form input[name=value]", "INV-7")
     page.click("#search-form button[type=submit]")
     expect(page.locator("#search-table tbody tr")).to_have_count(2)
-    assert page.evaluate("location.hash") == "#search?key=invoice.id&value=INV-7&limit=100"
+    _assert_hash(page, "#search?key=invoice.id&value=INV-7&limit=100")
 
     page.click("#tabs button[data-tab=overview]")
     page.locator("#cards .stat").first.wait_for()
@@ -305,17 +306,17 @@ def test_url_state_round_trips(dash: ApiServer, page: Any) -> None:
     # the selected job goes into the URL, and a reload opens it again
     page.locator(f"#jobs-table tr[data-id='{ids[0]}'] a").click()
     page.locator("#job-dialog[open]").wait_for()
-    assert page.evaluate("location.hash") == f"#jobs?queue=url-q&status=Failed&job={ids[0]}"
+    _assert_hash(page, f"#jobs?queue=url-q&status=Failed&job={ids[0]}")
     page.reload()
     page.locator("#job-dialog[open]").filter(has_text=str(ids[0])).wait_for()
     expect(page.locator("#jobs-table tbody tr")).to_have_count(3)
     page.click("#job-dialog-close")
-    assert page.evaluate("location.hash") == "#jobs?queue=url-q&status=Failed"
+    _assert_hash(page, "#jobs?queue=url-q&status=Failed")
     # filters typed in the form go into the URL; back returns to the previous filters
     page.select_option("#jobs-filter select[name=status]", "Completed")
     page.click("#jobs-filter button[type=submit]")
     expect(page.locator("#jobs-table tbody tr")).to_have_count(2)
-    assert page.evaluate("location.hash") == "#jobs?queue=url-q&status=Completed&limit=50"
+    _assert_hash(page, "#jobs?queue=url-q&status=Completed&limit=50")
     page.go_back()
     expect(page.locator("#jobs-table tbody tr")).to_have_count(3)
     assert page.input_value("#jobs-filter select[name=status]") == "Failed"
@@ -440,3 +441,13 @@ def test_the_job_list_follows_an_operation_without_a_click(dash: ApiServer, page
     shown = {page.locator("#jobs-table tbody tr").nth(i).get_attribute("data-id") for i in range(3)}
     assert shown == {str(i) for i in ids}
     page.locator("#toast").filter(has_text="Operation finished").wait_for(timeout=30_000)
+
+
+def _assert_hash(page: Any, want: str) -> None:
+    """The URL's fragment becomes `want`: the dashboard sets it from events (a dialog's "close" is dispatched as
+    a task after close() returns), so it is waited for up to 5 s before the check, not read at once."""
+    try:
+        page.wait_for_function("want => location.hash === want", arg=want, timeout=5000)
+    except PlaywrightTimeoutError:
+        pass  # the assertion below says what the fragment was
+    assert page.evaluate("location.hash") == want
