@@ -282,11 +282,11 @@ def test_search_skips_staging_only_when_no_staged_job_passes_the_filters(db_url:
                     with conn.transaction():
                         streamed = any(True for _ in qdb.staging_payload_stream(conn, filters, None))
                     assert staged == streamed, (queue, status, after, before)
-                    assert objects == mdb.committed_objects(
-                        conn, queue=filters.queue, archived_after=filters.archived_after,
+                    assert objects == mdb.committed_objects(conn, mdb.committed_params(
+                        queue=filters.queue, archived_after=filters.archived_after,
                         archived_before=filters.archived_before,
                         statuses=list(filters.statuses) if filters.statuses else None,
-                    )  # fmt: skip
+                    ))  # fmt: skip
                 seen.add((staged, bool(objects)))
     assert seen == {(True, True), (True, False), (False, True), (False, False)}  # every branch was met
     # and a search whose staged jobs are filtered away still finds its cold ones (the staging part is skipped)

@@ -140,27 +140,12 @@ def committed_params(
     }
 
 
-def committed_objects(
-    conn: psycopg.Connection,
-    *,
-    queue: str | None = None,
-    archived_after: datetime | None = None,
-    archived_before: datetime | None = None,
-    created_after: datetime | None = None,
-    created_before: datetime | None = None,
-    statuses: list[str] | None = None,
-) -> list[ManifestRow]:
-    """Committed objects that may hold matching jobs, pruned by the manifest's min/max columns."""
+def committed_objects(conn: psycopg.Connection, params: dict[str, Any]) -> list[ManifestRow]:
+    """Committed objects that may hold matching jobs, pruned by the manifest's min/max columns. `params` are
+    COMMITTED_WHERE's: committed_params(...), or the job filters' own (db/query.py Filters.params)."""
     rows = conn.execute(
         f"SELECT {MANIFEST_COLUMNS} FROM tiering_manifest WHERE {COMMITTED_WHERE} ORDER BY {COMMITTED_ORDER}",  # noqa: S608
-        committed_params(
-            queue=queue,
-            archived_after=archived_after,
-            archived_before=archived_before,
-            created_after=created_after,
-            created_before=created_before,
-            statuses=statuses,
-        ),
+        params,
     ).fetchall()
     return [ManifestRow(*r) for r in rows]
 

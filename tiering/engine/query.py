@@ -354,15 +354,7 @@ class ArchiveQuery:
         filters = self.filters()
         with self._session.connection() as conn:
             # Prune by the manifest's min/max columns first: only these objects can hold matching jobs.
-            objects = mdb.committed_objects(
-                conn,
-                queue=filters.queue,
-                archived_after=filters.archived_after,
-                archived_before=filters.archived_before,
-                created_after=filters.created_after,
-                created_before=filters.created_before,
-                statuses=list(filters.statuses) if filters.statuses else None,
-            )
+            objects = mdb.committed_objects(conn, filters.params())
             object_ids = [m.id for m in objects]
             up_to = self._session.settings.list_exact_total_up_to
             page = _read_page(conn, filters, self._limit, self._offset, self._exact_total, up_to, object_ids)
