@@ -167,3 +167,44 @@ def test_direct_paths_scan_of_eligible_jobs_scans_staging_once(hot_jobs_and_empt
         conn.rollback()
     finally:
         conn.close()
+
+
+def test_direct_claim_reads_only_its_tids(hot_jobs_and_empty_staging: str) -> None:
+    """The direct path's claim (arrow.stream_claimed_hot) fetches its rows by tid and never scans the hot table
+    (nor an index of it): given its tids as an array literal, the planner costed each as a random page read and
+    scanned the whole hot table (or its eligible rows by index) instead, once per claim (counted in this
+    transaction's table statistics; the claim is rolled back, so every job stays hot). 3,000 pending jobs beside
+    the 300 eligible ones make the table big enough that a scan of it costs more than a tid lookup of unknown
+    size, as in any real backlog."""
+    with psycopg.connect(hot_jobs_and_empty_staging, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO hammerwork_jobs SELECT (jsonb_populate_record(NULL::hammerwork_jobs, to_jsonb(h)"
+            " || jsonb_build_object('id', gen_random_uuid(), 'status', 'Pending'))).*"
+            " FROM hammerwork_jobs h CROSS JOIN generate_series(1, 10)"
+        )
+        conn.execute("VACUUM ANALYZE hammerwork_jobs")
+    pred = staging.eligibility_predicate(eligibility_clauses(ArchivalPolicy(), datetime.now(UTC)), None)
+    scans = "SELECT seq_scan + coalesce(idx_scan, 0) FROM pg_stat_xact_user_tables WHERE relname = 'hammerwork_jobs'"
+    conn = arrowdb.connect_arrow(hot_jobs_and_empty_staging)
+    try:
+        cur = conn.cursor()
+        try:
+            eligible = arrowdb.eligible_hot(conn, pred)
+            cur.execute(scans)
+            before = cur.fetchall()[0][0]
+            claim, reader = arrowdb.stream_claimed_hot(
+                conn, pred, "default", eligible["default"], (), "STANDARD", reason="Manual", archived_by=None
+            )
+            try:
+                assert reader.read_all().num_rows == 300
+            finally:
+                claim.close()
+            cur.execute(scans)
+            assert cur.fetchall() == [(before,)]
+        finally:
+            cur.close()
+        conn.rollback()
+    finally:
+        conn.close()
+    with psycopg.connect(hot_jobs_and_empty_staging) as check:
+        assert count(check, "hammerwork_jobs", "status = 'Completed'") == 300
