@@ -34,6 +34,7 @@ from tiering.settings import Settings
 from tiering.store.base import DeleteErrorItem, DeleteResult, ObjectStore
 
 DAY = timedelta(days=1)
+SEC = timedelta(seconds=1)
 NOW = datetime.now(UTC)
 # A fixed noon two years ago: jobs "at" hours around it share one UTC date partition.
 BASE = (NOW - 700 * DAY).replace(hour=12, minute=0, second=0, microsecond=0)
@@ -534,3 +535,57 @@ def test_a_failed_mark_stops_the_pipeline_and_the_next_purge_settles_it(
     again = purge_archived_jobs(session_for(db_url, target.store, target.settings), NOW - 30 * DAY)
     assert not again.errors and object_keys(target.store) == set() == committed_keys(db_url)
     assert live_index(db_url) == {}
+
+
+def _index_tuples_read(conn: psycopg.Connection) -> int:
+    """Rows of the job index this transaction has read (sequential or through an index)."""
+    row = conn.execute(
+        "SELECT seq_tup_read + coalesce(idx_tup_fetch, 0) FROM pg_stat_xact_user_tables WHERE relname = %s",
+        ("tiering_job_index",),
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_the_plan_counts_whole_objects_from_the_manifest_and_the_others_from_the_job_index(
+    target: Any, db_url: str
+) -> None:
+    """An object all of whose rows qualify by its manifest row, and that holds no restored job, is counted from
+    the manifest (no job index row read); an object straddling the cutoff, and one holding a restored job's stale
+    copy, are counted in the job index; the counts are exact either way and the purge removes what was planned."""
+    from tiering.db import retention as rdb
+    from tiering.engine.restore import restore_archived_job
+
+    store, settings = target.store, target.settings
+    specs = [Spec("q1", "Completed", BASE - 10 * DAY + timedelta(minutes=i)) for i in range(4)]  # whole
+    specs += [Spec("q1", "Completed", BASE - 3 * DAY + timedelta(minutes=i)) for i in range(3)]  # whole, 1 restored
+    specs += [Spec("q1", "Completed", BASE + timedelta(hours=h)) for h in (-2, -1, 1, 2)]  # straddles BASE
+    ids = make_jobs(db_url, specs, flush=(store, settings))
+    restored = ids[5]
+    assert restore_archived_job(session_for(db_url, store, settings), restored).restored
+    keys = {r[0]: r[1] for r in psycopg.connect(db_url).execute("SELECT key, id FROM tiering_manifest")}
+    day = {k.split("date=")[1][:10]: object_id for k, object_id in keys.items()}
+    old, mid, straddling = (day[(BASE + d * DAY).date().isoformat()] for d in (-10, -3, 0))
+
+    with psycopg.connect(db_url) as conn:
+        before = _index_tuples_read(conn)
+        only_whole = rdb.purge_candidates(conn, BASE - 5 * DAY, None, None)
+        assert [(c.row.id, c.live, c.hits, c.whole) for c in only_whole] == [(old, 4, 4, True)]
+        assert (only_whole[0].hit_oldest, only_whole[0].hit_newest) == (BASE - 10 * DAY, BASE - 10 * DAY + 3 * 60 * SEC)
+        assert _index_tuples_read(conn) == before  # decided and counted by the manifest row alone
+        everything = rdb.purge_candidates(conn, BASE, None, None)
+        got = {c.row.id: (c.live, c.hits, c.whole) for c in everything}
+        assert got == {old: (4, 4, True), mid: (2, 2, True), straddling: (4, 2, False)}
+        assert _index_tuples_read(conn) >= before + 4 + 2  # the straddling and the restored object's live rows
+        by_id = {c.row.id: c for c in everything}
+        assert (by_id[mid].hit_oldest, by_id[mid].hit_newest) == (BASE - 3 * DAY, BASE - 3 * DAY + 2 * 60 * SEC)
+
+    preview = preview_purge_operation(session_for(db_url, store, settings), BASE)
+    result = purge_archived_jobs(session_for(db_url, store, settings), BASE)
+    assert preview.jobs_to_purge == result.jobs_purged == result.cold_jobs_purged == 4 + 2 + 2
+    assert preview.jobs_by_queue == result.jobs_by_queue == {"q1": 8}
+    assert (preview.objects_to_delete, preview.objects_to_rewrite) == (result.objects_deleted, 1) == (2, 1)
+    assert preview.oldest_affected == BASE - 10 * DAY and preview.newest_affected == BASE - timedelta(hours=1)
+    assert set(live_index(db_url)) == {i for i, s in zip(ids, specs, strict=True) if s.archived_at >= BASE}
+    with psycopg.connect(db_url) as conn:
+        assert conn.execute("SELECT count(*) FROM hammerwork_jobs WHERE id = %s", (restored,)).fetchone() == (1,)

@@ -92,47 +92,67 @@ class ObjectCandidate:
 def purge_candidates(
     conn: psycopg.Connection, cutoff: datetime, queue: str | None, status: str | None
 ) -> list[ObjectCandidate]:
-    """Committed objects that may hold jobs to purge, with their job index counts. The counts are one grouped
-    pass over the index rows of the matching objects (the planner picks a scan or the object index by how many
-    match), not a lookup per object: an object's rows lie on as many heap pages as it has jobs (the index is
-    written in job id order), and 2,920 lookups read 195k pages for 200k jobs (0.56 s against 0.16 s)."""
+    """Committed objects that may hold jobs to purge, with their job counts.
+
+    Most objects of a purge by age are decided by their manifest row alone: every row qualifies (max_archived_at
+    before the cutoff, each of its statuses the one asked) and none is a restored job's stale copy (the restored
+    rows' partial index, a probe per object), so each of its row_count rows is a live index row and all of them go;
+    live = hits = row_count, the bounds and bytes are the manifest's. The job index is read only for the other
+    matching objects (straddling the cutoff, mixed statuses, restored jobs): one grouped pass over their index
+    rows, not a lookup per object (an object's rows lie on as many heap pages as it has jobs: 2,920 lookups read
+    195k pages for 200k jobs, 0.56 s against 0.16 s). A whole-object purge of 1M jobs reads no index row here."""
     cols = ", ".join(f"m.{c.strip()}" for c in MANIFEST_COLUMNS.split(","))
-    hit = "i.archived_at < %(cutoff)s AND (%(status)s::text IS NULL OR btrim(i.status, '\"') = %(status)s)"
-    matching = """m.state = 'committed'
+    params = {"cutoff": cutoff, "queue": queue, "status": status}
+    manifest = conn.execute(
+        f"""SELECT {cols},
+                   (m.max_archived_at < %(cutoff)s
+                    AND (%(status)s::text IS NULL
+                         OR NOT EXISTS (SELECT 1 FROM unnest(m.statuses) s WHERE btrim(s, '"') <> %(status)s))),
+                   EXISTS (SELECT 1 FROM tiering_job_index r WHERE r.object_id = m.id AND r.restored_at IS NOT NULL)
+              FROM tiering_manifest m
+             WHERE m.state = 'committed'
                AND m.min_archived_at < %(cutoff)s
                AND (%(queue)s::text IS NULL OR m.queue_name = %(queue)s)
                AND (%(status)s::text IS NULL
-                    OR EXISTS (SELECT 1 FROM unnest(m.statuses) s WHERE btrim(s, '"') = %(status)s))"""
-    rows = conn.execute(
-        f"""WITH l AS MATERIALIZED (
-                SELECT i.object_id, count(*) AS live,
-                       count(*) FILTER (WHERE {hit}) AS hits,
-                       sum(i.payload_bytes) FILTER (WHERE {hit}) AS hit_bytes,
-                       min(i.archived_at) FILTER (WHERE {hit}) AS hit_min,
-                       max(i.archived_at) FILTER (WHERE {hit}) AS hit_max
-                  FROM tiering_job_index i
-                 WHERE i.restored_at IS NULL
-                   AND i.object_id IN (SELECT m.id FROM tiering_manifest m WHERE {matching})
-                 GROUP BY i.object_id)
-            SELECT {cols}, coalesce(l.live, 0), coalesce(l.hits, 0), coalesce(l.hit_bytes, 0), l.hit_min, l.hit_max,
-                   (m.max_archived_at < %(cutoff)s
-                    AND (%(status)s::text IS NULL
-                         OR NOT EXISTS (SELECT 1 FROM unnest(m.statuses) s WHERE btrim(s, '"') <> %(status)s)))
-              FROM tiering_manifest m
-              LEFT JOIN l ON l.object_id = m.id
-             WHERE {matching}
+                    OR EXISTS (SELECT 1 FROM unnest(m.statuses) s WHERE btrim(s, '"') = %(status)s))
              ORDER BY m.queue_name, m.partition_date, m.id""",  # noqa: S608 - constant SQL
-        {"cutoff": cutoff, "queue": queue, "status": status},
+        params,
     ).fetchall()
     n = len(MANIFEST_COLUMNS.split(","))
+    rows = [(ManifestRow(*r[:n]), bool(r[n]), bool(r[n + 1])) for r in manifest]
+    counted = index_counts(conn, [row.id for row, qualifies, restored in rows if restored or not qualifies], params)
     out = []
-    for r in rows:
-        cand = ObjectCandidate(
-            ManifestRow(*r[:n]), int(r[n]), int(r[n + 1]), int(r[n + 2]), r[n + 3], r[n + 4], bool(r[n + 5])
-        )
+    for row, qualifies, restored in rows:
+        if qualifies and not restored:
+            cand = ObjectCandidate(
+                row, row.row_count, row.row_count, row.payload_original_bytes, row.min_archived_at,
+                row.max_archived_at, True,
+            )  # fmt: skip
+        else:
+            live, hits, hit_bytes, oldest, newest = counted.get(row.id, (0, 0, 0, None, None))
+            cand = ObjectCandidate(row, live, hits, hit_bytes, oldest, newest, qualifies)
         if cand.hits > 0 or cand.whole:
             out.append(cand)
     return out
+
+
+def index_counts(
+    conn: psycopg.Connection, object_ids: Sequence[int], params: dict[str, Any]
+) -> dict[int, tuple[int, int, int, datetime | None, datetime | None]]:
+    """object id -> (live, hits, hit payload bytes, oldest hit, newest hit) from the job index, one grouped pass."""
+    if not object_ids:
+        return {}
+    hit = "i.archived_at < %(cutoff)s AND (%(status)s::text IS NULL OR btrim(i.status, '\"') = %(status)s)"
+    rows = conn.execute(
+        f"""SELECT i.object_id, count(*), count(*) FILTER (WHERE {hit}),
+                   coalesce(sum(i.payload_bytes) FILTER (WHERE {hit}), 0),
+                   min(i.archived_at) FILTER (WHERE {hit}), max(i.archived_at) FILTER (WHERE {hit})
+              FROM tiering_job_index i
+             WHERE i.restored_at IS NULL AND i.object_id = ANY(%(ids)s)
+             GROUP BY i.object_id""",  # noqa: S608 - constant SQL
+        {**params, "ids": list(object_ids)},
+    ).fetchall()
+    return {int(r[0]): (int(r[1]), int(r[2]), int(r[3]), r[4], r[5]) for r in rows}
 
 
 def purge_hit_ids(conn: psycopg.Connection, object_id: int, cutoff: datetime, status: str | None) -> list[str]:
