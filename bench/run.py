@@ -398,7 +398,7 @@ def bench_staging(urls: dict[str, str], policy_file: Path) -> None:
 
 
 # ------------------------------------------------------------------------------------------------- SeaweedFS
-def bench_seaweed(urls: dict[str, str]) -> None:
+def bench_seaweed(urls: dict[str, str], base: str) -> None:
     from bench.seaweed import seaweedfs_server
 
     with seaweedfs_server((OUT / "weed").resolve()) as s3:
@@ -434,7 +434,7 @@ def bench_seaweed(urls: dict[str, str]) -> None:
         if "daily" not in SKIP:
             say("\n== purge at scale (the 365-day archive)")
             head_s = head_everything(urls["floor"], s3)
-            results["purge"] = bench_purge(daily_env) | {"head_all_seconds": head_s}
+            results["purge"] = bench_purge(daily_env, urls["floor"], base) | {"head_all_seconds": head_s}
 
 
 def head_everything(url: str, s3: Any) -> float:
@@ -457,7 +457,25 @@ def head_everything(url: str, s3: Any) -> float:
     return round(seconds, 2)
 
 
-def bench_purge(env: dict[str, str]) -> dict[str, Any]:
+def index_delete_floor(url: str, cutoff: str) -> tuple[int, float]:
+    """The reference the whole-object purge is bound by: one bare DELETE (one connection, one statement, its
+    commit) of the job index rows that purge removes (the live rows of the committed objects it deletes), on a
+    copy of the database taken just before it, after a CHECKPOINT as the purge ran after one (the copy's): the
+    first change to each page after a checkpoint logs the whole page, for both."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        ids = [r[0] for r in conn.execute(
+            "SELECT id FROM tiering_manifest WHERE state = 'committed' AND max_archived_at < %s", (cutoff,)
+        )]  # fmt: skip
+        conn.execute("CHECKPOINT")
+        start = time.perf_counter()
+        with conn.transaction():
+            n = conn.execute(
+                "DELETE FROM tiering_job_index WHERE restored_at IS NULL AND object_id = ANY(%s::bigint[])", (ids,)
+            ).rowcount
+        return n, time.perf_counter() - start
+
+
+def bench_purge(env: dict[str, str], url: str, base: str) -> dict[str, Any]:
     tomorrow = (datetime.now(UTC) + timedelta(days=1)).date().isoformat()
     partial = run_cli(
         "purge-partial",
@@ -468,12 +486,21 @@ def bench_purge(env: dict[str, str]) -> dict[str, Any]:
     say(f"partial (Dead jobs of payment_queue, all days): {p.get('jobs_purged', 0):,} jobs, "
         f"{p.get('objects_rewritten', 0)} objects rewritten, {p.get('objects_deleted', 0)} deleted in "
         f"{partial['seconds']:.2f} s")  # fmt: skip
+    with psycopg.connect(base, autocommit=True) as conn:  # the copy the reference deletes from
+        conn.execute(f"CREATE DATABASE bench_purgefloor TEMPLATE {url.partition('?')[0].rsplit('/', 1)[1]} "
+                     "STRATEGY FILE_COPY")  # fmt: skip
     whole = run_cli("purge-all", ["archive", "purge", "--older-than", tomorrow, "--yes"], env)
     w = whole["doc"]
     say(f"everything: {w.get('jobs_purged', 0):,} jobs, {w.get('objects_deleted', 0)} objects deleted "
         f"({w.get('objects_rewritten', 0)} rewritten) in {whole['seconds']:.2f} s")  # fmt: skip
     say(f"  phases: partial {p.get('phase_seconds')}; everything {w.get('phase_seconds')}")
+    floor_n, floor_s = index_delete_floor(db_url(base, "bench_purgefloor"), tomorrow)
+    say(f"  reference: one bare DELETE of the same job index rows (1 connection): {floor_n:,} rows in "
+        f"{floor_s:.2f} s = {floor_n / floor_s:,.0f} rows/s")  # fmt: skip
+    with psycopg.connect(base, autocommit=True) as conn:
+        conn.execute("DROP DATABASE IF EXISTS bench_purgefloor WITH (FORCE)")
     return {
+        "index_delete_floor_rows": floor_n, "index_delete_floor_seconds": round(floor_s, 2),
         "partial_seconds": round(partial["seconds"], 2), "partial_jobs": p.get("jobs_purged"),
         "partial_rewritten": p.get("objects_rewritten"), "partial_deleted": p.get("objects_deleted"),
         "whole_seconds": round(whole["seconds"], 2), "whole_jobs": w.get("jobs_purged"),
@@ -486,7 +513,8 @@ def bench_purge(env: dict[str, str]) -> dict[str, Any]:
 def summary() -> None:
     e, d, st, rs, lr = (results[k] for k in ("end_to_end", "duckdb", "staging", "restore_search", "list_route"))
     skipped = {"jobs": 0, "jobs_per_s": 0, "rss_mb": 0, "whole_seconds": "-", "whole_jobs": 0, "whole_objects": "-",
-               "partial_seconds": "-", "partial_jobs": 0, "partial_rewritten": "-"}  # fmt: skip
+               "partial_seconds": "-", "partial_jobs": 0, "partial_rewritten": "-", "index_delete_floor_rows": 0,
+               "index_delete_floor_seconds": "-"}  # fmt: skip
     h = results.get("hammerwork", skipped)
     pu, small = results.get("purge", skipped), results.get("rss_small", skipped)
     ld = results.get("load", {"jobs_p50_s": "-", "jobs_p99_s": "-", "errors_other_than_429_503": {}})
@@ -514,7 +542,8 @@ def summary() -> None:
         ("cold restore (SeaweedFS)", f"p50 {rs['restore_p50_ms']} ms, p95 {rs['restore_p95_ms']} ms, "
          f"{rs['restore_requests_max']} req, {rs['restore_kb_max']} KB", "-", "30/80 ms, <= 3 req, <= 1 MB"),
         ("purge, whole objects", f"{pu['whole_seconds']} s: {pu['whole_jobs']:,} jobs, {pu['whole_objects']} objects",
-         "-", "~0.5 s"),
+         f"bare DELETE of its {pu['index_delete_floor_rows']:,} index rows {pu['index_delete_floor_seconds']} s",
+         "~0.5 s"),
         ("purge, partial (rewrites)", f"{pu['partial_seconds']} s: {pu['partial_jobs']:,} jobs, "
          f"{pu['partial_rewritten']} rewritten", "-", "-"),
         ("peak RSS", f"{e['rss_mb']} MB for {e['jobs']:,} jobs = {rss_ratio:.2f}x",
@@ -552,7 +581,7 @@ def main() -> None:
         if "iceberg" not in SKIP:
             bench_iceberg(urls, policy_file, base)
         bench_staging(urls, policy_file)
-        bench_seaweed(urls)
+        bench_seaweed(urls, base)
         if "rss" not in SKIP:
             bench_small_rss(base, policy_file)
         if "load" not in SKIP:
