@@ -37,7 +37,8 @@ MIN_ROW_GROUP_ROWS = 100_000
 MAX_ROW_GROUP_ROWS = 1_000_000
 DEFAULT_ROW_GROUP_ROWS = 100_000
 DEFAULT_TARGET_BYTES = 128 * 1024 * 1024
-# Safety valve for huge payloads: a row group is cut early once its buffered Arrow data reaches this.
+# Safety valve for huge payloads: a row group is cut early once its buffered Arrow data reaches this (flushes
+# pass settings.row_group_max_bytes, much smaller: it bounds what each flush worker holds while it writes).
 DEFAULT_ROW_GROUP_MAX_BYTES = 512 * 1024 * 1024
 # Flushes cap row groups by their *compressed* size, so that a cold restore reads the footer and one row group
 # (two range requests, well under 1 MB); the first row group of a part has FIRST_ROW_GROUP_ROWS rows, later ones
@@ -332,8 +333,6 @@ class PartWriter:
     def _write_row_group(self, table: pa.Table) -> None:
         if self._part is None:
             self._part = self._open_part()
-        if self.sort_keys:
-            table = table.sort_by([(k, "ascending") for k in self.sort_keys])
         before = self._part.tell()
         self._part.write_row_group(table)
         if table.num_rows:
@@ -342,17 +341,36 @@ class PartWriter:
             self.parts.append(self._part.finish())
             self._part = None
 
+    def _rows_to_take(self) -> int:
+        """The next row group's rows: _rows_per_group, or fewer once the buffered Arrow data passes
+        row_group_max_bytes (cut at about that many bytes, not below MIN_TARGETED_ROW_GROUP_ROWS rows): rows that
+        compress very well make row groups of many rows, and a writer holds its row group several times over
+        (buffered batches, the combined and the sorted copy, the encoder's pages)."""
+        rows = self._rows_per_group()
+        if self._buffered_bytes >= self.row_group_max_bytes:
+            fit = int(self._buffered_rows * self.row_group_max_bytes / self._buffered_bytes)
+            rows = min(rows, max(MIN_TARGETED_ROW_GROUP_ROWS, fit))
+        return rows
+
     def _drain(self, final: bool) -> None:
         while self._buffered_rows and (
             final or self._buffered_rows >= self._rows_per_group() or self._buffered_bytes >= self.row_group_max_bytes
         ):
             table = pa.Table.from_batches(self._buffer, schema=S.ARCHIVE_SCHEMA)
-            take = min(self._rows_per_group(), table.num_rows)
-            self._write_row_group(table.slice(0, take).combine_chunks())
-            rest = table.slice(take)
+            take = min(self._rows_to_take(), table.num_rows)
+            group, rest = table.slice(0, take), table.slice(take)
             self._buffer = rest.to_batches()
             self._buffered_rows = rest.num_rows
             self._buffered_bytes = rest.nbytes if rest.num_rows else 0
+            del table, rest
+            # one copy of the row group at a time: the sort's take is the copy (the batches it came from are
+            # released as it replaces them), else the rows are combined into one chunk per column
+            if self.sort_keys:
+                group = group.sort_by([(k, "ascending") for k in self.sort_keys])
+            else:
+                group = group.combine_chunks()
+            self._write_row_group(group)
+            del group
 
     def write(self, batch: pa.RecordBatch | pa.Table) -> None:
         if self._closed:

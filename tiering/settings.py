@@ -41,6 +41,11 @@ class Settings:
     sse_bucket_key: bool = False
     object_size_target_bytes: int = 128 * 1024 * 1024
     row_group_rows: int = 100_000
+    # A flush cuts a row group once its rows' Arrow data reaches this many bytes: rows that compress very well
+    # (row groups are sized by compressed bytes) would otherwise make row groups of tens of MB, which each worker
+    # holds several times over while it sorts and encodes them, so a run's peak memory depended on which queues
+    # two workers happened to write at once.
+    row_group_max_bytes: int = 8 * 1024 * 1024
     # Rows one flush round claims at most (each of `workers` rounds holds its rows' batches while it writes):
     # bounds a run's memory whatever the backlog, at one commit per round.
     round_rows: int = 100_000
@@ -121,6 +126,7 @@ _ENV_NAMES: dict[str, str] = {
     "sse_bucket_key": "TIERING_SSE_BUCKET_KEY",
     "object_size_target_bytes": "TIERING_OBJECT_SIZE_TARGET_BYTES",
     "row_group_rows": "TIERING_ROW_GROUP_ROWS",
+    "row_group_max_bytes": "TIERING_ROW_GROUP_MAX_BYTES",
     "round_rows": "TIERING_ROUND_ROWS",
     "workers": "TIERING_WORKERS",
     "api_token": "TIERING_API_TOKEN",

@@ -282,6 +282,35 @@ def test_objects_roll_over_at_the_size_target(
     assert len({r.flush_id for r in big}) == 1 and len({r.partition_date for r in big}) == 1
 
 
+def test_row_groups_of_compressible_rows_are_capped_by_arrow_bytes(
+    db_url: str, s3_settings_factory: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows that compress very well would make row groups of many rows (they are sized by compressed bytes);
+    settings.row_group_max_bytes cuts them by their Arrow bytes, which bounds what a flush worker holds."""
+    monkeypatch.setattr(pqio, "MIN_TARGETED_ROW_GROUP_ROWS", 5)
+    cap = 64 * 1024
+    target = s3_settings_factory("moto_server", row_group_max_bytes=cap)
+    text = "the same sentence, over and over; " * 60  # ~2 KB that zstd makes a few bytes
+    with psycopg.connect(db_url) as conn:
+        for i in range(600):
+            insert_job(conn, queue="verbose", payload={"i": i, "text": text})
+        conn.commit()
+    expected = all_job_ids(db_url)
+    assert archive_all(db_url) == 600
+
+    flush(db_url, target)
+
+    snap = assert_exactly_once(db_url, target.store, expected)
+    (row,) = snap.committed
+    meta = snap.objects[row.id][0].metadata
+    sizes = [meta.row_group(g).num_rows for g in range(meta.num_row_groups)]
+    assert sum(sizes) == 600
+    # every row holds over 2 KB of Arrow data, so no row group holds more than cap / 2 KB rows (one row group of
+    # the first 2,048 rows, all 600, without the cap)
+    assert max(sizes) <= cap // 2000, sizes
+    assert len(sizes) >= 600 // (cap // 2000), sizes
+
+
 # --- storage classes and encryption --------------------------------------------------------------
 @pytest.mark.parametrize("backend", S3_SERVERS)
 def test_storage_classes_follow_policy_rules(backend: str, db_url: str, s3_settings_factory: Any) -> None:

@@ -121,6 +121,30 @@ def test_row_group_byte_cap(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     assert parts[0].row_groups == 5
 
 
+def test_row_groups_cut_at_the_byte_cap_inside_a_batch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cap smaller than one input batch cuts row groups of about cap bytes, not one row group per batch: what a
+    writer holds while it sorts and encodes a row group is bounded whatever the rows compress to."""
+    monkeypatch.setattr(parquet, "MIN_ROW_GROUP_ROWS", 10)
+    monkeypatch.setattr(parquet, "MIN_TARGETED_ROW_GROUP_ROWS", 5)
+    batches = [_archive(200, seed=s) for s in range(3)]  # 600 rows
+    cap = batches[0].nbytes // 8  # about 25 rows' bytes
+    (part,) = parquet.write_parts(
+        batches, tmp_path, flush_id=FLUSH, part_name_fn=_name, row_group_rows=1000, row_group_max_bytes=cap,
+        sort_keys=("status", "created_at"),
+    )  # fmt: skip
+    meta = pq.read_metadata(part.path)
+    sizes = [meta.row_group(g).num_rows for g in range(meta.num_row_groups)]
+    assert sum(sizes) == part.rows == 600
+    assert len(sizes) >= 16, sizes
+    assert max(sizes) <= 60, sizes  # within about twice the cap's rows (rows differ in size), never a whole batch
+    written = pq.read_table(part.path)
+    assert sorted(written["id"].to_pylist()) == sorted(i for b in batches for i in b["id"].to_pylist())
+    ids = written["id"].to_pylist()
+    offsets = [sum(sizes[:g]) for g in range(len(sizes))]
+    for loc in part.job_locations.to_pylist():
+        assert ids[offsets[loc["row_group"]] + loc["row_in_group"]] == loc["job_id"]
+
+
 def test_sorted_row_groups_keep_locations_true(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(parquet, "MIN_ROW_GROUP_ROWS", 10)
     batches = [_archive(40, seed=s) for s in range(3)]

@@ -530,6 +530,7 @@ def _flush_round_on(
                         part_name_fn=name_for,
                         compression_level=max(1, config.compression_level),
                         row_group_rows=settings.row_group_rows,
+                        row_group_max_bytes=settings.row_group_max_bytes,
                         target_bytes=settings.object_size_target_bytes,
                         row_group_target_bytes=pqio.DEFAULT_ROW_GROUP_TARGET_BYTES,
                         sort_keys=pqio.FLUSH_SORT_KEYS,
