@@ -321,6 +321,41 @@ def test_sigkill_in_a_direct_round_then_rerun_is_exactly_once(point: str, hot_wo
     assert_settled(hot_world)
 
 
+
+def test_a_direct_run_analyses_what_it_changed(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bulk run analyses what it changed and only that, beside its flush: the hot table for its plan columns
+    (its row count is fresh at once; its change counter is left for autovacuum's own full ANALYZE, which a full
+    ANALYZE here would have reset), the job index and manifest; never staging, which the direct path leaves as
+    it was (reltuples -1 = never analysed)."""
+    from tiering.db import planner
+
+    settings = Settings(home=tmp_path, store_url=(tmp_path / "objects").as_uri(), database_url=db_url)
+    seed(db_url, 400, start=1)
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("ANALYZE hammerwork_jobs")  # counters and statistics as a long-lived table has them
+    monkeypatch.setattr(planner, "BULK_ROWS", 5)
+
+    result = _run(db_url, open_store(settings), settings, ALL_TERMINAL)
+
+    moved = result["jobs_archived"]
+    assert moved >= 5 and result["flush"]["jobs_flushed"] == moved
+    with psycopg.connect(db_url) as conn:
+        rel = dict(conn.execute(
+            "SELECT relname, reltuples FROM pg_class WHERE relname = ANY(%s)",
+            ([planner.HOT, planner.STAGING, planner.JOB_INDEX, planner.MANIFEST],)).fetchall())  # fmt: skip
+        left = count(conn, "hammerwork_jobs")
+        changes = conn.execute(
+            "SELECT n_mod_since_analyze FROM pg_stat_user_tables WHERE relname = 'hammerwork_jobs'"
+        ).fetchone()
+        analysed = {r[0] for r in conn.execute(
+            "SELECT attname FROM pg_stats WHERE tablename = 'hammerwork_jobs'").fetchall()}  # fmt: skip
+    assert rel[planner.HOT] == left  # the count after the move (a small table: every row sampled)
+    assert changes is not None and changes[0] >= moved  # autovacuum still analyses the whole table
+    assert {"status", "queue_name", "completed_at"} <= analysed
+    assert rel[planner.STAGING] == -1
+    assert rel[planner.JOB_INDEX] == moved and rel[planner.MANIFEST] >= 1
+
+
 # --- beside Hammerwork's archiver (its real schema) -----------------------------------------------------------
 NEEDS_HAMMERWORK = pytest.mark.skipif(MIGRATIONS is None, reason="Hammerwork's migrations are not here (see "
                                       "test_hammerwork_real.py)")  # fmt: skip

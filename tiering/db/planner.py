@@ -23,12 +23,43 @@ JOB_INDEX = "tiering_job_index"
 MANIFEST = "tiering_manifest"
 
 
+# Hammerwork's hot table is analysed for what plans over it need right after a bulk move: its row count and the
+# columns that Hammerwork's queries (dequeue, stats, cleanup, dependencies, cron) and tiering's (eligibility,
+# settling, what was left behind) filter, join or sort on; with a smaller sample (HOT_SAMPLE_TARGET x 300 rows).
+# An ANALYZE that names columns leaves the table's count of changes since its last full ANALYZE as it was, so
+# autovacuum still analyses the whole table on its own schedule, at the table's own statistics target: this only
+# fills the gap until then. At 300k jobs moved: 0.1-0.2 s of CPU against 0.85-1.1 s for a full ANALYZE (30k-row
+# sample, every column: the payload's JSONB comparisons alone 0.5 s), which was the last step of every run.
+HOT_PLAN_COLUMNS = (
+    "id", "queue_name", "status", "priority", "scheduled_at", "created_at", "completed_at", "failed_at",
+    "timed_out_at", "archived_at", "batch_id", "next_run_at", "recurring", "result_expires_at", "workflow_id",
+)  # fmt: skip
+HOT_SAMPLE_TARGET = 30
+
+
 def refresh_statistics(conn: psycopg.Connection, tables: Sequence[str], *, vacuum: bool = False) -> None:
     """ANALYZE `tables`; with `vacuum`, VACUUM (ANALYZE) them (autocommit connection only): after a flush the
     staging table holds every flushed row dead and the job index's new rows are not yet all-visible, and a list
     page right after a 1M-job flush took 5.6 s against 1.9 s once vacuumed (make bench); ANALYZE alone did not
-    remove that."""
+    remove that. The hot table alone (not vacuumed) is analysed for its plan columns (HOT_PLAN_COLUMNS)."""
+    if not vacuum and HOT in tables:
+        _analyse_hot(conn)
+        tables = [t for t in tables if t != HOT]
     if tables:
         names = sql.SQL(", ").join(sql.Identifier(t) for t in tables)
         command = "VACUUM (ANALYZE, SKIP_LOCKED) {}" if vacuum else "ANALYZE (SKIP_LOCKED) {}"
         conn.execute(sql.SQL(command).format(names))
+
+
+def _analyse_hot(conn: psycopg.Connection) -> None:
+    with conn.transaction():
+        present = conn.execute(
+            """SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attnum > 0
+                  AND NOT attisdropped AND attname = ANY(%s) ORDER BY attnum""",
+            (HOT, list(HOT_PLAN_COLUMNS)),
+        ).fetchall()
+        if not present:
+            return
+        conn.execute(sql.SQL("SET LOCAL default_statistics_target = {}").format(sql.Literal(HOT_SAMPLE_TARGET)))
+        columns = sql.SQL(", ").join(sql.Identifier(r[0]) for r in present)
+        conn.execute(sql.SQL("ANALYZE (SKIP_LOCKED) {} ({})").format(sql.Identifier(HOT), columns))

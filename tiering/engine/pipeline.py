@@ -3,6 +3,7 @@ archive hot -> staging, flush staging -> objects, then the automatic purge."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
@@ -57,21 +58,30 @@ def run_archival(
             flush_hot, session, policy, config, reason=normalize_reason(reason), initiated_by=initiated_by,
             stats=carried, progress=lambda n: progress("flushed", n), crash_hook=crash_hook,
         )  # fmt: skip
+    flushing = flush and not policy.dry_run
     stats = archive_jobs(
         session, queue, policy, config, reason, initiated_by, workers=session.settings.workers,
-        progress=lambda n: progress("archived", n), direct=direct,
+        progress=lambda n: progress("archived", n), direct=direct, analyse=not flushing,
     )  # fmt: skip
     result: dict[str, Any] = stats.to_dict()
-    from tiering.engine.archive import left_behind
+    from tiering.engine.archive import Background, analysing, left_behind
 
-    result["left_behind"] = left_behind(session, queue, policy)  # why finished jobs stayed in hammerwork_jobs
-    if flush and not policy.dry_run:
+    if not flushing:
+        result["left_behind"] = left_behind(session, queue, policy)  # why finished jobs stayed in hammerwork_jobs
+    else:
         if phase:
             phase("flush")
-        result["flush"] = run_flush(
-            session, policy, config, queue=queue, initiated_by=initiated_by, progress=progress, crash_hook=crash_hook,
-            carried=carried,
-        )  # fmt: skip
+        # what the move bulk-changed (the hot table) is analysed, and what it left behind counted, beside the flush
+        # instead of before it
+        with analysing(session, stats.changed_tables):
+            behind = Background(lambda: left_behind(session, queue, policy), "left-behind")
+            try:
+                result["flush"] = run_flush(
+                    session, policy, config, queue=queue, initiated_by=initiated_by, progress=progress,
+                    crash_hook=crash_hook, carried=carried,
+                )  # fmt: skip
+            finally:
+                result["left_behind"] = behind.join(reraise=sys.exc_info()[0] is None)
         if result["flush"].get("compression_ratio") is not None:
             # one definition with `stats`: the flushed objects' bytes / their original payload bytes
             result["staging_compression_ratio"] = result["compression_ratio"]
