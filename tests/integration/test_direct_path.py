@@ -10,16 +10,19 @@ took, even one blocked on the round's row lock, is settled (the cold copy wins, 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import signal
 import threading
 import time
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
+from psycopg.types.json import Jsonb
 
 import tiering.db.staging as staging_db
 from tests import hammerwork_sql as hw
@@ -33,6 +36,7 @@ from tests.integration.test_flush import (
     hot_payloads,
     read_object,
     seed,
+    snapshot,
     spread_archived_at,
 )
 from tests.integration.test_flush_crash import TERMINAL, assert_settled, cli_world, run_cli
@@ -320,6 +324,50 @@ def test_sigkill_in_a_direct_round_then_rerun_is_exactly_once(point: str, hot_wo
     assert not orphans & {i.key for i in store.list(store.prefix)}
     assert_settled(hot_world)
 
+
+
+
+def test_direct_objects_equal_the_staging_paths(db_url: str, tmp_path: Path) -> None:
+    """The direct claim returns the registry's hot expressions from its DELETE; the staging path moves them into
+    staging and reads them back through the flush's read expressions. The same jobs (a twin of each, another id)
+    give the same archive rows, every column but id and archived_at, edge cases included: a legacy quoted status,
+    every priority, each result storage type with and without a TTL, no dependency list, encrypted bytes."""
+    from tiering.engine.flush import flush_staged
+
+    settings = Settings(home=tmp_path, store_url=(tmp_path / "objects").as_uri(), database_url=db_url)
+    store = open_store(settings)
+    seed(db_url, 200, start=1)
+    with psycopg.connect(db_url) as conn:
+        for i, storage in enumerate(["database", "Memory", "none", "other", None]):
+            insert_job(
+                conn, status='"Completed"' if i == 0 else "Dead", priority=i, result_storage_type=storage,
+                result_ttl_seconds=None if i % 2 else 3600 * i, result_max_size_bytes=None if i == 2 else 1024,
+                depends_on=None if i == 3 else [uuid.uuid4()], result_data=Jsonb({"ok": i}),
+                encrypted_payload=b"\x00\xffsecret" if i == 4 else None, pii_fields=["a.b"] if i else None,
+            )  # fmt: skip
+        conn.execute("CREATE TABLE twin AS SELECT * FROM hammerwork_jobs")
+        conn.commit()
+    staged = _run(db_url, store, settings, ALL_TERMINAL, flush=False)
+    flush_staged(session_for(db_url, store, settings), ALL_TERMINAL, CONFIG, initiated_by="direct-test")
+    with psycopg.connect(db_url) as conn:  # the same jobs again, each under another id
+        conn.execute(
+            "INSERT INTO hammerwork_jobs SELECT (jsonb_populate_record(NULL::hammerwork_jobs, to_jsonb(t)"
+            " || jsonb_build_object('id', md5(t.id::text)::uuid))).* FROM twin t"
+        )
+        conn.commit()
+    direct = _run(db_url, store, settings, ALL_TERMINAL)
+    assert direct["flush"]["jobs_flushed"] == direct["jobs_archived"] == staged["jobs_archived"] > 150
+
+    rows = {}
+    for _, table in snapshot(db_url, store).objects.values():
+        rows.update({r["id"]: r for r in table.to_pylist()})
+    twins = {str(uuid.UUID(hashlib.md5(i.encode()).hexdigest())): i for i in list(rows)}  # noqa: S324 - test ids
+    pairs = [(rows[original], rows[twin]) for twin, original in twins.items() if twin in rows]
+    assert len(pairs) == staged["jobs_archived"]
+    for by_staging, by_direct in pairs:
+        for row in (by_staging, by_direct):
+            del row["id"], row["archived_at"]
+        assert by_direct == by_staging
 
 
 def test_a_direct_run_analyses_what_it_changed(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

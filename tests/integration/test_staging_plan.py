@@ -196,7 +196,7 @@ def test_direct_claim_reads_only_its_tids(hot_jobs_and_empty_staging: str) -> No
                 conn, pred, "default", eligible["default"], (), "STANDARD", reason="Manual", archived_by=None
             )
             try:
-                assert reader.read_all().num_rows == 300
+                assert sum(batch.num_rows for batch in reader) == 300
             finally:
                 claim.close()
             cur.execute(scans)
