@@ -589,3 +589,80 @@ def test_the_plan_counts_whole_objects_from_the_manifest_and_the_others_from_the
     assert set(live_index(db_url)) == {i for i, s in zip(ids, specs, strict=True) if s.archived_at >= BASE}
     with psycopg.connect(db_url) as conn:
         assert conn.execute("SELECT count(*) FROM hammerwork_jobs WHERE id = %s", (restored,)).fetchone() == (1,)
+
+
+def test_marking_purged_removes_only_live_rows_of_those_objects_and_restores_the_plan_setting(
+    target: Any, db_url: str
+) -> None:
+    """mark_objects_purged plans its DELETE without a plain index scan (a bitmap visits each heap page once) and
+    puts the session's own setting back for the rest of the transaction (erase's index-pair DELETE runs after it
+    in the same transaction); only the live rows of the objects named go, a restored job's row stays."""
+    from tiering.db import retention as rdb
+    from tiering.engine.restore import restore_archived_job
+
+    store, settings = target.store, target.settings
+    specs = [Spec("q1", "Completed", BASE - d * DAY + timedelta(minutes=i)) for d in (3, 4) for i in range(3)]
+    ids = make_jobs(db_url, specs, flush=(store, settings))
+    assert restore_archived_job(session_for(db_url, store, settings), ids[0]).restored
+    with psycopg.connect(db_url) as conn:
+        first = conn.execute("SELECT object_id FROM tiering_job_index WHERE job_id = %s", (ids[0],)).fetchone()
+        assert first is not None
+        for setting in ("on", "off"):
+            conn.execute("SELECT set_config('enable_indexscan', %s, true)", (setting,))
+            assert rdb.mark_objects_purged(conn, [first[0]]) == 1
+            assert conn.execute("SELECT current_setting('enable_indexscan')").fetchone() == (setting,)
+            rows = conn.execute(
+                "SELECT job_id::text, restored_at IS NOT NULL FROM tiering_job_index ORDER BY 1"
+            ).fetchall()
+            assert sorted(rows) == sorted([(ids[0], True)] + [(j, False) for j in ids[3:]])
+            state = conn.execute("SELECT state FROM tiering_manifest WHERE id = %s", (first[0],)).fetchone()
+            assert state == ("purged",)
+            conn.rollback()
+
+
+def test_a_purge_deletes_in_manifest_order_and_its_marks_do_not_wait_for_the_wal_but_erases_do(
+    target: Any, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The purge sends its DeleteObjects calls in manifest id order (objects flushed together are neighbours in
+    the job index's heap), not in its plan's (queue, date) order; its marks commit without waiting for their WAL
+    (a lost mark is what a crash between a delete and its mark leaves, settled by the next purge), while the
+    same pipeline run for an erase keeps each mark durable; the pooled connections keep the server's setting."""
+    from tiering.db import retention as rdb
+    from tiering.engine.erase import erase_jobs
+
+    monkeypatch.setattr("tiering.engine.purge.PIPELINE_BATCH", 2)
+    with psycopg.connect(db_url, autocommit=True) as conn:  # the test server's own default is off (no fsync waits)
+        name = conn.execute("SELECT current_database()").fetchone()
+        assert name is not None
+        alter = psycopg.sql.SQL("ALTER DATABASE {} SET synchronous_commit = on")
+        conn.execute(alter.format(psycopg.sql.Identifier(name[0])))
+    days = (3, 4, 5)
+    flush = (target.store, target.settings)
+    ids = make_jobs(db_url, [Spec("q2", "Completed", BASE - d * DAY) for d in days], flush=flush)
+    make_jobs(db_url, [Spec("q1", "Completed", BASE - d * DAY) for d in days], flush=flush)
+    settings_seen: list[str] = []
+    real_mark = rdb.mark_objects_purged
+
+    def watching_mark(conn: Any, object_ids: Sequence[int]) -> int:
+        settings_seen.append(conn.execute("SELECT current_setting('synchronous_commit')").fetchone()[0])
+        return real_mark(conn, object_ids)
+
+    monkeypatch.setattr(rdb, "mark_objects_purged", watching_mark)
+    erase_store = OrderWatchingDeletes(target.store, db_url)
+    erased = erase_jobs(session_for(db_url, erase_store, target.settings), ids=[ids[0]])
+    assert erased.objects_deleted == 1 and settings_seen == ["on"]
+    settings_seen.clear()
+    with psycopg.connect(db_url) as conn:
+        in_id_order = [
+            r[0] for r in conn.execute("SELECT key FROM tiering_manifest WHERE state = 'committed' ORDER BY id")
+        ]
+    assert len(in_id_order) == 5 and in_id_order != sorted(in_id_order)  # the q2 objects were flushed first
+    watching = OrderWatchingDeletes(target.store, db_url)
+    session = session_for(db_url, watching, target.settings)
+    result = purge_archived_jobs(session, NOW - 30 * DAY)
+    assert result.objects_deleted == 5 and not result.errors
+    assert [k for call in watching.__dict__["calls"] for k in call] == in_id_order
+    assert settings_seen == ["off", "off", "off"] and watching.__dict__["marked_first"] == []
+    with session.connection() as conn:
+        assert conn.execute("SELECT current_setting('synchronous_commit')").fetchone() == ("on",)
+    assert object_keys(target.store) == set() == committed_keys(db_url) and live_index(db_url) == {}

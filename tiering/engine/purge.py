@@ -162,6 +162,7 @@ def delete_whole_objects(
     also: Callable[[Any, list[T]], None] | None = None,
     phase: Callable[[str], AbstractContextManager[None]] | None = None,
     mark_threads: int = 1,
+    wait_for_marks: bool = True,
 ) -> Iterator[tuple[DeleteOutcome, list[T]]]:
     """Delete whole objects, PIPELINE_BATCH keys a call; after each call mark the objects that went as purged
     (with `also`'s work in the same transaction) and yield (outcome, items gone), in batch order. Objects go
@@ -175,7 +176,10 @@ def delete_whole_objects(
     at most those gone from the bucket but still committed: the state a crash between a delete and its mark
     always left, which the next purge settles (a missing key deletes fine). On a failure the calls not yet sent
     are cancelled. `phase` times the waits for the store ("delete_objects") and
-    for the marks ("mark_purged")."""
+    for the marks ("mark_purged"). With `wait_for_marks` False a mark's commit does not wait for its WAL to be
+    flushed (purge): a crash may then lose marks already reported, which leaves the same state (objects gone,
+    rows still committed) and the next purge settles it; the caller's next durable commit (its audit row) flushes
+    them all."""
     timed = phase or (lambda _name: nullcontext())
     by_key = {row_of(item).key: item for item in items}
     keys = list(by_key)
@@ -186,6 +190,8 @@ def delete_whole_objects(
     def mark(gone: DeleteOutcome) -> list[T]:
         done = [by_key[k] for k in gone.deleted]
         with session.connection() as conn:
+            if not wait_for_marks:
+                rdb.commit_without_waiting(conn)
             rdb.mark_objects_purged(conn, [row_of(item).id for item in done])
             if also is not None:
                 also(conn, done)
@@ -706,9 +712,13 @@ def _execute(session: Session, plan: _Plan, result: PurgeResult) -> None:
         _add(result.jobs_by_queue, q, n)
     result.staging_jobs_purged = sum(staged.values())
     result.storage_freed += sum(s.bytes for s in plan.staging)  # stored payload bytes of the staged rows
-    # 2. whole objects: delete first, then the manifest (an object that could not be deleted stays committed)
+    # 2. whole objects: delete first, then the manifest (an object that could not be deleted stays committed).
+    #    In manifest id order: objects flushed together are neighbours, and so are their index rows in the heap,
+    #    so each mark's DELETE dirties (and logs whole after a checkpoint) a run of pages of its own instead of
+    #    most of the table's pages, as batches of one queue's objects over many days did
+    by_id = sorted(plan.deletes, key=lambda c: c.row.id)
     for gone, done in delete_whole_objects(
-        session, plan.deletes, lambda c: c.row, phase=result.phase, mark_threads=MARK_THREADS
+        session, by_id, lambda c: c.row, phase=result.phase, mark_threads=MARK_THREADS, wait_for_marks=False
     ):
         result.delete_calls += gone.calls
         result.errors.extend({**e, "stage": "delete"} for e in gone.errors)
