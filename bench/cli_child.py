@@ -1,4 +1,5 @@
-"""Run one `tiering` CLI command in this (child) process and time it after the imports, and record its own peak
+"""Run one `tiering` CLI command in this (child) process and time it after the imports (wall and this process's
+CPU, all threads), and record its own peak
 RSS (VmHWM of this process's memory after exec: os.wait4's ru_maxrss also counts the parent's RSS when the
 child was spawned with vfork, so a bench process grown big made a small run look big).
 
@@ -27,16 +28,18 @@ def main() -> None:
 
     sys.argv = ["tiering", *args]
     code: object = 0
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     try:
         tiering_main()
     except SystemExit as exc:
         code = exc.code
-    seconds = time.perf_counter() - started
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu_started
     status = Path("/proc/self/status").read_text()
     hwm_kb = int(next(line for line in status.splitlines() if line.startswith("VmHWM:")).split()[1])
     timing_file.write_text(
-        json.dumps({"seconds": seconds, "exit": code if isinstance(code, int) else 1, "rss_mb": hwm_kb / 1024})
+        json.dumps(
+            {"seconds": seconds, "cpu_s": cpu, "exit": code if isinstance(code, int) else 1, "rss_mb": hwm_kb / 1024}
+        )
     )
 
 

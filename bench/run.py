@@ -8,7 +8,9 @@ database (CREATE DATABASE ... TEMPLATE) feed each measurement, so every contende
   iceberg      the same run with TIERING_ICEBERG=1 (the Iceberg table kept)  vs  the end-to-end run without it
   end to end   `tiering archive run` hot -> committed objects (local store)  vs  DuckDB 1.5.5 postgres_scanner
                COPY ... TO parquet PARTITION_BY (queue, date) zstd of the same rows from the same database, and a
-               bare DELETE of them; vs Hammerwork's own archiver (bench/hammerwork_algo.py) on the same data
+               bare DELETE of them, and the job index's INSERT of them (the floor of a move: export + DELETE + index,
+               one after another); CPU per 100k jobs of each (this process, the CLI child, PostgreSQL's processes);
+               vs Hammerwork's own archiver (bench/hammerwork_algo.py) on the same data
   cold bytes   bytes per job of that run's objects                          vs  DuckDB's export
   staging      `tiering archive run --no-flush`                             vs  a bare SQL move (DELETE ... RETURNING
                                                                                -> INSERT) of the same rows
@@ -124,7 +126,36 @@ def run_cli(label: str, args: list[str], env: dict[str, str]) -> dict[str, Any]:
     doc = json.loads(out) if out.strip() else {}
     timed_run = json.loads(timing.read_text())
     # the child's own peak (VmHWM); ru_maxrss also holds the parent's RSS when the child was vforked
-    return {"doc": doc, "seconds": timed_run["seconds"], "rss_mb": timed_run.get("rss_mb", usage.ru_maxrss / 1024)}
+    return {"doc": doc, "seconds": timed_run["seconds"], "cpu_s": timed_run.get("cpu_s", 0.0),
+            "rss_mb": timed_run.get("rss_mb", usage.ru_maxrss / 1024)}  # fmt: skip
+
+
+def server_cpu() -> float:
+    """CPU seconds the bench's embedded PostgreSQL has used so far (Linux /proc): its postmaster with its ended
+    children, plus its live children (backends, autovacuum)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    postmaster = int((OUT / ".tiering" / "pg" / "postmaster.pid").read_text().split()[0])
+
+    def fields(pid: int | str) -> list[str]:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat[stat.rindex(")") + 2 :].split()
+
+    total = sum(int(v) for v in fields(postmaster)[11:15])  # utime, stime, cutime, cstime
+    for proc in Path("/proc").iterdir():
+        try:
+            f = fields(proc.name) if proc.name.isdigit() else None
+        except OSError:
+            continue
+        if f is not None and int(f[1]) == postmaster:
+            total += int(f[11]) + int(f[12])
+    return total / tick
+
+
+def cpu_timed(fn: Callable[[], Any]) -> tuple[Any, float, float, float]:
+    """(value, wall seconds, PostgreSQL CPU seconds, this process's CPU seconds) of fn()."""
+    server, own = server_cpu(), time.process_time()
+    value, seconds = timed(fn)
+    return value, seconds, server_cpu() - server, time.process_time() - own
 
 
 def moved(doc: dict[str, Any]) -> int:
@@ -156,6 +187,19 @@ def prepare(base: str) -> dict[str, str]:
             conn.execute(f"CREATE DATABASE bench_{name} TEMPLATE bench_src STRATEGY FILE_COPY")
             urls[name] = db_url(base, f"bench_{name}")
     return urls
+
+
+# The job index rows of the eligible jobs as a direct round writes them (in job id order; positions distinct, as
+# rows of objects are), into the same table and indexes: the part of the move that neither the export nor the
+# DELETE does. payload_bytes is the stored size, which needs no JSON text (a round measures the text it has).
+INDEX_FLOOR_SQL = """
+INSERT INTO tiering_job_index (job_id, object_id, row_group, row_in_group, queue_name, status, created_at,
+                               archived_at, payload_bytes, error_message)
+SELECT id, 1 + n / 100000, (n % 100000) / 10000, n % 10000, queue_name, btrim(status, '"'), created_at, now(),
+       pg_column_size(payload), error_message
+  FROM (SELECT h.*, row_number() OVER () AS n FROM hammerwork_jobs h WHERE {where}) e
+ ORDER BY id
+"""
 
 
 # ------------------------------------------------------------------------------------------- list route server
@@ -209,7 +253,9 @@ def bench_end_to_end(urls: dict[str, str], policy_file: Path, base: str) -> None
     args = ["archive", "run", "--policy", str(policy_file), "--no-purge", "--initiated-by", "bench"]
     with api_server(env) as api:
         get(api + "/api/archive/jobs?limit=50")  # warm: imports, pool, migrations check
+        server_before = server_cpu()
         run = run_cli("e2e", args, env)
+        run_server_cpu = server_cpu() - server_before
         first = get(api + "/api/archive/jobs?limit=50")
         fresh = [first] + [get(api + "/api/archive/jobs?limit=50") for _ in range(4)]
         with psycopg.connect(urls["e2e"], autocommit=True) as conn:
@@ -239,7 +285,7 @@ def bench_end_to_end(urls: dict[str, str], policy_file: Path, base: str) -> None
     duck_dir = (OUT / "duckdb-export").resolve()
     con = duck_connect("postgres_scanner")
     con.execute(f"ATTACH '{libpq(urls['src'])}' AS pg (TYPE postgres, READ_ONLY)")
-    _, duck_s = timed(
+    _, duck_s, duck_server_cpu, duck_cpu = cpu_timed(
         lambda: con.execute(
             f"""COPY (SELECT *, strftime(now() AT TIME ZONE 'UTC', '%Y-%m-%d') AS date
                         FROM pg.public.hammerwork_jobs WHERE {dataset.eligible_where(CUTOFF_SQL)})
@@ -251,27 +297,52 @@ def bench_end_to_end(urls: dict[str, str], policy_file: Path, base: str) -> None
     duck_rows = int(duck_connect().execute(count_sql).fetchone()[0])  # type: ignore[index]
     duck_files, duck_bytes = dir_bytes(duck_dir)
     with psycopg.connect(urls["src"]) as conn:
-        deleted, delete_s = timed(
+        # what no move of these rows into objects can skip beyond the export and the DELETE: a job index row per job
+        # (restore in <= 3 requests, exactly one live place per job), written as tiering writes it (job id order,
+        # one INSERT into the same table and indexes); rolled back, then the bare DELETE of the same rows
+        indexed, index_s, index_server_cpu, _ = cpu_timed(lambda: conn.execute(INDEX_FLOOR_SQL.format(
+            where=dataset.eligible_where(CUTOFF_SQL))).rowcount)  # fmt: skip
+        conn.rollback()
+        deleted, delete_s, delete_server_cpu, _ = cpu_timed(
             lambda: conn.execute(f"DELETE FROM hammerwork_jobs WHERE {dataset.eligible_where(CUTOFF_SQL)}").rowcount  # noqa: S608
         )
         conn.commit()
     duck_rate, delete_rate = duck_rows / duck_s, deleted / delete_s
     move_rate = duck_rows / (duck_s + delete_s)
+    floor_rate = duck_rows / (duck_s + delete_s + index_s)
     say(
         f"DuckDB export: {duck_rows:,} rows in {duck_s:.1f} s = {duck_rate:,.0f} rows/s, {duck_files} files, "
         f"{duck_bytes / duck_rows:.1f} cold bytes/job"
     )
     say(f"bare DELETE of the same rows: {deleted:,} in {delete_s:.1f} s = {delete_rate:,.0f} rows/s; "
         f"export + DELETE = {move_rate:,.0f} rows/s")  # fmt: skip
+    say(f"the job index's INSERT of the same {indexed:,} jobs (one statement, rolled back): {index_s:.1f} s; "
+        f"export + DELETE + job index = {floor_rate:,.0f} rows/s = {floor_rate / duck_rate:.2f}x the export, "
+        f"tiering {rate / floor_rate:.2f}x of it")  # fmt: skip
+    per = 100_000 / n
+    tiering_cpu = run["cpu_s"] + run_server_cpu
+    floor_cpu = duck_cpu + duck_server_cpu + delete_server_cpu + index_server_cpu
+    cores = os.cpu_count() or 1
+    say(f"CPU per 100k jobs: tiering {tiering_cpu * per:.2f} s (tiering {run['cpu_s'] * per:.2f}, PostgreSQL "
+        f"{run_server_cpu * per:.2f}); DuckDB's export {(duck_cpu + duck_server_cpu) * per:.2f} s (DuckDB "
+        f"{duck_cpu * per:.2f}, PostgreSQL {duck_server_cpu * per:.2f}); DELETE {delete_server_cpu * per:.2f} s; "
+        f"job index INSERT {index_server_cpu * per:.2f} s; on {cores} cores tiering's CPU alone allows at most "
+        f"{n * cores / tiering_cpu:,.0f} jobs/s = {n * cores / tiering_cpu / duck_rate:.2f}x the export, the "
+        f"floor's {n * cores / floor_cpu / duck_rate:.2f}x")  # fmt: skip
     cold_ratio = cold_bytes / n / (duck_bytes / duck_rows)
     say(f"tiering / DuckDB export: {rate / duck_rate:.2f}x; cold bytes {cold_ratio:.2f}x")
-    if duck_rows != n or deleted != n:
-        say(f"WARNING: row counts differ (tiering {n}, DuckDB {duck_rows}, DELETE {deleted})")
+    if duck_rows != n or deleted != n or indexed != n:
+        say(f"WARNING: row counts differ (tiering {n}, DuckDB {duck_rows}, DELETE {deleted}, index {indexed})")
     results["duckdb"] = {
         "rows": duck_rows, "seconds": round(duck_s, 2), "rows_per_s": round(duck_rate),
         "cold_bytes_per_job": round(duck_bytes / duck_rows, 1), "files": duck_files,
         "delete_rows_per_s": round(delete_rate), "export_plus_delete_rows_per_s": round(move_rate),
+        "index_insert_seconds": round(index_s, 2), "floor_rows_per_s": round(floor_rate),
     }  # fmt: skip
+    cpu = {"tiering": tiering_cpu, "tiering_client": run["cpu_s"], "tiering_postgres": run_server_cpu,
+           "duckdb_export": duck_cpu + duck_server_cpu, "duckdb_postgres": duck_server_cpu,
+           "delete": delete_server_cpu, "index_insert": index_server_cpu}  # fmt: skip
+    results["cpu_per_100k"] = {k: round(v * per, 2) for k, v in cpu.items()}
 
     # Hammerwork's own archiver on another copy of the same database (time-boxed: it is slow)
     from bench.hammerwork_algo import run_for
@@ -512,6 +583,7 @@ def bench_purge(env: dict[str, str], url: str, base: str) -> dict[str, Any]:
 # ----------------------------------------------------------------------------------------------------- summary
 def summary() -> None:
     e, d, st, rs, lr = (results[k] for k in ("end_to_end", "duckdb", "staging", "restore_search", "list_route"))
+    c = results["cpu_per_100k"]
     skipped = {"jobs": 0, "jobs_per_s": 0, "rss_mb": 0, "whole_seconds": "-", "whole_jobs": 0, "whole_objects": "-",
                "partial_seconds": "-", "partial_jobs": 0, "partial_rewritten": "-", "index_delete_floor_rows": 0,
                "index_delete_floor_seconds": "-"}  # fmt: skip
@@ -525,7 +597,10 @@ def summary() -> None:
         ("end to end, hot -> committed objects",
          f"{e['jobs_per_s']:,} jobs/s = {e['jobs_per_s'] / d['rows_per_s']:.2f}x",
          f"DuckDB export {d['rows_per_s']:,} rows/s; DELETE {d['delete_rows_per_s']:,}; "
-         f"export+DELETE {d['export_plus_delete_rows_per_s']:,}", ">= 0.5x DuckDB"),
+         f"export+DELETE {d['export_plus_delete_rows_per_s']:,}; +job index {d['floor_rows_per_s']:,} "
+         f"({d['floor_rows_per_s'] / d['rows_per_s']:.2f}x)", ">= 0.5x DuckDB"),
+        ("end to end, CPU per 100k jobs", f"{c['tiering']} s (PostgreSQL {c['tiering_postgres']})",
+         f"DuckDB export {c['duckdb_export']} s; DELETE {c['delete']}; job index INSERT {c['index_insert']}", "-"),
         ("end to end with the Iceberg table on", f"{ice['jobs_per_s']:,} jobs/s = {ice['ratio_to_without']:.2f}x "
          f"(publish {ice['full_publish_share']:.1%} of the run)",
          f"the same run without it {e['jobs_per_s']:,} jobs/s", "~1.0x"),
