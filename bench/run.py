@@ -505,7 +505,7 @@ def bench_seaweed(urls: dict[str, str], base: str) -> None:
         if "daily" not in SKIP:
             say("\n== purge at scale (the 365-day archive)")
             head_s = head_everything(urls["floor"], s3)
-            results["purge"] = bench_purge(daily_env, urls["floor"], base) | {"head_all_seconds": head_s}
+            results["purge"] = bench_purge(daily_env, urls["floor"], base, s3) | {"head_all_seconds": head_s}
 
 
 def head_everything(url: str, s3: Any) -> float:
@@ -546,8 +546,46 @@ def index_delete_floor(url: str, cutoff: str) -> tuple[int, float]:
         return n, time.perf_counter() - start
 
 
-def bench_purge(env: dict[str, str], url: str, base: str) -> dict[str, Any]:
+REF_BUCKET = "bench-purgeref"
+
+
+def copy_objects(url: str, s3: Any) -> list[str]:
+    """Server-side copies (8 threads) of every committed object of the 365-day archive into REF_BUCKET, taken
+    before the partial purge (SeaweedFS's own work after the copies is over by the time the whole purge runs)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    client = s3.client()
+    client.create_bucket(Bucket=REF_BUCKET)
+    with psycopg.connect(url) as conn:
+        keys = [r[0] for r in conn.execute("SELECT key FROM tiering_manifest WHERE state = 'committed' ORDER BY id")]
+    def copy(key: str) -> None:
+        client.copy_object(Bucket=REF_BUCKET, Key=key, CopySource={"Bucket": "bench-daily", "Key": key})
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(copy, keys))
+    return keys
+
+
+def delete_objects_floor(s3: Any, keys: list[str]) -> float:
+    """The other reference of the whole-object purge: DeleteObjects of as many objects of the same sizes (the
+    copies) alone, sent as the purge sends them (PIPELINE_BATCH keys a call, one after the other) through tiering's
+    S3 store; on SeaweedFS the server's own CPU per deleted object shares the machine's cores with PostgreSQL."""
+    from tiering.engine.purge import PIPELINE_BATCH
+    from tiering.store import open_store
+
+    store = open_store(Settings(store_url=f"s3://{REF_BUCKET}/archive", s3_endpoint_url=s3.endpoint))
+    batches = [keys[i : i + PIPELINE_BATCH] for i in range(0, len(keys), PIPELINE_BATCH)]
+    start = time.perf_counter()
+    failed = sum(len(store.delete_many(b).errors) for b in batches)
+    seconds = time.perf_counter() - start
+    if failed:
+        say(f"WARNING: {failed} reference deletes failed")
+    return seconds
+
+
+def bench_purge(env: dict[str, str], url: str, base: str, s3: Any) -> dict[str, Any]:
     tomorrow = (datetime.now(UTC) + timedelta(days=1)).date().isoformat()
+    copies = copy_objects(url, s3)
     partial = run_cli(
         "purge-partial",
         ["archive", "purge", "--older-than", tomorrow, "--queue", "payment_queue", "--status", "Dead", "--yes"],
@@ -570,8 +608,12 @@ def bench_purge(env: dict[str, str], url: str, base: str) -> dict[str, Any]:
         f"{floor_s:.2f} s = {floor_n / floor_s:,.0f} rows/s")  # fmt: skip
     with psycopg.connect(base, autocommit=True) as conn:
         conn.execute("DROP DATABASE IF EXISTS bench_purgefloor WITH (FORCE)")
+    delete_s = delete_objects_floor(s3, copies)
+    say(f"  reference: DeleteObjects of {len(copies):,} copies of the archive's objects alone (calls of the purge's "
+        f"size, one after the other): {delete_s:.2f} s")  # fmt: skip
     return {
         "index_delete_floor_rows": floor_n, "index_delete_floor_seconds": round(floor_s, 2),
+        "delete_objects_floor_objects": len(copies), "delete_objects_floor_seconds": round(delete_s, 2),
         "partial_seconds": round(partial["seconds"], 2), "partial_jobs": p.get("jobs_purged"),
         "partial_rewritten": p.get("objects_rewritten"), "partial_deleted": p.get("objects_deleted"),
         "whole_seconds": round(whole["seconds"], 2), "whole_jobs": w.get("jobs_purged"),
@@ -586,7 +628,8 @@ def summary() -> None:
     c = results["cpu_per_100k"]
     skipped = {"jobs": 0, "jobs_per_s": 0, "rss_mb": 0, "whole_seconds": "-", "whole_jobs": 0, "whole_objects": "-",
                "partial_seconds": "-", "partial_jobs": 0, "partial_rewritten": "-", "index_delete_floor_rows": 0,
-               "index_delete_floor_seconds": "-"}  # fmt: skip
+               "index_delete_floor_seconds": "-", "delete_objects_floor_objects": 0,
+               "delete_objects_floor_seconds": "-"}  # fmt: skip
     h = results.get("hammerwork", skipped)
     pu, small = results.get("purge", skipped), results.get("rss_small", skipped)
     ld = results.get("load", {"jobs_p50_s": "-", "jobs_p99_s": "-", "errors_other_than_429_503": {}})
@@ -617,7 +660,8 @@ def summary() -> None:
         ("cold restore (SeaweedFS)", f"p50 {rs['restore_p50_ms']} ms, p95 {rs['restore_p95_ms']} ms, "
          f"{rs['restore_requests_max']} req, {rs['restore_kb_max']} KB", "-", "30/80 ms, <= 3 req, <= 1 MB"),
         ("purge, whole objects", f"{pu['whole_seconds']} s: {pu['whole_jobs']:,} jobs, {pu['whole_objects']} objects",
-         f"bare DELETE of its {pu['index_delete_floor_rows']:,} index rows {pu['index_delete_floor_seconds']} s",
+         f"bare DELETE of its {pu['index_delete_floor_rows']:,} index rows {pu['index_delete_floor_seconds']} s; "
+         f"DeleteObjects of {pu['delete_objects_floor_objects']} copies alone {pu['delete_objects_floor_seconds']} s",
          "~0.5 s"),
         ("purge, partial (rewrites)", f"{pu['partial_seconds']} s: {pu['partial_jobs']:,} jobs, "
          f"{pu['partial_rewritten']} rewritten", "-", "-"),
