@@ -521,20 +521,19 @@ def purged_prefixes(deletes: Sequence[rdb.ObjectCandidate], under: Sequence[tupl
     if not deletes:
         return []
     going = {c.row.id for c in deletes}
-    by_date: dict[tuple[str, Any], set[int]] = {}
-    by_slug: dict[str, set[int]] = {}
+    by_slug: dict[str, dict[Any, set[int]]] = {}  # slug -> date -> object ids
     for object_id, slug, day in under:
-        by_date.setdefault((slug, day), set()).add(object_id)
-        by_slug.setdefault(slug, set()).add(object_id)
-    prefix_of = {c.row.queue_slug: layout.parse_key(c.row.key).prefix for c in deletes}
+        by_slug.setdefault(slug, {}).setdefault(day, set()).add(object_id)
+    prefix_of: dict[str, str] = {}
+    for c in deletes:
+        if c.row.queue_slug not in prefix_of:
+            prefix_of[c.row.queue_slug] = layout.parse_key(c.row.key).prefix
     out: list[str] = []
-    for slug, ids in sorted(by_slug.items()):
-        if ids <= going:
+    for slug, dates in sorted(by_slug.items()):
+        if all(ids <= going for ids in dates.values()):
             out.append(layout.queue_prefix(prefix_of[slug], slug))
             continue
-        for (s, day), day_ids in sorted(by_date.items()):
-            if s == slug and day_ids <= going:
-                out.append(layout.date_prefix(prefix_of[slug], slug, day))
+        out.extend(layout.date_prefix(prefix_of[slug], slug, day) for day, ids in sorted(dates.items()) if ids <= going)
     return out
 
 
