@@ -666,3 +666,34 @@ def test_a_purge_deletes_in_manifest_order_and_its_marks_do_not_wait_for_the_wal
     with session.connection() as conn:
         assert conn.execute("SELECT current_setting('synchronous_commit')").fetchone() == ("on",)
     assert object_keys(target.store) == set() == committed_keys(db_url) and live_index(db_url) == {}
+
+
+def test_a_bulk_purge_analyses_what_it_changed_and_leaves_an_unchanged_staging_alone(
+    target: Any, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past planner.BULK_ROWS jobs (here 1) a purge analyses the job index and the manifest (their row counts in
+    pg_class are fresh right after it), and staging only when staged rows went."""
+    monkeypatch.setattr("tiering.db.planner.BULK_ROWS", 1)
+    store, settings = target.store, target.settings
+    make_jobs(db_url, [Spec("q1", "Completed", BASE - d * DAY) for d in (3, 4, 5)], flush=(store, settings))
+    make_jobs(db_url, [Spec("q1", "Completed", NOW - DAY), Spec("q1", "Completed", BASE - 9 * DAY)])  # staged
+    reltuples = "SELECT relname, reltuples FROM pg_class WHERE relname = ANY(%s)"
+    tables = ["hammerwork_jobs_archive", "tiering_job_index", "tiering_manifest"]
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("ANALYZE hammerwork_jobs_archive")
+        conn.execute("DELETE FROM hammerwork_jobs_archive WHERE archived_at < %s", (BASE - 8 * DAY,))
+        before = dict(conn.execute(reltuples, (tables,)).fetchall())
+    assert before["hammerwork_jobs_archive"] == 2  # analysed with both staged rows; one is gone since
+    result = purge_archived_jobs(session_for(db_url, store, settings), NOW - 30 * DAY)
+    assert (result.cold_jobs_purged, result.staging_jobs_purged, result.objects_deleted) == (3, 0, 3)
+    with psycopg.connect(db_url) as conn:
+        after = dict(conn.execute(reltuples, (tables,)).fetchall())
+        assert after["tiering_job_index"] == 0  # analysed: no live row is left
+        assert after["tiering_manifest"] == 3  # analysed: the three purged rows stay
+        assert after["hammerwork_jobs_archive"] == 2  # not analysed: the purge removed no staged row
+        conn.execute("UPDATE hammerwork_jobs_archive SET archived_at = %s", (BASE - 9 * DAY,))
+        conn.commit()
+    staged = purge_archived_jobs(session_for(db_url, store, settings), NOW - 30 * DAY)
+    assert (staged.staging_jobs_purged, staged.cold_jobs_purged) == (1, 0)
+    with psycopg.connect(db_url) as conn:
+        assert dict(conn.execute(reltuples, (tables,)).fetchall())["hammerwork_jobs_archive"] == 0

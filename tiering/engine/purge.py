@@ -678,7 +678,7 @@ def purge_archived_jobs(
                     _execute(session, plan, result)
                     if result.jobs_purged >= planner.BULK_ROWS:
                         with result.phase("statistics"):
-                            planner.refresh_statistics(lock, [planner.STAGING, planner.JOB_INDEX, planner.MANIFEST])
+                            _refresh_statistics(session, result)
             finally:
                 rdb.unlock_retention(lock)
         result.execution_time_s = time.perf_counter() - started
@@ -696,6 +696,17 @@ def purge_archived_jobs(
         with result.phase("iceberg"):
             reconcile_quietly(session, expire=True)  # drops deleted/rewritten objects, one snapshot
     return result
+
+
+def _refresh_statistics(session: Session, result: PurgeResult) -> None:
+    """ANALYZE what the purge changed in bulk, each table on its own connection at once (archive.refresh_apart):
+    the job index and the manifest; staging only when staged rows went (an unchanged staging keeps its)."""
+    from tiering.engine.archive import refresh_apart
+
+    tables = [planner.JOB_INDEX, planner.MANIFEST] if result.cold_jobs_purged else []
+    if result.staging_jobs_purged:
+        tables.append(planner.STAGING)
+    refresh_apart(session, tables)
 
 
 def _execute(session: Session, plan: _Plan, result: PurgeResult) -> None:
