@@ -697,3 +697,32 @@ def test_a_bulk_purge_analyses_what_it_changed_and_leaves_an_unchanged_staging_a
     assert (staged.staging_jobs_purged, staged.cold_jobs_purged) == (1, 0)
     with psycopg.connect(db_url) as conn:
         assert dict(conn.execute(reltuples, (tables,)).fetchall())["hammerwork_jobs_archive"] == 0
+
+
+def test_staging_is_only_deleted_from_when_the_plan_found_staged_rows(
+    target: Any, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The purge runs its staging DELETE only when its plan counted staged rows to purge (the preview's numbers
+    are what it does): a purge of cold objects alone sends none; one with staged rows purges exactly those."""
+    from tiering.db import retention as rdb
+
+    store, settings = target.store, target.settings
+    make_jobs(db_url, [Spec("q1", "Completed", BASE - 3 * DAY)], flush=(store, settings))
+    young = make_jobs(db_url, [Spec("q1", "Completed", NOW - DAY)])  # staged, younger than the cutoff
+    real_delete = rdb.delete_staging
+    calls: list[datetime] = []
+
+    def counting_delete(conn: Any, cutoff: datetime, queue: str | None, status: str | None) -> dict[str, int]:
+        calls.append(cutoff)
+        return real_delete(conn, cutoff, queue, status)
+
+    monkeypatch.setattr(rdb, "delete_staging", counting_delete)
+    cold_only = purge_archived_jobs(session_for(db_url, store, settings), NOW - 30 * DAY)
+    assert (cold_only.cold_jobs_purged, cold_only.staging_jobs_purged, calls) == (1, 0, [])
+    assert "staging" not in cold_only.phase_seconds
+    old = make_jobs(db_url, [Spec("q2", "Failed", BASE - 4 * DAY)])
+    with_staged = purge_archived_jobs(session_for(db_url, store, settings), NOW - 30 * DAY)
+    assert (with_staged.staging_jobs_purged, with_staged.jobs_by_queue, len(calls)) == (1, {"q2": 1}, 1)
+    with psycopg.connect(db_url) as conn:
+        left = {str(r[0]) for r in conn.execute("SELECT id FROM hammerwork_jobs_archive")}
+    assert left == set(young) and not set(old) & left

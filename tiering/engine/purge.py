@@ -714,10 +714,14 @@ def _execute(session: Session, plan: _Plan, result: PurgeResult) -> None:
         result.leftovers_deleted, calls, errors = retry_leftovers(session)
     result.delete_calls += calls
     result.errors.extend({**e, "stage": "delete_replaced"} for e in errors)
-    # 1. staging
-    with result.phase("staging"), session.connection() as conn:
-        staged = rdb.delete_staging(conn, plan.cutoff, plan.queue, plan.status)
-        conn.commit()
+    # 1. staging, when the plan found staged rows to purge (the preview's numbers are what the purge does): the
+    #    DELETE scans what its filter's index finds, and a staging left full of dead rows by a flush (until it is
+    #    vacuumed) costs each scan 0.13-0.3 s at 1M
+    staged: dict[str, int] = {}
+    if plan.staging:
+        with result.phase("staging"), session.connection() as conn:
+            staged = rdb.delete_staging(conn, plan.cutoff, plan.queue, plan.status)
+            conn.commit()
     for q, n in staged.items():
         _add(result.jobs_by_queue, q, n)
     result.staging_jobs_purged = sum(staged.values())
