@@ -370,6 +370,41 @@ def test_direct_objects_equal_the_staging_paths(db_url: str, tmp_path: Path) -> 
         assert by_direct == by_staging
 
 
+
+def test_the_eligible_scan_split_over_connections_finds_every_job_once(
+    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The direct path scans the hot table in block ranges on several connections at once (here even a small
+    table): the ranges cover the table, so every eligible job is found once and archived once."""
+    import tiering.db.arrow as arrowdb
+    import tiering.engine.flush as flush_mod
+
+    settings = Settings(home=tmp_path, store_url=(tmp_path / "objects").as_uri(), database_url=db_url)
+    store = open_store(settings)
+    seed(db_url, 700, start=1)
+    expected = all_job_ids(db_url)
+    terminal = _terminal_hot(db_url)
+    scans: list[Any] = []
+    real_scan = arrowdb.eligible_hot
+
+    def spying(conn: Any, pred: Any, blocks: Any = None) -> Any:
+        found = real_scan(conn, pred, blocks)
+        scans.append((blocks, sum(len(t) for t in found.values())))
+        return found
+
+    monkeypatch.setattr(flush_mod, "MIN_SCAN_BLOCKS", 1)
+    monkeypatch.setattr(arrowdb, "eligible_hot", spying)
+
+    result = _run(db_url, store, settings, ALL_TERMINAL)
+
+    ranges = sorted(b for b, _ in scans)
+    assert len(ranges) == 2 and ranges[0][0] == 0 and ranges[0][1] == ranges[1][0] and ranges[1][1] is None
+    assert all(n > 0 for _, n in scans) and sum(n for _, n in scans) == terminal
+    assert result["jobs_archived"] == terminal == result["flush"]["jobs_flushed"]
+    assert_exactly_once(db_url, store, expected)
+    assert _terminal_hot(db_url) == 0
+
+
 def test_a_direct_run_analyses_what_it_changed(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A bulk run analyses what it changed and only that, beside its flush: the hot table for its plan columns
     (its row count is fresh at once; its change counter is left for autovacuum's own full ANALYZE, which a full

@@ -182,7 +182,9 @@ def transaction_day(conn: ArrowConnection) -> str:
         cur.close()
 
 
-def eligible_hot(conn: ArrowConnection, pred: Predicate) -> dict[str, pa.Array]:
+def eligible_hot(
+    conn: ArrowConnection, pred: Predicate, blocks: tuple[int, int | None] | None = None
+) -> dict[str, pa.Array]:
     """Each queue's eligible hot jobs as packed tids (int64), found in ONE scan of the hot table without locks: the
     direct path's rounds then claim exactly these rows by their tids (a TID scan each) instead of scanning the
     whole table again for every queue and round (at 1M jobs over 8 queues that was ~14 scans). A tid is the
@@ -191,10 +193,18 @@ def eligible_hot(conn: ArrowConnection, pred: Predicate) -> dict[str, pa.Array]:
     jobs (outside Arrow's pool) stayed resident for the whole run, +85 MB of peak RSS against +12 MB, most of
     what a run's peak grew with its backlog. A row updated since (a new ctid) is not claimed by this run; the
     claim re-checks the predicate anyway. Planned with no nested loop (staging.WHOLE_SCAN): the scan runs in this
-    connection's transaction, which holds the setting until it is restored here."""
+    connection's transaction, which holds the setting until it is restored here. `blocks` (first, end; end None:
+    to the end of the table) scans that range of the table's blocks only (a TID range scan), so that connections
+    can scan parts of it at once."""
+    within = ""
+    if blocks is not None:
+        first, end = blocks
+        within = f" AND h.ctid >= '({int(first)},0)'::tid"
+        if end is not None:
+            within += f" AND h.ctid < '({int(end)},0)'::tid"
     text = f"""SELECT h.queue_name, array_agg((p.p[0]::bigint << 16) | p.p[1]::bigint) AS tids
                  FROM hammerwork_jobs h CROSS JOIN LATERAL (SELECT h.ctid::text::point AS p) p
-                WHERE {pred.clause.as_string(None)}
+                WHERE {pred.clause.as_string(None)}{within}
                 GROUP BY h.queue_name"""  # noqa: S608
     query, values = _positional(text, pred.params, 1)
     cur = conn.cursor()

@@ -382,3 +382,11 @@ def settle_marked_hot(conn: psycopg.Connection, job_ids: list[Any]) -> int:
         "DELETE FROM hammerwork_jobs WHERE id = ANY(%s::uuid[]) AND archived_at IS NOT NULL", (list(job_ids),)
     )
     return cur.rowcount
+
+
+def hot_blocks(conn: psycopg.Connection) -> int:
+    """How many blocks the hot table has now (the direct path splits its scan of eligible jobs by block)."""
+    row = conn.execute(
+        "SELECT (pg_relation_size('hammerwork_jobs') / current_setting('block_size')::int)::bigint"
+    ).fetchone()
+    return int(row[0]) if row else 0

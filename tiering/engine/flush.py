@@ -310,9 +310,7 @@ def flush_hot(
     store, settings = session.store, session.settings
     claim_rows = claim_rows or settings.round_rows
     stats.abandoned_cleaned += recover_abandoned(session)  # a crashed direct round's objects, before new ones
-    with session.arrow_connection() as arrow_conn:
-        eligible = arrowdb.eligible_hot(arrow_conn, pred)
-        arrow_conn.rollback()
+    eligible = _scan_eligible(session, pred, workers or settings.workers)
     chunks = _tid_chunks(eligible, claim_rows)
     del eligible
     groups = sorted(((q, key, len(tids)) for (q, key), tids in chunks.items()), key=lambda g: (-g[2], g[0], g[1]))
@@ -330,6 +328,32 @@ def flush_hot(
             shutil.rmtree(workdir, ignore_errors=True)
     stats.execution_time_s += time.perf_counter() - started
     return not job.stopped
+
+
+def _scan_eligible(session: Session, pred: staging.Predicate, parts: int) -> dict[str, pa.Array]:
+    """arrowdb.eligible_hot over the whole hot table, cut into `parts` block ranges scanned at once on as many
+    connections: the scan is the run's first step and ran alone on one core (300k jobs: 0.8-0.9 s, growing with
+    the table). Each queue's tids come back in table order, as one scan gives them."""
+    with session.connection(autocommit=True) as conn:
+        total = staging.hot_blocks(conn)
+    step = -(-total // max(1, parts))
+    ranges = [(i * step, None if i == parts - 1 else (i + 1) * step) for i in range(max(1, parts))]
+    if total < parts * MIN_SCAN_BLOCKS:
+        ranges = [(0, None)]
+
+    def scan(blocks: tuple[int, int | None]) -> dict[str, pa.Array]:
+        with session.arrow_connection() as conn:
+            found = arrowdb.eligible_hot(conn, pred, blocks)
+            conn.rollback()
+            return found
+
+    with ThreadPoolExecutor(len(ranges), thread_name_prefix="tiering-scan") as pool:
+        found = list(pool.map(scan, ranges))
+    queues = sorted({q for part in found for q in part})
+    return {q: pa.concat_arrays([part[q] for part in found if q in part]) for q in queues}
+
+
+MIN_SCAN_BLOCKS = 1024  # a smaller table is scanned whole, on one connection
 
 
 def _tid_chunks(eligible: dict[str, pa.Array], size: int) -> dict[tuple[str, str], pa.Array]:
