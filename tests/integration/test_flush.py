@@ -27,7 +27,7 @@ import pytest
 
 import tiering.parquet as pqio
 from tests.helpers import count, insert_job, session_for
-from tiering import __version__, layout
+from tiering import __version__, layout, memory
 from tiering.db import manifest as mdb
 from tiering.demo import seed_demo_jobs
 from tiering.engine.archive import archive_jobs
@@ -309,6 +309,25 @@ def test_row_groups_of_compressible_rows_are_capped_by_arrow_bytes(
     # the first 2,048 rows, all 600, without the cap)
     assert max(sizes) <= cap // 2000, sizes
     assert len(sizes) >= 600 // (cap // 2000), sizes
+
+
+def test_each_round_gives_its_freed_memory_back(
+    db_url: str, s3_settings_factory: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """tiering.memory: the threshold is fixed before the rounds and malloc's free pages go back after each round
+    (what a round freed does not stay resident for the rest of the run)."""
+    calls: list[str] = []
+    monkeypatch.setattr(memory, "fix_mmap_threshold", lambda: calls.append("fix") or True)
+    monkeypatch.setattr(memory, "release_free_memory", lambda: calls.append("release") or True)
+    target = s3_settings_factory("moto_server")
+    seed(db_url, 300)
+    archive_all(db_url)
+
+    stats = flush(db_url, target, claim_rows=100, workers=1)
+
+    assert stats.jobs_flushed > 0 and stats.rounds >= 3
+    assert calls[0] == "fix"
+    assert calls.count("release") >= stats.rounds
 
 
 # --- storage classes and encryption --------------------------------------------------------------

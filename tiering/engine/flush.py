@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 import tiering.parquet as pqio
-from tiering import layout, lifecycle
+from tiering import layout, lifecycle, memory
 from tiering.context import Session
 from tiering.db import arrow as arrowdb
 from tiering.db import manifest as mdb
@@ -310,6 +310,7 @@ def flush_hot(
     store, settings = session.store, session.settings
     claim_rows = claim_rows or settings.round_rows
     stats.abandoned_cleaned += recover_abandoned(session)  # a crashed direct round's objects, before new ones
+    memory.fix_mmap_threshold()  # the scan's and the rounds' big blocks mapped on their own (tiering.memory)
     eligible = _scan_eligible(session, pred, workers or settings.workers)
     chunks = _tid_chunks(eligible, claim_rows)
     del eligible
@@ -465,6 +466,7 @@ def _run_rounds(
                         return
                     while not errors:
                         claimed = _flush_round(conn, job, groups, claim_rows, meta, wd)
+                        memory.release_free_memory()  # what the round freed, back before the next (tiering.memory)
                         with job.lock:
                             total += claimed
                         if claimed < claim_rows or job.stopped or job.source is not None:
@@ -472,6 +474,7 @@ def _run_rounds(
         except BaseException as exc:  # noqa: BLE001 - re-raised by the caller
             errors.append(exc)
 
+    memory.fix_mmap_threshold()  # rounds' big blocks mapped on their own, not left in malloc's heaps
     threads = [threading.Thread(target=worker, args=(i,), name=f"tiering-flush-{i}") for i in range(max(1, workers))]
     for t in threads:
         t.start()

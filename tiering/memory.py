@@ -1,0 +1,53 @@
+"""What a bulk run does so that its memory stays flat however long it runs.
+
+Most of a flush's transient memory outside Arrow's pool is glibc malloc's: the database driver's record batches
+(a few MB each), libpq's buffers, zstd's contexts. glibc raises its mmap threshold to the size of the largest
+block freed so far, so after the first batch every such block comes from an arena heap, and a heap gives memory
+back only from its top: freed blocks in the middle stay resident, and more of them with every round, so a long
+run's peak grew with its backlog. Two calls keep it flat: a fixed threshold (big blocks are mapped and unmapped
+on their own) and a trim after each round (free pages inside the heaps go back). Elsewhere than glibc both do
+nothing.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import threading
+from typing import Any
+
+M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number
+MMAP_THRESHOLD_BYTES = 128 * 1024  # glibc's own starting value, fixed (a set threshold is no longer raised)
+
+_lock = threading.Lock()
+_libc: Any = None
+_looked_up = False
+
+
+def _glibc() -> Any:
+    global _libc, _looked_up
+    with _lock:
+        if not _looked_up:
+            _looked_up = True
+            name = ctypes.util.find_library("c")
+            try:
+                libc = ctypes.CDLL(name) if name else None
+                if libc is not None and hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim"):
+                    libc.mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+                    libc.malloc_trim.argtypes = [ctypes.c_size_t]
+                    _libc = libc
+            except OSError:
+                _libc = None
+        return _libc
+
+
+def fix_mmap_threshold() -> bool:
+    """Big malloc blocks mapped on their own from now on (returned to the system when freed); True if set."""
+    libc = _glibc()
+    return bool(libc is not None and libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES) == 1)
+
+
+def release_free_memory() -> bool:
+    """Give the free pages inside malloc's heaps back to the system (between rounds); True if any went back."""
+    libc = _glibc()
+    return bool(libc is not None and libc.malloc_trim(0) == 1)
