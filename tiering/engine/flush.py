@@ -314,6 +314,7 @@ def flush_hot(
     eligible = _scan_eligible(session, pred, workers or settings.workers)
     chunks = _tid_chunks(eligible, claim_rows)
     del eligible
+    memory.release_free_memory()  # what the scan's drivers freed
     groups = sorted(((q, key, len(tids)) for (q, key), tids in chunks.items()), key=lambda g: (-g[2], g[0], g[1]))
     source = _HotSource(pred, reason, initiated_by, on_moved, chunks)
     job = _FlushJob(store, settings, policy, config, stats, crash_hook or (lambda point: None), progress,
