@@ -19,8 +19,9 @@ import pyarrow.compute as pc
 from psycopg import sql
 
 from tiering import schema as S
+from tiering.db import planner
 from tiering.db.locks import SHARE_MOVES_SQL
-from tiering.db.staging import WHOLE_SCAN_CURRENT_SQL, WHOLE_SCAN_OFF_SQL, Predicate, whole_scan_restore_sql
+from tiering.db.staging import WHOLE_SCAN, Predicate
 from tiering.errors import DatabaseError
 from tiering.policy import StorageClassRule
 
@@ -209,12 +210,12 @@ def eligible_hot(
     query, values = _positional(text, pred.params, 1)
     cur = conn.cursor()
     try:
-        cur.execute(WHOLE_SCAN_CURRENT_SQL)
+        cur.execute(planner.switch_current_sql(WHOLE_SCAN))
         previous = cur.fetchall()[0][0]
-        cur.execute(WHOLE_SCAN_OFF_SQL)
+        cur.execute(planner.switch_off_sql(WHOLE_SCAN))
         cur.fetchall()
         table = _stream(cur, query, values).read_all()
-        cur.execute(whole_scan_restore_sql(previous))
+        cur.execute(planner.switch_restore_sql(WHOLE_SCAN, previous))
         cur.fetchall()
     finally:
         cur.close()

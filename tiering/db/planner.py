@@ -4,12 +4,13 @@ A run that moves hundreds of thousands of rows leaves the tables it changed with
 autovacuum gets to them (a minute or more later); meanwhile the planner guesses, and a list page over the job
 index took ~1 s on a bad plan instead of ~0.05 s. Runs that changed many rows therefore ANALYZE the tables they
 changed themselves (flushes also VACUUM them). SKIP_LOCKED: a table another session is analysing (or vacuuming)
-is left to it.
+is left to it. Some statements also need a planner switch off for themselves alone (switched_off).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import psycopg
 from psycopg import sql
@@ -63,3 +64,30 @@ def _analyse_hot(conn: psycopg.Connection) -> None:
         conn.execute(sql.SQL("SET LOCAL default_statistics_target = {}").format(sql.Literal(HOT_SAMPLE_TARGET)))
         columns = sql.SQL(", ").join(sql.Identifier(r[0]) for r in present)
         conn.execute(sql.SQL("ANALYZE (SKIP_LOCKED) {} ({})").format(sql.Identifier(HOT), columns))
+
+
+def switch_current_sql(setting: str) -> str:
+    """The statement reading a planner switch (enable_*) as it is now, to put back after (switch_restore_sql)."""
+    return sql.SQL("SELECT current_setting({})").format(sql.Literal(setting)).as_string(None)
+
+
+def switch_off_sql(setting: str) -> str:
+    """The statement turning a planner switch off for the rest of this transaction only."""
+    return sql.SQL("SELECT set_config({}, 'off', true)").format(sql.Literal(setting)).as_string(None)
+
+
+def switch_restore_sql(setting: str, previous: str) -> str:
+    """The statement putting back the value switch_current_sql read. Literals, not parameters: the same three
+    statements serve both drivers (psycopg here, ADBC in db/arrow.py)."""
+    statement = sql.SQL("SELECT set_config({}, {}, true)").format(sql.Literal(setting), sql.Literal(previous))
+    return statement.as_string(None)
+
+
+@contextmanager
+def switched_off(conn: psycopg.Connection, setting: str) -> Iterator[None]:
+    """Planner switch `setting` off for the statements inside only, the previous value put back after. The
+    caller's transaction holds the setting (on an autocommit connection, open one around this)."""
+    row = conn.execute(switch_current_sql(setting)).fetchone()
+    conn.execute(switch_off_sql(setting))
+    yield
+    conn.execute(switch_restore_sql(setting, row[0] if row else "on"))

@@ -13,6 +13,7 @@ from typing import Any
 
 import psycopg
 
+from tiering.db import planner
 from tiering.db.manifest import MANIFEST_COLUMNS, ManifestRow
 
 RETENTION_LOCK_KEY = "tiering:retention"
@@ -204,10 +205,10 @@ def mark_objects_purged(conn: psycopg.Connection, object_ids: Sequence[int]) -> 
     if not object_ids:
         return 0
     ids = list(object_ids)
-    row = conn.execute("SELECT current_setting('enable_indexscan')").fetchone()
-    conn.execute("SELECT set_config('enable_indexscan', 'off', true)")
-    conn.execute("DELETE FROM tiering_job_index WHERE object_id = ANY(%s::bigint[]) AND restored_at IS NULL", (ids,))
-    conn.execute("SELECT set_config('enable_indexscan', %s, true)", (row[0] if row else "on",))
+    with planner.switched_off(conn, "enable_indexscan"):
+        conn.execute(
+            "DELETE FROM tiering_job_index WHERE object_id = ANY(%s::bigint[]) AND restored_at IS NULL", (ids,)
+        )
     cur = conn.execute(
         "UPDATE tiering_manifest SET state = 'purged', purged_at = now() WHERE id = ANY(%s) AND state = 'committed'",
         (ids,),

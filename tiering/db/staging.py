@@ -16,6 +16,7 @@ import psycopg
 from psycopg import sql
 
 from tiering import schema as S
+from tiering.db import planner
 from tiering.policy import EligibilityClause
 
 # NO_JOIN_IN_CLAIM: a move's claim scans hammerwork_jobs alone; whether a claimed job is already staged (or a
@@ -255,25 +256,17 @@ def move_batch(
 # of them all) run with no nested loop, so their anti-join against staging is one hash over staging, never the
 # staging scan per hot row that a plan made on an empty staging takes (see NO_JOIN_IN_CLAIM; it degenerates when
 # staging fills while the statement runs). The setting is transaction-local, restored after; these statements
-# are the one definition for both drivers (whole_scan_plans here, arrow.eligible_hot's on ADBC).
-WHOLE_SCAN_CURRENT_SQL = "SELECT current_setting('enable_nestloop')"
-WHOLE_SCAN_OFF_SQL = "SELECT set_config('enable_nestloop', 'off', true)"
-
-
-def whole_scan_restore_sql(previous: str) -> str:
-    """The statement putting back the setting WHOLE_SCAN_CURRENT_SQL read (a literal: no driver's parameters)."""
-    return sql.SQL("SELECT set_config('enable_nestloop', {}, true)").format(sql.Literal(previous)).as_string(None)
+# are the one definition for both drivers (whole_scan_plans here, arrow.eligible_hot's on ADBC, through
+# planner's switch statements).
+WHOLE_SCAN = "enable_nestloop"
 
 
 @contextmanager
 def whole_scan_plans(conn: psycopg.Connection) -> Iterator[None]:
-    """No nested loop for the statements inside (WHOLE_SCAN). A transaction (a savepoint inside one) holds the
-    setting; it is restored after."""
-    with conn.transaction():
-        row = conn.execute(WHOLE_SCAN_CURRENT_SQL).fetchone()
-        conn.execute(WHOLE_SCAN_OFF_SQL)
+    """No nested loop for the statements inside (WHOLE_SCAN), restored after. A transaction (a savepoint inside
+    one) holds the setting."""
+    with conn.transaction(), planner.switched_off(conn, WHOLE_SCAN):
         yield
-        conn.execute(whole_scan_restore_sql(row[0] if row else "on"))
 
 
 def count_eligible(conn: psycopg.Connection, pred: Predicate) -> list[tuple[str, str, int]]:
