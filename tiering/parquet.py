@@ -153,9 +153,13 @@ def writer_options(compression_level: int, names: Iterable[str]) -> dict[str, An
     # (measured: 98.8 -> 81.7 bytes per job on demo data).
     delta = [c for c in cols if c in S.TIMESTAMP_COLUMNS]
     delta_length = [c for c in S.DELTA_LENGTH_COLUMNS if c in cols]
+    fast = set(S.FAST_ZSTD_COLUMNS)
     return {
         "compression": "zstd",
-        "compression_level": compression_level,
+        # per column: random identifiers at a low level (S.FAST_ZSTD_COLUMNS), everything else at the policy's
+        "compression_level": {
+            c: min(compression_level, S.FAST_ZSTD_LEVEL) if c in fast else compression_level for c in cols
+        },
         "use_dictionary": [c for c in S.DICTIONARY_COLUMNS if c in cols and c not in delta],
         "column_encoding": {
             **{c: "DELTA_BINARY_PACKED" for c in delta},

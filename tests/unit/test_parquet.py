@@ -301,6 +301,22 @@ def test_encodings_follow_the_registry(tmp_path: Path) -> None:
     assert rows["id"].to_pylist() == [batch["id"][3].as_py(), batch["id"][17].as_py()]
 
 
+def test_random_identifiers_are_compressed_at_a_low_level(tmp_path: Path) -> None:
+    """Random identifiers (ids, trace ids, hashes, depends_on) get zstd level 1 whatever the policy's level; every
+    other column the policy's level; a part written so reads back the same rows."""
+    names = S.ARCHIVE_SCHEMA.names
+    assert {"id", "trace_id", "depends_on"} <= set(S.FAST_ZSTD_COLUMNS) <= set(names)
+    assert "payload" not in S.FAST_ZSTD_COLUMNS and "result_config" not in S.FAST_ZSTD_COLUMNS
+    levels = parquet.writer_options(6, names)["compression_level"]
+    assert set(levels) == set(names)
+    assert {c: levels[c] for c in S.FAST_ZSTD_COLUMNS} == dict.fromkeys(S.FAST_ZSTD_COLUMNS, S.FAST_ZSTD_LEVEL)
+    assert {levels[c] for c in names if c not in S.FAST_ZSTD_COLUMNS} == {6}
+    assert set(parquet.writer_options(1, names)["compression_level"].values()) == {1}
+    batch = _archive(60)
+    (part,) = parquet.write_parts([batch], tmp_path, flush_id=FLUSH, part_name_fn=_name, compression_level=9)
+    assert pq.read_table(part.path).to_pylist() == batch.to_pylist()
+
+
 def test_coalesce_merges_near_ranges_within_a_size_cap() -> None:
     assert parquet.coalesce([], max_gap=10, max_size=100) == []
     assert parquet.coalesce([(50, 60), (0, 10), (15, 20)], max_gap=5, max_size=100) == [(0, 20), (50, 60)]
