@@ -583,6 +583,35 @@ def delete_objects_floor(s3: Any, keys: list[str]) -> float:
     return seconds
 
 
+LOCAL_PURGE_DB = "bench_purgelocal"
+
+
+def local_copy_of_archive(base: str, url: str, s3: Any) -> tuple[str, Path]:
+    """The archive as the default store holds it: a copy of the database (as the whole purge finds it) whose
+    manifest names a local folder, and that folder filled with the same objects (downloaded, same keys). The
+    whole purge run on it shows what the purge itself costs when deleting an object is a file unlink."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    root = (OUT / "purge-local").resolve()
+    with psycopg.connect(base, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {LOCAL_PURGE_DB} TEMPLATE {url.partition('?')[0].rsplit('/', 1)[1]} "
+                     "STRATEGY FILE_COPY")  # fmt: skip
+    local_url = db_url(base, LOCAL_PURGE_DB)
+    with psycopg.connect(local_url) as conn:
+        keys = [r[0] for r in conn.execute("SELECT key FROM tiering_manifest WHERE state = 'committed'")]
+        conn.execute("UPDATE tiering_manifest SET bucket = %s WHERE bucket = 'bench-daily'", (str(root),))
+    client = s3.client()
+
+    def download(key: str) -> None:
+        path = root / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        client.download_file("bench-daily", key, str(path))
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(download, keys))
+    return local_url, root
+
+
 def bench_purge(env: dict[str, str], url: str, base: str, s3: Any) -> dict[str, Any]:
     tomorrow = (datetime.now(UTC) + timedelta(days=1)).date().isoformat()
     copies = copy_objects(url, s3)
@@ -598,10 +627,20 @@ def bench_purge(env: dict[str, str], url: str, base: str, s3: Any) -> dict[str, 
     with psycopg.connect(base, autocommit=True) as conn:  # the copy the reference deletes from
         conn.execute(f"CREATE DATABASE bench_purgefloor TEMPLATE {url.partition('?')[0].rsplit('/', 1)[1]} "
                      "STRATEGY FILE_COPY")  # fmt: skip
+    local_url, local_root = local_copy_of_archive(base, url, s3)
     whole = run_cli("purge-all", ["archive", "purge", "--older-than", tomorrow, "--yes"], env)
     w = whole["doc"]
     say(f"everything: {w.get('jobs_purged', 0):,} jobs, {w.get('objects_deleted', 0)} objects deleted "
         f"({w.get('objects_rewritten', 0)} rewritten) in {whole['seconds']:.2f} s")  # fmt: skip
+    local_env = tiering_env(local_url, local_root.as_uri(), OUT / "home-purge-local")
+    local = run_cli("purge-all-local", ["archive", "purge", "--older-than", tomorrow, "--yes"], local_env)
+    lw = local["doc"]
+    left = sum(1 for p in local_root.rglob("*.parquet"))
+    say(f"  the same purge on the local store (the default; the same objects, downloaded): "
+        f"{lw.get('jobs_purged', 0):,} jobs, {lw.get('objects_deleted', 0)} objects deleted in "
+        f"{local['seconds']:.2f} s ({left} objects left); phases {lw.get('phase_seconds')}")  # fmt: skip
+    with psycopg.connect(base, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {LOCAL_PURGE_DB} WITH (FORCE)")
     say(f"  phases: partial {p.get('phase_seconds')}; everything {w.get('phase_seconds')}")
     floor_n, floor_s = index_delete_floor(db_url(base, "bench_purgefloor"), tomorrow)
     say(f"  reference: one bare DELETE of the same job index rows (1 connection): {floor_n:,} rows in "
@@ -617,6 +656,8 @@ def bench_purge(env: dict[str, str], url: str, base: str, s3: Any) -> dict[str, 
         "partial_seconds": round(partial["seconds"], 2), "partial_jobs": p.get("jobs_purged"),
         "partial_rewritten": p.get("objects_rewritten"), "partial_deleted": p.get("objects_deleted"),
         "whole_seconds": round(whole["seconds"], 2), "whole_jobs": w.get("jobs_purged"),
+        "whole_local_seconds": round(local["seconds"], 2), "whole_local_jobs": lw.get("jobs_purged"),
+        "whole_local_phases": lw.get("phase_seconds"),
         "whole_objects": w.get("objects_deleted"), "partial_phases": p.get("phase_seconds"),
         "whole_phases": w.get("phase_seconds"),
     }  # fmt: skip
@@ -662,6 +703,9 @@ def summary() -> None:
         ("purge, whole objects", f"{pu['whole_seconds']} s: {pu['whole_jobs']:,} jobs, {pu['whole_objects']} objects",
          f"bare DELETE of its {pu['index_delete_floor_rows']:,} index rows {pu['index_delete_floor_seconds']} s; "
          f"DeleteObjects of {pu['delete_objects_floor_objects']} copies alone {pu['delete_objects_floor_seconds']} s",
+         "~0.5 s"),
+        ("purge, whole objects, local store", f"{pu.get('whole_local_seconds', '-')} s: "
+         f"{pu.get('whole_local_jobs') or 0:,} jobs", "the same objects and database, deleting is an unlink",
          "~0.5 s"),
         ("purge, partial (rewrites)", f"{pu['partial_seconds']} s: {pu['partial_jobs']:,} jobs, "
          f"{pu['partial_rewritten']} rewritten", "-", "-"),

@@ -626,3 +626,32 @@ def test_multipart_create_only_race(any_store: StoreTarget, tmp_path: Path) -> N
     with pytest.raises(ObjectExistsError):
         store.put_file(key, path)
     assert other.get_bytes(key) == b"the other writer won"
+
+
+def test_local_delete_many_on_threads_keeps_each_keys_outcome(tmp_path: Path) -> None:
+    """The local store deletes a purge's keys on threads: every key's outcome, in the order given, folders and
+    sidecars of deleted objects pruned, a bad key refused alone, a symlinked folder not followed out of the root."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "victim.parquet").write_bytes(b"keep")
+    store = LocalStore(tmp_path / "root")
+    store.ensure_bucket()
+    keys = [f"archive/queue=q{q}/date=2025-01-{d:02d}/part-0.parquet" for q in range(4) for d in range(1, 29)]
+    for key in keys:
+        store.put_bytes(key, b"x")
+    kept = "archive/queue=q0/date=2025-01-01/other.parquet"
+    store.put_bytes(kept, b"y")
+    (tmp_path / "root" / "archive" / "link").symlink_to(outside)
+    bad = ["../escape.parquet", "archive/link/victim.parquet"]
+    asked = [*keys[:50], bad[0], *keys[50:], bad[1]]
+    result = store.delete_many(asked)
+    assert result.deleted == [k for k in asked if k not in bad]  # order kept, each key once
+    assert sorted(e.key for e in result.errors) == sorted(bad)
+    assert (outside / "victim.parquet").read_bytes() == b"keep"
+    assert [o.key for o in store.list("archive/")] == [kept]
+    left = sorted(str(p.relative_to(tmp_path / "root")) for p in (tmp_path / "root").rglob("*") if p.is_dir())
+    assert left == [
+        ".tiering-meta", ".tiering-meta/archive", ".tiering-meta/archive/queue=q0",
+        ".tiering-meta/archive/queue=q0/date=2025-01-01", ".tiering-tmp", "archive", "archive/link",
+        "archive/queue=q0", "archive/queue=q0/date=2025-01-01",
+    ]  # fmt: skip
