@@ -6,7 +6,9 @@ same transaction; the commit (manifest committed, index rows, staged rows delete
 
 from __future__ import annotations
 
+import array
 import re
+import sys
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
@@ -303,11 +305,45 @@ _INSERT_INDEX = """INSERT INTO tiering_job_index (job_id, object_id, row_group, 
                                                   created_at, archived_at, payload_bytes, error_message)
                    SELECT job_id::uuid, object_id, row_group, row_in_group, queue_name, status, created_at,
                           archived_at, payload_bytes, error_message FROM tiering_index_load"""
-# A round's index rows come in object order, their job ids random: inserted in job id order instead, the unique
-# job index and the list index (one archived_at per round, then job id) each take them as one ascending run
-# (leaf pages filled left to right, not split at random). Backend CPU of the INSERT for 100k rows (means of 6
-# alternating runs): 1.35 -> 1.23 s into an empty job index, 1.62 -> 1.35 s into one holding 2M jobs.
-_INDEX_ORDER = " ORDER BY job_id::uuid"
+INDEX_COLUMNS = ("job_id", "object_id", "row_group", "row_in_group", "queue_name", "status", "created_at",
+                 "archived_at", "payload_bytes", "error_message")  # fmt: skip
+
+
+def index_copy_rows(index_rows: pa.Table) -> pa.Table:
+    """A round's index rows as tiering_job_index takes them by binary COPY: its columns in its types (job ids as
+    16-byte uuids), sorted by job id. A round's rows come in object order, their job ids random: in job id order
+    the unique job index and the list index (one archived_at per round, then job id) each take them as one
+    ascending run (leaf pages filled left to right, not split at random). COPY straight into the job index
+    instead of an INSERT ... SELECT from a temporary table: one write of each row instead of two, batched heap
+    inserts, no server-side cast and sort; backend CPU of 249k rows (means of 3): 1.74 -> 1.25 s, for 30-50 ms
+    of client CPU per 100k rows here."""
+    text = index_rows.column("job_id").combine_chunks()
+    n = len(text)
+    if n and not pc.all(pc.equal(pc.binary_length(text), 36)).as_py():
+        raise ValueError("job index rows: a job id is not a uuid in its canonical form")
+    offsets = pa.Array.from_buffers(pa.int32(), n + 1, [None, text.buffers()[1]], offset=text.offset)
+    first, end = (offsets[0].as_py(), offsets[-1].as_py()) if n else (0, 0)
+    data = text.buffers()[2]
+    raw = bytes.fromhex(data[first:end].to_pybytes().replace(b"-", b"").decode("ascii")) if n and data else b""
+    if len(raw) != 16 * n:
+        raise ValueError("job index rows: a job id is not a uuid in its canonical form")
+    ids = pa.FixedSizeBinaryArray.from_buffers(pa.binary(16), n, [None, pa.py_buffer(raw)])
+    table = index_rows.select([c for c in INDEX_COLUMNS if c != "job_id"])
+    table = table.add_column(0, "job_id", pa.ExtensionArray.from_storage(pa.uuid(), ids))
+    return table.take(pc.sort_indices(_uuid_halves(raw, n), sort_keys=[("hi", "ascending"), ("lo", "ascending")]))
+
+
+def _uuid_halves(raw: bytes, n: int) -> pa.Table:
+    """n packed 16-byte uuids as two unsigned integers each (hi, lo: their bytes big-endian), which sort as
+    PostgreSQL orders uuids (bytewise) at a third of the client CPU of sorting the 16-byte values."""
+    words = array.array("Q")
+    words.frombytes(raw)
+    if sys.byteorder == "little":
+        words.byteswap()
+    return pa.table({
+        "hi": pa.Array.from_buffers(pa.uint64(), n, [None, pa.py_buffer(words[::2])]),
+        "lo": pa.Array.from_buffers(pa.uint64(), n, [None, pa.py_buffer(words[1::2])]),
+    })  # fmt: skip
 
 
 def _uncommittable(conn: ArrowConnection, index_rows: pa.Table) -> dict[str, tuple[str, str]]:
@@ -359,10 +395,11 @@ def commit_claimed(
         raise ValueError(f"commit_claimed: unknown source table {source!r}")
     cur = conn.cursor()
     try:
+        if source == STAGED:  # the claimed staged rows, deleted below
+            cur.adbc_ingest("tiering_index_load", index_rows.select(["job_id"]), mode="create", temporary=True)
         if index_rows.num_rows:
-            cur.adbc_ingest("tiering_index_load", index_rows, mode="create", temporary=True)
             try:
-                cur.execute(_INSERT_INDEX + _INDEX_ORDER)
+                cur.adbc_ingest("tiering_job_index", index_copy_rows(index_rows), mode="append")
             except adbc_driver_manager.IntegrityError as exc:
                 conn.rollback()
                 bad = _uncommittable(conn, index_rows)
@@ -393,7 +430,7 @@ def commit_claimed(
                 raise DatabaseError(
                     f"flush commit: deleted {deleted} rows of {source}, expected {expected_rows}; rolled back"
                 )
-        cur.execute("DROP TABLE IF EXISTS tiering_index_load")
+            cur.execute("DROP TABLE IF EXISTS tiering_index_load")
         conn.commit()
     except BaseException:
         conn.rollback()
