@@ -55,6 +55,7 @@ class Session:
             self._url = with_timeouts(database_url, settings)
         self._migrated = False
         self._pool: Pool | None = None
+        self._arrow_db: Any = None  # tiering.db.arrow.ArrowDatabase, made on first use
         self._store = store
         self._closed = False
 
@@ -95,10 +96,16 @@ class Session:
 
     @contextmanager
     def arrow_connection(self) -> Iterator[Any]:
-        """An ADBC connection (Arrow in and out of PostgreSQL) for the flush's bulk reads; not pooled."""
+        """An ADBC connection (Arrow in and out of PostgreSQL) for the flush's bulk reads; not pooled, but the
+        session's ADBC connections share one driver database (its type lookups are read once)."""
         from tiering.db import arrow as arrowdb
 
-        conn = arrowdb.connect_arrow(self.database_url)
+        url = self.database_url
+        with self._lock:
+            if self._arrow_db is None:
+                self._arrow_db = arrowdb.ArrowDatabase(url)
+            database = self._arrow_db
+        conn = database.connect()
         try:
             yield conn
         finally:
@@ -161,8 +168,11 @@ class Session:
     def close(self) -> None:
         with self._lock:
             pool, self._pool = self._pool, None
+            arrow_db, self._arrow_db = self._arrow_db, None
         if pool is not None:
             pool.close()
+        if arrow_db is not None:
+            arrow_db.close()
 
     def __enter__(self) -> Session:
         return self

@@ -133,6 +133,52 @@ def test_run_writes_hot_jobs_straight_into_objects(
     assert ops == {"archive": len(hot_rows), "flush": len(hot_rows)}  # the audit log counts both steps
 
 
+def _sessions_started(url: str) -> int:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("SELECT pg_stat_clear_snapshot()")
+        row = conn.execute("SELECT sessions FROM pg_stat_database WHERE datname = current_database()").fetchone()
+        assert row is not None
+        return int(row[0])
+
+
+def test_a_sessions_adbc_connections_share_one_driver_database(db_url: str) -> None:
+    """The ADBC connections a run opens (scan ranges, workers, plans) share one driver database: its type lookups
+    (a connection of its own that reads pg_type) are made once per session, not once per connection (backend
+    sessions started, counted by the server: 1 + 3 for three connections, 6 when each made its own). Each is
+    still its own backend, decodes the types a flush reads, and works after the others closed."""
+    from tiering.context import Session
+
+    session = Session(Settings(database_url=db_url), database_url=db_url)
+    session.database_url  # noqa: B018 - migrated (its own connection) before counting
+    before = _sessions_started(db_url)
+    try:
+        with session.arrow_connection() as a, session.arrow_connection() as b:
+            pids = set()
+            for conn in (a, b):
+                cur = conn.cursor()
+                cur.execute("SELECT pg_backend_pid()")
+                pids.add(cur.fetchall()[0][0])
+                cur.close()
+            assert len(pids) == 2
+        with session.arrow_connection() as c:
+            cur = c.cursor()
+            cur.execute("""SELECT '00000000-0000-4000-8000-000000000001'::uuid AS id, '{"a": 1}'::jsonb AS j,
+                                  TIMESTAMPTZ '2026-01-02 03:04:05+00' AS t, ARRAY['x']::text[] AS l""")
+            table = cur.fetch_arrow_table()
+            cur.close()
+            c.rollback()
+        row = table.to_pylist()[0]
+        assert str(row["id"]) == "00000000-0000-4000-8000-000000000001"
+        assert json.loads(row["j"]) == {"a": 1}
+        assert row["t"] == datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC) and row["l"] == ["x"]
+    finally:
+        session.close()
+    deadline = time.monotonic() + 10
+    while (started := _sessions_started(db_url) - before - 1) < 4 and time.monotonic() < deadline:
+        time.sleep(0.1)  # the server counts a session when its backend reports (the counting one is the 1)
+    assert started == 4
+
+
 def test_rows_already_staged_are_flushed_beside_the_direct_path(db_url: str, tmp_path: Path) -> None:
     settings = Settings(home=tmp_path, store_url=(tmp_path / "objects").as_uri(), database_url=db_url)
     store = open_store(settings)
