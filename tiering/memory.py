@@ -4,9 +4,9 @@ Most of a flush's transient memory outside Arrow's pool is glibc malloc's: the d
 (a few MB each), libpq's buffers, zstd's contexts. glibc raises its mmap threshold to the size of the largest
 block freed so far, so after the first batch every such block comes from an arena heap, and a heap gives memory
 back only from its top: freed blocks in the middle stay resident, and more of them with every round, so a long
-run's peak grew with its backlog. Two calls keep it flat: a fixed threshold (big blocks are mapped and unmapped
-on their own) and a trim after each round (free pages inside the heaps go back). Elsewhere than glibc both do
-nothing.
+run's peak grew with its backlog. Two calls keep it flat: a fixed threshold (blocks bigger than zstd's context are
+mapped and unmapped on their own) and a trim after each round (free pages inside the heaps go back). Elsewhere
+than glibc both do nothing.
 """
 
 from __future__ import annotations
@@ -16,8 +16,14 @@ import ctypes.util
 import threading
 from typing import Any
 
-M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number
-MMAP_THRESHOLD_BYTES = 128 * 1024  # glibc's own starting value, fixed (a set threshold is no longer raised)
+M_TRIM_THRESHOLD = -1  # glibc's mallopt parameter numbers
+M_MMAP_THRESHOLD = -3
+# Fixed (a set threshold is no longer raised), just above the 3 MB context zstd allocates and frees for every Parquet
+# page it compresses at the default level 6: at glibc's starting 128 KB each context was a fresh mapping, whose
+# pages the kernel faulted in and zeroed once per page written (a third of a flush's system CPU). Heap blocks up to
+# this size are reused instead; a heap's top is trimmed past twice it, and a trim after each round returns the rest.
+MMAP_THRESHOLD_BYTES = 4 * 1024 * 1024
+TRIM_THRESHOLD_BYTES = 2 * MMAP_THRESHOLD_BYTES
 
 _lock = threading.Lock()
 _libc: Any = None
@@ -44,7 +50,11 @@ def _glibc() -> Any:
 def fix_mmap_threshold() -> bool:
     """Big malloc blocks mapped on their own from now on (returned to the system when freed); True if set."""
     libc = _glibc()
-    return bool(libc is not None and libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES) == 1)
+    return bool(
+        libc is not None
+        and libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES) == 1
+        and libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES) == 1
+    )
 
 
 def release_free_memory() -> bool:

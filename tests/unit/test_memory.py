@@ -50,22 +50,58 @@ if sys.argv[1] == "fixed":
     assert memory.fix_mmap_threshold()
 libc.free(libc.malloc(16 << 20))  # a freed 16 MB mapping: glibc's dynamic threshold would rise to 16 MB
 before = libc.mallinfo2().hblks
-blocks = [libc.malloc(1 << 20) for _ in range(40)]
+blocks = [libc.malloc(int(sys.argv[2])) for _ in range(40)]
 print(libc.mallinfo2().hblks - before)
 """
 
 
-def _mapped_1mb_blocks(mode: str) -> int:
-    """How many of 40 fresh 1 MB blocks got a mapping of their own, in a fresh interpreter."""
-    out = subprocess.run([sys.executable, "-c", _MAPPED_BLOCKS, mode], capture_output=True, text=True, check=True)
+def _mapped_blocks(mode: str, size: int) -> int:
+    """How many of 40 fresh blocks of `size` bytes got a mapping of their own, in a fresh interpreter."""
+    out = subprocess.run(
+        [sys.executable, "-c", _MAPPED_BLOCKS, mode, str(size)], capture_output=True, text=True, check=True
+    )
     return int(out.stdout.strip())
 
 
 def test_big_blocks_stay_mapped_once_the_threshold_is_fixed() -> None:
-    # glibc's default: after a 16 MB block was freed, 1 MB blocks come from the heap (and stay resident when freed
-    # in its middle); with the threshold fixed they are mapped on their own and unmapped when freed
-    assert _mapped_1mb_blocks("dynamic") <= 5
-    assert _mapped_1mb_blocks("fixed") >= 30
+    # glibc's default: after a 16 MB block was freed, blocks of a few MB come from the heap (and stay resident when
+    # freed in its middle); with the threshold fixed, blocks above it are mapped on their own and unmapped when freed
+    size = memory.MMAP_THRESHOLD_BYTES + (1 << 20)
+    assert _mapped_blocks("dynamic", size) <= 5
+    assert _mapped_blocks("fixed", size) >= 30
+
+
+_REUSED_BLOCK = """
+import ctypes, resource, sys
+from tests.unit.test_memory import _libc
+from tiering import memory
+libc = _libc()
+if sys.argv[1] == "fixed":
+    assert memory.fix_mmap_threshold()
+else:
+    assert libc.mallopt(memory.M_MMAP_THRESHOLD, 128 << 10) == 1  # glibc's starting threshold, fixed
+size = 3 << 20  # zstd's context for one Parquet page at level 6, made and freed for every page
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(40):
+    block = libc.malloc(size)
+    ctypes.memset(block, 0, size)  # zstd clears its tables first
+    libc.free(block)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+def _faults_of_a_reused_block(mode: str) -> int:
+    out = subprocess.run([sys.executable, "-c", _REUSED_BLOCK, mode], capture_output=True, text=True, check=True)
+    return int(out.stdout.strip())
+
+
+def test_a_zstd_context_is_reused_not_faulted_in_for_every_page() -> None:
+    # a 3 MB block made, cleared and freed 40 times (zstd's context per compressed page): at a 128 KB threshold
+    # each is a fresh mapping whose 768 pages the kernel faults in and zeroes; under the fixed threshold the same
+    # heap block comes back every time
+    pages = (3 << 20) // 4096
+    assert _faults_of_a_reused_block("128k") > 20 * pages
+    assert _faults_of_a_reused_block("fixed") < 3 * pages
 
 
 def test_free_pages_inside_the_heap_go_back() -> None:
