@@ -210,3 +210,17 @@ def test_without_object_lock_only_partial_objects_are_headed() -> None:
     )
     assert (deletes, rewrites, locked, unreadable) == ([whole], [partial], [], [])
     assert store.heads == [partial.row.key]  # the whole object is deleted without a HEAD
+
+
+def test_packed_tids_render_as_a_tid_array_literal() -> None:
+    """The direct path's claim names its rows by tid (block * 65536 + offset, see arrow.eligible_hot): rendered as
+    PostgreSQL's tid[] literal, every item quoted, in the order given; a slice (a round's chunk) renders only its
+    own tids, and no tid renders an empty array."""
+    import pyarrow as pa
+
+    from tiering.db.arrow import tid_literal
+
+    packed = pa.array([1, 3 * 65536 + 65535, 70000 * 65536 + 2, 5 * 65536], pa.int64())
+    assert tid_literal(packed) == '{"(0,1)","(3,65535)","(70000,2)","(5,0)"}'
+    assert tid_literal(packed.slice(1, 2)) == '{"(3,65535)","(70000,2)"}'
+    assert tid_literal(pa.array([], pa.int64())) == "{}"

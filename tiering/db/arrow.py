@@ -269,7 +269,9 @@ def tid_literal(tids: pa.Array) -> str:
     block = pc.cast(pc.divide(tids, 65536), pa.string())
     offset = pc.cast(pc.bit_wise_and(tids, 65535), pa.string())
     items = pc.binary_join_element_wise('"(', block, ",", offset, ')"', "")
-    return "{" + ",".join(items.to_pylist()) + "}"
+    # joined in Arrow (one list of every item), not through a Python string per tid: a third of the CPU
+    whole = pa.ListArray.from_arrays(pa.array([0, len(items)], pa.int32()), items)
+    return "{" + str(pc.binary_join(whole, ",")[0].as_py()) + "}"
 
 
 def stream_claimed_hot(
