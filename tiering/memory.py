@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
 import threading
 from typing import Any
 
@@ -61,3 +62,23 @@ def release_free_memory() -> bool:
     """Give the free pages inside malloc's heaps back to the system (between rounds); True if any went back."""
     libc = _glibc()
     return bool(libc is not None and libc.malloc_trim(0) == 1)
+
+
+ARROW_POOL_ENV = "ARROW_DEFAULT_MEMORY_POOL"  # Arrow's own choice, left to whoever sets it
+
+
+def use_jemalloc_for_arrow() -> bool:
+    """Arrow's buffers (record batches, sorted row groups, Parquet pages) from Arrow's jemalloc pool from now on,
+    where pyarrow has one and ARROW_DEFAULT_MEMORY_POOL does not choose: its default mimalloc pool gave pages back
+    and faulted fresh ones in for every row group. 200k bench jobs (2 alternating pairs): the run's process CPU
+    2.51-2.58 -> 2.38-2.43 s per 100k, peak RSS 330-357 -> 278-301 MB. True if set."""
+    if os.environ.get(ARROW_POOL_ENV):
+        return False
+    import pyarrow as pa
+
+    try:
+        pool = pa.jemalloc_memory_pool()
+    except (NotImplementedError, pa.ArrowNotImplementedError):
+        return False
+    pa.set_memory_pool(pool)
+    return True

@@ -119,3 +119,34 @@ def test_free_pages_inside_the_heap_go_back() -> None:
         assert before - after > 30 << 10, (before, after)  # most of the ~50 MB went back
     finally:
         libc.free(blocks[-1])
+
+
+_ARROW_POOL = """
+import pyarrow as pa
+from tiering import memory
+chosen = memory.use_jemalloc_for_arrow()
+before = pa.default_memory_pool().bytes_allocated()
+data = pa.array(range(100_000))  # allocated from the default pool
+print(chosen, pa.default_memory_pool().backend_name, pa.default_memory_pool().bytes_allocated() - before >= 800_000)
+"""
+
+
+def _arrow_pool_after(env_pool: str | None) -> list[str]:
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k != memory.ARROW_POOL_ENV}
+    if env_pool is not None:
+        env[memory.ARROW_POOL_ENV] = env_pool
+    out = subprocess.run([sys.executable, "-c", _ARROW_POOL], capture_output=True, text=True, check=True, env=env)
+    return out.stdout.split()
+
+
+def test_arrow_buffers_come_from_jemalloc_unless_the_environment_chooses() -> None:
+    import pyarrow as pa
+
+    try:
+        pa.jemalloc_memory_pool()
+    except (NotImplementedError, pa.ArrowNotImplementedError):
+        pytest.skip("this pyarrow has no jemalloc pool")
+    assert _arrow_pool_after(None) == ["True", "jemalloc", "True"]
+    assert _arrow_pool_after("system") == ["False", "system", "True"]  # the user's choice stands

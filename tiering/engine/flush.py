@@ -311,6 +311,7 @@ def flush_hot(
     claim_rows = claim_rows or settings.round_rows
     stats.abandoned_cleaned += recover_abandoned(session)  # a crashed direct round's objects, before new ones
     memory.fix_mmap_threshold()  # the scan's and the rounds' big blocks mapped on their own (tiering.memory)
+    memory.use_jemalloc_for_arrow()
     eligible = _scan_eligible(session, pred, workers or settings.workers)
     chunks = _tid_chunks(eligible, claim_rows)
     del eligible
@@ -476,6 +477,7 @@ def _run_rounds(
             errors.append(exc)
 
     memory.fix_mmap_threshold()  # rounds' big blocks mapped on their own, not left in malloc's heaps
+    memory.use_jemalloc_for_arrow()
     threads = [threading.Thread(target=worker, args=(i,), name=f"tiering-flush-{i}") for i in range(max(1, workers))]
     for t in threads:
         t.start()
