@@ -100,6 +100,26 @@ def staged_weight_sql(weight: str, word: str) -> str:
     return f"COALESCE({weight}, CASE {staged_priority_sql(word)} {whens} ELSE 5 END)"
 
 
+# The hot columns result_config is built from (result_config_sql, result_config_arrow), in their arguments' order.
+RESULT_CONFIG_HOT: tuple[str, str, str] = ("result_storage_type", "result_ttl_seconds", "result_max_size_bytes")
+
+
+def result_config_arrow(storage: pa.Array, ttl: pa.Array, max_size: pa.Array) -> pa.Array:
+    """result_config_sql's value as the JSON text PostgreSQL gives for it (jsonb: keys by length, then bytes;
+    ", " and ": " between), built from Arrow arrays of the same three hot columns (integers for ttl and
+    max_size): the direct path's claim reads the three columns and builds the JSON on the client instead of the
+    server building and printing a jsonb per row."""
+    lowered = pc.utf8_lower(storage.cast(pa.string()))
+    conditions = pc.make_struct(*[pc.fill_null(pc.equal(lowered, word), False) for word, _ in RESULT_STORAGE],
+                                field_names=[word for word, _ in RESULT_STORAGE])  # fmt: skip
+    variant = pc.case_when(conditions, *[variant for _, variant in RESULT_STORAGE], "None")
+    secs = pc.binary_join_element_wise('{"secs": ', ttl.cast(pa.string()), ', "nanos": 0}', "")
+    return pc.binary_join_element_wise(
+        '{"ttl": ', pc.fill_null(secs, "null"), ', "storage": "', variant, '", "max_size_bytes": ',
+        pc.fill_null(max_size.cast(pa.string()), "null"), "}", "",
+    )  # fmt: skip
+
+
 def result_config_sql(storage: str, ttl: str, max_size: str) -> str:
     """Hammerwork's `serde_json::to_value(&ResultConfig)` built from the hot row's three result columns:
     {"storage": "Database"|"Memory"|"None", "ttl": {"secs": n, "nanos": 0} | null, "max_size_bytes": n | null}."""
@@ -324,10 +344,8 @@ COLUMNS: tuple[Column, ...] = (
            "dependency", restore=M, to_hot=_dependency_status_to_hot),
     Column("result_config", pa.string(), True, "jsonb",
            "Result storage configuration, Hammerwork's serde JSON: {storage, ttl: {secs, nanos}, max_size_bytes}.",
-           "result", hot=result_config_sql("h.result_storage_type", "h.result_ttl_seconds",
-                                           "h.result_max_size_bytes"),
-           restore=M, to_hot=_result_config_to_hot,
-           maps_to=("result_storage_type", "result_ttl_seconds", "result_max_size_bytes")),
+           "result", hot=result_config_sql(*(f"h.{c}" for c in RESULT_CONFIG_HOT)),
+           restore=M, to_hot=_result_config_to_hot, maps_to=RESULT_CONFIG_HOT),
     Column("trace_id", pa.string(), True, "varchar(128)", "Tracing: trace id.", "tracing"),
     Column("correlation_id", pa.string(), True, "varchar(128)", "Tracing: correlation id.", "tracing"),
     Column("parent_span_id", pa.string(), True, "varchar(128)", "Tracing: parent span id.", "tracing"),
