@@ -192,6 +192,13 @@ def payload_bytes(table: pa.Table) -> pa.Array | pa.ChunkedArray:
     return pc.coalesce(table["original_payload_size"], pc.binary_length(table["payload"]).cast(pa.int32()))
 
 
+def _row_numbers(n: int) -> pa.Array:
+    """0, 1, ..., n - 1 as int32, made in Arrow (a Python int per row cost ~0.1 ms per 1,000 rows)."""
+    if n == 0:
+        return pa.array([], pa.int32())
+    return pc.subtract(pc.cumulative_sum(pa.repeat(pa.scalar(1, pa.int32()), n)), pa.scalar(1, pa.int32()))
+
+
 class _Part:
     """One open part file; row groups are appended whole."""
 
@@ -230,8 +237,8 @@ class _Part:
             pa.Table.from_arrays(
                 [
                     table["id"],
-                    pa.array([self.row_groups] * n, pa.int32()),
-                    pa.array(range(n), pa.int32()),
+                    pa.repeat(pa.scalar(self.row_groups, pa.int32()), n),
+                    _row_numbers(n),
                     table["queue_name"],
                     table["status"],
                     table["created_at"],
