@@ -562,6 +562,15 @@ def cached_footer(identity: tuple[str, int], load: Callable[[], pq.FileMetaData]
     return meta
 
 
+def known_footer(identity: tuple[str, int]) -> pq.FileMetaData | None:
+    """The footer cached_footer holds for `identity`, if any (no read)."""
+    with _FOOTERS_LOCK:
+        meta = _FOOTERS.get(identity)
+        if meta is not None:
+            _FOOTERS.move_to_end(identity)
+        return meta
+
+
 def present_columns(meta: pq.FileMetaData, columns: Iterable[str]) -> list[str]:
     """`columns` that the file has (an object written before a column joined the registry lacks it)."""
     names = set(meta.schema.to_arrow_schema().names)

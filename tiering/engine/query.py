@@ -17,6 +17,7 @@ import base64
 import math
 import os
 import re
+import sys
 import threading
 import time as _time
 import uuid
@@ -26,7 +27,7 @@ from concurrent.futures import Future, ThreadPoolExecutor, as_completed, wait
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, TypeVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -48,6 +49,7 @@ from tiering.inputs import (
 )
 from tiering.store.base import ARCHIVE_STORAGE_CLASSES, ObjectArchivedError, ObjectStore
 
+T = TypeVar("T")
 SEARCH_THREADS = 8  # reads in flight (footers, payload ranges, staging)
 # Decoding and matching run on as many threads as there are cores: they release the GIL and keep a core busy, so
 # more threads only add fresh per-thread heaps to fault in (a first search took 2-3x longer with 8) and switches.
@@ -799,31 +801,75 @@ def _scan_payloads(
     return found, scanned, kept, bad
 
 
-PayloadReads = list[tuple[tuple[int, int], list[int]]]
+# One read: a byte range of an object, and the (row group, [start, end) of its payload chunk) pairs inside it.
+PayloadReads = list[tuple[tuple[int, int], list[tuple[int, tuple[int, int]]]]]
 _PAYLOAD_READS: OrderedDict[tuple[str, int], PayloadReads] = OrderedDict()
 _PAYLOAD_READS_LOCK = threading.Lock()
+# A search streams each read: a row group's payload chunk is decoded as soon as its last byte is in, while the rest
+# of the range is still on the wire, and only bytes a later chunk needs are kept. So a request's size no longer
+# sets memory or when decoding starts: reads go up to STREAM_MAX bytes (one request per object of the bench's
+# 100k-job flushes, against 3-4 at COALESCE_MAX: 3 ms of client CPU per request) and still several per big object,
+# read in parallel. STREAM_PIECE: how much of the body is taken at a time.
+STREAM_MAX = 16 * 1024 * 1024
+STREAM_PIECE = 256 * 1024
 
 
 def _payload_reads(store: ObjectStore, m: mdb.ManifestRow, meta: Any) -> PayloadReads:
     """The range requests that fetch every payload chunk of an object (neighbours coalesced), each with the row
-    groups whose chunk it holds. Kept per object as its footer is (an address and size name one content for
-    good): walking every column of every row group in Python took 6 % of a search's time."""
+    groups whose chunk it holds, in file order. Kept per object as its footer is (an address and size name one
+    content for good): walking every column chunk of every row group in Python took 6 % of a search."""
     identity = (store.uri(m.key), m.bytes)
     with _PAYLOAD_READS_LOCK:
         reads = _PAYLOAD_READS.get(identity)
         if reads is not None:
             _PAYLOAD_READS.move_to_end(identity)
             return reads
-    ranges = {rg: pqio.row_group_range(meta, rg, ["payload"]) for rg in range(meta.num_row_groups)}
+    chunks = sorted(
+        ((rg, pqio.row_group_range(meta, rg, ["payload"])) for rg in range(meta.num_row_groups)), key=lambda c: c[1]
+    )
     reads = [
-        (seg, [rg for rg, (a, b) in ranges.items() if seg[0] <= a and b <= seg[1]])
-        for seg in pqio.coalesce(ranges.values(), max_gap=COALESCE_GAP, max_size=COALESCE_MAX)
+        (seg, [(rg, (a, b)) for rg, (a, b) in chunks if seg[0] <= a and b <= seg[1]])
+        for seg in pqio.coalesce((c for _, c in chunks), max_gap=COALESCE_GAP, max_size=STREAM_MAX)
     ]
     with _PAYLOAD_READS_LOCK:
         _PAYLOAD_READS[identity] = reads
         while len(_PAYLOAD_READS) > pqio.FOOTER_CACHE_ENTRIES:
             _PAYLOAD_READS.popitem(last=False)
     return reads
+
+
+def _stream_payloads(
+    store: ObjectStore,
+    key: str,
+    seg: tuple[int, int],
+    chunks: list[tuple[int, tuple[int, int]]],
+    deadline: float | None,
+    stop: threading.Event,
+    dispatch: Callable[[int, pqio.Segment], None],
+) -> None:
+    """Read one range as a stream; hand each row group's payload chunk (`chunks`, in file order) to `dispatch`
+    as soon as its last byte has arrived. Holds at most one chunk and one piece: bytes before the next chunk still
+    to come are dropped as the stream moves on (the other columns' chunks between payload chunks, too)."""
+    base, buf, i = seg[0], bytearray(), 0
+    for piece in store.get_stream(key, seg, STREAM_PIECE):
+        _check_deadline(deadline)
+        if stop.is_set():
+            return
+        buf += piece
+        end = base + len(buf)
+        while i < len(chunks) and chunks[i][1][1] <= end:
+            rg, (a, b) = chunks[i]
+            with memoryview(buf) as view, view[a - base : b - base] as part:
+                dispatch(rg, (a, bytes(part)))
+            i += 1
+        keep = min(chunks[i][1][0], end) if i < len(chunks) else end
+        del buf[: keep - base]  # front deletion of a bytearray moves no bytes
+        base = keep
+    if i < len(chunks):
+        raise StoreError(
+            f"{key} ended at byte {base + len(buf)}, before its row group {chunks[i][0]}'s payload (bytes "
+            f"{chunks[i][1][0]}..{chunks[i][1][1]}): the object does not match its footer"
+        )
 
 
 _POOLS: dict[int, ThreadPoolExecutor] = {}
@@ -867,34 +913,43 @@ def _scan_objects(
     result: SearchResult,
 ) -> list[tuple[tuple[int, int, int], Any]]:
     """Payload matches ((object id, row group, row in group), doc) of the readable objects: footers (cached per
-    process) and coalesced payload reads fetched in parallel; each fetched segment's row groups are decoded and
-    matched on a pool of SCAN_THREADS as soon as it arrives (decoding and regex matching release the GIL)."""
+    process), then each object's coalesced payload ranges streamed in parallel; every row group's payload chunk is
+    decoded and matched on a pool of SCAN_THREADS as soon as its bytes are in (decoding and regex matching release
+    the GIL), while the rest of its range is still arriving."""
     cold: list[tuple[tuple[int, int, int], Any]] = []
     pool = _search_pool(threads)
-    footers = {pool.submit(object_footer, store, m.key, m.bytes): m for m in readable}
-    fetched: dict[Future[bytes], tuple[mdb.ManifestRow, Any, tuple[int, int], list[int]]] = {}
-    try:
-        for footer in as_completed(footers):  # an object's payload reads start as soon as its footer is known
-            m, meta = footers[footer], footer.result()
-            for seg, rgs in _payload_reads(store, m, meta):
-                fetched[pool.submit(store.get_bytes, m.key, seg)] = (m, meta, seg, rgs)
-    except BaseException:
-        _cancel(footers)
-        _cancel(fetched)
-        raise
-    result.objects_scanned = len(readable)
-    result.bytes_read = sum(b - a for _, _, (a, b), _ in fetched.values())
     scan_pool = _search_pool(min(threads, SCAN_THREADS))
     pattern = matcher.key_pattern(path)
+    stop = threading.Event()  # set on failure: streams still running stop handing on chunks
     scans: list[tuple[mdb.ManifestRow, Future[tuple[list[tuple[int, int, Any]], int, int, int]]]] = []
+
+    def dispatcher(m: mdb.ManifestRow, meta: Any) -> Callable[[int, pqio.Segment], None]:
+        def dispatch(rg: int, segment: pqio.Segment) -> None:
+            future = scan_pool.submit(_scan_payloads, meta, m.bytes, segment, rg, path, matcher, pattern, deadline)
+            scans.append((m, future))  # list.append is atomic; read once every stream has ended
+
+        return dispatch
+
+    def start(m: mdb.ManifestRow, meta: Any) -> None:
+        for seg, chunks in _payload_reads(store, m, meta):
+            result.bytes_read += seg[1] - seg[0]
+            dispatch = dispatcher(m, meta)
+            streams.append(pool.submit(_stream_payloads, store, m.key, seg, chunks, deadline, stop, dispatch))
+
+    footers: dict[Future[Any], mdb.ManifestRow] = {}
+    streams: list[Future[None]] = []
     try:
-        for data in as_completed(fetched):  # decode whichever range arrives first
-            m, meta, (start, _end), rgs = fetched[data]
-            segment = (start, data.result())
-            scans.extend(
-                (m, scan_pool.submit(_scan_payloads, meta, m.bytes, segment, rg, path, matcher, pattern, deadline))
-                for rg in rgs
-            )
+        for m in readable:  # objects whose footer is known start at once; the others when theirs is read
+            meta = pqio.known_footer((store.uri(m.key), m.bytes))
+            if meta is None:
+                footers[pool.submit(object_footer, store, m.key, m.bytes)] = m
+            else:
+                start(m, meta)
+        for footer in as_completed(footers):
+            start(footers[footer], footer.result())
+        for stream in as_completed(streams):
+            stream.result()
+        result.objects_scanned = len(readable)
         for m, future in scans:
             found, scanned, kept, bad = future.result()
             result.unreadable_payloads += bad
@@ -902,10 +957,27 @@ def _scan_objects(
             result.rows_prefiltered += kept
             cold.extend(((m.id, rg, row), doc) for rg, row, doc in found)
     except BaseException:
-        _cancel(fetched)
-        _cancel(f for _, f in scans)
+        stop.set()
+        _cancel(footers)
+        _cancel(streams)
+        _cancel(f for _, f in list(scans))
         raise
     return cold
+
+
+def _query_then_release(session: Session, threads: int, query: Callable[[Any], T]) -> T:
+    """`query` on a pooled autocommit connection (reads only: no BEGIN/COMMIT round trips), which then goes back
+    to the pool on a search thread: the pool's reset of a returned connection (a round trip) runs beside the
+    search instead of before its next step."""
+    cm = session.connection(autocommit=True)
+    conn = cm.__enter__()
+    try:
+        value = query(conn)
+    except BaseException:
+        cm.__exit__(*sys.exc_info())
+        raise
+    _search_pool(threads).submit(cm.__exit__, None, None, None)
+    return value
 
 
 def _search_staging(
@@ -960,8 +1032,8 @@ def _search_cold(
     if readable:
         cold = _scan_objects(store, readable, path, matcher, threads, deadline, result)
         if cold:
-            with session.connection(autocommit=True) as conn:
-                live = qdb.live_index_rows_at(conn, [position for position, _ in cold])
+            positions = [position for position, _ in cold]
+            live = _query_then_release(session, threads, lambda conn: qdb.live_index_rows_at(conn, positions))
             for position, doc in cold:
                 row = live.get(position)
                 if row is None:
@@ -997,8 +1069,7 @@ def search_archived_jobs(
     _check_page(limit, 0)
     result = SearchResult([], key, matcher.text)
     items: list[ArchivedJob] = []
-    with session.connection(autocommit=True) as conn:  # reads only: no BEGIN/COMMIT round trips
-        objects, staged_rows = qdb.search_sources(conn, filters)
+    objects, staged_rows = _query_then_release(session, threads, lambda conn: qdb.search_sources(conn, filters))
     staged: Future[tuple[list[ArchivedJob], int, int]] | None = None
     if include_staging and staged_rows:
         # Staging rows (PostgreSQL) are searched while the objects are read: neither waits for the other.

@@ -325,6 +325,12 @@ class ObjectStore(abc.ABC):
         """Read an object or a part of it. byte_range=(start, end) is half-open: bytes start..end-1
         (like a Python slice); an end past the object is clipped."""
 
+    def get_stream(self, key: str, byte_range: tuple[int, int], piece: int = 256 * 1024) -> Iterator[bytes]:
+        """The bytes of `byte_range` (half-open, as get_bytes), in order, in pieces of about `piece` bytes as they
+        arrive, from one request: a reader works on the first pieces while the rest are on the wire. A store that
+        cannot stream yields the range whole."""
+        yield self.get_bytes(key, byte_range)
+
     def open_input(self, key: str, size: int | None = None, **kwargs: Any) -> RangeReader:
         """A seekable, read-only file object fetching only the ranges it reads. Pass the size
         (from the manifest) to save a HEAD. For Parquet use `pq.ParquetFile(f, pre_buffer=True)`:

@@ -542,6 +542,40 @@ class S3Store(ObjectStore):
         assert last is not None
         raise self._translate(last, "read", key) from last
 
+    def get_stream(self, key: str, byte_range: tuple[int, int], piece: int = 256 * 1024) -> Iterator[bytes]:
+        """One ranged GET whose body is handed on piece by piece as it arrives. A body that breaks off is resumed
+        from its first missing byte by a new ranged GET (twice at most, within the store's deadline), so the pieces
+        always join up to the range (clipped at the object's end)."""
+        start, end = byte_range
+        if start < 0 or end < start:
+            raise InvalidInputError(f"invalid byte range {byte_range!r} for {key!r} (start <= end, >= 0)")
+        pos, breaks, started = start, 0, time.monotonic()
+        while pos < end:
+            try:
+                resp = self.client.get_object(Bucket=self.bucket, Key=key, Range=f"bytes={pos}-{end - 1}")
+            except bce.ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") == "InvalidRange":
+                    return
+                raise self._translate(exc, "read", key) from exc
+            except Exception as exc:
+                raise self._translate(exc, "read", key) from exc
+            body = resp["Body"]
+            try:
+                while pos < end:
+                    try:
+                        data = body.read(min(piece, end - pos))
+                    except (bce.ResponseStreamingError, bce.IncompleteReadError, bce.ReadTimeoutError) as exc:
+                        breaks += 1
+                        if breaks > 2 or time.monotonic() - started > self.deadline:
+                            raise self._translate(exc, "read", key) from exc
+                        break  # resume from pos with a new request
+                    if not data:
+                        return  # the object ends before `end`
+                    pos += len(data)
+                    yield data
+            finally:
+                body.close()
+
     def head(self, key: str) -> ObjectInfo | None:
         try:
             resp = self.client.head_object(Bucket=self.bucket, Key=key, ChecksumMode="ENABLED")
