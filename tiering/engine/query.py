@@ -807,11 +807,12 @@ _PAYLOAD_READS: OrderedDict[tuple[str, int], PayloadReads] = OrderedDict()
 _PAYLOAD_READS_LOCK = threading.Lock()
 # A search streams each read: a row group's payload chunk is decoded as soon as its last byte is in, while the rest
 # of the range is still on the wire, and only bytes a later chunk needs are kept. So a request's size no longer
-# sets memory or when decoding starts: reads go up to STREAM_MAX bytes (one request per object of the bench's
-# 100k-job flushes, against 3-4 at COALESCE_MAX: 3 ms of client CPU per request) and still several per big object,
-# read in parallel. STREAM_PIECE: how much of the body is taken at a time.
+# sets memory: reads go up to STREAM_MAX bytes, one request per object of the bench's 100k-job flushes (3-4 at
+# COALESCE_MAX). Fewer requests matter because botocore builds each one in Python, about 3 ms holding the GIL:
+# the requests of a search go out one after another. STREAM_PIECE: how much of a body is taken at a time (each
+# take needs the GIL; 256 KB pieces were slower than 1 MB ones).
 STREAM_MAX = 16 * 1024 * 1024
-STREAM_PIECE = 256 * 1024
+STREAM_PIECE = 1024 * 1024
 
 
 def _payload_reads(store: ObjectStore, m: mdb.ManifestRow, meta: Any) -> PayloadReads:
