@@ -150,3 +150,40 @@ def test_arrow_buffers_come_from_jemalloc_unless_the_environment_chooses() -> No
         pytest.skip("this pyarrow has no jemalloc pool")
     assert _arrow_pool_after(None) == ["True", "jemalloc", "True"]
     assert _arrow_pool_after("system") == ["False", "system", "True"]  # the user's choice stands
+
+
+_IMPORT_ORDER = """
+import os, sys
+if sys.argv[1] == "pyarrow-first":
+    import pyarrow
+import tiering
+import pyarrow as pa
+print(os.environ.get("ARROW_DEFAULT_MEMORY_POOL", "-"), pa.default_memory_pool().backend_name)
+"""
+
+
+def _pool_when_imported(order: str, env_pool: str | None = None) -> list[str]:
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k != memory.ARROW_POOL_ENV}
+    if env_pool is not None:
+        env[memory.ARROW_POOL_ENV] = env_pool
+    out = subprocess.run(
+        [sys.executable, "-c", _IMPORT_ORDER, order], capture_output=True, text=True, check=True, env=env
+    )
+    return out.stdout.split()
+
+
+def test_tiering_asks_arrow_for_jemalloc_before_pyarrow_loads() -> None:
+    # Arrow reads ARROW_DEFAULT_MEMORY_POOL once: tiering imported first sets it, so Arrow's C++ allocations (the
+    # Parquet writer's pages) use jemalloc too, not only what pyarrow allocates; a choice already made stands, and
+    # once pyarrow is loaded tiering leaves the environment alone
+    import pyarrow as pa
+
+    try:
+        pa.jemalloc_memory_pool()
+    except (NotImplementedError, pa.ArrowNotImplementedError):
+        pytest.skip("this pyarrow has no jemalloc pool")
+    assert _pool_when_imported("tiering-first") == ["jemalloc", "jemalloc"]
+    assert _pool_when_imported("tiering-first", "system") == ["system", "system"]
+    assert _pool_when_imported("pyarrow-first")[0] == "-"
