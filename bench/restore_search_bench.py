@@ -90,9 +90,17 @@ def run(url: str, settings: Settings, s3: Any, say: Callable[[str], None], resto
         f"WHERE json_extract_string(payload, '$.customer.id') = '{SEARCH_VALUE}'"
     )
     ducks = {"duck": duck_connection(), "duck_reread": duck_connection("enable_external_file_cache = false")}
+    wire: list[tuple[int, int]] = []  # tiering's (store requests, object bytes) per search
+
+    def tiering_search(session: Session) -> int:
+        before = store.request_count
+        found = search_archived_jobs(session, SEARCH_KEY, SEARCH_VALUE, queue=SEARCH_QUEUE)
+        wire.append((store.request_count - before, found.bytes_read))
+        return len(found)
+
     with Session(settings, database_url=url, store=store) as session:  # opened once, as DuckDB's connection is
         contenders: dict[str, Callable[[], int]] = {
-            "tiering": lambda: len(search_archived_jobs(session, SEARCH_KEY, SEARCH_VALUE, queue=SEARCH_QUEUE)),
+            "tiering": lambda: tiering_search(session),
             **{name: (lambda con=con: int(con.execute(query).fetchone()[0])) for name, con in ducks.items()},
         }
         runs = {name: [_timed(fn)] for name, fn in contenders.items()}
@@ -116,6 +124,11 @@ def run(url: str, settings: Settings, s3: Any, say: Callable[[str], None], resto
         f"  first search: tiering {runs['tiering'][0][1]:.3f} s, DuckDB {runs['duck'][0][1]:.3f} s; CPU per search "
         f"in this process (median, all threads): tiering {cpu['tiering']:.0f} ms, DuckDB {cpu['duck']:.0f} ms, "
         f"cache off {cpu['duck_reread']:.0f} ms"
+    )
+    say(
+        f"  tiering per search after the first: {statistics.median(n for n, _ in wire[1:]):.0f} store requests "
+        f"(the first: {wire[0][0]}, footers included), {statistics.median(b for _, b in wire[1:]) / 1e6:.1f} MB of "
+        "objects"
     )
 
     # restore: random cold jobs, one at a time, through a proxy that counts requests and bytes on the wire
@@ -148,6 +161,8 @@ def run(url: str, settings: Settings, s3: Any, say: Callable[[str], None], resto
         "search_duckdb_first_seconds": round(runs["duck"][0][1], 4),
         "search_cpu_ms": round(cpu["tiering"], 1),
         "search_duckdb_cpu_ms": round(cpu["duck"], 1),
+        "search_requests": statistics.median(n for n, _ in wire[1:]),
+        "search_object_bytes": statistics.median(b for _, b in wire[1:]),
         "search_duckdb_reread_seconds": round(r_med, 4),
         "search_vs_duckdb_reread": round(t_med / r_med, 3),
         "search_duckdb_seconds": round(d_med, 4),

@@ -889,6 +889,18 @@ def _search_pool(threads: int) -> ThreadPoolExecutor:
         return pool
 
 
+RELEASE_THREADS = 2  # returned connections being reset; kept apart so that a busy search pool never delays them
+
+
+def _release_pool() -> ThreadPoolExecutor:
+    """The threads that give search connections back to the pool (key 0 of _POOLS: search pools have size >= 1)."""
+    with _POOLS_LOCK:
+        pool = _POOLS.get(0)
+        if pool is None:
+            pool = _POOLS[0] = ThreadPoolExecutor(RELEASE_THREADS, thread_name_prefix="tiering-release")
+        return pool
+
+
 def _forget_pools() -> None:
     """A forked child has none of its parent's threads: it starts its own pools."""
     global _POOLS_LOCK
@@ -966,9 +978,9 @@ def _scan_objects(
     return cold
 
 
-def _query_then_release(session: Session, threads: int, query: Callable[[Any], T]) -> T:
+def _query_then_release(session: Session, query: Callable[[Any], T]) -> T:
     """`query` on a pooled autocommit connection (reads only: no BEGIN/COMMIT round trips), which then goes back
-    to the pool on a search thread: the pool's reset of a returned connection (a round trip) runs beside the
+    to the pool on a release thread: the pool's reset of a returned connection (a round trip) runs beside the
     search instead of before its next step."""
     cm = session.connection(autocommit=True)
     conn = cm.__enter__()
@@ -977,7 +989,7 @@ def _query_then_release(session: Session, threads: int, query: Callable[[Any], T
     except BaseException:
         cm.__exit__(*sys.exc_info())
         raise
-    _search_pool(threads).submit(cm.__exit__, None, None, None)
+    _release_pool().submit(cm.__exit__, None, None, None)
     return value
 
 
@@ -1034,7 +1046,7 @@ def _search_cold(
         cold = _scan_objects(store, readable, path, matcher, threads, deadline, result)
         if cold:
             positions = [position for position, _ in cold]
-            live = _query_then_release(session, threads, lambda conn: qdb.live_index_rows_at(conn, positions))
+            live = _query_then_release(session, lambda conn: qdb.live_index_rows_at(conn, positions))
             for position, doc in cold:
                 row = live.get(position)
                 if row is None:
@@ -1070,7 +1082,7 @@ def search_archived_jobs(
     _check_page(limit, 0)
     result = SearchResult([], key, matcher.text)
     items: list[ArchivedJob] = []
-    objects, staged_rows = _query_then_release(session, threads, lambda conn: qdb.search_sources(conn, filters))
+    objects, staged_rows = _query_then_release(session, lambda conn: qdb.search_sources(conn, filters))
     staged: Future[tuple[list[ArchivedJob], int, int]] | None = None
     if include_staging and staged_rows:
         # Staging rows (PostgreSQL) are searched while the objects are read: neither waits for the other.
