@@ -99,3 +99,51 @@ def test_a_stopped_search_hands_on_no_more_chunks() -> None:
 
     Q._stream_payloads(store, "k", seg, chunks, None, stop, dispatch)  # type: ignore[arg-type]
     assert got == [0]
+
+
+def test_streams_wait_for_scans_past_the_queue_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With room for one chunk, every chunk waits for the one before to be scanned: the search still finds every
+    match (no deadlock, nothing dropped), and no more than one chunk is ever queued."""
+    data, table = _object()
+    meta = pq.read_metadata(io.BytesIO(data))
+    store = PieceStore(data, 333)
+    pqio.cached_footer((store.uri("k"), len(data)), lambda: meta)
+    peak = [0]
+
+    class Watched(Q._ByteBudget):
+        def take(self, n: int, stop: threading.Event, deadline: float | None) -> bool:
+            ok = super().take(n, stop, deadline)
+            peak[0] = max(peak[0], self.used)
+            return ok
+
+    monkeypatch.setattr(Q, "_ByteBudget", Watched)
+    monkeypatch.setattr(Q, "SCAN_QUEUE_BYTES", 1)
+    m = SimpleNamespace(id=7, key="k", bytes=len(data))
+    result = Q.SearchResult([], "customer.id", "5")
+    found = Q._scan_objects(store, [m], ["customer", "id"], Q.ValueMatcher("5"), 8, None, result)  # type: ignore[arg-type, list-item]
+    payloads = table.column("payload").to_pylist()
+    want = {(7, i // 100, i % 100) for i, p in enumerate(payloads) if json.loads(p)["customer"]["id"] == "5"}
+    assert {position for position, _ in found} == want and len(want) == 25
+    assert result.rows_scanned == 900
+    chunk = max(b - a for a, b in (pqio.row_group_range(meta, rg, ["payload"]) for rg in range(9)))
+    assert 0 < peak[0] <= chunk
+
+
+def test_a_byte_budget_waits_for_room_and_a_stop() -> None:
+    budget, stop = Q._ByteBudget(100), threading.Event()
+    assert budget.take(300, stop, None) and budget.used == 300  # bigger than the limit: goes alone
+    budget.give(300)
+    assert budget.take(80, stop, None)
+    took: list[bool] = []
+    waiter = threading.Thread(target=lambda: took.append(budget.take(30, stop, None)))
+    waiter.start()
+    waiter.join(0.2)
+    assert waiter.is_alive() and not took  # 80 + 30 > 100: waits
+    budget.give(80)
+    waiter.join(2)
+    assert took == [True] and budget.used == 30
+    blocked = threading.Thread(target=lambda: took.append(budget.take(90, stop, None)))
+    blocked.start()
+    stop.set()
+    blocked.join(2)
+    assert took == [True, False] and budget.used == 30

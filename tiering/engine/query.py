@@ -873,19 +873,21 @@ def _stream_payloads(
         )
 
 
-_POOLS: dict[int, ThreadPoolExecutor] = {}
+_POOLS: dict[tuple[str, int], ThreadPoolExecutor] = {}
 _POOLS_LOCK = threading.Lock()
 
 
-def _search_pool(threads: int) -> ThreadPoolExecutor:
-    """The process's search threads (one pool per size, started on first use and kept): a search then starts no
-    thread and finds its S3 connections and decoders warm. Tasks on it never wait for other tasks on it (only the
-    calling thread waits), so searches sharing it cannot deadlock."""
-    size = max(1, threads)
+def _search_pool(threads: int, kind: str = "io") -> ThreadPoolExecutor:
+    """The process's search threads (one pool per kind and size, started on first use and kept): a search then
+    starts no thread and finds its S3 connections and decoders warm. "io" pools read (footers, payload streams,
+    staging); "scan" pools decode and match. Scan tasks never wait for anything, and io tasks wait only for scans
+    (a stream waits while its search's queued chunks are over SCAN_QUEUE_BYTES), so searches sharing the pools
+    cannot deadlock."""
+    key = (kind, max(1, threads))
     with _POOLS_LOCK:
-        pool = _POOLS.get(size)
+        pool = _POOLS.get(key)
         if pool is None:
-            pool = _POOLS[size] = ThreadPoolExecutor(size, thread_name_prefix="tiering-search")
+            pool = _POOLS[key] = ThreadPoolExecutor(key[1], thread_name_prefix=f"tiering-{kind}")
         return pool
 
 
@@ -893,12 +895,8 @@ RELEASE_THREADS = 2  # returned connections being reset; kept apart so that a bu
 
 
 def _release_pool() -> ThreadPoolExecutor:
-    """The threads that give search connections back to the pool (key 0 of _POOLS: search pools have size >= 1)."""
-    with _POOLS_LOCK:
-        pool = _POOLS.get(0)
-        if pool is None:
-            pool = _POOLS[0] = ThreadPoolExecutor(RELEASE_THREADS, thread_name_prefix="tiering-release")
-        return pool
+    """The threads that give search connections back to the pool."""
+    return _search_pool(RELEASE_THREADS, "release")
 
 
 def _forget_pools() -> None:
@@ -916,6 +914,37 @@ def _cancel(futures: Iterable[Future[Any]]) -> None:
         future.cancel()
 
 
+SCAN_QUEUE_BYTES = 64 * 1024 * 1024  # payload chunks of one search handed on and not yet scanned, at most
+
+
+class _ByteBudget:
+    """Bytes in flight, bounded: take() waits while `limit` would be passed (a chunk bigger than the limit alone
+    goes when nothing else is in flight), so streams read no faster than scans keep up and a search over many
+    objects holds a bounded part of their payloads, not all of it."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.used = limit, 0
+        self._cond = threading.Condition()
+
+    def take(self, n: int, stop: threading.Event, deadline: float | None) -> bool:
+        """False when `stop` is set before there was room; OperationTimeout past `deadline`."""
+        with self._cond:
+            while self.used and self.used + n > self.limit:
+                if stop.is_set():
+                    return False
+                _check_deadline(deadline)
+                self._cond.wait(0.05)
+            if stop.is_set():
+                return False
+            self.used += n
+            return True
+
+    def give(self, n: int) -> None:
+        with self._cond:
+            self.used -= n
+            self._cond.notify_all()
+
+
 def _scan_objects(
     store: ObjectStore,
     readable: list[mdb.ManifestRow],
@@ -931,14 +960,19 @@ def _scan_objects(
     the GIL), while the rest of its range is still arriving."""
     cold: list[tuple[tuple[int, int, int], Any]] = []
     pool = _search_pool(threads)
-    scan_pool = _search_pool(min(threads, SCAN_THREADS))
+    scan_pool = _search_pool(min(threads, SCAN_THREADS), "scan")
+    queued = _ByteBudget(SCAN_QUEUE_BYTES)
     pattern = matcher.key_pattern(path)
     stop = threading.Event()  # set on failure: streams still running stop handing on chunks
     scans: list[tuple[mdb.ManifestRow, Future[tuple[list[tuple[int, int, Any]], int, int, int]]]] = []
 
     def dispatcher(m: mdb.ManifestRow, meta: Any) -> Callable[[int, pqio.Segment], None]:
         def dispatch(rg: int, segment: pqio.Segment) -> None:
+            size = len(segment[1])
+            if not queued.take(size, stop, deadline):
+                return  # the search stopped
             future = scan_pool.submit(_scan_payloads, meta, m.bytes, segment, rg, path, matcher, pattern, deadline)
+            future.add_done_callback(lambda _: queued.give(size))
             scans.append((m, future))  # list.append is atomic; read once every stream has ended
 
         return dispatch
