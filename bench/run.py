@@ -245,6 +245,18 @@ def get(url: str) -> float:
 
 
 # --------------------------------------------------------------------------------------------- end to end, local
+def autovacuum_since(url: str, since: datetime) -> list[str]:
+    """Which tables autovacuum vacuumed or analysed after `since`: its work on the rows a run deleted or inserted is
+    PostgreSQL CPU of the run's window, done or not depending on where autovacuum's naptime falls."""
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            """SELECT relname, last_autovacuum >= %(t)s, last_autoanalyze >= %(t)s FROM pg_stat_user_tables
+                WHERE last_autovacuum >= %(t)s OR last_autoanalyze >= %(t)s ORDER BY relname""",
+            {"t": since},
+        ).fetchall()
+    return [f"{name} ({'+'.join(k for k, done in (('vacuum', v), ('analyze', a)) if done)})" for name, v, a in rows]
+
+
 def bench_end_to_end(urls: dict[str, str], policy_file: Path, base: str) -> None:
     say("\n== end to end: hot -> committed objects (local store)")
     home = OUT / "home-e2e"
@@ -254,8 +266,10 @@ def bench_end_to_end(urls: dict[str, str], policy_file: Path, base: str) -> None
     with api_server(env) as api:
         get(api + "/api/archive/jobs?limit=50")  # warm: imports, pool, migrations check
         server_before = server_cpu()
+        run_started = datetime.now(UTC)
         run = run_cli("e2e", args, env)
         run_server_cpu = server_cpu() - server_before
+        autovacuumed = autovacuum_since(urls["e2e"], run_started)
         first = get(api + "/api/archive/jobs?limit=50")
         fresh = [first] + [get(api + "/api/archive/jobs?limit=50") for _ in range(4)]
         with psycopg.connect(urls["e2e"], autocommit=True) as conn:
@@ -268,6 +282,8 @@ def bench_end_to_end(urls: dict[str, str], policy_file: Path, base: str) -> None
         f"tiering archive run: {n:,} jobs in {run['seconds']:.1f} s = {rate:,.0f} jobs/s; {n_objects} objects, "
         f"{cold_bytes / n:.1f} cold bytes/job; peak RSS {run['rss_mb']:.0f} MB"
     )
+    say(f"  autovacuum/autoanalyze of bench_e2e's tables during the run (counted in PostgreSQL's CPU): "
+        f"{', '.join(autovacuumed) or 'none'}")  # fmt: skip
     flush = run["doc"].get("flush") or {}
     if flush.get("phase_seconds"):
         say(f"  flush phases (summed over workers): {flush['phase_seconds']}")
