@@ -5,9 +5,10 @@
 - `query_archived_jobs(session)`: a builder with the same filters plus created_at bounds; with
   `.with_payload(True)` it reads, for the page's cold jobs, only the row groups that hold them.
 - `search_archived_jobs`: payload `key` (dotted path) equal to a value typed by a user; staging rows are
-  streamed with a server-side cursor and decoded in Python, cold objects (pruned by the manifest) are read in
-  parallel threads, `id` and `payload` columns only, with a vectorised substring prefilter before the exact
-  JSON check. Jobs already restored (index `restored_at`) are excluded.
+  streamed with a server-side cursor and decoded in Python, cold objects (pruned by the manifest) are streamed
+  in parallel, the payload column only, each row group decoded as soon as its chunk is in, with a vectorised
+  substring prefilter before the exact JSON check; matched rows are mapped to jobs through the job index. Jobs
+  already restored (index `restored_at`) are excluded.
 - `get_archived_job`: one job, for `archive show` and the API.
 """
 
