@@ -179,6 +179,33 @@ def test_a_sessions_adbc_connections_share_one_driver_database(db_url: str) -> N
     assert started == 4
 
 
+def test_without_the_driver_managers_shared_holder_each_connection_has_its_own_database(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The shared driver database rests on adbc_driver_manager's private holder: where a release lacks it, a
+    session's connections each open their own (as before sharing) and still work, and closing one leaves the
+    others usable."""
+    from tiering.context import Session
+    from tiering.db import arrow
+
+    monkeypatch.setattr(arrow, "_SHARED_DATABASE", None)
+    session = Session(Settings(database_url=db_url), database_url=db_url)
+    try:
+        with session.arrow_connection() as a:
+            with session.arrow_connection() as b:
+                cur = b.cursor()
+                cur.execute("SELECT 1 AS one")
+                assert cur.fetchall() == [(1,)]
+                cur.close()
+            cur = a.cursor()
+            cur.execute("SELECT '00000000-0000-4000-8000-000000000002'::uuid AS id")
+            assert str(cur.fetch_arrow_table().to_pylist()[0]["id"]) == "00000000-0000-4000-8000-000000000002"
+            cur.close()
+            a.rollback()
+    finally:
+        session.close()
+
+
 def test_rows_already_staged_are_flushed_beside_the_direct_path(db_url: str, tmp_path: Path) -> None:
     settings = Settings(home=tmp_path, store_url=(tmp_path / "objects").as_uri(), database_url=db_url)
     store = open_store(settings)

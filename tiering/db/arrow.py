@@ -39,6 +39,11 @@ def connect_arrow(url: str) -> ArrowConnection:
         raise DatabaseError(f"cannot connect to the database (ADBC): {exc}") from exc
 
 
+# adbc_driver_manager's reference-counted holder of a driver database, which its dbapi connections share (private,
+# present from 1.0 to at least 1.13)
+_SHARED_DATABASE: Any = getattr(adbc_dbapi, "_SharedDatabase", None)
+
+
 class ArrowDatabase:
     """ADBC connections to one database that share the driver's database object: a fresh one connects once more
     and reads pg_type to build its type lookups, 40 ms of CPU (0.4 s on a busy machine) for every connection, and
@@ -56,9 +61,11 @@ class ArrowDatabase:
             with self._lock:
                 if self._closed:
                     raise DatabaseError("the ADBC database of this session is closed")
-                if self._shared is None:
-                    self._shared = adbc_dbapi._SharedDatabase(adbc_pg.connect(self._url))
+                if self._shared is None and _SHARED_DATABASE is not None:
+                    self._shared = _SHARED_DATABASE(adbc_pg.connect(self._url))
                 shared = self._shared
+            if shared is None:  # a driver manager without its (private) holder: a database per connection
+                return connect_arrow(self._url)
             # the connection takes a reference of its own (released by its close())
             return adbc_dbapi.Connection(shared, adbc_driver_manager.AdbcConnection(shared._db))
         except DatabaseError:
