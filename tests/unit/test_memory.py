@@ -131,25 +131,30 @@ print(chosen, pa.default_memory_pool().backend_name, pa.default_memory_pool().by
 """
 
 
-def _arrow_pool_after(env_pool: str | None) -> list[str]:
+def _python_with_pool(script: str, *args: str, env_pool: str | None = None) -> list[str]:
+    """The words `script` prints in a fresh interpreter, ARROW_DEFAULT_MEMORY_POOL set to `env_pool` (or unset)."""
     import os
 
     env = {k: v for k, v in os.environ.items() if k != memory.ARROW_POOL_ENV}
     if env_pool is not None:
         env[memory.ARROW_POOL_ENV] = env_pool
-    out = subprocess.run([sys.executable, "-c", _ARROW_POOL], capture_output=True, text=True, check=True, env=env)
+    out = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, check=True, env=env)
     return out.stdout.split()
 
 
-def test_arrow_buffers_come_from_jemalloc_unless_the_environment_chooses() -> None:
+def _skip_without_jemalloc() -> None:
     import pyarrow as pa
 
     try:
         pa.jemalloc_memory_pool()
     except (NotImplementedError, pa.ArrowNotImplementedError):
         pytest.skip("this pyarrow has no jemalloc pool")
-    assert _arrow_pool_after(None) == ["True", "jemalloc", "True"]
-    assert _arrow_pool_after("system") == ["False", "system", "True"]  # the user's choice stands
+
+
+def test_arrow_buffers_come_from_jemalloc_unless_the_environment_chooses() -> None:
+    _skip_without_jemalloc()
+    assert _python_with_pool(_ARROW_POOL) == ["True", "jemalloc", "True"]
+    assert _python_with_pool(_ARROW_POOL, env_pool="system") == ["False", "system", "True"]  # the user's choice stands
 
 
 _IMPORT_ORDER = """
@@ -162,28 +167,11 @@ print(os.environ.get("ARROW_DEFAULT_MEMORY_POOL", "-"), pa.default_memory_pool()
 """
 
 
-def _pool_when_imported(order: str, env_pool: str | None = None) -> list[str]:
-    import os
-
-    env = {k: v for k, v in os.environ.items() if k != memory.ARROW_POOL_ENV}
-    if env_pool is not None:
-        env[memory.ARROW_POOL_ENV] = env_pool
-    out = subprocess.run(
-        [sys.executable, "-c", _IMPORT_ORDER, order], capture_output=True, text=True, check=True, env=env
-    )
-    return out.stdout.split()
-
-
 def test_tiering_asks_arrow_for_jemalloc_before_pyarrow_loads() -> None:
     # Arrow reads ARROW_DEFAULT_MEMORY_POOL once: tiering imported first sets it, so Arrow's C++ allocations (the
     # Parquet writer's pages) use jemalloc too, not only what pyarrow allocates; a choice already made stands, and
     # once pyarrow is loaded tiering leaves the environment alone
-    import pyarrow as pa
-
-    try:
-        pa.jemalloc_memory_pool()
-    except (NotImplementedError, pa.ArrowNotImplementedError):
-        pytest.skip("this pyarrow has no jemalloc pool")
-    assert _pool_when_imported("tiering-first") == ["jemalloc", "jemalloc"]
-    assert _pool_when_imported("tiering-first", "system") == ["system", "system"]
-    assert _pool_when_imported("pyarrow-first")[0] == "-"
+    _skip_without_jemalloc()
+    assert _python_with_pool(_IMPORT_ORDER, "tiering-first") == ["jemalloc", "jemalloc"]
+    assert _python_with_pool(_IMPORT_ORDER, "tiering-first", env_pool="system") == ["system", "system"]
+    assert _python_with_pool(_IMPORT_ORDER, "pyarrow-first")[0] == "-"
