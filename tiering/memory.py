@@ -96,3 +96,10 @@ def use_jemalloc_for_arrow() -> bool:
         return False
     pa.set_memory_pool(pool)
     return True
+
+
+def prepare_for_bulk_io() -> None:
+    """Both settings a flush wants before its scan and rounds: big malloc blocks mapped on their own, and Arrow's
+    buffers from jemalloc. Each is idempotent, so every entry point of a flush calls this once."""
+    fix_mmap_threshold()
+    use_jemalloc_for_arrow()

@@ -310,8 +310,7 @@ def flush_hot(
     store, settings = session.store, session.settings
     claim_rows = claim_rows or settings.round_rows
     stats.abandoned_cleaned += recover_abandoned(session)  # a crashed direct round's objects, before new ones
-    memory.fix_mmap_threshold()  # the scan's and the rounds' big blocks mapped on their own (tiering.memory)
-    memory.use_jemalloc_for_arrow()
+    memory.prepare_for_bulk_io()  # the scan's and the rounds' big blocks (tiering.memory)
     eligible = _scan_eligible(session, pred, workers or settings.workers)
     chunks = _tid_chunks(eligible, claim_rows)
     del eligible
@@ -476,8 +475,7 @@ def _run_rounds(
         except BaseException as exc:  # noqa: BLE001 - re-raised by the caller
             errors.append(exc)
 
-    memory.fix_mmap_threshold()  # rounds' big blocks mapped on their own, not left in malloc's heaps
-    memory.use_jemalloc_for_arrow()
+    memory.prepare_for_bulk_io()  # rounds' big blocks mapped on their own, not left in malloc's heaps
     threads = [threading.Thread(target=worker, args=(i,), name=f"tiering-flush-{i}") for i in range(max(1, workers))]
     for t in threads:
         t.start()
