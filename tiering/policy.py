@@ -233,8 +233,12 @@ class EligibilityClause:
 
     @property
     def stored_statuses(self) -> list[str]:
-        """The plain and the legacy quoted spellings, as they may sit in the status column."""
-        return [s for status in self.statuses for s in (status, f'"{status}"')]
+        return stored_spellings(self.statuses)
+
+
+def stored_spellings(statuses: tuple[str, ...]) -> list[str]:
+    """The plain and the legacy quoted spellings of `statuses`, as they may sit in the status column."""
+    return [s for status in statuses for s in (status, f'"{status}"')]
 
 
 def eligibility_clauses(policy: ArchivalPolicy, now: datetime) -> list[EligibilityClause]:

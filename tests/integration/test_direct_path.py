@@ -462,7 +462,7 @@ def test_the_eligible_scan_split_over_connections_finds_every_job_once(
 
     def spying(conn: Any, pred: Any, blocks: Any = None) -> Any:
         found = real_scan(conn, pred, blocks)
-        scans.append((blocks, sum(len(t) for t in found.values())))
+        scans.append((blocks, sum(len(t) for t in found.tids.values())))
         return found
 
     monkeypatch.setattr(flush_mod, "MIN_SCAN_BLOCKS", 1)
@@ -680,3 +680,74 @@ def test_erase_is_linearizable_with_a_direct_round(db_url: str, tmp_path: Path) 
     _run(db_url, store, settings, ARCHIVE_ALL)
     report = verify_archive(session_for(db_url, store, settings), deep=True)
     assert report.ok, report.to_dict()
+
+
+def _left_behind_world(db_url: str, tmp_path: Path) -> tuple[Any, Settings, ArchivalPolicy]:
+    """Finished jobs of every kind a run leaves hot: not yet due (young), a status the policy never archives (Dead),
+    one in a queue whose override keeps it longer, one in the legacy quoted spelling, plus due ones and pending."""
+    from datetime import timedelta
+
+    settings = Settings(home=tmp_path, store_url=(tmp_path / "objects").as_uri(), database_url=db_url)
+    with psycopg.connect(db_url) as conn:
+        for age in (1, 2, 3):
+            insert_job(conn, status="Completed", age=timedelta(days=age))  # young: stays
+        for _ in range(4):
+            insert_job(conn, status="Completed", age=timedelta(days=60))  # due
+            insert_job(conn, status="Dead", age=timedelta(days=60))  # never archived by this policy
+        insert_job(conn, status='"Failed"', age=timedelta(days=2))  # quoted spelling, young
+        insert_job(conn, status="Failed", age=timedelta(days=60), queue="keep")  # its queue keeps it 90 days
+        insert_job(conn, status="Pending", age=timedelta(days=60))  # not finished: never counted
+        conn.commit()
+    policy = ArchivalPolicy(archive_dead_after=None).with_queue_specific_policy("keep", timedelta(days=90))
+    return open_store(settings), settings, policy
+
+
+def test_left_behind_is_counted_by_the_eligible_scan(
+    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A direct run reports what it left hot from the counts of its one scan of the hot table (no second full scan
+    at its end): the same counts, per status and with the same reasons, as counting the hot table afterwards."""
+    from tiering.db import query as qdb
+    from tiering.engine.archive import explain_left_behind
+
+    store, settings, policy = _left_behind_world(db_url, tmp_path)
+    real = qdb.finished_hot_counts
+    counted: list[Any] = []
+    monkeypatch.setattr(qdb, "finished_hot_counts", lambda *a, **k: counted.append(a) or real(*a, **k))
+
+    result = _run(db_url, store, settings, policy)
+
+    assert result["jobs_archived"] == 4 and result["flush"]["jobs_flushed"] == 4
+    assert counted == []  # no count after the run
+    with psycopg.connect(db_url) as conn:
+        after = real(conn)
+    assert after == {"Completed": 3, "Dead": 4, "Failed": 2}
+    assert result["left_behind"] == explain_left_behind(policy, after)
+    assert "never archives" in result["left_behind"]["Dead"]["reason"]
+    assert "not yet due" in result["left_behind"]["Failed"]["reason"]
+
+
+def test_left_behind_of_one_queue_counts_that_queue(db_url: str, tmp_path: Path) -> None:
+    store, settings, policy = _left_behind_world(db_url, tmp_path)
+    result = run_archival(
+        session_for(db_url, store, settings), queue="keep", policy=policy, config=CONFIG, reason="manual",
+        initiated_by="direct-test", purge=False,
+    )  # fmt: skip
+    assert result["jobs_archived"] == 0
+    assert {s: v["jobs"] for s, v in result["left_behind"].items()} == {"Failed": 1}
+
+
+def test_an_eligible_job_another_run_holds_is_counted_as_left_behind(db_url: str, tmp_path: Path) -> None:
+    """When the run could not take every job its scan found eligible (here one held by another transaction's row
+    lock, as a concurrent run or Hammerwork's archiver holds it), the scan's counts would miss it: the run counts
+    the hot table afterwards instead, so the held job is reported as still hot."""
+    store, settings, policy = _left_behind_world(db_url, tmp_path)
+    with psycopg.connect(db_url) as holder:
+        held = holder.execute(
+            "SELECT id FROM hammerwork_jobs WHERE status = 'Completed' AND completed_at < now() - interval '30 days'"
+            " LIMIT 1 FOR UPDATE"
+        ).fetchone()
+        assert held is not None
+        result = _run(db_url, store, settings, policy)
+    assert result["jobs_archived"] == 3
+    assert {s: v["jobs"] for s, v in result["left_behind"].items()} == {"Completed": 4, "Dead": 4, "Failed": 2}

@@ -157,7 +157,7 @@ def test_direct_paths_scan_of_eligible_jobs_scans_staging_once(hot_jobs_and_empt
             cur.execute(scans)
             assert cur.fetchall() == [(0,)]
             eligible = arrowdb.eligible_hot(conn, pred)
-            assert sum(len(tids) for tids in eligible.values()) == 300
+            assert sum(len(tids) for tids in eligible.tids.values()) == 300
             cur.execute(scans)
             assert cur.fetchall() == [(1,)]
             cur.execute("SELECT current_setting('enable_nestloop')")
@@ -193,7 +193,7 @@ def test_direct_claim_reads_only_its_tids(hot_jobs_and_empty_staging: str) -> No
             cur.execute(scans)
             before = cur.fetchall()[0][0]
             claim, reader = arrowdb.stream_claimed_hot(
-                conn, pred, "default", eligible["default"], (), "STANDARD", reason="Manual", archived_by=None
+                conn, pred, "default", eligible.tids["default"], (), "STANDARD", reason="Manual", archived_by=None
             )
             try:
                 assert sum(batch.num_rows for batch in reader) == 300

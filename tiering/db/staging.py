@@ -42,6 +42,17 @@ class Predicate:
     clause: sql.Composable
     params: dict[str, Any]
     hot_clause: sql.Composable
+    queue: str | None = None  # the run's one queue, if any (hot_clause holds it too)
+
+
+# The two parts of eligibility beyond the hot row: a job whose id already sits in staging is never moved twice (the
+# insert would collide), and a hot copy Hammerwork marked archived whose archive copy is already cold is settled,
+# never archived again. (_refused asks the same of a staging move's claimed ids.)
+NOT_STAGED = "NOT EXISTS (SELECT 1 FROM hammerwork_jobs_archive a WHERE a.id = h.id)"
+NOT_A_COLD_COPY = (
+    "(h.archived_at IS NULL OR NOT EXISTS ("
+    "SELECT 1 FROM tiering_job_index x WHERE x.job_id = h.id AND x.restored_at IS NULL))"
+)
 
 
 def eligibility_predicate(clauses: Sequence[EligibilityClause], queue: str | None) -> Predicate:
@@ -67,20 +78,8 @@ def eligibility_predicate(clauses: Sequence[EligibilityClause], queue: str | Non
     if queue is not None:
         params["only_queue"] = queue
         where = sql.Composed([where, sql.SQL(" AND h.queue_name = %(only_queue)s")])
-    # A job whose id already sits in staging is never moved twice (the insert would collide), and a hot copy
-    # Hammerwork marked archived whose archive copy is already cold is settled, never archived again.
-    # (_refused asks the same of a staging move's claimed ids.)
-    full = sql.Composed(
-        [
-            where,
-            sql.SQL(
-                " AND NOT EXISTS (SELECT 1 FROM hammerwork_jobs_archive a WHERE a.id = h.id)"
-                " AND (h.archived_at IS NULL OR NOT EXISTS ("
-                "SELECT 1 FROM tiering_job_index x WHERE x.job_id = h.id AND x.restored_at IS NULL))"
-            ),
-        ]
-    )
-    return Predicate(full, params, where)
+    full = sql.Composed([where, sql.SQL(f" AND {NOT_STAGED} AND {NOT_A_COLD_COPY}")])
+    return Predicate(full, params, where, queue)
 
 
 def _claim_query(pred: Predicate, columns: str, skip: Sequence[Any]) -> sql.Composed:

@@ -453,13 +453,18 @@ def count_eligible_jobs(
 
 
 def left_behind(session: Session, queue: str | None, policy: ArchivalPolicy) -> dict[str, dict[str, Any]]:
-    """Finished jobs still hot after a run, per status, with the reason: not yet due (the policy's age for that
-    status, or a queue's override) or a status the policy never archives."""
+    """Finished jobs still hot after a run, per status, with the reason (explain_left_behind)."""
     from tiering.db import query as qdb
-    from tiering.policy import format_duration
 
     with session.connection() as conn:
-        counts = qdb.finished_hot_counts(conn, queue)
+        return explain_left_behind(policy, qdb.finished_hot_counts(conn, queue))
+
+
+def explain_left_behind(policy: ArchivalPolicy, counts: dict[str, int]) -> dict[str, dict[str, Any]]:
+    """Finished jobs the run left hot, per status, with the reason: not yet due (the policy's age for that status,
+    or a queue's override) or a status the policy never archives."""
+    from tiering.policy import format_duration
+
     out: dict[str, dict[str, Any]] = {}
     for status, n in sorted(counts.items()):
         after = policy.threshold_for(status)

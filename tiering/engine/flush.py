@@ -9,6 +9,7 @@ place; pending rows whose flusher died (its advisory lock is free) are cleaned b
 
 from __future__ import annotations
 
+import functools
 import logging
 import queue as queue_mod
 import shutil
@@ -77,6 +78,10 @@ class FlushStats:
     hot_copies_settled: int = 0  # hot rows Hammerwork only marked archived, removed (their copy moved on)
     duplicates_settled: list[dict[str, Any]] = field(default_factory=list)  # staged copies of cold jobs dropped
     execution_time_s: float = 0.0
+    # the direct path's scan of the hot table: how many jobs it found eligible, and the finished jobs the policy
+    # leaves hot per plain status (None: no direct path ran)
+    scanned_eligible: int | None = None
+    scanned_not_due: dict[str, int] = field(default_factory=dict)
     operation_id: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -311,9 +316,10 @@ def flush_hot(
     claim_rows = claim_rows or settings.round_rows
     stats.abandoned_cleaned += recover_abandoned(session)  # a crashed direct round's objects, before new ones
     memory.prepare_for_bulk_io()  # the scan's and the rounds' big blocks (tiering.memory)
-    eligible = _scan_eligible(session, pred, workers or settings.workers)
-    chunks = _tid_chunks(eligible, claim_rows)
-    del eligible
+    scan = _scan_eligible(session, pred, workers or settings.workers)
+    stats.scanned_eligible, stats.scanned_not_due = scan.eligible, dict(scan.not_due)
+    chunks = _tid_chunks(scan.tids, claim_rows)
+    del scan
     memory.release_free_memory()  # what the scan's drivers freed
     groups = sorted(((q, key, len(tids)) for (q, key), tids in chunks.items()), key=lambda g: (-g[2], g[0], g[1]))
     source = _HotSource(pred, reason, initiated_by, on_moved, chunks)
@@ -332,7 +338,7 @@ def flush_hot(
     return not job.stopped
 
 
-def _scan_eligible(session: Session, pred: staging.Predicate, parts: int) -> dict[str, pa.Array]:
+def _scan_eligible(session: Session, pred: staging.Predicate, parts: int) -> arrowdb.HotScan:
     """arrowdb.eligible_hot over the whole hot table, cut into `parts` block ranges scanned at once on as many
     connections: the scan is the run's first step and ran alone on one core (300k jobs: 0.8-0.9 s, growing with
     the table). Each queue's tids come back in table order, as one scan gives them."""
@@ -343,16 +349,14 @@ def _scan_eligible(session: Session, pred: staging.Predicate, parts: int) -> dic
     if total < parts * MIN_SCAN_BLOCKS:
         ranges = [(0, None)]
 
-    def scan(blocks: tuple[int, int | None]) -> dict[str, pa.Array]:
+    def scan(blocks: tuple[int, int | None]) -> arrowdb.HotScan:
         with session.arrow_connection() as conn:
             found = arrowdb.eligible_hot(conn, pred, blocks)
             conn.rollback()
             return found
 
     with ThreadPoolExecutor(len(ranges), thread_name_prefix="tiering-scan") as pool:
-        found = list(pool.map(scan, ranges))
-    queues = sorted({q for part in found for q in part})
-    return {q: pa.concat_arrays([part[q] for part in found if q in part]) for q in queues}
+        return functools.reduce(arrowdb.HotScan.add, pool.map(scan, ranges))
 
 
 MIN_SCAN_BLOCKS = 1024  # a smaller table is scanned whole, on one connection

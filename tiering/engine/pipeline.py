@@ -64,7 +64,7 @@ def run_archival(
         progress=lambda n: progress("archived", n), direct=direct, analyse=not flushing,
     )  # fmt: skip
     result: dict[str, Any] = stats.to_dict()
-    from tiering.engine.archive import Background, analysing, left_behind
+    from tiering.engine.archive import Background, analysing, explain_left_behind, left_behind
 
     if not flushing:
         result["left_behind"] = left_behind(session, queue, policy)  # why finished jobs stayed in hammerwork_jobs
@@ -74,14 +74,21 @@ def run_archival(
         # what the move bulk-changed (the hot table) is analysed, and what it left behind counted, beside the flush
         # instead of before it
         with analysing(session, stats.changed_tables):
-            behind = Background(lambda: left_behind(session, queue, policy), "left-behind")
+            behind = None
+            if carried is not None and carried.scanned_eligible == stats.jobs_archived:
+                # every job the direct path's scan found eligible moved: what stays hot is what that scan counted
+                # beside them (as of the scan: a job finishing during the run shows in the next run's count)
+                result["left_behind"] = explain_left_behind(policy, carried.scanned_not_due)
+            else:  # some eligible job stayed (another run held it, it changed, it was refused): count them all
+                behind = Background(lambda: left_behind(session, queue, policy), "left-behind")
             try:
                 result["flush"] = run_flush(
                     session, policy, config, queue=queue, initiated_by=initiated_by, progress=progress,
                     crash_hook=crash_hook, carried=carried,
                 )  # fmt: skip
             finally:
-                result["left_behind"] = behind.join(reraise=sys.exc_info()[0] is None)
+                if behind is not None:
+                    result["left_behind"] = behind.join(reraise=sys.exc_info()[0] is None)
         if result["flush"].get("compression_ratio") is not None:
             # one definition with `stats`: the flushed objects' bytes / their original payload bytes
             result["staging_compression_ratio"] = result["compression_ratio"]
