@@ -286,7 +286,7 @@ def bench_end_to_end(urls: dict[str, str], policy_file: Path, base: str) -> None
         f"{', '.join(autovacuumed) or 'none'}")  # fmt: skip
     flush = run["doc"].get("flush") or {}
     if flush.get("phase_seconds"):
-        say(f"  flush phases (summed over workers): {flush['phase_seconds']}")
+        say(f"  flush phases (summed over workers; the eligible scan once, before them): {flush['phase_seconds']}")
     say(
         f"GET /api/archive/jobs right after the run: first {first:.3f} s, median of 5 {statistics.median(fresh):.3f} s;"
         f" after VACUUM ANALYZE: median {statistics.median(analysed):.3f} s"

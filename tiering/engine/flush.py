@@ -316,7 +316,9 @@ def flush_hot(
     claim_rows = claim_rows or settings.round_rows
     stats.abandoned_cleaned += recover_abandoned(session)  # a crashed direct round's objects, before new ones
     memory.prepare_for_bulk_io()  # the scan's and the rounds' big blocks (tiering.memory)
+    scanning = time.perf_counter()
     scan = _scan_eligible(session, pred, workers or settings.workers)
+    stats.phase_seconds["eligible_scan"] = time.perf_counter() - scanning  # once per run: wall time
     stats.scanned_eligible, stats.scanned_not_due = scan.eligible, dict(scan.not_due)
     chunks = _tid_chunks(scan.tids, claim_rows)
     del scan
