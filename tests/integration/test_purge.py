@@ -591,6 +591,39 @@ def test_the_plan_counts_whole_objects_from_the_manifest_and_the_others_from_the
         assert conn.execute("SELECT count(*) FROM hammerwork_jobs WHERE id = %s", (restored,)).fetchone() == (1,)
 
 
+def test_the_jobs_a_rewrite_drops_are_read_for_all_its_objects_at_once(target: Any, db_url: str) -> None:
+    """rewrite_ids answers, for every object a purge rewrites, the jobs the purge removes (by cutoff and status) and
+    the stale copies of restored jobs, in one statement; the purge then rewrites each object without both."""
+    from tiering.db import retention as rdb
+    from tiering.engine.restore import restore_archived_job
+
+    store, settings = target.store, target.settings
+    mixed = ["Completed", "Dead", "Dead", "Completed", "Failed"]
+    specs = [Spec("q1", st, BASE - 3 * DAY + timedelta(minutes=i)) for i, st in enumerate(mixed)]
+    specs += [Spec("q1", st, BASE + timedelta(hours=h)) for h, st in ((-2, "Dead"), (-1, "Completed"), (1, "Dead"))]
+    ids = make_jobs(db_url, specs, flush=(store, settings))
+    restored = ids[0]
+    assert restore_archived_job(session_for(db_url, store, settings), restored).restored
+    with psycopg.connect(db_url) as conn:
+        object_of = dict(conn.execute("SELECT job_id::text, object_id FROM tiering_job_index").fetchall())
+        mid, straddling = object_of[ids[1]], object_of[ids[5]]
+        assert mid != straddling
+        got = rdb.rewrite_ids(conn, [mid, straddling], BASE, "Dead")
+        assert {k: (sorted(h), s) for k, (h, s) in got.items()} == {
+            mid: (sorted(ids[1:3]), [restored]),
+            straddling: ([ids[5]], []),
+        }
+        everything = rdb.rewrite_ids(conn, [straddling], BASE, None)
+        assert {k: (sorted(h), s) for k, (h, s) in everything.items()} == {straddling: (sorted(ids[5:7]), [])}
+        assert rdb.rewrite_ids(conn, [], BASE, None) == {}
+
+    result = purge_archived_jobs(session_for(db_url, store, settings), BASE, status="Dead")
+    assert (result.cold_jobs_purged, result.objects_rewritten, result.objects_deleted) == (3, 2, 0)
+    left = set(read_objects(store, committed_keys(db_url))["id"].to_pylist())
+    assert left == {ids[3], ids[4], ids[6], ids[7]}  # no Dead job before BASE, no stale copy of the restored one
+    assert set(live_index(db_url)) == left
+
+
 def test_marking_purged_removes_only_live_rows_of_those_objects_and_restores_the_plan_setting(
     target: Any, db_url: str
 ) -> None:

@@ -746,16 +746,20 @@ def _execute(session: Session, plan: _Plan, result: PurgeResult) -> None:
     result.prefixes_purged = [p for p in plan.prefixes if not any(k.startswith(p) for k in failed)]
     # 3. partial objects: rewritten and swapped in, REWRITE_THREADS at a time (each its own publish and swap
     #    transaction); then the replaced objects are deleted in DeleteObjects batches
+    #    (the jobs each drops are read for all of them at once; each swap checks that its object's jobs are still
+    #    these, under the retention lock no other purge or erase changes them)
+    ids: dict[int, tuple[list[str], list[str]]] = {}
+
     def rewrite(c: rdb.ObjectCandidate) -> tuple[list[str], RewriteOutcome]:
-        with session.connection() as conn:
-            hits = rdb.purge_hit_ids(conn, c.row.id, plan.cutoff, plan.status)
-            stale = rdb.restored_ids(conn, c.row.id)
-            conn.rollback()
+        hits, stale = ids[c.row.id]
         return hits, rewrite_object(session, c.row, hits, stale, delete_old=False)
 
     rewritten: list[tuple[rdb.ObjectCandidate, list[str], RewriteOutcome]] = []
     if plan.rewrites:
         with result.phase("rewrite"), ThreadPoolExecutor(min(REWRITE_THREADS, len(plan.rewrites))) as pool:
+            with session.connection() as conn:
+                ids = rdb.rewrite_ids(conn, [c.row.id for c in plan.rewrites], plan.cutoff, plan.status)
+                conn.rollback()
             for c, (hits, outcome) in zip(plan.rewrites, pool.map(rewrite, plan.rewrites), strict=True):
                 rewritten.append((c, hits, outcome))
     with result.phase("delete_replaced"):
