@@ -637,6 +637,16 @@ def footer_rows(file: ParquetSource) -> int:
     return int(read_footer(file).num_rows)
 
 
+def footer_rows_in_tail(tail: bytes, size: int) -> int | None:
+    """The row count the footer declares, read from the last len(tail) bytes of a `size`-byte file; None when the
+    footer is longer than the tail (read it with footer_rows). Not a Parquet file: ValueError."""
+    if len(tail) < 8 or tail[-4:] != b"PAR1":
+        raise ValueError(f"not a Parquet file: no PAR1 magic at the end of its {size} bytes")
+    if int.from_bytes(tail[-8:-4], "little") + 8 > len(tail):
+        return None
+    return int(read_footer(SegmentFile(size, [(size - len(tail), tail)])).num_rows)
+
+
 def read_columns(file: ParquetSource, columns: list[str]) -> pa.Table:
     """Whole columns of a file (verify's and erase's id checks)."""
     return open_file(file).read(columns=columns)

@@ -94,6 +94,24 @@ def test_byte_ranges(any_store: StoreTarget) -> None:
         store.get_bytes(key, (10, 5))
 
 
+def test_an_objects_tail_comes_with_its_size_in_one_request(any_store: StoreTarget) -> None:
+    """get_tail: the last bytes and the object's size (a read-back's footer without a HEAD); one request on S3."""
+    store = any_store.store
+    key = store.key("t.bin")
+    data = os.urandom(5000)
+    store.put_bytes(key, data)
+    before = store.request_count
+    assert store.get_tail(key, 1000) == (data[-1000:], 5000)
+    if isinstance(store, (S3Store, LocalStore)):
+        assert store.request_count == before + 1
+    assert store.get_tail(key, 5000) == (data, 5000)
+    assert store.get_tail(key, 9000) == (data, 5000)  # shorter than asked: all of it
+    with pytest.raises(InvalidInputError):
+        store.get_tail(key, 0)
+    with pytest.raises(ObjectNotFoundError):
+        store.get_tail(store.key("nope"), 10)
+
+
 def test_streamed_ranges_join_up_to_the_range(any_store: StoreTarget) -> None:
     store = any_store.store
     key = store.key("s.bin")

@@ -325,6 +325,19 @@ class ObjectStore(abc.ABC):
         """Read an object or a part of it. byte_range=(start, end) is half-open: bytes start..end-1
         (like a Python slice); an end past the object is clipped."""
 
+    def get_tail(self, key: str, length: int) -> tuple[bytes, int]:
+        """(the last `length` bytes of an object, all of it when shorter; the object's size): a read-back of a
+        footer that needs no HEAD on a store that answers both in one request (S3's suffix range). Raises
+        ObjectNotFoundError when absent, ObjectArchivedError when it must be restored first."""
+        if length <= 0:
+            raise InvalidInputError(f"invalid tail length {length} for {key!r} (> 0)")
+        info = self.head(key)
+        if info is None:
+            raise ObjectNotFoundError(key, self.describe())
+        if info.archived:
+            raise ObjectArchivedError(key, self.describe())
+        return self.get_bytes(key, (max(0, info.size - length), info.size)), info.size
+
     def get_stream(self, key: str, byte_range: tuple[int, int], piece: int = 256 * 1024) -> Iterator[bytes]:
         """The bytes of `byte_range` (half-open, as get_bytes), in order, in pieces of about `piece` bytes as they
         arrive, from one request: a reader works on the first pieces while the rest are on the wire. A store that

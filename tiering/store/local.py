@@ -262,6 +262,21 @@ class LocalStore(NoLifecycleStore):
             metadata=metadata,
         )
 
+    def get_tail(self, key: str, length: int) -> tuple[bytes, int]:
+        if length <= 0:
+            raise InvalidInputError(f"invalid tail length {length} for {key!r} (> 0)")
+        path = self._path(key)
+        self.request_count += 1
+        try:
+            with open(path, "rb") as fh:
+                size = os.fstat(fh.fileno()).st_size
+                fh.seek(max(0, size - length))
+                return fh.read(), size
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
+            raise ObjectNotFoundError(key, self.describe()) from exc
+        except OSError as exc:
+            raise StoreError(f"cannot read {key!r} from {self.describe()}: {exc}") from exc
+
     def head(self, key: str) -> ObjectInfo | None:
         path = self._path(key)
         self.request_count += 1

@@ -542,6 +542,36 @@ class S3Store(ObjectStore):
         assert last is not None
         raise self._translate(last, "read", key) from last
 
+    def get_tail(self, key: str, length: int) -> tuple[bytes, int]:
+        """One GET of a suffix range; the object's size is the total of its Content-Range (or the body's length
+        when the server answers 200 with the whole object)."""
+        if length <= 0:
+            raise InvalidInputError(f"invalid tail length {length} for {key!r} (> 0)")
+        last: Exception | None = None
+        started = time.monotonic()
+        for _attempt in range(3):  # botocore retries the request; this retries a broken body stream
+            if _attempt and time.monotonic() - started > self.deadline:
+                break
+            try:
+                resp = self.client.get_object(Bucket=self.bucket, Key=key, Range=f"bytes=-{length}")
+                data = bytes(resp["Body"].read())
+            except (bce.ResponseStreamingError, bce.IncompleteReadError, bce.ReadTimeoutError) as exc:
+                last = exc
+                continue
+            except Exception as exc:
+                raise self._translate(exc, "read", key) from exc
+            total = str(resp.get("ContentRange") or "").rpartition("/")[2]
+            size = int(total) if total.isdigit() else len(data)
+            if len(data) != min(length, size):
+                raise StoreError(
+                    f"short read of the last {length} bytes of {key!r} in {self.describe()}: got {len(data)} of an "
+                    f"object of {size} bytes",
+                    retryable=True,
+                )
+            return data, size
+        assert last is not None
+        raise self._translate(last, "read", key) from last
+
     def get_stream(self, key: str, byte_range: tuple[int, int], piece: int = 256 * 1024) -> Iterator[bytes]:
         """One ranged GET whose body is handed on piece by piece as it arrives. A body that breaks off is resumed
         from its first missing byte by a new ranged GET (twice at most, within the store's deadline), so the pieces
