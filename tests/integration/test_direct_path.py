@@ -26,7 +26,7 @@ from psycopg.types.json import Jsonb
 
 import tiering.db.staging as staging_db
 from tests import hammerwork_sql as hw
-from tests.helpers import count, insert_job, session_for
+from tests.helpers import count, hammerwork_archive_copy, insert_job, session_for
 from tests.integration.test_flush import (
     ALL_TERMINAL,
     CONFIG,
@@ -751,3 +751,40 @@ def test_an_eligible_job_another_run_holds_is_counted_as_left_behind(db_url: str
         result = _run(db_url, store, settings, policy)
     assert result["jobs_archived"] == 3
     assert {s: v["jobs"] for s, v in result["left_behind"].items()} == {"Completed": 4, "Dead": 4, "Failed": 2}
+
+
+def test_a_direct_run_scans_for_hammerwork_marked_rows_only_when_its_scan_saw_one(
+    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Settling's hot side (a whole scan of the hot table for rows Hammerwork marked archived) runs only when the
+    direct path's own scan counted such a row: none on a table Hammerwork's archiver never touched, and then every
+    marked row whose copy exists is settled as before."""
+    from tiering.db import staging as staging_mod
+
+    settings = Settings(home=tmp_path, store_url=(tmp_path / "objects").as_uri(), database_url=db_url)
+    store = open_store(settings)
+    real = staging_mod.settle_hammerwork_hot_copies
+    calls: list[int] = []
+
+    def counting(*a: Any, **k: Any) -> int:
+        calls.append(1)
+        return real(*a, **k)
+
+    monkeypatch.setattr(staging_mod, "settle_hammerwork_hot_copies", counting)
+    seed(db_url, 200, start=1)
+    first = _run(db_url, store, settings, ALL_TERMINAL)
+    assert first["jobs_archived"] > 0 and first["hot_copies_settled"] == 0
+    assert calls == []
+
+    with psycopg.connect(db_url) as conn:
+        # Hammerwork's archiver copied two finished jobs into its archive and only marked the hot rows
+        marked = [insert_job(conn, status="Completed") for _ in range(2)]
+        for job_id in marked:
+            hammerwork_archive_copy(conn, job_id)
+        conn.commit()
+    second = _run(db_url, store, settings, ALL_TERMINAL)
+    assert calls and second["hot_copies_settled"] == 2
+    with psycopg.connect(db_url) as conn:
+        assert count(conn, "hammerwork_jobs", "id = ANY(%s)", (marked,)) == 0
+        # their archive copies were then flushed with the rest: each job in one place, the cold tier
+        assert count(conn, "tiering_job_index", "job_id = ANY(%s) AND restored_at IS NULL", (marked,)) == 2

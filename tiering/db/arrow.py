@@ -237,6 +237,7 @@ class HotScan:
 
     tids: dict[str, pa.Array]
     not_due: Counter[str] = field(default_factory=Counter)
+    marked: int = 0  # hot rows Hammerwork marked archived (what settling looks for)
 
     @property
     def eligible(self) -> int:
@@ -246,7 +247,7 @@ class HotScan:
         """This part of the table and `other`'s: each queue's tids in table order (parts are given in order)."""
         queues = sorted({*self.tids, *other.tids})
         tids = {q: pa.concat_arrays([p.tids[q] for p in (self, other) if q in p.tids]) for q in queues}
-        return HotScan(tids, self.not_due + other.not_due)
+        return HotScan(tids, self.not_due + other.not_due, self.marked + other.marked)
 
 
 def eligible_hot(conn: ArrowConnection, pred: Predicate, blocks: tuple[int, int | None] | None = None) -> HotScan:
@@ -280,11 +281,12 @@ def eligible_hot(conn: ArrowConnection, pred: Predicate, blocks: tuple[int, int 
     text = f"""SELECT h.queue_name,
                       array_agg((p.p[0]::bigint << 16) | p.p[1]::bigint)
                         FILTER (WHERE {hot} AND a.id IS NULL AND {NOT_A_COLD_COPY}) AS tids,
-                      {", ".join(counts).format(hot=hot)}
+                      {", ".join(counts).format(hot=hot)},
+                      count(*) FILTER (WHERE h.archived_at IS NOT NULL) AS marked
                  FROM hammerwork_jobs h
                  LEFT JOIN hammerwork_jobs_archive a ON a.id = h.id
                 CROSS JOIN LATERAL (SELECT h.ctid::text::point AS p) p
-                WHERE h.status = ANY(%(finished)s)
+                WHERE (h.status = ANY(%(finished)s) OR h.archived_at IS NOT NULL)
                   AND (%(scan_queue)s IS NULL OR h.queue_name = %(scan_queue)s){within}
                 GROUP BY h.queue_name"""  # noqa: S608 - constant fragments, values are parameters
     query, values = _positional(text, params, 1)
@@ -305,6 +307,7 @@ def eligible_hot(conn: ArrowConnection, pred: Predicate, blocks: tuple[int, int 
         mine = pc.list_flatten(tids.slice(i, 1)).combine_chunks()
         if len(mine):
             scan.tids[str(queue_name)] = mine
+    scan.marked = sum(table.column("marked").to_pylist())
     for i, status in enumerate(TERMINAL_STATUSES):
         left = sum(table.column(f"not_due{i}").to_pylist())
         if left:

@@ -294,6 +294,7 @@ def flush_hot(
     config: ArchivalConfig,
     pred: staging.Predicate,
     on_moved: Callable[[staging.Totals], None],
+    on_scanned: Callable[[int], None] = lambda marked: None,
     *,
     reason: str,
     initiated_by: str | None,
@@ -320,6 +321,7 @@ def flush_hot(
     scan = _scan_eligible(session, pred, workers or settings.workers)
     stats.phase_seconds["eligible_scan"] = time.perf_counter() - scanning  # once per run: wall time
     stats.scanned_eligible, stats.scanned_not_due = scan.eligible, dict(scan.not_due)
+    on_scanned(scan.marked)
     chunks = _tid_chunks(scan.tids, claim_rows)
     del scan
     memory.release_free_memory()  # what the scan's drivers freed
