@@ -6,7 +6,7 @@ Statuses are compared without Hammerwork's legacy quotes (`"Completed"` == `Comp
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -255,6 +255,12 @@ class SwapConflict(Exception):
     """The object's jobs changed while it was rewritten (a restore, another writer): nothing swapped."""
 
 
+def array_literal(values: Iterable[object]) -> str:
+    """A PostgreSQL array literal of values that need no quoting (uuids, ints): psycopg's list dumper scans every
+    element of an int list in Python to size it (3-5 ms per rewrite's 3 arrays of ~340 rows)."""
+    return "{" + ",".join(map(str, values)) + "}"
+
+
 def swap_object(
     conn: psycopg.Connection,
     old_id: int,
@@ -285,7 +291,7 @@ def swap_object(
             """UPDATE tiering_job_index i SET object_id = %s, row_group = u.rg, row_in_group = u.rig
                  FROM unnest(%s::uuid[], %s::int[], %s::int[]) AS u(job_id, rg, rig)
                 WHERE i.object_id = %s AND i.job_id = u.job_id AND i.restored_at IS NULL""",
-            (new_id, [m[0] for m in moves], [m[1] for m in moves], [m[2] for m in moves], old_id),
+            (new_id, *(array_literal(m[k] for m in moves) for k in range(3)), old_id),
         )
         if cur.rowcount != len(moves):
             raise SwapConflict(f"moved {cur.rowcount} index rows of object {old_id}, expected {len(moves)}")
