@@ -591,10 +591,14 @@ def test_the_plan_counts_whole_objects_from_the_manifest_and_the_others_from_the
         assert conn.execute("SELECT count(*) FROM hammerwork_jobs WHERE id = %s", (restored,)).fetchone() == (1,)
 
 
-def test_the_jobs_a_rewrite_drops_are_read_for_all_its_objects_at_once(target: Any, db_url: str) -> None:
+def test_the_jobs_a_rewrite_drops_are_read_for_all_its_objects_at_once(
+    target: Any, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """rewrite_ids answers, for every object a purge rewrites, the jobs the purge removes (by cutoff and status) and
-    the stale copies of restored jobs, in one statement; the purge then rewrites each object without both."""
+    the stale copies of restored jobs, in one statement; the purge then rewrites each object without both (here
+    one object per batch of rewrite_ids, the second batch read while the first is rewritten)."""
     from tiering.db import retention as rdb
+    from tiering.engine import purge
     from tiering.engine.restore import restore_archived_job
 
     store, settings = target.store, target.settings
@@ -617,8 +621,11 @@ def test_the_jobs_a_rewrite_drops_are_read_for_all_its_objects_at_once(target: A
         assert {k: (sorted(h), s) for k, (h, s) in everything.items()} == {straddling: (sorted(ids[5:7]), [])}
         assert rdb.rewrite_ids(conn, [], BASE, None) == {}
 
+    monkeypatch.setattr(purge, "REWRITE_BATCH", 1)
     result = purge_archived_jobs(session_for(db_url, store, settings), BASE, status="Dead")
     assert (result.cold_jobs_purged, result.objects_rewritten, result.objects_deleted) == (3, 2, 0)
+    assert sorted((r["jobs_removed"], r["jobs_kept"]) for r in result.rewritten) == [(1, 2), (2, 2)]
+    assert result.jobs_by_queue == {"q1": 3}
     left = set(read_objects(store, committed_keys(db_url))["id"].to_pylist())
     assert left == {ids[3], ids[4], ids[6], ids[7]}  # no Dead job before BASE, no stale copy of the restored one
     assert set(live_index(db_url)) == left

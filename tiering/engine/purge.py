@@ -59,6 +59,7 @@ HEAD_THREADS = 8
 # Partial objects rewritten at a time: a rewrite mostly waits (reads, uploads, read-back, commits), so more
 # threads than cores; each holds two pooled connections (the pool has 8 besides the workers').
 REWRITE_THREADS = 4
+REWRITE_BATCH = 64  # objects whose dropped jobs are read in one statement
 REWRITE_COMPRESSION_LEVEL = 3
 
 
@@ -745,26 +746,30 @@ def _execute(session: Session, plan: _Plan, result: PurgeResult) -> None:
     failed = {e["key"] for e in result.errors}
     result.prefixes_purged = [p for p in plan.prefixes if not any(k.startswith(p) for k in failed)]
     # 3. partial objects: rewritten and swapped in, REWRITE_THREADS at a time (each its own publish and swap
-    #    transaction); then the replaced objects are deleted in DeleteObjects batches
-    #    (the jobs each drops are read for all of them at once; each swap checks that its object's jobs are still
-    #    these, under the retention lock no other purge or erase changes them)
-    ids: dict[int, tuple[list[str], list[str]]] = {}
-
-    def rewrite(c: rdb.ObjectCandidate) -> tuple[list[str], RewriteOutcome]:
-        hits, stale = ids[c.row.id]
-        return hits, rewrite_object(session, c.row, hits, stale, delete_old=False)
-
-    rewritten: list[tuple[rdb.ObjectCandidate, list[str], RewriteOutcome]] = []
+    #    transaction); then the replaced objects are deleted in DeleteObjects batches. The jobs each drops are read
+    #    for REWRITE_BATCH objects at once, the next batch's while this one's are rewritten (memory stays bounded);
+    #    each swap checks that its object's jobs are still these (under the retention lock no purge or erase
+    #    changes them)
+    rewritten: list[tuple[rdb.ObjectCandidate, int, RewriteOutcome]] = []
     if plan.rewrites:
         with result.phase("rewrite"), ThreadPoolExecutor(min(REWRITE_THREADS, len(plan.rewrites))) as pool:
-            with session.connection() as conn:
-                ids = rdb.rewrite_ids(conn, [c.row.id for c in plan.rewrites], plan.cutoff, plan.status)
-                conn.rollback()
-            for c, (hits, outcome) in zip(plan.rewrites, pool.map(rewrite, plan.rewrites), strict=True):
-                rewritten.append((c, hits, outcome))
+            running: deque[tuple[rdb.ObjectCandidate, int, Future[RewriteOutcome]]] = deque()
+            for i in range(0, len(plan.rewrites), REWRITE_BATCH):
+                batch = plan.rewrites[i : i + REWRITE_BATCH]
+                with session.connection() as conn:
+                    ids = rdb.rewrite_ids(conn, [c.row.id for c in batch], plan.cutoff, plan.status)
+                    conn.rollback()
+                for c in batch:
+                    hits, stale = ids[c.row.id]
+                    future = pool.submit(rewrite_object, session, c.row, hits, stale, delete_old=False)
+                    running.append((c, len(hits), future))
+                while len(running) > REWRITE_BATCH:
+                    c, n, future = running.popleft()
+                    rewritten.append((c, n, future.result()))
+            rewritten.extend((c, n, future.result()) for c, n, future in running)
     with result.phase("delete_replaced"):
         delete_replaced(session, [outcome for _, _, outcome in rewritten])
-    for c, hits, outcome in rewritten:
+    for c, dropped, outcome in rewritten:  # dropped: how many jobs the rewrite removed
         result.delete_calls += outcome.delete_calls
         if outcome.new_id is None:
             if outcome.error:
@@ -773,12 +778,12 @@ def _execute(session: Session, plan: _Plan, result: PurgeResult) -> None:
         if outcome.error:  # swapped, but the old object is still in the bucket (retried next time)
             result.errors.append(outcome.error)
         result.objects_rewritten += 1
-        result.cold_jobs_purged += len(hits)
-        _add(result.jobs_by_queue, c.row.queue_name, len(hits))
+        result.cold_jobs_purged += dropped
+        _add(result.jobs_by_queue, c.row.queue_name, dropped)
         if outcome.old_deleted:
             result.storage_freed += c.row.bytes - outcome.new_bytes
         result.rewritten.append(
-            {"old_key": c.row.key, "new_key": outcome.new_key, "jobs_removed": len(hits), "jobs_kept": outcome.kept,
+            {"old_key": c.row.key, "new_key": outcome.new_key, "jobs_removed": dropped, "jobs_kept": outcome.kept,
              "old_bytes": c.row.bytes, "new_bytes": outcome.new_bytes}
         )  # fmt: skip
     result.jobs_purged = result.staging_jobs_purged + result.cold_jobs_purged
