@@ -260,8 +260,10 @@ def eligible_hot(conn: ArrowConnection, pred: Predicate, blocks: tuple[int, int 
     what a run's peak grew with its backlog. A row updated since (a new ctid) is not claimed by this run; the
     claim re-checks the predicate anyway. The same scan counts the finished jobs the policy leaves hot, what the
     run reports as left behind: counted afterwards, that was a second full scan of the hot table at the run's
-    end (1M jobs: 1.5-2.7 s of wall, one core). It reads every finished row instead of the eligible ones (the
-    staging check a LEFT JOIN in place of the anti-join, the same hash), ~5 % more than the eligible scan alone.
+    end (1M jobs: 1.5-2.7 s of wall, one core). It also counts the hot rows Hammerwork marked archived, so that
+    settling scans the hot table for them only when there are some. It reads every finished (or marked) row
+    instead of the eligible ones (the staging check a LEFT JOIN on the archive's primary key in place of the
+    anti-join, the same hash), ~5 % more than the eligible scan alone.
     Planned with no nested loop (staging.WHOLE_SCAN): the scan runs in this connection's transaction, which
     holds the setting until it is restored here. `blocks` (first, end; end None: to the end of the table)
     scans that range of the table's blocks only (a TID range scan), so that connections can scan parts of it
