@@ -599,6 +599,34 @@ def delete_objects_floor(s3: Any, keys: list[str]) -> float:
     return seconds
 
 
+def rewrite_requests_floor(s3: Any, keys: list[str]) -> float:
+    """The partial purge's reference: its store requests alone. For each object it rewrote (its copy in REF_BUCKET,
+    taken before), what a rewrite sends: a GET of the object, a PUT of as many bytes under a new key and the
+    read-back's GET of the tail; REWRITE_THREADS objects at a time through tiering's S3 store. On this machine each
+    request costs botocore a few ms of CPU holding the GIL, which bounds the rewrites."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tiering.engine.publish import READ_BACK_TAIL
+    from tiering.engine.purge import REWRITE_THREADS
+    from tiering.store import open_store
+
+    store = open_store(Settings(store_url=f"s3://{REF_BUCKET}/archive", s3_endpoint_url=s3.endpoint))
+
+    def requests(i_key: tuple[int, str]) -> str:
+        data = store.get_bytes(i_key[1])
+        new = f"archive/rewrite-floor/{i_key[0]}.parquet"
+        store.put_bytes(new, data)
+        store.get_tail(new, READ_BACK_TAIL)
+        return new
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(REWRITE_THREADS) as pool:
+        written = list(pool.map(requests, enumerate(keys)))
+    seconds = time.perf_counter() - start
+    store.delete_many(written)
+    return seconds
+
+
 LOCAL_PURGE_DB = "bench_purgelocal"
 
 
@@ -639,7 +667,11 @@ def bench_purge(env: dict[str, str], url: str, base: str, s3: Any) -> dict[str, 
     p = partial["doc"]
     say(f"partial (Dead jobs of payment_queue, all days): {p.get('jobs_purged', 0):,} jobs, "
         f"{p.get('objects_rewritten', 0)} objects rewritten, {p.get('objects_deleted', 0)} deleted in "
-        f"{partial['seconds']:.2f} s")  # fmt: skip
+        f"{partial['seconds']:.2f} s (process CPU {partial['cpu_s']:.2f} s)")  # fmt: skip
+    rewritten = [r["old_key"] for r in p.get("rewritten", [])]
+    requests_s = rewrite_requests_floor(s3, rewritten)
+    say(f"  reference: the store requests of those {len(rewritten)} rewrites alone (GET, PUT, read-back GET of each; "
+        f"as many threads as the rewrites): {requests_s:.2f} s")  # fmt: skip
     with psycopg.connect(base, autocommit=True) as conn:  # the copy the reference deletes from
         conn.execute(f"CREATE DATABASE bench_purgefloor TEMPLATE {url.partition('?')[0].rsplit('/', 1)[1]} "
                      "STRATEGY FILE_COPY")  # fmt: skip
@@ -670,6 +702,7 @@ def bench_purge(env: dict[str, str], url: str, base: str, s3: Any) -> dict[str, 
         "index_delete_floor_rows": floor_n, "index_delete_floor_seconds": round(floor_s, 2),
         "delete_objects_floor_objects": len(copies), "delete_objects_floor_seconds": round(delete_s, 2),
         "partial_seconds": round(partial["seconds"], 2), "partial_jobs": p.get("jobs_purged"),
+        "partial_cpu_s": round(partial["cpu_s"], 2), "partial_requests_floor_seconds": round(requests_s, 2),
         "partial_rewritten": p.get("objects_rewritten"), "partial_deleted": p.get("objects_deleted"),
         "whole_seconds": round(whole["seconds"], 2), "whole_jobs": w.get("jobs_purged"),
         "whole_local_seconds": round(local["seconds"], 2), "whole_local_jobs": lw.get("jobs_purged"),
@@ -724,7 +757,8 @@ def summary() -> None:
          f"{pu.get('whole_local_jobs') or 0:,} jobs", "the same objects and database, deleting is an unlink",
          "~0.5 s"),
         ("purge, partial (rewrites)", f"{pu['partial_seconds']} s: {pu['partial_jobs']:,} jobs, "
-         f"{pu['partial_rewritten']} rewritten", "-", "-"),
+         f"{pu['partial_rewritten']} rewritten",
+         f"the rewrites' store requests alone {pu.get('partial_requests_floor_seconds', '-')} s", "timed"),
         ("peak RSS", f"{e['rss_mb']} MB for {e['jobs']:,} jobs = {rss_ratio:.2f}x",
          f"{small['rss_mb']} MB for {small['jobs']:,}", "<= 1.2x"),
         ("GET /api/archive/jobs after the flush", f"{lr['first_s']:.3f} s (median {lr['fresh_median_s']:.3f})",
