@@ -61,6 +61,35 @@ def cli(tree: Path, label: str, args: list[str], env: dict[str, str], extra: dic
     return {"doc": json.loads(out), **json.loads(timing.read_text())}
 
 
+def cpu_of_servers() -> dict[str, float]:
+    """CPU seconds used so far by this run's PostgreSQL (its processes, ended children included) and SeaweedFS
+    (Linux /proc: processes whose command line names OUT)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {"postgres": 0.0, "seaweedfs": 0.0}
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            stat = (proc / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        kind = "seaweedfs" if "weed" in cmd and str(OUT) in cmd else None
+        if kind is None and "postgres" in stat[: stat.rindex(")")] and str(OUT) in cmd:
+            kind = "postgres"  # the postmaster (its ended children in cutime/cstime)
+        elif kind is None and "postgres" in stat[: stat.rindex(")")]:
+            try:
+                parent = Path(f"/proc/{fields[1]}/cmdline").read_bytes().decode(errors="replace")
+            except OSError:
+                continue
+            kind = "postgres" if str(OUT) in parent else None
+            fields = fields[:13] + ["0", "0"] + fields[15:]  # a backend: its own time only
+        if kind is not None:
+            out[kind] += sum(int(v) for v in fields[11:15]) / tick
+    return out
+
+
 def make_fixture(base: str, s3: Any, tree: Path, name: str) -> None:
     """Database pab_fix_NAME (a copy of pab_src, staged by the bare SQL move, flushed by `tree` into bucket
     pab-fix-NAME) and its payment_queue objects kept under OUT/objects-NAME."""
@@ -115,7 +144,9 @@ def one_run(base: str, s3: Any, k: int, tree: Path, extra: dict[str, str], label
     time.sleep(2)
     tomorrow = (datetime.now(UTC) + timedelta(days=1)).date().isoformat()
     env = tiering_env(url, f"s3://{bucket}/archive", OUT / f"home-run{k}", s3.endpoint)
+    servers = cpu_of_servers()
     run = cli(tree, f"purge-{k}-{label}-on-{fix}", [*PURGE_ARGS, "--older-than", tomorrow], env, extra)
+    servers = {name: round(v - servers[name], 2) for name, v in cpu_of_servers().items()}
     d = run["doc"]
     with psycopg.connect(base, autocommit=True) as conn:
         conn.execute(f"DROP DATABASE {db} WITH (FORCE)")
@@ -123,7 +154,8 @@ def one_run(base: str, s3: Any, k: int, tree: Path, extra: dict[str, str], label
         client.delete_object(Bucket=bucket, Key=obj["Key"])
     client.delete_bucket(Bucket=bucket)
     return {"seconds": round(run["seconds"], 2), "cpu_s": round(run["cpu_s"], 2), "jobs": d.get("jobs_purged"),
-            "rewritten": d.get("objects_rewritten"), "phases": d.get("phase_seconds")}  # fmt: skip
+            "rewritten": d.get("objects_rewritten"), "phases": d.get("phase_seconds"),
+            "postgres_cpu_s": servers["postgres"], "seaweedfs_cpu_s": servers["seaweedfs"]}  # fmt: skip
 
 
 def median(values: list[float]) -> float:
@@ -181,9 +213,11 @@ def main() -> None:
             print("\nsummary (medians: the whole purge's wall, its rewrite phase, the process's CPU)")
             for (name, fix), recs in times.items():
                 secs, cpu = [r["seconds"] for r in recs], [r["cpu_s"] for r in recs]
+                pg, weed = [r["postgres_cpu_s"] for r in recs], [r["seaweedfs_cpu_s"] for r in recs]
                 rw = [(r["phases"] or {}).get("rewrite", 0.0) for r in recs]
                 print(f"  purge {name:8} on {fix:8}: {median(secs):.2f} s {sorted(secs)}; rewrite {median(rw):.2f} s "
-                      f"{sorted(rw)}; CPU {median(cpu):.2f} s {sorted(cpu)}")  # fmt: skip
+                      f"{sorted(rw)}; CPU {median(cpu):.2f} s {sorted(cpu)} (PostgreSQL {median(pg):.2f}, SeaweedFS "
+                      f"{median(weed):.2f})")  # fmt: skip
     finally:
         stop_embedded(OUT / ".tiering")
 
