@@ -521,54 +521,49 @@ class S3Store(ObjectStore):
             if end == start:
                 return b""
             params["Range"] = f"bytes={start}-{end - 1}"
-        last: Exception | None = None
-        started = time.monotonic()
-        for _attempt in range(3):  # botocore retries the request; this retries a broken body stream
-            if _attempt and time.monotonic() - started > self.deadline:
-                break
-            try:
-                resp = self.client.get_object(**params)
-                return bytes(resp["Body"].read())
-            except bce.ClientError as exc:
-                code = exc.response.get("Error", {}).get("Code")
-                if code == "InvalidRange":
-                    return b""
-                raise self._translate(exc, "read", key) from exc
-            except (bce.ResponseStreamingError, bce.IncompleteReadError, bce.ReadTimeoutError) as exc:
-                last = exc
-                continue
-            except Exception as exc:
-                raise self._translate(exc, "read", key) from exc
-        assert last is not None
-        raise self._translate(last, "read", key) from last
+        try:
+            return self._read_whole(key, params)[0]
+        except bce.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "InvalidRange":
+                return b""
+            raise self._translate(exc, "read", key) from exc
 
     def get_tail(self, key: str, length: int) -> tuple[bytes, int]:
         """One GET of a suffix range; the object's size is the total of its Content-Range (or the body's length
         when the server answers 200 with the whole object)."""
         if length <= 0:
             raise InvalidInputError(f"invalid tail length {length} for {key!r} (> 0)")
+        try:
+            data, resp = self._read_whole(key, {"Bucket": self.bucket, "Key": key, "Range": f"bytes=-{length}"})
+        except bce.ClientError as exc:
+            raise self._translate(exc, "read", key) from exc
+        total = str(resp.get("ContentRange") or "").rpartition("/")[2]
+        size = int(total) if total.isdigit() else len(data)
+        if len(data) != min(length, size):
+            raise StoreError(
+                f"short read of the last {length} bytes of {key!r} in {self.describe()}: got {len(data)} of an "
+                f"object of {size} bytes",
+                retryable=True,
+            )
+        return data, size
+
+    def _read_whole(self, key: str, params: dict[str, Any]) -> tuple[bytes, dict[str, Any]]:
+        """One GetObject read to its end: (body, response). botocore retries the request; this retries a body
+        stream that broke off (3 attempts within the store's deadline). A ClientError is the caller's to read."""
         last: Exception | None = None
         started = time.monotonic()
-        for _attempt in range(3):  # botocore retries the request; this retries a broken body stream
-            if _attempt and time.monotonic() - started > self.deadline:
+        for attempt in range(3):
+            if attempt and time.monotonic() - started > self.deadline:
                 break
             try:
-                resp = self.client.get_object(Bucket=self.bucket, Key=key, Range=f"bytes=-{length}")
-                data = bytes(resp["Body"].read())
+                resp = self.client.get_object(**params)
+                return bytes(resp["Body"].read()), resp
             except (bce.ResponseStreamingError, bce.IncompleteReadError, bce.ReadTimeoutError) as exc:
                 last = exc
-                continue
+            except bce.ClientError:
+                raise
             except Exception as exc:
                 raise self._translate(exc, "read", key) from exc
-            total = str(resp.get("ContentRange") or "").rpartition("/")[2]
-            size = int(total) if total.isdigit() else len(data)
-            if len(data) != min(length, size):
-                raise StoreError(
-                    f"short read of the last {length} bytes of {key!r} in {self.describe()}: got {len(data)} of an "
-                    f"object of {size} bytes",
-                    retryable=True,
-                )
-            return data, size
         assert last is not None
         raise self._translate(last, "read", key) from last
 
