@@ -224,3 +224,42 @@ def test_packed_tids_render_as_a_tid_array_literal() -> None:
     assert tid_literal(packed) == '{"(0,1)","(3,65535)","(70000,2)","(5,0)"}'
     assert tid_literal(packed.slice(1, 2)) == '{"(3,65535)","(70000,2)"}'
     assert tid_literal(pa.array([], pa.int64())) == "{}"
+
+
+def _sent_tids(tids: list[tuple[int, int]], *, element_length: int = 6, oid: int = 27, ndim: int = 1) -> bytes:
+    """A tid[] as PostgreSQL's array_send writes it: header, then per item its length, block and offset."""
+    import struct
+
+    head = struct.pack(">iiIii", ndim, 0, oid, len(tids), 1)
+    return head + b"".join(struct.pack(">iIH", element_length, b, o) for b, o in tids)
+
+
+def test_the_scans_binary_tid_arrays_unpack_to_packed_tids_in_order() -> None:
+    """The eligible scan sends each queue's tids as a binary tid[] (array_send): every item becomes block * 65536 +
+    offset, in order, across every byte of the block and the offset (blocks past 2**16 and 2**24, offsets past
+    255), and the packed tids render back to the same tid literal."""
+    from tiering.db.arrow import packed_tids, tid_literal
+
+    tids = [(0, 1), (0, 65535), (70000, 3), (2**32 - 1, 65535), (258, 513), (2**24 + 7, 256)]
+    packed = packed_tids(_sent_tids(tids))
+    assert packed.type == "int64" and packed.to_pylist() == [b * 65536 + o for b, o in tids]
+    assert tid_literal(packed) == "{" + ",".join(f'"({b},{o})"' for b, o in tids) + "}"
+    assert packed_tids(_sent_tids([(9, 9)])).to_pylist() == [9 * 65536 + 9]
+
+
+@pytest.mark.parametrize(
+    "sent",
+    [
+        b"\x00\x00\x00\x01",  # no whole header
+        _sent_tids([(1, 1)], oid=23),  # an int4[], not a tid[]
+        _sent_tids([(1, 1)], ndim=2),
+        _sent_tids([(1, 1), (2, 2)])[:-3],  # cut short
+        _sent_tids([(1, 1)], element_length=-1),  # a NULL item
+    ],
+)
+def test_a_binary_tid_array_of_another_shape_is_refused(sent: bytes) -> None:
+    from tiering.db.arrow import packed_tids
+    from tiering.errors import DatabaseError
+
+    with pytest.raises(DatabaseError):
+        packed_tids(sent)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import array
 import re
+import struct
 import sys
 import threading
 from collections import Counter
@@ -252,22 +253,21 @@ class HotScan:
 
 def eligible_hot(conn: ArrowConnection, pred: Predicate, blocks: tuple[int, int | None] | None = None) -> HotScan:
     """Each queue's eligible hot jobs as packed tids (int64), found in ONE scan of the hot table without locks: the
-    direct path's rounds then claim exactly these rows by their tids (a TID scan each) instead of scanning the
-    whole table again for every queue and round (at 1M jobs over 8 queues that was ~14 scans). A tid is the
-    row's ctid packed as block * 65536 + offset (8 bytes a job held for the run). The server packs them and
-    gathers one array per queue: read as a row per job (queue name and ctid text), the driver's buffers for 1M
-    jobs (outside Arrow's pool) stayed resident for the whole run, +85 MB of peak RSS against +12 MB, most of
-    what a run's peak grew with its backlog. A row updated since (a new ctid) is not claimed by this run; the
-    claim re-checks the predicate anyway. The same scan counts the finished jobs the policy leaves hot, what the
-    run reports as left behind: counted afterwards, that was a second full scan of the hot table at the run's
-    end (1M jobs: 1.5-2.7 s of wall, one core). It also counts the hot rows Hammerwork marked archived, so that
-    settling scans the hot table for them only when there are some. It reads every finished (or marked) row
-    instead of the eligible ones (the staging check a LEFT JOIN on the archive's primary key in place of the
-    anti-join, the same hash), ~5 % more than the eligible scan alone.
-    Planned with no nested loop (staging.WHOLE_SCAN): the scan runs in this connection's transaction, which
-    holds the setting until it is restored here. `blocks` (first, end; end None: to the end of the table)
-    scans that range of the table's blocks only (a TID range scan), so that connections can scan parts of it
-    at once."""
+    direct path's rounds then claim exactly these rows by their tids (a TID scan each) instead of scanning the whole
+    table again for every queue and round (at 1M jobs over 8 queues that was ~14 scans). A tid is the row's ctid
+    packed as block * 65536 + offset (8 bytes a job held for the run). The server gathers one binary tid[] per queue
+    (packed_tids unpacks it): read as a row per job (queue name and ctid text), the driver's buffers for 1M jobs
+    (outside Arrow's pool) stayed resident for the whole run, +85 MB of peak RSS against +12 MB, most of what a
+    run's peak grew with its backlog. A row updated since (a new ctid) is not claimed by this run; the claim
+    re-checks the predicate anyway. The same scan counts the finished jobs the policy leaves hot, what the run
+    reports as left behind: counted afterwards, that was a second full scan of the hot table at the run's end (1M
+    jobs: 1.5-2.7 s of wall, one core). It also counts the hot rows Hammerwork marked archived, so that settling
+    scans the hot table for them only when there are some. It reads every finished (or marked) row instead of the
+    eligible ones (the staging check a LEFT JOIN on the archive's primary key in place of the anti-join, the same
+    hash), ~5 % more than the eligible scan alone. Planned with no nested loop (staging.WHOLE_SCAN): the scan runs
+    in this connection's transaction, which holds the setting until it is restored here. `blocks` (first, end; end
+    None: to the end of the table) scans that range of the table's blocks only (a TID range scan), so that
+    connections can scan parts of it at once."""
     within = ""
     if blocks is not None:
         first, end = blocks
@@ -281,13 +281,12 @@ def eligible_hot(conn: ArrowConnection, pred: Predicate, blocks: tuple[int, int 
         counts.append(f"count(*) FILTER (WHERE h.status = ANY(%(finished{i})s) AND NOT ({{hot}})) AS not_due{i}")
     hot = pred.hot_clause.as_string(None)
     text = f"""SELECT h.queue_name,
-                      array_agg((p.p[0]::bigint << 16) | p.p[1]::bigint)
-                        FILTER (WHERE {hot} AND a.id IS NULL AND {NOT_A_COLD_COPY}) AS tids,
+                      array_send(array_agg(h.ctid) FILTER (WHERE {hot} AND a.id IS NULL AND {NOT_A_COLD_COPY}))
+                        AS tids,
                       {", ".join(counts).format(hot=hot)},
                       count(*) FILTER (WHERE h.archived_at IS NOT NULL) AS marked
                  FROM hammerwork_jobs h
                  LEFT JOIN hammerwork_jobs_archive a ON a.id = h.id
-                CROSS JOIN LATERAL (SELECT h.ctid::text::point AS p) p
                 WHERE (h.status = ANY(%(finished)s) OR h.archived_at IS NOT NULL)
                   AND (%(scan_queue)s IS NULL OR h.queue_name = %(scan_queue)s){within}
                 GROUP BY h.queue_name"""  # noqa: S608 - constant fragments, values are parameters
@@ -303,18 +302,43 @@ def eligible_hot(conn: ArrowConnection, pred: Predicate, blocks: tuple[int, int 
         cur.fetchall()
     finally:
         cur.close()
-    tids = table.column("tids")
     scan = HotScan({})
-    for i, queue_name in enumerate(table.column("queue_name").to_pylist()):
-        mine = pc.list_flatten(tids.slice(i, 1)).combine_chunks()
-        if len(mine):
-            scan.tids[str(queue_name)] = mine
+    for queue_name, sent in zip(table.column("queue_name").to_pylist(), table.column("tids").to_pylist(), strict=True):
+        if sent is not None:
+            scan.tids[str(queue_name)] = packed_tids(sent)
     scan.marked = sum(table.column("marked").to_pylist())
     for i, status in enumerate(TERMINAL_STATUSES):
         left = sum(table.column(f"not_due{i}").to_pylist())
         if left:
             scan.not_due[status] = left
     return scan
+
+
+_TID_ARRAY_HEADER = struct.Struct(">iiIii")  # ndim, has-nulls flag, element type, length, lower bound
+_TID_OID = 27
+_TID_ELEMENT = 10  # each element: its length (4 bytes, always 6), the block (4) and the offset in it (2), big-endian
+
+
+def packed_tids(sent: bytes) -> pa.Array:
+    """A tid[] in PostgreSQL's binary form (array_send) -> packed tids (int64, block * 65536 + offset), in order.
+    The scan sends its tids so: turning each into a number on the server (its text form parsed as a point) was
+    half the scan's CPU. The bytes are rearranged by strided slices (C loops), none per tid in Python."""
+    if len(sent) < _TID_ARRAY_HEADER.size:
+        raise DatabaseError(f"a tid array of {len(sent)} bytes has no header")
+    ndim, _nulls, oid, n, _lower = _TID_ARRAY_HEADER.unpack_from(sent)
+    start = _TID_ARRAY_HEADER.size
+    if ndim != 1 or oid != _TID_OID or len(sent) - start != n * _TID_ELEMENT:
+        raise DatabaseError(f"not a one-dimensional tid array (ndim {ndim}, type {oid}, {n} items, {len(sent)} bytes)")
+    lengths = [sent[start + k :: _TID_ELEMENT] for k in range(4)]
+    if lengths[:3] != [bytes(n)] * 3 or lengths[3] != b"\x06" * n:
+        raise DatabaseError("a tid array with NULLs or items not 6 bytes long")
+    # the int64 in this machine's byte order: the element's 6 big-endian bytes (block, offset) as its low bytes
+    order = (9, 8, 7, 6, 5, 4) if sys.byteorder == "little" else (4, 5, 6, 7, 8, 9)
+    first = 0 if sys.byteorder == "little" else 2
+    packed = bytearray(8 * n)
+    for to, byte in enumerate(order, start=first):
+        packed[to::8] = sent[start + byte :: _TID_ELEMENT]
+    return pa.Array.from_buffers(pa.int64(), n, [None, pa.py_buffer(packed)])
 
 
 def tid_literal(tids: pa.Array) -> str:
