@@ -262,6 +262,12 @@ def b64_to_hex(value: str | None) -> str | None:
     return raw.hex() if len(raw) == 32 else None
 
 
+def check_tail_length(key: str, length: int) -> None:
+    """get_tail's argument check, the same on every store."""
+    if length <= 0:
+        raise InvalidInputError(f"invalid tail length {length} for {key!r} (> 0)")
+
+
 class ObjectStore(abc.ABC):
     """A bucket (or folder) holding tiering's objects. Implementations: S3Store, LocalStore, FsspecStore;
     more register by URL scheme (tiering.store.register_backend)."""
@@ -329,8 +335,7 @@ class ObjectStore(abc.ABC):
         """(the last `length` bytes of an object, all of it when shorter; the object's size): a read-back of a
         footer that needs no HEAD on a store that answers both in one request (S3's suffix range). Raises
         ObjectNotFoundError when absent, ObjectArchivedError when it must be restored first."""
-        if length <= 0:
-            raise InvalidInputError(f"invalid tail length {length} for {key!r} (> 0)")
+        check_tail_length(key, length)
         info = self.head(key)
         if info is None:
             raise ObjectNotFoundError(key, self.describe())

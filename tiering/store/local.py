@@ -34,6 +34,7 @@ from tiering.store.base import (
     StoreCapabilities,
     StoreLocation,
     check_sha256,
+    check_tail_length,
     split_key,
 )
 
@@ -263,8 +264,7 @@ class LocalStore(NoLifecycleStore):
         )
 
     def get_tail(self, key: str, length: int) -> tuple[bytes, int]:
-        if length <= 0:
-            raise InvalidInputError(f"invalid tail length {length} for {key!r} (> 0)")
+        check_tail_length(key, length)
         path = self._path(key)
         self.request_count += 1
         try:

@@ -54,6 +54,7 @@ from tiering.store.base import (
     StoreLocation,
     b64_to_hex,
     check_sha256,
+    check_tail_length,
     hex_to_b64,
     sha256_file,
 )
@@ -531,8 +532,7 @@ class S3Store(ObjectStore):
     def get_tail(self, key: str, length: int) -> tuple[bytes, int]:
         """One GET of a suffix range; the object's size is the total of its Content-Range (or the body's length
         when the server answers 200 with the whole object)."""
-        if length <= 0:
-            raise InvalidInputError(f"invalid tail length {length} for {key!r} (> 0)")
+        check_tail_length(key, length)
         try:
             data, resp = self._read_whole(key, {"Bucket": self.bucket, "Key": key, "Range": f"bytes=-{length}"})
         except bce.ClientError as exc:
