@@ -47,15 +47,38 @@ def connect_arrow(url: str) -> ArrowConnection:
 _SHARED_DATABASE: Any = getattr(adbc_dbapi, "_SharedDatabase", None)
 
 
+class _SerializedConnection(adbc_dbapi.Connection):  # type: ignore[misc]
+    """A dbapi connection whose close() (and so its __del__) holds its ArrowDatabase's driver lock."""
+
+    _driver_lock: threading.RLock | None = None  # set before the base __init__, which __del__ may follow
+
+    def __init__(self, shared: Any, driver_connection: Any, driver_lock: threading.RLock) -> None:
+        self._driver_lock = driver_lock
+        super().__init__(shared, driver_connection)
+
+    def close(self) -> None:
+        lock = self._driver_lock
+        if lock is None:
+            super().close()
+            return
+        with lock:
+            super().close()
+
+
 class ArrowDatabase:
     """ADBC connections to one database that share the driver's database object: a fresh one connects once more
     and reads pg_type to build its type lookups, 40 ms of CPU (0.4 s on a busy machine) for every connection, and
     a direct run opens one per scan range, per worker and per plan. Its connections are dbapi connections as
-    connect_arrow's; close() lets the shared object go once the last of them is closed."""
+    connect_arrow's; close() lets the shared object go once the last of them is closed.
+
+    The PostgreSQL driver counts a database's open connections in a plain integer (not atomic) that every
+    connect and close changes outside the GIL, so two threads doing either at once can lose a count and a later
+    close fails with "Open connection count underflowed". Every open and close of this database's connections
+    holds one lock (re-entrant: a connection's __del__ may run inside it)."""
 
     def __init__(self, url: str) -> None:
         self._url = url
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._shared: Any = None
         self._closed = False
 
@@ -67,10 +90,15 @@ class ArrowDatabase:
                 if self._shared is None and _SHARED_DATABASE is not None:
                     self._shared = _SHARED_DATABASE(adbc_pg.connect(self._url))
                 shared = self._shared
-            if shared is None:  # a driver manager without its (private) holder: a database per connection
-                return connect_arrow(self._url)
-            # the connection takes a reference of its own (released by its close())
-            return adbc_dbapi.Connection(shared, adbc_driver_manager.AdbcConnection(shared._db))
+                if shared is None:  # a driver manager without its (private) holder: a database per connection
+                    return connect_arrow(self._url)
+                # the connection takes a reference of its own (released by its close())
+                driver_connection = adbc_driver_manager.AdbcConnection(shared._db)
+                try:
+                    return _SerializedConnection(shared, driver_connection, self._lock)
+                except BaseException:
+                    driver_connection.close()
+                    raise
         except DatabaseError:
             raise
         except Exception as exc:  # noqa: BLE001 - translated at the boundary
@@ -79,8 +107,8 @@ class ArrowDatabase:
     def close(self) -> None:
         with self._lock:
             shared, self._shared, self._closed = self._shared, None, True
-        if shared is not None:
-            shared.close()
+            if shared is not None:
+                shared.close()
 
 
 def storage_class_case(
