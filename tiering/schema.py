@@ -947,7 +947,10 @@ def to_archive_batch(batch: T) -> T:
 
 
 def _utc(value: datetime | None) -> datetime | None:
-    return None if value is None else value.astimezone(UTC)
+    """An Arrow timestamp as an aware UTC datetime (a timestamp without a zone is UTC in Arrow, not local time)."""
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def archive_rows_to_dicts(table: pa.Table | pa.RecordBatch) -> list[dict[str, Any]]:
@@ -958,28 +961,29 @@ def archive_rows_to_dicts(table: pa.Table | pa.RecordBatch) -> list[dict[str, An
     `payload` comes back as the raw (uncompressed) JSON bytes; re-encode it with tiering.codec
     before inserting into staging, or use `json.loads` for the hot table's JSONB column.
     """
-    rows = table.to_pylist()
-    result: list[dict[str, Any]] = []
-    for row in rows:
-        out: dict[str, Any] = {}
-        for name in STAGING_SELECT_COLUMNS:
-            value = row.get(name)
-            if value is None:
-                out[name] = None
-            elif name in UUID_COLUMNS:
-                out[name] = uuid.UUID(value)
-            elif name in UUID_LIST_COLUMNS:
-                out[name] = [None if v is None else uuid.UUID(v) for v in value]
-            elif name in JSON_COLUMNS:
-                out[name] = json.loads(value)
-            elif name == "payload":
-                out[name] = value.encode("utf-8")
-            elif name in TIMESTAMP_COLUMNS:
-                out[name] = _utc(value)
-            else:
-                out[name] = value
-        result.append(out)
-    return result
+    return [archive_row_to_dict(row) for row in table.to_pylist()]
+
+
+def archive_row_to_dict(row: dict[str, Any]) -> dict[str, Any]:
+    """One archive row as Arrow's to_pylist gives it (a column it lacks is NULL) -> archive_rows_to_dicts's dict."""
+    out: dict[str, Any] = {}
+    for name in STAGING_SELECT_COLUMNS:
+        value = row.get(name)
+        if value is None:
+            out[name] = None
+        elif name in UUID_COLUMNS:
+            out[name] = uuid.UUID(value)
+        elif name in UUID_LIST_COLUMNS:
+            out[name] = [None if v is None else uuid.UUID(v) for v in value]
+        elif name in JSON_COLUMNS:
+            out[name] = json.loads(value)
+        elif name == "payload":
+            out[name] = value if isinstance(value, bytes) else value.encode("utf-8")
+        elif name in TIMESTAMP_COLUMNS:
+            out[name] = _utc(value)
+        else:
+            out[name] = value
+    return out
 
 
 def row_to_staging_dict(table: pa.Table | pa.RecordBatch, i: int) -> dict[str, Any]:

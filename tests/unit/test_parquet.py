@@ -355,6 +355,40 @@ def test_segment_reads_decode_only_what_was_fetched(tmp_path: Path, monkeypatch:
     assert parquet.present_columns(meta, ["id", "no_such_column", "payload"]) == ["id", "payload"]
 
 
+def test_rows_of_one_row_group_are_decoded_only_up_to_the_last_wanted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows wanted in one row group: batches are decoded until the one holding the last wanted row, then the rows
+    are taken in row order; rows in several row groups: those groups whole. Same rows either way."""
+    monkeypatch.setattr(parquet, "MIN_ROW_GROUP_ROWS", 10)
+    monkeypatch.setattr(parquet, "POSITION_BATCH_ROWS", 4)
+    batches = [_archive(30, seed=s) for s in range(2)]
+    (part,) = parquet.write_parts(batches, tmp_path, flush_id=FLUSH, part_name_fn=_name, row_group_rows=25)
+    data, meta = part.path.read_bytes(), parquet.read_footer(part.path)
+    table = pa.Table.from_batches(batches)
+    decoded: list[int] = []
+    real_iter = pq.ParquetFile.iter_batches
+
+    def counting_iter(self: pq.ParquetFile, *args: object, **kwargs: object) -> object:
+        for batch in real_iter(self, *args, **kwargs):  # type: ignore[arg-type]
+            decoded.append(batch.num_rows)
+            yield batch
+
+    monkeypatch.setattr(pq.ParquetFile, "iter_batches", counting_iter)
+    whole = (0, data)
+    for wants, batches_read in (([(1, 0)], 1), ([(1, 9), (1, 2)], 3), ([(1, 24)], 7), ([(1, 3), (1, 4)], 2)):
+        decoded.clear()
+        got = parquet.rows_from_segment(meta, len(data), whole, wants)
+        assert got.to_pylist() == [table.slice(25 + r, 1).to_pylist()[0] for _, r in sorted(wants)]
+        assert len(decoded) == batches_read and sum(decoded) <= 25
+    decoded.clear()
+    both = parquet.rows_from_segment(meta, len(data), whole, [(2, 1), (0, 24)])
+    assert both.to_pylist() == [table.slice(24, 1).to_pylist()[0], table.slice(51, 1).to_pylist()[0]]
+    assert decoded == []  # two row groups: read whole
+    with pytest.raises(IndexError):
+        parquet.rows_from_segment(meta, len(data), whole, [(1, 25)])  # past the group's rows
+
+
 def test_footer_cache_loads_each_object_once() -> None:
     loads: list[str] = []
 

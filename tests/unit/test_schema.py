@@ -297,6 +297,22 @@ def test_archive_rows_to_dicts_round_trip() -> None:
     assert S.row_to_staging_dict(out, 3) == dicts[3]
 
 
+def test_one_archive_row_converts_as_the_whole_table_does() -> None:
+    """A restore converts the one row it decoded (archive_row_to_dict) without a round trip through Arrow: the
+    same dict as archive_rows_to_dicts; a column the object lacks is None, a zone-less timestamp is UTC (as Arrow
+    means it, whatever the machine's zone), a payload already in bytes stays as it is."""
+    out = S.to_archive_batch(adbc_batch(staging_rows(6, codec="mixed")))
+    for i, row in enumerate(out.to_pylist()):
+        assert S.archive_row_to_dict(row) == S.archive_rows_to_dicts(out)[i]
+    row = out.select(list(S.RESTORE_COLUMNS)).slice(2, 1).to_pylist()[0]
+    aware = row["created_at"]
+    naive = {**row, "created_at": aware.astimezone(UTC).replace(tzinfo=None), "payload": row["payload"].encode()}
+    converted = S.archive_row_to_dict(naive)
+    assert converted["created_at"] == aware and converted["created_at"].tzinfo == UTC
+    assert converted["payload"] == row["payload"].encode()
+    assert converted["archived_at"] is None and converted["status"] is None  # not among the restore columns
+
+
 def test_restore_reads_only_the_columns_it_writes_back() -> None:
     """A cold restore decodes S.RESTORE_COLUMNS only: the hot values it computes from them equal those computed
     from the whole archived row, and the reset and dropped columns are not among them."""

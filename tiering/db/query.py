@@ -368,16 +368,48 @@ def staged_rows(conn: psycopg.Connection, job_ids: Sequence[uuid.UUID], *, lock:
         return cur.execute(query.encode(), (list(job_ids),)).fetchall()  # type: ignore[arg-type]
 
 
+_COLD_LOCATION_COLUMNS = """x.job_id, x.object_id, x.row_group, x.row_in_group, x.queue_name, x.status, x.created_at,
+       x.archived_at, x.payload_bytes, m.key AS object_key, m.storage_class, m.bytes AS object_bytes"""
+_COLD_LOCATION_FROM = """tiering_job_index x JOIN tiering_manifest m ON m.id = x.object_id AND m.state = 'committed'
+ WHERE x.job_id = %(id)s AND x.restored_at IS NULL"""
+
+
 def cold_location(conn: psycopg.Connection, job_id: uuid.UUID, *, lock: bool) -> dict[str, Any] | None:
     """The live index row of a cold job joined with its committed manifest row."""
-    query = """SELECT x.job_id, x.object_id, x.row_group, x.row_in_group, x.queue_name, x.status, x.created_at,
-                      x.archived_at, x.payload_bytes, m.key AS object_key, m.storage_class, m.bytes AS object_bytes
-                 FROM tiering_job_index x JOIN tiering_manifest m ON m.id = x.object_id AND m.state = 'committed'
-                WHERE x.job_id = %s AND x.restored_at IS NULL"""
+    query = f"SELECT {_COLD_LOCATION_COLUMNS} FROM {_COLD_LOCATION_FROM}"  # noqa: S608 - constant text
     if lock:
         query += " FOR UPDATE OF x"
     with conn.cursor(row_factory=dict_row) as cur:
-        return cur.execute(query.encode(), (job_id,)).fetchone()  # type: ignore[arg-type]
+        return cur.execute(query.encode(), {"id": job_id}).fetchone()  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class FirstLook:
+    """Where one job is, read without locks in one statement: the hot row's (status, archived_at), whether a
+    staged row exists, and the cold location (cold_location's columns)."""
+
+    hot: tuple[str, datetime | None] | None
+    staged: bool
+    cold: dict[str, Any] | None
+
+
+_FIRST_LOOK_SQL = f"""SELECT h.id IS NOT NULL AS in_hot, h.status AS hot_status, h.archived_at AS hot_archived_at,
+       EXISTS (SELECT 1 FROM hammerwork_jobs_archive a WHERE a.id = %(id)s) AS staged, l.*
+  FROM (SELECT %(id)s::uuid AS id) j
+  LEFT JOIN hammerwork_jobs h ON h.id = j.id
+  LEFT JOIN LATERAL (SELECT {_COLD_LOCATION_COLUMNS} FROM {_COLD_LOCATION_FROM}) l ON true"""  # noqa: S608
+
+
+def first_look(conn: psycopg.Connection, job_id: uuid.UUID) -> FirstLook:
+    """hot_job, staged_rows and cold_location of one job in one round trip (a restore's first look)."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        row = cur.execute(_FIRST_LOOK_SQL.encode(), {"id": job_id}).fetchone()  # type: ignore[arg-type]
+    assert row is not None  # one row by construction
+    hot = (row["hot_status"], row["hot_archived_at"]) if row["in_hot"] else None
+    cold = None
+    if row["job_id"] is not None:
+        cold = {k: v for k, v in row.items() if k not in ("in_hot", "hot_status", "hot_archived_at", "staged")}
+    return FirstLook(hot, bool(row["staged"]), cold)
 
 
 def last_restored_at(conn: psycopg.Connection, job_id: uuid.UUID) -> datetime | None:
