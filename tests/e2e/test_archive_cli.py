@@ -76,14 +76,13 @@ def eligible_by_default(ctx: dict[str, Any]) -> int:
 
 
 # --- archive run -------------------------------------------------------------------------------------
-def test_run_json_is_one_object_on_stdout_and_progress_goes_to_stderr(env: dict[str, Any]) -> None:
-    eligible = eligible_by_default(env)
-    assert eligible > 50
-    # stderr is a terminal (progress bars are drawn there), stdout a pipe read whole
+def on_stderr_terminal(ctx: dict[str, Any], *args: str) -> tuple[subprocess.Popen[str], str, bytes]:
+    """Run with stderr on a pseudo-terminal (progress bars are drawn there) and stdout a pipe read whole:
+    (process, stdout, what the terminal showed)."""
     master, slave = pty.openpty()
     proc = subprocess.Popen(
-        [TIERING_BIN, "archive", "run", "--format", "json"],
-        env={**env["env"], "COLUMNS": "100"},
+        [TIERING_BIN, *args],
+        env={**ctx["env"], "COLUMNS": "100"},
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=slave,
@@ -104,6 +103,13 @@ def test_run_json_is_one_object_on_stdout_and_progress_goes_to_stderr(env: dict[
         terminal += chunk
     out, _ = proc.communicate(timeout=60)
     os.close(master)
+    return proc, out, terminal
+
+
+def test_run_json_is_one_object_on_stdout_and_progress_goes_to_stderr(env: dict[str, Any]) -> None:
+    eligible = eligible_by_default(env)
+    assert eligible > 50
+    proc, out, terminal = on_stderr_terminal(env, "archive", "run", "--format", "json")
 
     assert proc.returncode == 0, terminal.decode(errors="replace")
     doc = json.loads(out)  # the whole of stdout is one JSON document
@@ -127,6 +133,20 @@ def test_run_json_is_one_object_on_stdout_and_progress_goes_to_stderr(env: dict[
     assert b"{" not in terminal  # ... and nothing of the JSON did
     s = state(env)
     assert s["staged"] == 0 and s["committed"] == doc["flush"]["objects_written"] == len(s["objects"])
+
+
+def test_run_no_flush_on_a_terminal_shows_the_staging_moves_total(env: dict[str, Any]) -> None:
+    """--no-flush takes the staging path, which has no scan of its own: its bar still has the total from the start."""
+    eligible = eligible_by_default(env)
+    assert eligible > 50
+    proc, out, terminal = on_stderr_terminal(env, "archive", "run", "--no-flush", "--format", "json")
+
+    assert proc.returncode == 0, terminal.decode(errors="replace")
+    doc = json.loads(out)
+    assert doc["jobs_archived"] == eligible and "flush" not in doc
+    assert f"{eligible}/{eligible}".encode() in terminal.replace(b" ", b"")
+    assert b"/?" not in terminal and b"flushed" not in terminal
+    assert state(env)["committed"] == 0
 
 
 def test_demo_seed_then_run_logs_on_stderr_only_without_a_terminal(env: dict[str, Any]) -> None:

@@ -240,6 +240,83 @@ def test_no_flush_still_stages(db_url: str, tmp_path: Path) -> None:
         assert count(conn, "tiering_manifest") == 0
 
 
+def _counting_eligible(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Every whole count of the hot table's eligible jobs (staging.count_eligible), recorded."""
+    real = staging_db.count_eligible
+    calls: list[int] = []
+
+    def counting(*a: Any, **k: Any) -> Any:
+        calls.append(1)
+        return real(*a, **k)
+
+    monkeypatch.setattr(staging_db, "count_eligible", counting)
+    return calls
+
+
+def _hooks() -> tuple[list[tuple[str, str, int]], Any, Any]:
+    """progress and total hooks of run_archival recording, in order, ("advance" | "total", counter, n)."""
+    events: list[tuple[str, str, int]] = []
+    lock = threading.Lock()
+
+    def advance(name: str, n: int) -> None:
+        with lock:
+            events.append(("advance", name, n))
+
+    def total(name: str, n: int) -> None:
+        with lock:
+            events.append(("total", name, n))
+
+    return events, advance, total
+
+
+def test_a_progress_bars_total_comes_from_the_direct_paths_own_scan(
+    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The archive bar's total (a terminal's `archive run`) is what the direct path's one scan found eligible,
+    reported before the first round moves a job: no count of the hot table before the run."""
+    settings = Settings(home=tmp_path, store_url=(tmp_path / "objects").as_uri(), database_url=db_url)
+    store = open_store(settings)
+    seed(db_url, 300, start=1)
+    hot_terminal = _terminal_hot(db_url)
+    counted = _counting_eligible(monkeypatch)
+    events, advance, total = _hooks()
+
+    result = _run(db_url, store, settings, ALL_TERMINAL, progress=advance, total=total)
+
+    assert counted == []  # the direct path's scan gave the total
+    assert result["jobs_archived"] == hot_terminal > 0
+    assert [e for e in events if e[0] == "total"] == [("total", "archived", hot_terminal)]
+    archived = [e for e in events if e[1] == "archived"]
+    assert archived[0] == ("total", "archived", hot_terminal)  # known before the first job moved
+    assert sum(n for kind, _, n in archived if kind == "advance") == hot_terminal
+    assert sum(n for kind, name, n in events if (kind, name) == ("advance", "flushed")) == hot_terminal
+
+
+def test_a_progress_bars_total_on_the_staging_path_is_counted_once(
+    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without flushing the staging move has no scan of its own: asked for a total, the run counts the eligible
+    jobs once, before the first batch moves; not asked (a run without a terminal), it counts nothing."""
+    settings = Settings(home=tmp_path, store_url=(tmp_path / "objects").as_uri(), database_url=db_url)
+    store = open_store(settings)
+    seed(db_url, 300, start=1)
+    hot_terminal = _terminal_hot(db_url)
+    counted = _counting_eligible(monkeypatch)
+    events, advance, total = _hooks()
+
+    result = _run(db_url, store, settings, ALL_TERMINAL, flush=False, progress=advance, total=total)
+
+    assert counted == [1]
+    assert result["jobs_archived"] == hot_terminal > 0
+    assert events[0] == ("total", "archived", hot_terminal)
+    assert [e for e in events if e[0] == "total"] == [events[0]]
+    assert sum(n for kind, _, n in events if kind == "advance") == hot_terminal
+
+    seed(db_url, 100, start=301)
+    again = _run(db_url, store, settings, ALL_TERMINAL, flush=False, progress=advance)
+    assert again["jobs_archived"] > 0 and counted == [1]
+
+
 def test_a_round_refused_at_commit_falls_back_to_the_staging_path(db_url: str, tmp_path: Path) -> None:
     """A hot job that is also live cold (not a state tiering makes; here written by hand) makes the direct round's
     commit fail on the job index: the round's objects are dropped, its rows stay hot, the staging move takes them

@@ -72,7 +72,6 @@ def run(
     fmt: FormatOption = Format.table,
 ) -> None:
     """Move eligible jobs hot -> staging, then flush staging to the object store."""
-    from tiering.engine.archive import count_eligible_jobs
     from tiering.engine.pipeline import run_archival
 
     c = context(ctx)
@@ -89,16 +88,22 @@ def run(
         output.info(f"policy: {source}; database: {_safe_url(url)}")
         if workers is not None:
             c.settings = c.settings.with_overrides(workers=workers)
-        total = None if policy.dry_run or not sys.stderr.isatty() else count_eligible_jobs(c, queue, policy)
-        totals = {"archived": total}
-        if total is not None and not no_flush:
+        staged = None
+        if sys.stderr.isatty() and not policy.dry_run and not no_flush:
             from tiering.engine.flush import count_staged_jobs
 
-            totals["flushed"] = total + count_staged_jobs(c, queue)  # staged before the run, then this run's
-        with output.phase_progress(totals) as (advance, phase):
+            staged = count_staged_jobs(c, queue)  # the flush bar's: staged before the run, then this run's
+        with output.phase_progress() as (advance, phase, set_total):
+
+            def total(name: str, n: int) -> None:  # the run's own count of what it moves (no scan of ours)
+                set_total(name, n)
+                if name == "archived" and staged is not None:
+                    set_total("flushed", n + staged)
+
             result = run_archival(
                 c, queue=queue, policy=policy, config=config, reason=reason, initiated_by=who,
                 flush=not no_flush, purge=not no_purge, progress=advance, phase=phase, crash_hook=fault_hook(),
+                total=total,
             )  # fmt: skip
         signals.done(result)
     if result.get("skipped_reason"):

@@ -7,6 +7,7 @@ import io
 import json
 import logging
 import sys
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import date, datetime
@@ -196,26 +197,36 @@ def progress_bar(description: str, total: int | None) -> Iterator[Any]:
 
 
 @contextmanager
-def phase_progress(totals: dict[str, int | None]) -> Iterator[tuple[Any, Any]]:
-    """(advance(name, n), phase(name)) callbacks driving one bar per counter on a terminal; no-ops otherwise."""
+def phase_progress() -> Iterator[tuple[Any, Any, Any]]:
+    """(advance(name, n), phase(name), total(name, n)) callbacks driving one bar per counter on a terminal; no-ops
+    otherwise. A bar appears at its total or its first advance, whichever comes first (the total can come later)."""
     if not sys.stderr.isatty():
-        yield (lambda name, n: None), (lambda name: None)
+        yield (lambda name, n: None), (lambda name: None), (lambda name, n: None)
         return
     with Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=stderr
     ) as progress:
         tasks: dict[str, Any] = {}
+        lock = threading.Lock()  # the run's threads advance and set totals at once
 
         def advance(name: str, n: int) -> None:
-            if name not in tasks:
-                tasks[name] = progress.add_task(name, total=totals.get(name))
-            progress.advance(tasks[name], n)
+            with lock:
+                if name not in tasks:
+                    tasks[name] = progress.add_task(name, total=None)
+                progress.advance(tasks[name], n)
+
+        def total(name: str, n: int) -> None:
+            with lock:
+                if name in tasks:
+                    progress.update(tasks[name], total=n)
+                else:
+                    tasks[name] = progress.add_task(name, total=n)
 
         def phase(name: str) -> None:
             stderr.print(f"[dim]{datetime.now().astimezone().isoformat(timespec='seconds')}[/dim] {name}...",
                          highlight=False)  # fmt: skip
 
-        yield advance, phase
+        yield advance, phase, total
 
 
 _quiet = False

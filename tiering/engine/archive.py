@@ -26,9 +26,9 @@ from tiering.policy import REASONS, ArchivalConfig, ArchivalPolicy, eligibility_
 ProgressFn = Callable[[int], None]
 # The direct path (tiering.engine.flush.flush_hot, bound by the pipeline): given the eligibility predicate, where
 # to add each round's moved jobs, and what to call once its scan of the hot table is done (with how many hot rows
-# Hammerwork marked archived), it writes eligible hot jobs straight into objects; False when it left some to the
-# staging move.
-DirectFn = Callable[[staging.Predicate, Callable[[staging.Totals], None], Callable[[int], None]], bool]
+# Hammerwork marked archived, and how many eligible jobs it found), it writes eligible hot jobs straight into objects;
+# False when it left some to the staging move.
+DirectFn = Callable[[staging.Predicate, Callable[[staging.Totals], None], Callable[[int, int], None]], bool]
 log = logging.getLogger(__name__)
 
 
@@ -292,6 +292,7 @@ def archive_jobs(
     now: datetime | None = None,
     direct: DirectFn | None = None,
     analyse: bool = True,
+    total: ProgressFn | None = None,
 ) -> ArchivalStats:
     """Move every eligible job from hammerwork_jobs into hammerwork_jobs_archive (or, with `direct`, straight
     into objects first; the staging move then takes only what the direct path left).
@@ -299,7 +300,10 @@ def archive_jobs(
     Each batch is one transaction; workers on separate connections divide the work with SKIP LOCKED,
     so concurrent runs (here or on other machines) never archive a job twice. The tables the run bulk-changed
     (stats.changed_tables) are analysed before returning, or, with analyse=False, left to the caller (see
-    analysing: a run that flushes next analyses them beside the flush).
+    analysing: a run that flushes next analyses them beside the flush). `total` (a progress bar's), when given,
+    is called once with how many jobs the run found to move, before the first is moved: the direct path's own scan
+    counts them; the staging path has no scan of its own and counts them first (one more scan of the hot table,
+    made only when asked).
     """
     reason = normalize_reason(reason)
     started = time.perf_counter()
@@ -334,7 +338,9 @@ def archive_jobs(
                     Background(lambda: settle_two_places(session, queue, policy.batch_size, hot=False), "settle")
                 ]
 
-                def scanned(marked: int) -> None:
+                def scanned(marked: int, eligible: int) -> None:
+                    if total is not None:
+                        total(eligible)
                     if marked:
                         settling.append(Background(
                             lambda: settle_two_places(session, queue, policy.batch_size, staged=False), "settle-hot"
@@ -359,6 +365,9 @@ def archive_jobs(
             # now became eligible during the run (the next run takes it) or is another run's (SKIP LOCKED).
             # Movers claim by the hot table alone, so one filling staging never slows another's claim
             # (staging.NO_JOIN_IN_CLAIM).
+            if total is not None and direct is None:
+                with session.connection() as conn:
+                    total(sum(n for _, _, n in staging.count_eligible(conn, pred)))
             movers = max(1, workers)
             threads = [
                 threading.Thread(
@@ -460,15 +469,6 @@ def _dry_run(conn: psycopg.Connection, pred: staging.Predicate, queue: str | Non
     stats.jobs_that_would_be_archived = stats.jobs_archived
     stats.jobs_archived = 0
     stats.hot_copies_settled = staging.count_hammerwork_hot_copies(conn, queue)
-
-
-def count_eligible_jobs(
-    session: Session, queue: str | None, policy: ArchivalPolicy, now: datetime | None = None
-) -> int:
-    """How many jobs a run would move now (for progress bars)."""
-    pred = staging.eligibility_predicate(eligibility_clauses(policy, now or datetime.now(UTC)), queue)
-    with session.connection() as conn:
-        return sum(n for _, _, n in staging.count_eligible(conn, pred))
 
 
 def left_behind(session: Session, queue: str | None, policy: ArchivalPolicy) -> dict[str, dict[str, Any]]:

@@ -294,7 +294,7 @@ def flush_hot(
     config: ArchivalConfig,
     pred: staging.Predicate,
     on_moved: Callable[[staging.Totals], None],
-    on_scanned: Callable[[int], None] = lambda marked: None,
+    on_scanned: Callable[[int, int], None] = lambda marked, eligible: None,
     *,
     reason: str,
     initiated_by: str | None,
@@ -309,7 +309,8 @@ def flush_hot(
     publish, then commit manifest rows + job index), so every job is written once and is hot or cold at every
     instant; the moves lock and the fault points are the flush's. One scan finds every eligible job's tid;
     each round then claims its share of them by tid. Adds what it wrote to
-    `stats` and each round's moved jobs to `on_moved` (the archive totals). Returns False when it left rows to
+    `stats` and each round's moved jobs to `on_moved` (the archive totals); `on_scanned` gets, right after the scan,
+    how many hot rows Hammerwork marked archived and how many eligible jobs it found. Returns False when it left rows to
     the staging path (a corrupt payload, a row refused at commit); the caller's staging move takes whatever
     is left, and the flush after it handles those rows as it does any staged row."""
     started = time.perf_counter()
@@ -321,7 +322,7 @@ def flush_hot(
     scan = _scan_eligible(session, pred, workers or settings.workers)
     stats.phase_seconds["eligible_scan"] = time.perf_counter() - scanning  # once per run: wall time
     stats.scanned_eligible, stats.scanned_not_due = scan.eligible, dict(scan.not_due)
-    on_scanned(scan.marked)
+    on_scanned(scan.marked, scan.eligible)
     chunks = _tid_chunks(scan.tids, claim_rows)
     del scan
     memory.release_free_memory()  # what the scan's drivers freed

@@ -32,7 +32,10 @@ def run_archival(
     progress: Counter = _noop,
     phase: Callable[[str], None] | None = None,
     crash_hook: Callable[[str], None] | None = None,
+    total: Counter | None = None,
 ) -> dict[str, Any]:
+    """`progress(counter, n)`: n more jobs archived or flushed. `total(counter, n)`, when given: how many jobs the
+    run found to archive ("archived"), before the first moves (progress bars; see archive_jobs)."""
     from tiering.engine.archive import archive_jobs, normalize_reason
 
     if dry_run:
@@ -62,6 +65,7 @@ def run_archival(
     stats = archive_jobs(
         session, queue, policy, config, reason, initiated_by, workers=session.settings.workers,
         progress=lambda n: progress("archived", n), direct=direct, analyse=not flushing,
+        total=None if total is None else (lambda n: total("archived", n)),
     )  # fmt: skip
     result: dict[str, Any] = stats.to_dict()
     from tiering.engine.archive import Background, analysing, explain_left_behind, left_behind
