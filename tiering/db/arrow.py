@@ -27,6 +27,7 @@ from psycopg import sql
 
 from tiering import schema as S
 from tiering.db import planner
+from tiering.db.literals import array_literal
 from tiering.db.locks import SHARE_MOVES_SQL
 from tiering.db.staging import NOT_A_COLD_COPY, WHOLE_SCAN, Predicate
 from tiering.errors import DatabaseError
@@ -206,12 +207,6 @@ def _stream(cur: Any, query: str, values: Sequence[Any]) -> pa.RecordBatchReader
 CLAIM_BATCH_BYTES = 4 << 20
 
 
-def _array_literal(values: Sequence[Any]) -> str:
-    """A PostgreSQL text[] literal (every element quoted, so legacy '"Completed"' statuses survive)."""
-    quoted = ('"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values)
-    return "{" + ",".join(quoted) + "}"
-
-
 def _positional(text: str, params: dict[str, Any], first: int) -> tuple[str, list[Any]]:
     """psycopg's %(name)s placeholders -> ADBC's $n (typed by a cast), with the values in order: the eligibility
     predicate is composed once (tiering.db.staging) and runs on both drivers."""
@@ -226,7 +221,7 @@ def _positional(text: str, params: dict[str, Any], first: int) -> tuple[str, lis
         if name not in order:
             order[name] = first + len(values)
             if isinstance(value, list | tuple):
-                values.append(_array_literal(value))
+                values.append(array_literal(value))
             elif isinstance(value, datetime):
                 values.append(value.isoformat())
             else:
