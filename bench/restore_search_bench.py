@@ -99,9 +99,12 @@ def run(url: str, settings: Settings, s3: Any, say: Callable[[str], None], resto
         return len(found)
 
     with Session(settings, database_url=url, store=store) as session:  # opened once, as DuckDB's connection is
+        def duck_search(con: Any) -> Callable[[], int]:
+            return lambda: int(con.execute(query).fetchone()[0])
+
         contenders: dict[str, Callable[[], int]] = {
             "tiering": lambda: tiering_search(session),
-            **{name: (lambda con=con: int(con.execute(query).fetchone()[0])) for name, con in ducks.items()},
+            **{name: duck_search(con) for name, con in ducks.items()},
         }
         runs = {name: [_timed(fn)] for name, fn in contenders.items()}
         for _ in range(SEARCH_ROUNDS):

@@ -9,7 +9,9 @@ database (CREATE DATABASE ... TEMPLATE) feed each measurement, so every contende
   end to end   `tiering archive run` hot -> committed objects (local store)  vs  DuckDB 1.5.5 postgres_scanner
                COPY ... TO parquet PARTITION_BY (queue, date) zstd of the same rows from the same database, and a
                bare DELETE of them, and the job index's INSERT of them (the floor of a move: export + DELETE + index,
-               one after another); CPU per 100k jobs of each (this process, the CLI child, PostgreSQL's processes);
+               one after another); CPU per 100k jobs of each (the CLI child, DuckDB's child, PostgreSQL's
+               processes); BENCH_E2E_ROUNDS (3) rounds, each a fresh copy moved by tiering and a fresh DuckDB
+               process exporting, the order alternating; the table shows the medians;
                vs Hammerwork's own archiver (bench/hammerwork_algo.py) on the same data
   cold bytes   bytes per job of that run's objects                          vs  DuckDB's export
   staging      `tiering archive run --no-flush`                             vs  a bare SQL move (DELETE ... RETURNING
@@ -56,6 +58,9 @@ JOBS = int(os.environ.get("BENCH_JOBS", "1000000"))
 BATCH = int(os.environ.get("BENCH_BATCH", "5000"))
 HW_SECONDS = float(os.environ.get("BENCH_HW_SECONDS", "30"))
 RESTORES = int(os.environ.get("BENCH_RESTORES", "50"))
+# End-to-end rounds: each a fresh copy of the database moved by tiering and the same rows exported by DuckDB, in
+# alternating order; the medians are the table's figures (one run each swung by up to 30 % between benches here).
+E2E_ROUNDS = max(1, int(os.environ.get("BENCH_E2E_ROUNDS", "3")))
 # Sections a quick iteration may leave out: hammerwork, daily (the 365-day flush and the purges), rss, load, iceberg.
 SKIP = set(filter(None, os.environ.get("BENCH_SKIP", "").split(",")))
 TOKEN = "bench-token"
@@ -257,8 +262,39 @@ def autovacuum_since(url: str, since: datetime) -> list[str]:
     return [f"{name} ({'+'.join(k for k, done in (('vacuum', v), ('analyze', a)) if done)})" for name, v, a in rows]
 
 
+def duckdb_export(src_url: str, out_dir: Path) -> dict[str, float]:
+    """DuckDB's export of the eligible rows of `src_url` (postgres_scanner -> zstd Parquet partitioned by queue and
+    date) in a child process (bench/duck_child.py): rows, seconds, CPU (its own and PostgreSQL's), files, bytes."""
+    shutil.rmtree(out_dir, ignore_errors=True)
+    before = server_cpu()
+    child = subprocess.run(
+        [sys.executable, "-m", "bench.duck_child", libpq(src_url), dataset.eligible_where(CUTOFF_SQL), str(out_dir)],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    server_cpu_s = server_cpu() - before
+    timing = json.loads(child.stdout)
+    count_sql = f"SELECT count(*) FROM read_parquet('{out_dir}/**/*.parquet')"  # noqa: S608
+    rows = int(duck_connect().execute(count_sql).fetchone()[0])  # type: ignore[index]
+    files, size = dir_bytes(out_dir)
+    return {"rows": rows, "seconds": float(timing["seconds"]), "server_cpu": server_cpu_s,
+            "cpu": float(timing["cpu_s"]), "files": files, "bytes": size}  # fmt: skip
+
+
+def tiering_round(url: str, label: str, policy_file: Path) -> dict[str, Any]:
+    """One more `tiering archive run` (no API server beside it) on `url`: the run, PostgreSQL's CPU, objects."""
+    objects = (OUT / f"{label}-objects").resolve()
+    shutil.rmtree(objects, ignore_errors=True)
+    env = tiering_env(url, objects.as_uri(), OUT / f"home-{label}")
+    args = ["archive", "run", "--policy", str(policy_file), "--no-purge", "--initiated-by", "bench"]
+    before = server_cpu()
+    run = run_cli(label, args, env)
+    run["server_cpu"] = server_cpu() - before
+    shutil.rmtree(objects, ignore_errors=True)
+    return run
+
+
 def bench_end_to_end(urls: dict[str, str], policy_file: Path, base: str) -> None:
-    say("\n== end to end: hot -> committed objects (local store)")
+    say(f"\n== end to end: hot -> committed objects (local store), {E2E_ROUNDS} alternating rounds")
     home = OUT / "home-e2e"
     objects = (OUT / "e2e-objects").resolve()
     env = tiering_env(urls["e2e"], objects.as_uri(), home)
@@ -268,7 +304,7 @@ def bench_end_to_end(urls: dict[str, str], policy_file: Path, base: str) -> None
         server_before = server_cpu()
         run_started = datetime.now(UTC)
         run = run_cli("e2e", args, env)
-        run_server_cpu = server_cpu() - server_before
+        run["server_cpu"] = server_cpu() - server_before
         autovacuumed = autovacuum_since(urls["e2e"], run_started)
         first = get(api + "/api/archive/jobs?limit=50")
         fresh = [first] + [get(api + "/api/archive/jobs?limit=50") for _ in range(4)]
@@ -277,10 +313,9 @@ def bench_end_to_end(urls: dict[str, str], policy_file: Path, base: str) -> None
         analysed = [get(api + "/api/archive/jobs?limit=50") for _ in range(5)]
     n = moved(run["doc"])
     n_objects, cold_bytes = dir_bytes(objects)
-    rate = n / run["seconds"]
     say(
-        f"tiering archive run: {n:,} jobs in {run['seconds']:.1f} s = {rate:,.0f} jobs/s; {n_objects} objects, "
-        f"{cold_bytes / n:.1f} cold bytes/job; peak RSS {run['rss_mb']:.0f} MB"
+        f"round 1: tiering archive run: {n:,} jobs in {run['seconds']:.1f} s = {n / run['seconds']:,.0f} jobs/s; "
+        f"{n_objects} objects, {cold_bytes / n:.1f} cold bytes/job; peak RSS {run['rss_mb']:.0f} MB"
     )
     say(f"  autovacuum/autoanalyze of bench_e2e's tables during the run (counted in PostgreSQL's CPU): "
         f"{', '.join(autovacuumed) or 'none'}")  # fmt: skip
@@ -291,31 +326,49 @@ def bench_end_to_end(urls: dict[str, str], policy_file: Path, base: str) -> None
         f"GET /api/archive/jobs right after the run: first {first:.3f} s, median of 5 {statistics.median(fresh):.3f} s;"
         f" after VACUUM ANALYZE: median {statistics.median(analysed):.3f} s"
     )
-    results["end_to_end"] = {"jobs": n, "seconds": round(run["seconds"], 2), "jobs_per_s": round(rate),
-                             "objects": n_objects, "cold_bytes_per_job": round(cold_bytes / n, 1),
-                             "rss_mb": round(run["rss_mb"]), "flush_phases": flush.get("phase_seconds")}  # fmt: skip
     results["list_route"] = {"first_s": round(first, 3), "fresh_median_s": round(statistics.median(fresh), 3),
                              "analysed_median_s": round(statistics.median(analysed), 3)}  # fmt: skip
 
-    # the references, on the same rows of the same (untouched) database
+    # the reference on the same rows of the same (untouched) database; then further rounds, each a fresh copy moved
+    # by tiering and one more export, the order alternating (DuckDB first in even rounds)
     duck_dir = (OUT / "duckdb-export").resolve()
-    con = duck_connect("postgres_scanner")
-    con.execute(f"ATTACH '{libpq(urls['src'])}' AS pg (TYPE postgres, READ_ONLY)")
-    _, duck_s, duck_server_cpu, duck_cpu = cpu_timed(
-        lambda: con.execute(
-            f"""COPY (SELECT *, strftime(now() AT TIME ZONE 'UTC', '%Y-%m-%d') AS date
-                        FROM pg.public.hammerwork_jobs WHERE {dataset.eligible_where(CUTOFF_SQL)})
-                TO '{duck_dir}' (FORMAT parquet, COMPRESSION zstd, PARTITION_BY (queue_name, date))"""  # noqa: S608
-        )
-    )
-    con.close()
-    count_sql = f"SELECT count(*) FROM read_parquet('{duck_dir}/**/*.parquet')"  # noqa: S608
-    duck_rows = int(duck_connect().execute(count_sql).fetchone()[0])  # type: ignore[index]
-    duck_files, duck_bytes = dir_bytes(duck_dir)
+    ducks = [duckdb_export(urls["src"], duck_dir)]
+    duck_files, duck_bytes = int(ducks[0]["files"]), int(ducks[0]["bytes"])
+    runs = [run]
+    first_duck_rate = ducks[0]["rows"] / ducks[0]["seconds"]
+    say(f"round 1: DuckDB export {ducks[0]['rows']:,.0f} rows in {ducks[0]['seconds']:.1f} s = "
+        f"{first_duck_rate:,.0f} rows/s; tiering {n / run['seconds'] / first_duck_rate:.2f}x")  # fmt: skip
+    for r in range(2, E2E_ROUNDS + 1):
+        name = f"bench_e2e_{r}"
+        with psycopg.connect(base, autocommit=True) as conn:
+            conn.execute(f"CREATE DATABASE {name} TEMPLATE bench_src STRATEGY FILE_COPY")
+            conn.execute("CHECKPOINT")
+        for step in ("tiering", "duckdb") if r % 2 else ("duckdb", "tiering"):
+            if step == "tiering":
+                runs.append(tiering_round(db_url(base, name), f"e2e{r}", policy_file))
+            else:
+                ducks.append(duckdb_export(urls["src"], (OUT / f"duckdb-export-{r}").resolve()))
+        shutil.rmtree(OUT / f"duckdb-export-{r}", ignore_errors=True)
+        with psycopg.connect(base, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        t_rate = moved(runs[-1]["doc"]) / runs[-1]["seconds"]
+        d_rate = ducks[-1]["rows"] / ducks[-1]["seconds"]
+        say(f"round {r} ({'tiering' if r % 2 else 'DuckDB'} first): tiering {t_rate:,.0f} jobs/s, DuckDB "
+            f"{d_rate:,.0f} rows/s = {t_rate / d_rate:.2f}x")  # fmt: skip
+    rates = [moved(x["doc"]) / x["seconds"] for x in runs]
+    duck_rates = [d["rows"] / d["seconds"] for d in ducks]
+    rate, duck_rate = statistics.median(rates), statistics.median(duck_rates)
+    duck_rows = int(ducks[0]["rows"])
+    results["end_to_end"] = {"jobs": n, "seconds": round(n / rate, 2), "jobs_per_s": round(rate),
+                             "rounds_jobs_per_s": [round(x) for x in rates],
+                             "objects": n_objects, "cold_bytes_per_job": round(cold_bytes / n, 1),
+                             "rss_mb": round(run["rss_mb"]), "flush_phases": flush.get("phase_seconds")}  # fmt: skip
+
     with psycopg.connect(urls["src"]) as conn:
         # what no move of these rows into objects can skip beyond the export and the DELETE: a job index row per job
         # (restore in <= 3 requests, exactly one live place per job), written as tiering writes it (job id order,
-        # one INSERT into the same table and indexes); rolled back, then the bare DELETE of the same rows
+        # one INSERT into the same table and indexes); rolled back, then the bare DELETE of the same rows (last:
+        # it empties the source of the rounds above)
         indexed, index_s, index_server_cpu, _ = cpu_timed(lambda: conn.execute(INDEX_FLOOR_SQL.format(
             where=dataset.eligible_where(CUTOFF_SQL))).rowcount)  # fmt: skip
         conn.rollback()
@@ -323,12 +376,14 @@ def bench_end_to_end(urls: dict[str, str], policy_file: Path, base: str) -> None
             lambda: conn.execute(f"DELETE FROM hammerwork_jobs WHERE {dataset.eligible_where(CUTOFF_SQL)}").rowcount  # noqa: S608
         )
         conn.commit()
-    duck_rate, delete_rate = duck_rows / duck_s, deleted / delete_s
+    duck_s = duck_rows / duck_rate
+    delete_rate = deleted / delete_s
     move_rate = duck_rows / (duck_s + delete_s)
     floor_rate = duck_rows / (duck_s + delete_s + index_s)
     say(
-        f"DuckDB export: {duck_rows:,} rows in {duck_s:.1f} s = {duck_rate:,.0f} rows/s, {duck_files} files, "
-        f"{duck_bytes / duck_rows:.1f} cold bytes/job"
+        f"median of {len(runs)} rounds: tiering {rate:,.0f} jobs/s (rounds: {', '.join(f'{x:,.0f}' for x in rates)}); "
+        f"DuckDB export {duck_rate:,.0f} rows/s (rounds: {', '.join(f'{x:,.0f}' for x in duck_rates)}), "
+        f"{duck_files} files, {duck_bytes / duck_rows:.1f} cold bytes/job"
     )
     say(f"bare DELETE of the same rows: {deleted:,} in {delete_s:.1f} s = {delete_rate:,.0f} rows/s; "
         f"export + DELETE = {move_rate:,.0f} rows/s")  # fmt: skip
@@ -336,26 +391,33 @@ def bench_end_to_end(urls: dict[str, str], policy_file: Path, base: str) -> None
         f"export + DELETE + job index = {floor_rate:,.0f} rows/s = {floor_rate / duck_rate:.2f}x the export, "
         f"tiering {rate / floor_rate:.2f}x of it")  # fmt: skip
     per = 100_000 / n
-    tiering_cpu = run["cpu_s"] + run_server_cpu
+    tiering_cpu = statistics.median(x["cpu_s"] + x["server_cpu"] for x in runs)
+    tiering_client = statistics.median(x["cpu_s"] for x in runs)
+    tiering_server = statistics.median(x["server_cpu"] for x in runs)
+    duck_cpu = statistics.median(d["cpu"] for d in ducks)
+    duck_server_cpu = statistics.median(d["server_cpu"] for d in ducks)
     floor_cpu = duck_cpu + duck_server_cpu + delete_server_cpu + index_server_cpu
     cores = os.cpu_count() or 1
-    say(f"CPU per 100k jobs: tiering {tiering_cpu * per:.2f} s (tiering {run['cpu_s'] * per:.2f}, PostgreSQL "
-        f"{run_server_cpu * per:.2f}); DuckDB's export {(duck_cpu + duck_server_cpu) * per:.2f} s (DuckDB "
-        f"{duck_cpu * per:.2f}, PostgreSQL {duck_server_cpu * per:.2f}); DELETE {delete_server_cpu * per:.2f} s; "
-        f"job index INSERT {index_server_cpu * per:.2f} s; on {cores} cores tiering's CPU alone allows at most "
+    say(f"CPU per 100k jobs (medians of the rounds): tiering {tiering_cpu * per:.2f} s (tiering "
+        f"{tiering_client * per:.2f}, PostgreSQL {tiering_server * per:.2f}); DuckDB's export "
+        f"{(duck_cpu + duck_server_cpu) * per:.2f} s (DuckDB {duck_cpu * per:.2f}, PostgreSQL "
+        f"{duck_server_cpu * per:.2f}); DELETE {delete_server_cpu * per:.2f} s; job index INSERT "
+        f"{index_server_cpu * per:.2f} s; on {cores} cores tiering's CPU alone allows at most "
         f"{n * cores / tiering_cpu:,.0f} jobs/s = {n * cores / tiering_cpu / duck_rate:.2f}x the export, the "
         f"floor's {n * cores / floor_cpu / duck_rate:.2f}x")  # fmt: skip
     cold_ratio = cold_bytes / n / (duck_bytes / duck_rows)
-    say(f"tiering / DuckDB export: {rate / duck_rate:.2f}x; cold bytes {cold_ratio:.2f}x")
-    if duck_rows != n or deleted != n or indexed != n:
-        say(f"WARNING: row counts differ (tiering {n}, DuckDB {duck_rows}, DELETE {deleted}, index {indexed})")
+    say(f"tiering / DuckDB export: {rate / duck_rate:.2f}x (medians); cold bytes {cold_ratio:.2f}x")
+    counts = {moved(x["doc"]) for x in runs} | {int(d["rows"]) for d in ducks} | {deleted, indexed}
+    if counts != {n}:
+        say(f"WARNING: row counts differ: {sorted(counts)}")
     results["duckdb"] = {
         "rows": duck_rows, "seconds": round(duck_s, 2), "rows_per_s": round(duck_rate),
+        "rounds_rows_per_s": [round(x) for x in duck_rates],
         "cold_bytes_per_job": round(duck_bytes / duck_rows, 1), "files": duck_files,
         "delete_rows_per_s": round(delete_rate), "export_plus_delete_rows_per_s": round(move_rate),
         "index_insert_seconds": round(index_s, 2), "floor_rows_per_s": round(floor_rate),
     }  # fmt: skip
-    cpu = {"tiering": tiering_cpu, "tiering_client": run["cpu_s"], "tiering_postgres": run_server_cpu,
+    cpu = {"tiering": tiering_cpu, "tiering_client": tiering_client, "tiering_postgres": tiering_server,
            "duckdb_export": duck_cpu + duck_server_cpu, "duckdb_postgres": duck_server_cpu,
            "delete": delete_server_cpu, "index_insert": index_server_cpu}  # fmt: skip
     results["cpu_per_100k"] = {k: round(v * per, 2) for k, v in cpu.items()}
@@ -811,4 +873,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
