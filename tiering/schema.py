@@ -721,6 +721,8 @@ def uuid_array_to_str(arr: pa.Array) -> pa.Array:
         arr = arr.storage
     if pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type):
         return arr.cast(pa.string())
+    if pa.types.is_binary(arr.type) and pc.all(pc.equal(pc.binary_length(arr), 16)).as_py() in (True, None):
+        arr = arr.cast(pa.binary(16))  # a driver that returns uuid columns as plain binary
     if not (pa.types.is_fixed_size_binary(arr.type) and arr.type.byte_width == 16):
         raise TypeError(f"expected a UUID array, got {arr.type}")
     n = len(arr)

@@ -82,3 +82,15 @@ def test_opening_and_closing_wait_for_the_databases_driver_lock(db_url: str) -> 
     assert done["close"].is_set() and done["open"].is_set()
     opened[0].close()  # type: ignore[attr-defined]
     database.close()
+
+
+def test_a_constraint_refusal_is_recognised_from_either_driver() -> None:
+    """IntegrityError (1.13), or a ProgrammingError carrying SQLSTATE 23xxx (1.8 reports a COPY's check or unique
+    violation so): both are a refusal the flush quarantines; other errors are not."""
+    import adbc_driver_manager as adbc
+
+    code = adbc.AdbcStatusCode.INVALID_ARGUMENT
+    assert arrowdb.refused_by_a_constraint(adbc.IntegrityError("dup", status_code=code, sqlstate="23505"))
+    assert arrowdb.refused_by_a_constraint(adbc.ProgrammingError("check", status_code=code, sqlstate="23514"))
+    assert not arrowdb.refused_by_a_constraint(adbc.ProgrammingError("syntax", status_code=code, sqlstate="42601"))
+    assert not arrowdb.refused_by_a_constraint(adbc.OperationalError("gone", status_code=code))

@@ -247,6 +247,17 @@ def test_uuid_conversion_matches_python_large() -> None:
     assert got == [None if u is None else str(u) for u in ids]
 
 
+def test_uuid_columns_as_plain_binary_convert_like_the_uuid_type() -> None:
+    """The 1.8 ADBC driver returns uuid columns as binary (16 bytes each), the 1.13 one as arrow.uuid: the same
+    strings from both; binary of another length is refused."""
+    ids = [uuid.uuid4() for _ in range(300)] + [None]
+    plain = pa.array([None if u is None else u.bytes for u in ids], pa.binary())
+    assert S.uuid_array_to_str(plain.slice(1)).to_pylist() == S.uuid_array_to_str(_uuid_ext(ids).slice(1)).to_pylist()
+    assert S.uuid_array_to_str(plain).to_pylist() == [None if u is None else str(u) for u in ids]
+    with pytest.raises(TypeError, match="UUID"):
+        S.uuid_array_to_str(pa.array([b"short"], pa.binary()))
+
+
 def test_fast_zstd_path_threaded() -> None:
     cctx = zstandard.ZstdCompressor(write_content_size=True)
     raws = [json.dumps({"i": i, "v": "ü" * (i % 13)}).encode() for i in range(50_000)]

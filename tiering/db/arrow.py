@@ -152,7 +152,7 @@ def plan_groups(conn: ArrowConnection, queue: str | None) -> list[tuple[str, str
                  FROM hammerwork_jobs_archive
                 WHERE ($1::text IS NULL OR queue_name = $1)
                 GROUP BY 1, 2 ORDER BY 3 DESC, 1, 2""",
-            parameters=(queue,),
+            parameters=pa.record_batch([pa.array([queue], pa.string())], names=["queue"]),
         )
         return [(q, d, int(n)) for q, d, n in cur.fetchall()]
     finally:
@@ -532,7 +532,9 @@ def _uncommittable(conn: ArrowConnection, index_rows: pa.Table) -> dict[str, tup
             lo, hi = todo.pop()
             try:
                 cur.execute(_INSERT_INDEX + " WHERE tiering_n >= $1 AND tiering_n < $2", parameters=(lo, hi))
-            except adbc_driver_manager.IntegrityError as exc:
+            except adbc_driver_manager.Error as exc:
+                if not refused_by_a_constraint(exc):
+                    raise
                 if hi - lo == 1:
                     bad[str(ids[lo])] = (str(queues[lo]), f"cannot be committed: {str(exc).splitlines()[0][:200]}")
                 else:
@@ -545,6 +547,14 @@ def _uncommittable(conn: ArrowConnection, index_rows: pa.Table) -> dict[str, tup
     finally:
         cur.close()
     return bad
+
+
+def refused_by_a_constraint(exc: BaseException) -> bool:
+    """A statement refused by a constraint (SQLSTATE class 23): IntegrityError, or, from the 1.8 driver, a COPY's
+    refusal reported as a ProgrammingError that carries the SQLSTATE."""
+    if isinstance(exc, adbc_driver_manager.IntegrityError):
+        return True
+    return str(getattr(exc, "sqlstate", None) or "").startswith("23")
 
 
 STAGED = "hammerwork_jobs_archive"
@@ -569,7 +579,9 @@ def commit_claimed(
         if index_rows.num_rows:
             try:
                 cur.adbc_ingest("tiering_job_index", index_copy_rows(index_rows), mode="append")
-            except adbc_driver_manager.IntegrityError as exc:
+            except adbc_driver_manager.Error as exc:
+                if not refused_by_a_constraint(exc):
+                    raise
                 conn.rollback()
                 bad = _uncommittable(conn, index_rows)
                 if not bad:
