@@ -245,17 +245,22 @@ def test_no_flush_still_stages(db_url: str, tmp_path: Path) -> None:
         assert count(conn, "tiering_manifest") == 0
 
 
-def _counting_eligible(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Every whole count of the hot table's eligible jobs (staging.count_eligible), recorded."""
-    real = staging_db.count_eligible
+def _spy_calls(monkeypatch: pytest.MonkeyPatch, module: Any, name: str) -> list[int]:
+    """Every call of module.name, recorded (the function still runs)."""
+    real = getattr(module, name)
     calls: list[int] = []
 
     def counting(*a: Any, **k: Any) -> Any:
         calls.append(1)
         return real(*a, **k)
 
-    monkeypatch.setattr(staging_db, "count_eligible", counting)
+    monkeypatch.setattr(module, name, counting)
     return calls
+
+
+def _counting_eligible(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Every whole count of the hot table's eligible jobs (staging.count_eligible), recorded."""
+    return _spy_calls(monkeypatch, staging_db, "count_eligible")
 
 
 def _hooks() -> tuple[list[tuple[str, str, int]], Any, Any]:
@@ -841,18 +846,9 @@ def test_a_direct_run_scans_for_hammerwork_marked_rows_only_when_its_scan_saw_on
     """Settling's hot side (a whole scan of the hot table for rows Hammerwork marked archived) runs only when the
     direct path's own scan counted such a row: none on a table Hammerwork's archiver never touched, and then every
     marked row whose copy exists is settled as before."""
-    from tiering.db import staging as staging_mod
-
     settings = Settings(home=tmp_path, store_url=(tmp_path / "objects").as_uri(), database_url=db_url)
     store = open_store(settings)
-    real = staging_mod.settle_hammerwork_hot_copies
-    calls: list[int] = []
-
-    def counting(*a: Any, **k: Any) -> int:
-        calls.append(1)
-        return real(*a, **k)
-
-    monkeypatch.setattr(staging_mod, "settle_hammerwork_hot_copies", counting)
+    calls = _spy_calls(monkeypatch, staging_db, "settle_hammerwork_hot_copies")
     seed(db_url, 200, start=1)
     first = _run(db_url, store, settings, ALL_TERMINAL)
     assert first["jobs_archived"] > 0 and first["hot_copies_settled"] == 0
