@@ -220,20 +220,15 @@ def restore_archived_job(
 
 
 def _conflict_if_hot(
-    conn: psycopg.Connection,
-    jid: uuid.UUID,
-    *,
-    settle: bool = False,
-    hot: tuple[str, datetime | None] | None | bool = True,
+    conn: psycopg.Connection, jid: uuid.UUID, hot: tuple[str, datetime | None] | None, *, settle: bool = False
 ) -> None:
-    """A job still in the hot table is not restored; a hot copy Hammerwork only marked archived is not a live job:
-    it is ignored on a first look and deleted (`settle`, inside the restore's transaction, the archive copy
-    locked) so the archived copy comes back, as every step that moves jobs settles such copies. `hot` is the hot
-    row when the caller read it already (the first look); True reads it here."""
-    found = qdb.hot_job(conn, jid) if hot is True else hot
-    if not found:
+    """A job still in the hot table (`hot`: its (status, archived_at), qdb.hot_job's) is not restored; a hot copy
+    Hammerwork only marked archived is not a live job: it is ignored on a first look and deleted (`settle`, inside
+    the restore's transaction, the archive copy locked) so the archived copy comes back, as every step that moves
+    jobs settles such copies."""
+    if hot is None:
         return
-    status, archived_at = found
+    status, archived_at = hot
     if archived_at is not None:
         if settle:
             staging.settle_marked_hot(conn, [jid])
@@ -275,7 +270,7 @@ def _restore_one(
     with conn.transaction():
         # A first look without locks, in one statement: where is it, and does its object need a GLACIER restore?
         look = qdb.first_look(conn, jid)
-        _conflict_if_hot(conn, jid, hot=look.hot)
+        _conflict_if_hot(conn, jid, look.hot)
         loc = None if look.staged else look.cold
         if not look.staged and loc is None:
             restored = qdb.last_restored_at(conn, jid)
@@ -288,7 +283,7 @@ def _restore_one(
             rows = qdb.staged_rows(conn, [jid], lock=True)
             if not rows:
                 raise ConflictError(f"job {jid} left staging while being restored (flushed or restored); retry")
-            _conflict_if_hot(conn, jid, settle=not dry_run)
+            _conflict_if_hot(conn, jid, qdb.hot_job(conn, jid), settle=not dry_run)
             row = rows[0]
             values = _staged_to_hot(row)
             if not dry_run:
@@ -303,22 +298,20 @@ def _restore_one(
     _ensure_readable(conn, store, settings, loc["object_id"], loc["object_key"], loc["storage_class"], [str(jid)])
     # The object is read on another thread while this one locks the index row and checks the hot table: the GET
     # (10-15 ms on SeaweedFS) and those statements overlap. The locks are held until the row is inserted.
+    # (leaving the executor waits for the read, whatever the transaction ended in)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tiering-restore-read") as reader:
         read = reader.submit(_read_cold_row, store, settings, jid, loc)
-        try:
-            # pipeline mode: the statements whose results are not read (the lock, the insert, the mark, the
-            # commit) go without waiting for each answer
-            with conn.pipeline(), conn.transaction():
-                locks.share_moves(conn)
-                live = qdb.lock_live_index(conn, [(loc["object_id"], str(jid))])
-                if str(jid) not in live:
-                    raise ConflictError(f"job {jid} was restored by someone else meanwhile; nothing restored")
-                _conflict_if_hot(conn, jid, settle=True)
-                values = _cold_to_hot(read.result())
-                qdb.insert_hot(conn, [values])
-                qdb.mark_restored(conn, [(loc["object_id"], str(jid))])
-        finally:
-            read.cancel()
+        # pipeline mode: the statements whose results are not read (the lock, the insert, the mark, the commit) go
+        # without waiting for each answer
+        with conn.pipeline(), conn.transaction():
+            locks.share_moves(conn)
+            live = qdb.lock_live_index(conn, [(loc["object_id"], str(jid))])
+            if str(jid) not in live:
+                raise ConflictError(f"job {jid} was restored by someone else meanwhile; nothing restored")
+            _conflict_if_hot(conn, jid, qdb.hot_job(conn, jid), settle=True)
+            values = _cold_to_hot(read.result())
+            qdb.insert_hot(conn, [values])
+            qdb.mark_restored(conn, [(loc["object_id"], str(jid))])
     return RestoreResult(str(jid), "cold", loc["queue_name"], loc["status"], loc["archived_at"], False, True,
                          loc["object_key"], loc["row_group"], _requests(store) - before)  # fmt: skip
 
