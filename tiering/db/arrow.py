@@ -91,15 +91,16 @@ class ArrowDatabase:
                 if self._shared is None and _SHARED_DATABASE is not None:
                     self._shared = _SHARED_DATABASE(adbc_pg.connect(self._url))
                 shared = self._shared
-                if shared is None:  # a driver manager without its (private) holder: a database per connection
-                    return connect_arrow(self._url)
-                # the connection takes a reference of its own (released by its close())
-                driver_connection = adbc_driver_manager.AdbcConnection(shared._db)
-                try:
-                    return _SerializedConnection(shared, driver_connection, self._lock)
-                except BaseException:
-                    driver_connection.close()
-                    raise
+                if shared is not None:
+                    # the connection takes a reference of its own (released by its close())
+                    driver_connection = adbc_driver_manager.AdbcConnection(shared._db)
+                    try:
+                        return _SerializedConnection(shared, driver_connection, self._lock)
+                    except BaseException:
+                        driver_connection.close()
+                        raise
+            # a driver manager without its (private) holder: a database per connection, nothing shared to guard
+            return connect_arrow(self._url)
         except DatabaseError:
             raise
         except Exception as exc:  # noqa: BLE001 - translated at the boundary
