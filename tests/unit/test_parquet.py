@@ -404,3 +404,64 @@ def test_footer_cache_loads_each_object_once() -> None:
     assert parquet.cached_footer(key, loader("b")) == "a"
     assert parquet.cached_footer((key[0], 11), loader("c")) == "c"  # another size: another object
     assert loads == ["a", "c"]
+
+
+def _with_columns(table: pa.Table, **columns: pa.Array) -> pa.Table:
+    for name, values in columns.items():
+        i = table.schema.get_field_index(name)
+        table = table.set_column(i, table.schema.field(i), values)
+    return table
+
+
+def test_columns_the_footer_gives_are_filled_in_not_decoded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rows of one row group: a column all null there, or without nulls and min == max there (integers, booleans,
+    timestamps), takes its value from the footer's statistics; strings, lists, columns with some nulls and
+    varying ones are decoded. The rows equal a full decode's, in any row group, at any position."""
+    monkeypatch.setattr(parquet, "MIN_ROW_GROUP_ROWS", 10)
+    n = 50
+    table = pa.Table.from_batches([_archive(n, seed=3)])
+    when = table["created_at"][0].as_py()
+    table = _with_columns(
+        table,
+        priority_weight=pa.array([7] * n, pa.int32()),  # constant int
+        recurring=pa.array([False] * 25 + [True] * 25),  # constant per row group
+        next_run_at=pa.array([when] * n, table.schema.field("next_run_at").type),  # constant timestamp
+        timeout_seconds=pa.array([None] * 25 + [30] * 24 + [None], pa.int32()),  # null, then constant with a null
+        timezone=pa.array(["UTC"] * n),  # a constant string: decoded (string statistics may be truncated)
+        max_attempts=pa.array(list(range(n)), pa.int32()),  # varies
+        encryption_key_id=pa.array([None] * n, pa.string()),  # all null
+    )
+    (part,) = parquet.write_parts(table.to_batches(), tmp_path, flush_id=FLUSH, part_name_fn=_name, row_group_rows=25)
+    data, meta = part.path.read_bytes(), parquet.read_footer(part.path)
+    assert meta.num_row_groups == 2
+    columns = parquet.present_columns(meta, S.RESTORE_COLUMNS)
+    known = [parquet.statistics_values(meta, rg, columns) for rg in range(2)]
+    assert known[0]["priority_weight"] == known[1]["priority_weight"] == 7
+    assert (known[0]["recurring"], known[1]["recurring"]) == (False, True)
+    assert known[0]["next_run_at"] == known[1]["next_run_at"] == when
+    assert known[0]["timeout_seconds"] is None and "timeout_seconds" not in known[1]  # 24 of 30, one null
+    assert known[0]["encryption_key_id"] is None and known[1]["encryption_key_id"] is None  # all null, any type
+    for rg in range(2):
+        assert not {"timezone", "max_attempts", "id", "payload", "depends_on", "pii_fields"} & set(known[rg])
+    decoded: list[list[str] | None] = []
+    real_take = parquet._take_positions
+
+    def spy(pf: pq.ParquetFile, positions: Any, cols: list[str] | None) -> pa.Table:
+        decoded.append(cols)
+        return real_take(pf, positions, cols)
+
+    monkeypatch.setattr(parquet, "_take_positions", spy)
+    for rg, row in ((0, 0), (0, 24), (1, 0), (1, 13), (1, 24)):
+        start, end = parquet.row_group_range(meta, rg, columns)
+        got = parquet.rows_from_segment(meta, len(data), (start, data[start:end]), [(rg, row)], columns)
+        assert got.column_names == columns
+        assert got.to_pylist() == table.slice(25 * rg + row, 1).select(columns).to_pylist()
+        assert decoded[-1] == [c for c in columns if c not in known[rg]]
+    both = parquet.rows_from_segment(meta, len(data), (0, data), [(0, 1), (1, 1)], columns)
+    assert both.to_pylist() == table.take([1, 26]).select(columns).to_pylist()
+    assert decoded[-1] == columns  # two row groups: every column decoded
+    constant = parquet.statistics_values(meta, 0, ["priority_weight", "recurring"])
+    assert set(constant) == {"priority_weight", "recurring"}  # all of them known: one is decoded anyway
+    got = parquet.rows_from_segment(meta, len(data), (0, data), [(0, 5)], ["priority_weight", "recurring"])
+    assert got.to_pylist() == [{"priority_weight": 7, "recurring": False}]
+    assert decoded[-1] == ["priority_weight"]  # the first of them

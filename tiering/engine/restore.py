@@ -308,10 +308,11 @@ def _restore_one(
             live = qdb.lock_live_index(conn, [(loc["object_id"], str(jid))])
             if str(jid) not in live:
                 raise ConflictError(f"job {jid} was restored by someone else meanwhile; nothing restored")
+            # the mark needs no row from the object: it goes with the hot check's round trip, while the read goes on
+            qdb.mark_restored(conn, [(loc["object_id"], str(jid))])
             _conflict_if_hot(conn, jid, qdb.hot_job(conn, jid), settle=True)
             values = _cold_to_hot(read.result())
             qdb.insert_hot(conn, [values])
-            qdb.mark_restored(conn, [(loc["object_id"], str(jid))])
     return RestoreResult(str(jid), "cold", loc["queue_name"], loc["status"], loc["archived_at"], False, True,
                          loc["object_key"], loc["row_group"], _requests(store) - before)  # fmt: skip
 
