@@ -10,7 +10,7 @@ database (CREATE DATABASE ... TEMPLATE) feed each measurement, so every contende
                COPY ... TO parquet PARTITION_BY (queue, date) zstd of the same rows from the same database, and a
                bare DELETE of them, and the job index's INSERT of them (the floor of a move: export + DELETE + index,
                one after another); CPU per 100k jobs of each (the CLI child, DuckDB's child, PostgreSQL's
-               processes); BENCH_E2E_ROUNDS (3) rounds, each a fresh copy moved by tiering and a fresh DuckDB
+               processes); BENCH_E2E_ROUNDS (5) rounds, each a fresh copy moved by tiering and a fresh DuckDB
                process exporting, the order alternating; the table shows the medians;
                vs Hammerwork's own archiver (bench/hammerwork_algo.py) on the same data
   cold bytes   bytes per job of that run's objects                          vs  DuckDB's export
@@ -60,7 +60,7 @@ HW_SECONDS = float(os.environ.get("BENCH_HW_SECONDS", "30"))
 RESTORES = int(os.environ.get("BENCH_RESTORES", "50"))
 # End-to-end rounds: each a fresh copy of the database moved by tiering and the same rows exported by DuckDB, in
 # alternating order; the medians are the table's figures (one run each swung by up to 30 % between benches here).
-E2E_ROUNDS = max(1, int(os.environ.get("BENCH_E2E_ROUNDS", "3")))
+E2E_ROUNDS = max(1, int(os.environ.get("BENCH_E2E_ROUNDS", "5")))
 # Sections a quick iteration may leave out: hammerwork, daily (the 365-day flush and the purges), rss, load, iceberg.
 SKIP = set(filter(None, os.environ.get("BENCH_SKIP", "").split(",")))
 TOKEN = "bench-token"
