@@ -21,7 +21,6 @@ from tiering.db.operations import list_operations
 from tiering.engine.archive import archive_jobs
 from tiering.engine.flush import flush_staged
 from tiering.engine.purge import (
-    DELETE_CALLS,
     MARK_THREADS,
     auto_purge,
     preview_purge_operation,
@@ -496,9 +495,7 @@ def test_a_pipelined_purge_marks_an_object_only_after_it_is_gone(
     watching = OrderWatchingDeletes(target.store, db_url)
     result = purge_archived_jobs(session_for(db_url, watching, target.settings), NOW - 30 * DAY)
     calls = watching.__dict__["calls"]
-    # DELETE_CALLS calls run at once: they may reach the store in any order
-    assert sorted(len(c) for c in calls) == [1, 2, 2, 2] and result.delete_calls == 4
-    assert sorted(k for c in calls for k in c) == sorted(set(k for c in calls for k in c))  # each key once
+    assert [len(c) for c in calls] == [2, 2, 2, 1] and result.delete_calls == 4
     assert watching.__dict__["marked_first"] == []
     assert result.objects_deleted == 7 and result.jobs_purged == 7 and not result.errors
     assert object_keys(target.store) == set() == committed_keys(db_url) and live_index(db_url) == {}
@@ -526,9 +523,9 @@ def test_a_failed_mark_stops_the_pipeline_and_the_next_purge_settles_it(
     with pytest.raises(psycopg.OperationalError):
         purge_archived_jobs(session_for(db_url, watching, target.settings), NOW - 30 * DAY)
     sent = len(watching.__dict__["calls"])
-    # no call is sent once the failure is seen: at most MARK_THREADS + DELETE_CALLS batches were deleted beyond
-    # the one marked before the failed mark and the failed one itself
-    assert sent <= 2 + MARK_THREADS + DELETE_CALLS < 9
+    # no call is sent once the failure is seen: at most MARK_THREADS + 1 batches were deleted beyond the one
+    # marked before the failed mark and the failed one itself
+    assert sent <= 2 + MARK_THREADS + 1 < 9
     committed = committed_keys(db_url)
     in_bucket = object_keys(target.store)
     assert in_bucket <= committed  # nothing in the bucket lost its committed row
@@ -666,7 +663,7 @@ def test_marking_purged_removes_only_live_rows_of_those_objects_and_restores_the
 def test_a_purge_deletes_in_manifest_order_and_its_marks_do_not_wait_for_the_wal_but_erases_do(
     target: Any, db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The purge cuts its DeleteObjects calls in manifest id order (objects flushed together are neighbours in
+    """The purge sends its DeleteObjects calls in manifest id order (objects flushed together are neighbours in
     the job index's heap), not in its plan's (queue, date) order; its marks commit without waiting for their WAL
     (a lost mark is what a crash between a delete and its mark leaves, settled by the next purge), while the
     same pipeline run for an erase keeps each mark durable; the pooled connections keep the server's setting."""
@@ -704,9 +701,7 @@ def test_a_purge_deletes_in_manifest_order_and_its_marks_do_not_wait_for_the_wal
     session = session_for(db_url, watching, target.settings)
     result = purge_archived_jobs(session, NOW - 30 * DAY)
     assert result.objects_deleted == 5 and not result.errors
-    # each call is a run of manifest id order (DELETE_CALLS of them in flight may reach the store in any order)
-    calls = sorted(watching.__dict__["calls"], key=lambda call: in_id_order.index(call[0]))
-    assert [k for call in calls for k in call] == in_id_order and [len(c) for c in calls] == [2, 2, 1]
+    assert [k for call in watching.__dict__["calls"] for k in call] == in_id_order
     assert settings_seen == ["off", "off", "off"] and watching.__dict__["marked_first"] == []
     with session.connection() as conn:
         assert conn.execute("SELECT current_setting('synchronous_commit')").fetchone() == ("on",)

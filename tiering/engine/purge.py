@@ -54,9 +54,6 @@ DELETE_BATCH = 1000
 # more of the two overlap.
 PIPELINE_BATCH = 250
 MARK_THREADS = 2
-# DeleteObjects calls in flight at once: a store works on several in parallel (SeaweedFS, 2,920 objects in calls
-# of 250: 1.38-1.44 s one call after the other, 0.79-1.25 s four... eight at a time in the same runs).
-DELETE_CALLS = 4
 T = TypeVar("T")
 HEAD_THREADS = 8
 # Partial objects rewritten at a time: a rewrite mostly waits (reads, uploads, read-back, commits), so more
@@ -167,24 +164,23 @@ def delete_whole_objects(
     phase: Callable[[str], AbstractContextManager[None]] | None = None,
     mark_threads: int = 1,
     wait_for_marks: bool = True,
-    delete_calls: int = 1,
 ) -> Iterator[tuple[DeleteOutcome, list[T]]]:
     """Delete whole objects, PIPELINE_BATCH keys a call; after each call mark the objects that went as purged
     (with `also`'s work in the same transaction) and yield (outcome, items gone), in batch order. Objects go
     before their manifest rows, so one that could not be deleted keeps its committed row and the manifest stays
     true.
 
-    A large purge is a pipeline: `delete_calls` side threads send the DeleteObjects calls (purge passes
-    DELETE_CALLS) while `mark_threads` connections mark the batches already deleted (purge passes MARK_THREADS:
-    the database's per-row DELETE of index rows is the larger part at 1M jobs, and then runs on both cores; `also`
-    must be thread-safe for more than one). Batches are marked and yielded in order. At most mark_threads +
-    delete_calls batches are deleted and not yet marked, so a failure (or a crash) leaves at most those gone from
-    the bucket but still committed: the state a crash between a delete and its mark always left, which the next
-    purge settles (a missing key deletes fine). On a failure the calls not yet sent are cancelled. `phase` times
-    the waits for the store ("delete_objects") and for the marks ("mark_purged"). With `wait_for_marks` False a
-    mark's commit does not wait for its WAL to be flushed (purge): a crash may then lose marks already reported,
-    which leaves the same state (objects gone, rows still committed) and the next purge settles it; the caller's
-    next durable commit (its audit row) flushes them all."""
+    A large purge is a pipeline: one side thread sends the DeleteObjects calls back to back while `mark_threads`
+    connections mark the batches already deleted (purge passes MARK_THREADS: the database's per-row DELETE of
+    index rows is the larger part at 1M jobs, and then runs on both cores; `also` must be thread-safe for more
+    than one). At most mark_threads + 1 batches are deleted and not yet marked, so a failure (or a crash) leaves
+    at most those gone from the bucket but still committed: the state a crash between a delete and its mark
+    always left, which the next purge settles (a missing key deletes fine). On a failure the calls not yet sent
+    are cancelled. `phase` times the waits for the store ("delete_objects") and
+    for the marks ("mark_purged"). With `wait_for_marks` False a mark's commit does not wait for its WAL to be
+    flushed (purge): a crash may then lose marks already reported, which leaves the same state (objects gone,
+    rows still committed) and the next purge settles it; the caller's next durable commit (its audit row) flushes
+    them all."""
     timed = phase or (lambda _name: nullcontext())
     by_key = {row_of(item).key: item for item in items}
     keys = list(by_key)
@@ -207,16 +203,12 @@ def delete_whole_objects(
     marking: deque[tuple[DeleteOutcome, Future[list[T]]]] = deque()
     sent = 0
     with (
-        ThreadPoolExecutor(max(1, min(delete_calls, len(batches))), thread_name_prefix="tiering-delete") as store_side,
+        ThreadPoolExecutor(1, thread_name_prefix="tiering-delete") as store_side,
         ThreadPoolExecutor(max(1, min(mark_threads, len(batches))), thread_name_prefix="tiering-mark") as db_side,
     ):
         try:
             while True:
-                while (
-                    sent < len(batches)
-                    and len(deleting) < delete_calls
-                    and len(deleting) + len(marking) < mark_threads + delete_calls
-                ):
+                while sent < len(batches) and len(deleting) + len(marking) <= mark_threads:
                     deleting.append(store_side.submit(delete_keys, session.store, batches[sent]))
                     sent += 1
                 if deleting and len(marking) < mark_threads:
@@ -741,8 +733,7 @@ def _execute(session: Session, plan: _Plan, result: PurgeResult) -> None:
     #    most of the table's pages, as batches of one queue's objects over many days did
     by_id = sorted(plan.deletes, key=lambda c: c.row.id)
     for gone, done in delete_whole_objects(
-        session, by_id, lambda c: c.row, phase=result.phase, mark_threads=MARK_THREADS, wait_for_marks=False,
-        delete_calls=DELETE_CALLS,
+        session, by_id, lambda c: c.row, phase=result.phase, mark_threads=MARK_THREADS, wait_for_marks=False
     ):
         result.delete_calls += gone.calls
         result.errors.extend({**e, "stage": "delete"} for e in gone.errors)
