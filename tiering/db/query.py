@@ -386,30 +386,37 @@ def cold_location(conn: psycopg.Connection, job_id: uuid.UUID, *, lock: bool) ->
 @dataclass(frozen=True)
 class FirstLook:
     """Where one job is, read without locks in one statement: the hot row's (status, archived_at), whether a
-    staged row exists, and the cold location (cold_location's columns)."""
+    staged row exists, the cold location (cold_location's columns), and whether analysts use the store's listing
+    (listing_published: a cold restore then rewrites its superseded rows; asked here, not in a statement of its
+    own on another pooled connection after the restore)."""
 
     hot: tuple[str, datetime | None] | None
     staged: bool
     cold: dict[str, Any] | None
+    listing_in_use: bool = False
 
 
 _FIRST_LOOK_SQL = f"""SELECT h.id IS NOT NULL AS in_hot, h.status AS hot_status, h.archived_at AS hot_archived_at,
-       EXISTS (SELECT 1 FROM hammerwork_jobs_archive a WHERE a.id = %(id)s) AS staged, l.*
+       EXISTS (SELECT 1 FROM hammerwork_jobs_archive a WHERE a.id = %(id)s) AS staged,
+       EXISTS (SELECT 1 FROM tiering_analyst_listing WHERE store_uri = %(store_uri)s) AS listing_in_use, l.*
   FROM (SELECT %(id)s::uuid AS id) j
   LEFT JOIN hammerwork_jobs h ON h.id = j.id
   LEFT JOIN LATERAL (SELECT {_COLD_LOCATION_COLUMNS} FROM {_COLD_LOCATION_FROM}) l ON true"""  # noqa: S608
 
 
-def first_look(conn: psycopg.Connection, job_id: uuid.UUID) -> FirstLook:
-    """hot_job, staged_rows and cold_location of one job in one round trip (a restore's first look)."""
+def first_look(conn: psycopg.Connection, job_id: uuid.UUID, store_uri: str) -> FirstLook:
+    """hot_job, staged_rows, cold_location and listing_published (of `store_uri`) in one round trip (a restore's
+    first look)."""
+    params = {"id": job_id, "store_uri": store_uri}
     with conn.cursor(row_factory=dict_row) as cur:
-        row = cur.execute(_FIRST_LOOK_SQL.encode(), {"id": job_id}).fetchone()  # type: ignore[arg-type]
+        row = cur.execute(_FIRST_LOOK_SQL.encode(), params).fetchone()  # type: ignore[arg-type]
     assert row is not None  # one row by construction
     hot = (row["hot_status"], row["hot_archived_at"]) if row["in_hot"] else None
     cold = None
     if row["job_id"] is not None:
-        cold = {k: v for k, v in row.items() if k not in ("in_hot", "hot_status", "hot_archived_at", "staged")}
-    return FirstLook(hot, bool(row["staged"]), cold)
+        looked = ("in_hot", "hot_status", "hot_archived_at", "staged", "listing_in_use")
+        cold = {k: v for k, v in row.items() if k not in looked}
+    return FirstLook(hot, bool(row["staged"]), cold, bool(row["listing_in_use"]))
 
 
 def last_restored_at(conn: psycopg.Connection, job_id: uuid.UUID) -> datetime | None:
