@@ -171,8 +171,9 @@ def _readers() -> ThreadPoolExecutor:
 
 
 def _forget_readers() -> None:
-    global _READERS
+    global _READERS, _READERS_LOCK
     _READERS = None
+    _READERS_LOCK = threading.Lock()  # another thread of the parent may have held it at the fork
 
 
 os.register_at_fork(after_in_child=_forget_readers)
