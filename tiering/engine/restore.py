@@ -231,7 +231,8 @@ def restore_archived_job(
         session.connection() as conn,
         audited(conn, "restore", initiated_by=initiated_by, reason="Manual", parameters=params) as op,
     ):
-        result, listing_in_use = _restore_one(conn, session.store, session.settings, jid, dry_run)
+        look = _first_look(conn, session.store, jid)
+        result = _restore_one(conn, session.store, session.settings, jid, look, dry_run)
         result.operation_id = op.id
         op.counts = {"restored": 0 if dry_run else 1, "would_restore": 1 if dry_run else 0, "source": result.source,
                      "object_requests": result.object_requests}  # fmt: skip
@@ -240,7 +241,7 @@ def restore_archived_job(
     if result.restored and result.source == "cold":
         from tiering.engine.analyst import publish_superseded_quietly
 
-        publish_superseded_quietly(session, listing_in_use)  # the analysts' views leave the restored job out
+        publish_superseded_quietly(session, look.listing_in_use)  # the analysts' views leave the restored job out
         iceberg.reconcile_quietly(session)  # so does the Iceberg table (a position delete), when enabled
     return result
 
@@ -289,21 +290,28 @@ def _read_cold_row(store: ObjectStore, settings: Settings, jid: uuid.UUID, loc: 
     return cold_row
 
 
-def _restore_one(
-    conn: psycopg.Connection, store: ObjectStore, settings: Settings, jid: uuid.UUID, dry_run: bool
-) -> tuple[RestoreResult, bool]:
-    """The restore, and whether analysts use the store's listing (the first look asks)."""
-    before = _requests(store)
+def _first_look(conn: psycopg.Connection, store: ObjectStore, jid: uuid.UUID) -> qdb.FirstLook:
+    """A first look without locks, in one statement: where is the job (a hot one, or one neither staged nor in the
+    job index, is refused here), and do analysts use the store's listing?"""
     with conn.transaction():
-        # A first look without locks, in one statement: where is it, and does its object need a GLACIER restore?
         look = qdb.first_look(conn, jid, store.uri(""))
         _conflict_if_hot(conn, jid, look.hot)
-        loc = None if look.staged else look.cold
-        if not look.staged and loc is None:
+        if not look.staged and look.cold is None:
             restored = qdb.last_restored_at(conn, jid)
             if restored is not None:
                 raise ConflictError(f"job {jid} was already restored (at {restored.isoformat()}); nothing restored")
             raise NotFoundError(f"no archived job with id {jid} (neither in staging nor in the job index)")
+    return look
+
+
+def _restore_one(
+    conn: psycopg.Connection, store: ObjectStore, settings: Settings, jid: uuid.UUID, look: qdb.FirstLook,
+    dry_run: bool,
+) -> RestoreResult:
+    """The restore from where the first look found the job; a cold object that needs a GLACIER restore first
+    raises RestoreInProgressError."""
+    before = _requests(store)
+    loc = None if look.staged else look.cold
     if look.staged:
         with conn.transaction():
             locks.share_moves(conn)
@@ -316,14 +324,12 @@ def _restore_one(
             if not dry_run:
                 qdb.insert_hot(conn, [values])
                 qdb.delete_staged(conn, [jid])
-        staged = RestoreResult(str(jid), "staging", row["queue_name"], row["status"].strip('"'), row["archived_at"],
-                               dry_run, not dry_run)  # fmt: skip
-        return staged, look.listing_in_use
+        return RestoreResult(str(jid), "staging", row["queue_name"], row["status"].strip('"'), row["archived_at"],
+                             dry_run, not dry_run)  # fmt: skip
     assert loc is not None
     if dry_run:
-        would = RestoreResult(str(jid), "cold", loc["queue_name"], loc["status"], loc["archived_at"], True, False,
-                              loc["object_key"], loc["row_group"], _requests(store) - before)  # fmt: skip
-        return would, look.listing_in_use
+        return RestoreResult(str(jid), "cold", loc["queue_name"], loc["status"], loc["archived_at"], True, False,
+                             loc["object_key"], loc["row_group"], _requests(store) - before)  # fmt: skip
     _ensure_readable(conn, store, settings, loc["object_id"], loc["object_key"], loc["storage_class"], [str(jid)])
     # The object is read on another thread while this one locks the index row and checks the hot table: the GET
     # (10-15 ms on SeaweedFS) and those statements overlap. The locks are held until the row is inserted, and the
@@ -344,9 +350,8 @@ def _restore_one(
             qdb.insert_hot(conn, [values])
     finally:
         wait([read])
-    cold = RestoreResult(str(jid), "cold", loc["queue_name"], loc["status"], loc["archived_at"], False, True,
+    return RestoreResult(str(jid), "cold", loc["queue_name"], loc["status"], loc["archived_at"], False, True,
                          loc["object_key"], loc["row_group"], _requests(store) - before)  # fmt: skip
-    return cold, look.listing_in_use
 
 
 # --- bulk restore -----------------------------------------------------------------------------------
