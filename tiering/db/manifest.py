@@ -178,11 +178,14 @@ def superseded_copies(conn: psycopg.Connection) -> list[tuple[str, str, str]]:
     ]
 
 
+# Whether analysts use the listing of a store (see migration 0005); a restore's first look asks it too.
+LISTING_PUBLISHED_SQL = "EXISTS (SELECT 1 FROM tiering_analyst_listing WHERE store_uri = %(store_uri)s)"
+
+
 def listing_published(conn: psycopg.Connection, store_uri: str) -> bool:
     """Whether analysts use the listing of this store (see migration 0005)."""
-    return (
-        conn.execute("SELECT 1 FROM tiering_analyst_listing WHERE store_uri = %s", (store_uri,)).fetchone() is not None
-    )
+    row = conn.execute(f"SELECT {LISTING_PUBLISHED_SQL}", {"store_uri": store_uri}).fetchone()  # noqa: S608
+    return bool(row and row[0])
 
 
 def mark_listing_published(conn: psycopg.Connection, store_uri: str) -> None:

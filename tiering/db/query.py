@@ -20,7 +20,14 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from tiering import schema as S
-from tiering.db.manifest import COMMITTED_ORDER, COMMITTED_WHERE, MANIFEST_COLUMNS, ManifestRow, committed_params
+from tiering.db.manifest import (
+    COMMITTED_ORDER,
+    COMMITTED_WHERE,
+    LISTING_PUBLISHED_SQL,
+    MANIFEST_COLUMNS,
+    ManifestRow,
+    committed_params,
+)
 
 
 @dataclass(frozen=True)
@@ -398,7 +405,7 @@ class FirstLook:
 
 _FIRST_LOOK_SQL = f"""SELECT h.id IS NOT NULL AS in_hot, h.status AS hot_status, h.archived_at AS hot_archived_at,
        EXISTS (SELECT 1 FROM hammerwork_jobs_archive a WHERE a.id = %(id)s) AS staged,
-       EXISTS (SELECT 1 FROM tiering_analyst_listing WHERE store_uri = %(store_uri)s) AS listing_in_use, l.*
+       {LISTING_PUBLISHED_SQL} AS listing_in_use, l.*
   FROM (SELECT %(id)s::uuid AS id) j
   LEFT JOIN hammerwork_jobs h ON h.id = j.id
   LEFT JOIN LATERAL (SELECT {_COLD_LOCATION_COLUMNS} FROM {_COLD_LOCATION_FROM}) l ON true"""  # noqa: S608
