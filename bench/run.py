@@ -293,15 +293,12 @@ def tiering_round(url: str, label: str, policy_file: Path) -> dict[str, Any]:
     return run
 
 
-def vacuum_analyze(url: str) -> None:
+def execute_autocommit(url: str, *statements: str) -> None:
+    """Statements outside a transaction block (VACUUM, CHECKPOINT, CREATE/DROP DATABASE: the bench's embedded
+    server, whose user is a superuser), one after another on one connection."""
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("VACUUM ANALYZE")
-
-
-def checkpoint(url: str) -> None:
-    """Write every dirty page of the cluster now (the bench's embedded server: its user is a superuser)."""
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("CHECKPOINT")
+        for statement in statements:
+            conn.execute(statement)
 
 
 def bench_end_to_end(urls: dict[str, str], policy_file: Path, base: str) -> None:
@@ -319,8 +316,7 @@ def bench_end_to_end(urls: dict[str, str], policy_file: Path, base: str) -> None
         autovacuumed = autovacuum_since(urls["e2e"], run_started)
         first = get(api + "/api/archive/jobs?limit=50")
         fresh = [first] + [get(api + "/api/archive/jobs?limit=50") for _ in range(4)]
-        with psycopg.connect(urls["e2e"], autocommit=True) as conn:
-            conn.execute("VACUUM ANALYZE")
+        execute_autocommit(urls["e2e"], "VACUUM ANALYZE")
         analysed = [get(api + "/api/archive/jobs?limit=50") for _ in range(5)]
     n = moved(run["doc"])
     n_objects, cold_bytes = dir_bytes(objects)
@@ -355,12 +351,9 @@ def bench_end_to_end(urls: dict[str, str], policy_file: Path, base: str) -> None
                 # the copy goes as soon as the run ends: autovacuum of the rows it deleted must not run beside the
                 # next export (it did: that export ran at 0.8x the others)
                 name = f"bench_e2e_{r}"
-                with psycopg.connect(base, autocommit=True) as conn:
-                    conn.execute(f"CREATE DATABASE {name} TEMPLATE bench_src STRATEGY FILE_COPY")
-                    conn.execute("CHECKPOINT")
+                execute_autocommit(base, f"CREATE DATABASE {name} TEMPLATE bench_src STRATEGY FILE_COPY", "CHECKPOINT")
                 runs.append(tiering_round(db_url(base, name), f"e2e{r}", policy_file))
-                with psycopg.connect(base, autocommit=True) as conn:
-                    conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+                execute_autocommit(base, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
             else:
                 ducks.append(duckdb_export(urls["src"], (OUT / f"duckdb-export-{r}").resolve()))
                 shutil.rmtree(OUT / f"duckdb-export-{r}", ignore_errors=True)
@@ -596,9 +589,9 @@ def bench_seaweed(urls: dict[str, str], base: str) -> None:
         settle_started = datetime.now(UTC)
         vacuum_started = time.perf_counter()
         for name in ("stage", "floor"):
-            vacuum_analyze(urls[name])
+            execute_autocommit(urls[name], "VACUUM ANALYZE")
         vacuum_s = time.perf_counter() - vacuum_started
-        checkpoint_s = timed(lambda: checkpoint(urls["stage"]))[1]
+        checkpoint_s = timed(lambda: execute_autocommit(urls["stage"], "CHECKPOINT"))[1]
         stage_settings = Settings(
             database_url=urls["stage"], home=OUT / "home-stage", store_url="s3://bench-stage/archive",
             s3_endpoint_url=s3.endpoint,
