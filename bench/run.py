@@ -10,7 +10,7 @@ database (CREATE DATABASE ... TEMPLATE) feed each measurement, so every contende
                COPY ... TO parquet PARTITION_BY (queue, date) zstd of the same rows from the same database, and a
                bare DELETE of them, and the job index's INSERT of them (the floor of a move: export + DELETE + index,
                one after another); CPU per 100k jobs of each (the CLI child, DuckDB's child, PostgreSQL's
-               processes); BENCH_E2E_ROUNDS (5) rounds, each a fresh copy moved by tiering and a fresh DuckDB
+               processes); BENCH_E2E_ROUNDS (7) rounds, each a fresh copy moved by tiering and a fresh DuckDB
                process exporting, the order alternating; the table shows the medians;
                vs Hammerwork's own archiver (bench/hammerwork_algo.py) on the same data
   cold bytes   bytes per job of that run's objects                          vs  DuckDB's export
@@ -60,7 +60,7 @@ HW_SECONDS = float(os.environ.get("BENCH_HW_SECONDS", "30"))
 RESTORES = int(os.environ.get("BENCH_RESTORES", "50"))
 # End-to-end rounds: each a fresh copy of the database moved by tiering and the same rows exported by DuckDB, in
 # alternating order; the medians are the table's figures (one run each swung by up to 30 % between benches here).
-E2E_ROUNDS = max(1, int(os.environ.get("BENCH_E2E_ROUNDS", "5")))
+E2E_ROUNDS = max(1, int(os.environ.get("BENCH_E2E_ROUNDS", "7")))
 # Sections a quick iteration may leave out: hammerwork, daily (the 365-day flush and the purges), rss, load, iceberg.
 SKIP = set(filter(None, os.environ.get("BENCH_SKIP", "").split(",")))
 TOKEN = "bench-token"
@@ -264,8 +264,12 @@ def autovacuum_since(url: str, since: datetime) -> list[str]:
 
 def duckdb_export(src_url: str, out_dir: Path) -> dict[str, float]:
     """DuckDB's export of the eligible rows of `src_url` (postgres_scanner -> zstd Parquet partitioned by queue and
-    date) in a child process (bench/duck_child.py): rows, seconds, CPU (its own and PostgreSQL's), files, bytes."""
+    date) in a child process (bench/duck_child.py): rows, seconds, CPU (its own and PostgreSQL's), files, bytes.
+    It starts right after a CHECKPOINT, as a tiering round does (its copy's CREATE DATABASE and CHECKPOINT): without
+    one, the first export ran while the server still wrote out what the VACUUM ANALYZE before it had dirtied, and
+    was the slowest of every bench's rounds (61-67k rows/s against 75-101k)."""
     shutil.rmtree(out_dir, ignore_errors=True)
+    execute_autocommit(src_url, "CHECKPOINT")
     before = server_cpu()
     child = subprocess.run(
         [sys.executable, "-m", "bench.duck_child", libpq(src_url), dataset.eligible_where(CUTOFF_SQL), str(out_dir)],
