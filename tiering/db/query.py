@@ -381,11 +381,10 @@ _COLD_LOCATION_FROM = """tiering_job_index x JOIN tiering_manifest m ON m.id = x
  WHERE x.job_id = %(id)s AND x.restored_at IS NULL"""
 
 
-def cold_location(conn: psycopg.Connection, job_id: uuid.UUID, *, lock: bool) -> dict[str, Any] | None:
-    """The live index row of a cold job joined with its committed manifest row."""
+def cold_location(conn: psycopg.Connection, job_id: uuid.UUID) -> dict[str, Any] | None:
+    """The live index row of a cold job joined with its committed manifest row (read without a lock: a restore
+    locks the index row itself, lock_live_index)."""
     query = f"SELECT {_COLD_LOCATION_COLUMNS} FROM {_COLD_LOCATION_FROM}"  # noqa: S608 - constant text
-    if lock:
-        query += " FOR UPDATE OF x"
     with conn.cursor(row_factory=dict_row) as cur:
         return cur.execute(query.encode(), {"id": job_id}).fetchone()  # type: ignore[arg-type]
 

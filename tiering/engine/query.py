@@ -474,7 +474,7 @@ def get_archived_job(session: Session, job_id: str | uuid.UUID, with_payload: bo
     jid = parse_job_id(job_id)
     with session.connection() as conn:
         staged = qdb.staged_rows(conn, [jid], lock=False)
-        loc = None if staged else qdb.cold_location(conn, jid, lock=False)
+        loc = None if staged else qdb.cold_location(conn, jid)
         hot = qdb.hot_job(conn, jid) if not staged and loc is None else None
         restored = qdb.last_restored_at(conn, jid) if not staged and loc is None else None
     if staged:
