@@ -142,12 +142,10 @@ def _listing_in_use(session: Session) -> bool:
         return mdb.listing_published(conn, session.store.uri(""))
 
 
-def publish_superseded_quietly(session: Session, in_use: bool | None = None) -> None:
-    """After a single cold restore: rewrite only the superseded rows (one PUT) when analysts use the listing
-    (`in_use`: what the restore's first look found; None asks the database)."""
+def publish_superseded_quietly(session: Session) -> None:
+    """After a single cold restore, when analysts use the listing (the restore's first look asks): rewrite only
+    the superseded rows (one PUT)."""
     try:
-        if not (_listing_in_use(session) if in_use is None else in_use):
-            return
         from tiering.parquet import table_bytes
 
         store = session.store

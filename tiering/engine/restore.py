@@ -239,9 +239,10 @@ def restore_archived_job(
         if dry_run:
             op.outcome = "dry_run"
     if result.restored and result.source == "cold":
-        from tiering.engine.analyst import publish_superseded_quietly
+        if look.listing_in_use:  # the analysts' views leave the restored job out
+            from tiering.engine.analyst import publish_superseded_quietly
 
-        publish_superseded_quietly(session, look.listing_in_use)  # the analysts' views leave the restored job out
+            publish_superseded_quietly(session)
         iceberg.reconcile_quietly(session)  # so does the Iceberg table (a position delete), when enabled
     return result
 
